@@ -1,0 +1,353 @@
+"""Typed, validated records of one generation: per-step token scores, attention and metadata.
+
+Dimension names used throughout the package:
+
+* ``seq``   – positions of the final sequence (prompt followed by generated tokens), unpadded;
+* ``step``  – generated steps; step ``i`` produced token ``token_ids[prompt_len + i]``;
+* ``k``     – top-k candidates of a step, sorted by descending log-probability;
+* ``layer``, ``head`` – transformer layer and attention head;
+* ``query``, ``key``  – positions of the final sequence (``query == key == seq``).
+
+Records hold tensors on the CPU. They are built once, from complete data
+(:meth:`Capture.__post_init__` checks shapes), and never import drawing code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
+StopReason = Literal["eos", "stop_string", "length"]
+STOP_REASONS: tuple[str, ...] = ("eos", "stop_string", "length")
+
+
+class CaptureError(ValueError):
+    """A capture's contents are inconsistent (wrong shape, NaN/inf values, ...)."""
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise CaptureError(msg)
+
+
+@dataclass(frozen=True)
+class TokenScores:
+    """Statistics of the next-token distribution at every generated step.
+
+    One instance describes either the raw model logits (``Capture.raw``) or the
+    processed scores that decoding actually picked from (``Capture.processed``:
+    after temperature, top-k, top-p, ...). Log-probabilities are natural logs of
+    the softmax of those scores; entropy is in nats.
+
+    Attributes:
+        entropy: ``[step]`` float32, entropy of the distribution.
+        chosen_logprob: ``[step]`` float32, log-probability of the token that was chosen.
+        chosen_rank: ``[step]`` int64, 1-based rank of the chosen token (1 = most likely;
+            ties are broken in the chosen token's favour).
+        topk_ids: ``[step, k]`` int64, the k most likely token ids, most likely first.
+        topk_logprobs: ``[step, k]`` float32, their log-probabilities.
+    """
+
+    entropy: torch.Tensor
+    chosen_logprob: torch.Tensor
+    chosen_rank: torch.Tensor
+    topk_ids: torch.Tensor
+    topk_logprobs: torch.Tensor
+
+    def __post_init__(self) -> None:
+        steps = self.entropy.shape[0] if self.entropy.dim() == 1 else -1
+        _check(self.entropy.dim() == 1, f"entropy must be [step], got {tuple(self.entropy.shape)}")
+        for name in ("chosen_logprob", "chosen_rank"):
+            t = getattr(self, name)
+            _check(tuple(t.shape) == (steps,), f"{name} must be [step]=({steps},), got {tuple(t.shape)}")
+        _check(
+            self.topk_ids.dim() == 2 and self.topk_ids.shape[0] == steps,
+            f"topk_ids must be [step, k] with step={steps}, got {tuple(self.topk_ids.shape)}",
+        )
+        _check(
+            self.topk_logprobs.shape == self.topk_ids.shape,
+            f"topk_logprobs {tuple(self.topk_logprobs.shape)} must match topk_ids {tuple(self.topk_ids.shape)}",
+        )
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.entropy.shape[0])
+
+    @property
+    def k(self) -> int:
+        return int(self.topk_ids.shape[1])
+
+    def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
+        """All fields as a flat ``{prefix.field: tensor}`` dict (for storage)."""
+        return {f"{prefix}.{f.name}": getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], prefix: str) -> TokenScores:
+        return cls(**{f.name: tensors[f"{prefix}.{f.name}"] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One alternative the model considered at a step."""
+
+    token_id: int
+    token: str
+    logprob: float
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.logprob)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """A readable view of one generated step (built on demand from a :class:`Capture`)."""
+
+    step: int
+    position: int
+    token_id: int
+    token: str
+    logprob: float
+    rank: int
+    entropy: float
+    top: tuple[Candidate, ...]
+    processed_logprob: float
+    processed_rank: int
+    processed_entropy: float
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.logprob)
+
+
+@dataclass
+class CaptureMeta:
+    """Where a capture came from. Everything here is JSON-serialisable.
+
+    Attributes:
+        model: hub id or local folder the model was loaded from.
+        revision: model revision (commit hash or branch) where known.
+        random_weights: True when the weights were randomly initialised (the text is meaningless).
+        tokenizer: tokenizer name or folder.
+        generation: every generation setting used (max_new_tokens, do_sample, temperature, ...).
+        device: device the model ran on (``"cpu"``, ``"cuda:0"``, ``"mps"``).
+        dtype: model dtype (``"float32"``, ...).
+        attention_dtype: dtype attention weights are stored in.
+        versions: library versions (torch, transformers, inspector, python).
+        source: where the prompt came from (free text, DailyDialog split/dialogue/turn, ...).
+        sequence_index: index among the sequences returned for the prompt (beam rank).
+        sequence_score: beam score of the sequence (beam search only).
+        extra: anything else a caller wants to keep.
+    """
+
+    model: str = ""
+    revision: str | None = None
+    random_weights: bool = False
+    tokenizer: str = ""
+    generation: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    dtype: str = "float32"
+    attention_dtype: str = "float16"
+    versions: dict[str, str] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    sequence_index: int = 0
+    sequence_score: float | None = None
+    created: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CaptureMeta:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class Capture:
+    """Everything recorded while generating one sequence.
+
+    Attributes:
+        token_ids: ``[seq]`` int64, prompt ids followed by generated ids (no padding).
+        tokens: ``seq`` display strings, one per id (``tokenizer.decode([id])``).
+        prompt_len: number of prompt tokens; generated step ``i`` is position ``prompt_len + i``.
+        prompt_text: the prompt as given.
+        generated_text: decoded generated tokens (special tokens skipped).
+        stop_reason: ``"eos"``, ``"stop_string"`` or ``"length"``.
+        raw: statistics under the raw model logits (``[step]`` / ``[step, k]``).
+        processed: statistics under the processed scores decoding used.
+        attentions: ``[layer, head, query, key]`` over the final sequence, or ``None``
+            when not kept. Causal: zero above the diagonal; each row sums to 1.
+            Prompt rows come from the prefill pass, the row of generated token ``i``
+            from the decoding step that consumed it.
+        logits: ``[step, vocab]`` float32 raw logits (row ``i`` produced generated
+            token ``i``), only when captured with ``keep_logits=True``.
+        meta: provenance, see :class:`CaptureMeta`.
+        labels: display string of every token id in ``token_ids`` and in the top-k lists.
+    """
+
+    token_ids: torch.Tensor
+    tokens: list[str]
+    prompt_len: int
+    prompt_text: str
+    generated_text: str
+    stop_reason: str
+    raw: TokenScores
+    processed: TokenScores
+    attentions: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    meta: CaptureMeta = field(default_factory=CaptureMeta)
+    labels: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        seq = int(self.token_ids.shape[0]) if self.token_ids.dim() == 1 else -1
+        _check(self.token_ids.dim() == 1, f"token_ids must be [seq], got {tuple(self.token_ids.shape)}")
+        _check(len(self.tokens) == seq, f"tokens has {len(self.tokens)} entries, token_ids has {seq}")
+        _check(0 < self.prompt_len <= seq, f"prompt_len={self.prompt_len} must be in 1..{seq}")
+        steps = seq - self.prompt_len
+        _check(self.stop_reason in STOP_REASONS, f"stop_reason {self.stop_reason!r} not in {STOP_REASONS}")
+        for name in ("raw", "processed"):
+            sc: TokenScores = getattr(self, name)
+            _check(sc.num_steps == steps, f"{name} scores cover {sc.num_steps} steps, sequence has {steps}")
+        if self.attentions is not None:
+            a = self.attentions
+            _check(
+                a.dim() == 4 and a.shape[2] == seq and a.shape[3] == seq,
+                f"attentions must be [layer, head, {seq}, {seq}], got {tuple(a.shape)}",
+            )
+        if self.logits is not None:
+            _check(
+                self.logits.dim() == 2 and self.logits.shape[0] == steps,
+                f"logits must be [step={steps}, vocab], got {tuple(self.logits.shape)}",
+            )
+
+    # ----------------------------------------------------------------- sizes
+    @property
+    def seq_len(self) -> int:
+        return int(self.token_ids.shape[0])
+
+    @property
+    def num_steps(self) -> int:
+        return self.seq_len - self.prompt_len
+
+    @property
+    def num_layers(self) -> int:
+        return 0 if self.attentions is None else int(self.attentions.shape[0])
+
+    @property
+    def num_heads(self) -> int:
+        return 0 if self.attentions is None else int(self.attentions.shape[1])
+
+    @property
+    def generated_ids(self) -> torch.Tensor:
+        """``[step]`` ids of the generated tokens."""
+        return self.token_ids[self.prompt_len :]
+
+    @property
+    def generated_tokens(self) -> list[str]:
+        return self.tokens[self.prompt_len :]
+
+    @property
+    def chosen_probs(self) -> torch.Tensor:
+        """``[step]`` probability of each chosen token under the raw logits."""
+        return self.raw.chosen_logprob.exp()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by this capture's tensors."""
+        total = self.token_ids.numel() * self.token_ids.element_size()
+        for t in self.tensors().values():
+            total += t.numel() * t.element_size()
+        return total
+
+    # --------------------------------------------------------------- views
+    def label(self, token_id: int) -> str:
+        """Display string of a token id seen in this capture (``<id>`` when unknown)."""
+        return self.labels.get(int(token_id), f"<{int(token_id)}>")
+
+    def step(self, i: int) -> StepRecord:
+        """A readable record of generated step ``i`` (negative indices count from the end)."""
+        n = self.num_steps
+        if not -n <= i < n:
+            raise IndexError(f"step {i} out of range: this capture has {n} generated steps (0..{n - 1})")
+        i %= n
+        top = tuple(
+            Candidate(int(tid), self.label(tid), float(lp))
+            for tid, lp in zip(self.raw.topk_ids[i].tolist(), self.raw.topk_logprobs[i].tolist())
+        )
+        pos = self.prompt_len + i
+        return StepRecord(
+            step=i,
+            position=pos,
+            token_id=int(self.token_ids[pos]),
+            token=self.tokens[pos],
+            logprob=float(self.raw.chosen_logprob[i]),
+            rank=int(self.raw.chosen_rank[i]),
+            entropy=float(self.raw.entropy[i]),
+            top=top,
+            processed_logprob=float(self.processed.chosen_logprob[i]),
+            processed_rank=int(self.processed.chosen_rank[i]),
+            processed_entropy=float(self.processed.entropy[i]),
+        )
+
+    @property
+    def steps(self) -> list[StepRecord]:
+        """All generated steps as :class:`StepRecord` objects."""
+        return [self.step(i) for i in range(self.num_steps)]
+
+    # ------------------------------------------------------------ attention
+    def require_attentions(self) -> torch.Tensor:
+        if self.attentions is None:
+            raise CaptureError(
+                "this capture kept no attention weights; capture again with attention kept "
+                "(inspector run --attention full, or model.generate(...) defaults)"
+            )
+        return self.attentions
+
+    def aggregate(self, layers: str | int | None = "mean", heads: str | int | None = "mean") -> torch.Tensor:
+        """Attention reduced over layers and/or heads; see :func:`inspector.aggregate.aggregate_attention`."""
+        from inspector.aggregate import aggregate_attention
+
+        return aggregate_attention(self.require_attentions(), layers=layers, heads=heads)
+
+    def stacked_mean(self, step: int | None = None) -> torch.Tensor:
+        """The notebook's ``torch.stack(output.attentions[step]).mean(dim=0)`` for one prompt.
+
+        Returns ``[head, query, key]``. With ``step=None`` it covers the whole final
+        sequence; with ``step=s`` it is exactly what the notebook's ``use_cache=False``
+        step ``s`` returned: the first ``prompt_len + s`` rows and columns.
+        """
+        from inspector.aggregate import stacked_mean
+
+        return stacked_mean(self.require_attentions(), prompt_len=self.prompt_len, step=step)
+
+    # ------------------------------------------------------------- storage
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every tensor of the capture by storage name (``token_ids`` excluded)."""
+        out = {**self.raw.tensors("raw"), **self.processed.tensors("processed")}
+        if self.attentions is not None:
+            out["attentions"] = self.attentions
+        if self.logits is not None:
+            out["logits"] = self.logits
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        """Write to ``path`` (safetensors + JSON metadata); see :func:`inspector.store.save_capture`."""
+        from inspector.store import save_capture
+
+        return save_capture(self, path)
+
+    def __repr__(self) -> str:
+        att = "none" if self.attentions is None else "x".join(map(str, self.attentions.shape))
+        return (
+            f"Capture(prompt_len={self.prompt_len}, steps={self.num_steps}, stop={self.stop_reason!r}, "
+            f"attentions={att}, model={self.meta.model!r}, random_weights={self.meta.random_weights}, "
+            f"text={self.generated_text[:40]!r})"
+        )

@@ -1,0 +1,80 @@
+"""Shared fixtures: tiny and full-size random GPT-2 models built from configs, shared data paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def gpt2_offline_dir() -> Path | None:
+    """``INSPECTOR_GPT2_OFFLINE_DIR`` or ``../shared/models/gpt2-offline`` when present."""
+    env = os.environ.get("INSPECTOR_GPT2_OFFLINE_DIR")
+    path = Path(env) if env else SHARED / "models" / "gpt2-offline"
+    return path if (path / "config.json").is_file() and (path / "tokenizer.json").is_file() else None
+
+
+def dailydialog_dir() -> Path | None:
+    """``INSPECTOR_DAILYDIALOG_DIR`` or ``../shared/data/dailydialog`` when present."""
+    env = os.environ.get("INSPECTOR_DAILYDIALOG_DIR")
+    path = Path(env) if env else SHARED / "data" / "dailydialog"
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def gpt2_dir() -> Path:
+    path = gpt2_offline_dir()
+    if path is None:
+        pytest.skip("GPT-2 tokenizer/config not found: set INSPECTOR_GPT2_OFFLINE_DIR (see ../shared/README.md)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def dd_dir() -> Path:
+    path = dailydialog_dir()
+    if path is None:
+        pytest.skip("DailyDialog not found: set INSPECTOR_DAILYDIALOG_DIR (see ../shared/README.md)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer(gpt2_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(gpt2_dir)
+
+
+def make_tiny(tokenizer, n_layer: int = 2, n_head: int = 2, n_embd: int = 32, seed: int = 0):
+    """A tiny random GPT-2 (eager attention) wrapped as an InspectorModel; its size is asserted."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    import inspector
+
+    config = GPT2Config(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=len(tokenizer), n_positions=1024)
+    config._attn_implementation = "eager"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(config).eval()
+    assert len(model.transformer.h) == n_layer and model.config.n_embd == n_embd
+    return inspector.InspectorModel.from_model(model, tokenizer, name="tiny-gpt2", random_weights=True)
+
+
+@pytest.fixture(scope="session")
+def tiny(tokenizer):
+    """2 layers, 2 heads, 32 dims, the real 50257-token vocabulary."""
+    return make_tiny(tokenizer)
+
+
+@pytest.fixture(scope="session")
+def gpt2_random(gpt2_dir):
+    """Full-size GPT-2 small (124M) with random weights, float32, CPU."""
+    import inspector
+
+    im = inspector.load_model(gpt2_dir, device="cpu", random_weights=True)
+    assert im.num_layers == 12 and im.num_heads == 12
+    return im
