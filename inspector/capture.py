@@ -140,13 +140,35 @@ class GenerationSettings:
             "use_cache": True,
             "return_dict_in_generate": True,
         }
-        if self.do_sample:
-            kwargs.update(temperature=float(self.temperature), top_k=self.top_k or 0, top_p=float(self.top_p))
         if self.repetition_penalty != 1.0:
             kwargs["repetition_penalty"] = float(self.repetition_penalty)
         if self.num_beams > 1:
             kwargs["early_stopping"] = True
         return GenerationConfig(**kwargs)
+
+    def warpers(self) -> list[Any]:
+        """Hugging Face's own sampling warpers, in ``generate``'s order (temperature, top-k, top-p).
+
+        They are passed as custom processors, so the recorder placed after them sees
+        the scores that sampling actually draws from (``generate`` would otherwise
+        apply them after every custom processor).
+        """
+        from transformers.generation.logits_process import (
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
+
+        if not self.do_sample:
+            return []
+        out: list[Any] = []
+        if self.temperature != 1.0:
+            out.append(TemperatureLogitsWarper(float(self.temperature)))
+        if self.top_k:
+            out.append(TopKLogitsWarper(top_k=self.top_k, min_tokens_to_keep=1))
+        if self.top_p < 1.0:
+            out.append(TopPLogitsWarper(top_p=float(self.top_p), min_tokens_to_keep=1))
+        return out
 
 
 # --------------------------------------------------------------------------- modules
@@ -453,7 +475,7 @@ def _check_finite_attention(att: torch.Tensor, prompt_len: int, which: str) -> N
     if bool(bad.any()):
         layer = int(bad.flatten(1).any(-1).nonzero()[0])
         q = int(bad[layer].any(0).any(-1).nonzero()[0])
-        where = "the prefill (prompt rows)" if q < prompt_len else f"generated step {q - prompt_len + 1}"
+        where = "the prefill (prompt rows)" if q < prompt_len else f"the row of generated token {q - prompt_len}"
         raise NonFiniteError(f"{which}: NaN or inf attention weights at layer {layer}, query position {q} ({where})")
 
 
@@ -574,7 +596,7 @@ def _run(
             input_ids=input_ids,
             attention_mask=mask,
             generation_config=gen_config,
-            logits_processor=LogitsProcessorList([processor]),
+            logits_processor=LogitsProcessorList([*settings.warpers(), processor]),
             stopping_criteria=StoppingCriteriaList([criterion]),
         )
         sequences = out.sequences  # [rows_out, p_max + T]
@@ -673,7 +695,6 @@ def _assemble(
         plen = p_max - pad
         which = f"prompt {b}" + (f", sequence {j % nrs}" if nrs > 1 else "")
         steps_idx = torch.arange(steps_j)
-        _check_finite_steps(finite[row_at, steps_idx], which)
         if beam:
             pos = (cand[row_at, steps_idx] == gen_ids[:, None]).int().argmax(-1)
             found = cand[row_at, steps_idx, pos] == gen_ids
@@ -708,6 +729,7 @@ def _assemble(
                 assert rec.buffer is not None
                 att = rec.buffer[j, :, :, pad : pad + seq_len, pad : pad + seq_len].cpu().clone()
             _check_finite_attention(att, plen, which)
+        _check_finite_steps(finite[row_at, steps_idx], which)
         logits = logits_all[row_at, steps_idx] if logits_all is not None else None
         id_list = ids.tolist()
         labels_ids = set(id_list) | set(raw_scores.topk_ids.flatten().tolist()) | set(proc_scores.topk_ids.flatten().tolist())

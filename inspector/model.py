@@ -94,6 +94,19 @@ def _hub_hint(name: str) -> str:
     )
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub's host accepts a TCP connection (fails fast when offline)."""
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _ensure_eager(model: PreTrainedModel) -> None:
     impl = getattr(model.config, "_attn_implementation", "eager")
     if impl == "eager":
@@ -231,6 +244,14 @@ def load_model(
         raise ModelLoadError(f"model folder {name!r} does not exist (or is not a folder)")
     if local_files_only is None:
         local_files_only = is_local or os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "TRUE")
+    if not local_files_only and not is_local:
+        # a cached copy works offline; otherwise fail fast instead of a minute of retries
+        try:
+            AutoConfig.from_pretrained(name, revision=revision, local_files_only=True)
+            local_files_only = True
+        except (OSError, ValueError):
+            if not _hub_reachable():
+                raise ModelLoadError(_hub_hint(name)) from None
     common: dict[str, Any] = {"revision": revision, "local_files_only": local_files_only}
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **common)

@@ -1,9 +1,127 @@
-"""Placeholder: replaced by the module that implements this command."""
+"""``inspector run`` (a resumable corpus run over DailyDialog) and ``inspector stats`` (its summary by label)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+from inspector.cli.capture import add_generation_args, add_model_args, load_model_from_args, settings_from_args
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # noqa: ARG001 - nothing to register yet
-    return None
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="capture across many DailyDialog turns (batched, resumable) and write a summary table",
+        description=(
+            "Generate the reply to every selected DailyDialog turn with capture, in batches, into a run folder: "
+            "one capture per turn (captures/DDDDD-TTT.safetensors), summary.parquet (one row per turn) and "
+            "run.json. Killed at any moment, the same command resumes it; a different command against the "
+            "same folder is refused."
+        ),
+    )
+    g = p.add_argument_group("data")
+    g.add_argument("--split", default="validation", help="DailyDialog split (default: %(default)s)")
+    g.add_argument(
+        "--data",
+        default=None,
+        help="DailyDialog folder (original release layout) or Parquet/CSV/JSONL file or folder, or 'hub' "
+        "(default: $INSPECTOR_DAILYDIALOG_DIR, else the Hugging Face Hub)",
+    )
+    g.add_argument(
+        "--filter",
+        dest="filters",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep matching turns (repeatable): act=question, emotion=anger,sadness, response_act=..., "
+        "response_emotion=..., dial_id=1,4,10-12, turn=0, text=bank, response_text=..., has_response=yes",
+    )
+    g.add_argument("--limit", type=int, default=None, help="only the first N selected turns")
+    add_model_args(p)
+    add_generation_args(p, max_new_tokens=40)
+    g = p.add_argument_group("prompts")
+    g.add_argument("--context-turns", type=int, default=3,
+                   help="dialogue turns shown before the reply cue (default: %(default)s; 1 = the notebook's prompt)")
+    g.add_argument("--template", default="notebook",
+                   help="prompt template: notebook ('{role}: {text} \\n' lines), plain ('{role}: {text}\\n'), "
+                   "or a line format containing {text} (default: %(default)s)")
+    g.add_argument("--max-prompt-tokens", type=int, default=None,
+                   help="prompt token budget; turns are dropped from the left to fit "
+                   "(default: context length minus --max-new-tokens)")
+    g = p.add_argument_group("run")
+    g.add_argument("--out", required=True, help="run folder, e.g. runs/NAME")
+    g.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default: %(default)s)")
+    g.add_argument("--attention", choices=["full", "summary", "none"], default="summary",
+                   help="attention kept per turn: full [layer, head, seq, seq]; summary: mean over heads "
+                   "(default); none: no attention (attention columns are NaN)")
+    g.add_argument("--no-captures", dest="keep_captures", action="store_false",
+                   help="write only the summary, no capture files")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=run_run)
+
+    s = sub.add_parser(
+        "stats",
+        help="a run's summary by label: count, mean entropy, chosen-token probability, attention shares",
+        description="Group a run's summary.parquet by a label and print count and means; optionally write CSV.",
+    )
+    s.add_argument("run", help="run folder (runs/NAME)")
+    s.add_argument("--by", default="emotion", choices=["emotion", "act", "response_emotion", "response_act"])
+    s.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    s.set_defaults(func=run_stats)
+
+
+def _config_from_args(args: argparse.Namespace):  # noqa: ANN202
+    from inspector.data.dailydialog import parse_filters
+    from inspector.runs import RunConfig
+
+    settings = settings_from_args(args, truncate_prompt=False, keep_attention=args.attention != "none")
+    return RunConfig(
+        split=args.split,
+        data=args.data,
+        filters=parse_filters(args.filters),
+        limit=args.limit,
+        batch_size=args.batch_size,
+        context_turns=args.context_turns,
+        template=args.template,
+        max_prompt_tokens=args.max_prompt_tokens,
+        attention=args.attention,
+        keep_captures=args.keep_captures,
+        settings=settings,
+    )
+
+
+def run_run(args: argparse.Namespace) -> int:
+    from inspector.model import resolve_device, resolve_dtype
+    from inspector.runs import check_resumable, command_identity, run_corpus
+
+    config = _config_from_args(args)  # everything validated before the model loads
+    device = resolve_device(args.device)
+    dtype = str(resolve_dtype(args.dtype, device)).replace("torch.", "")
+    check_resumable(args.out, command_identity(config, args.model, args.random_weights, device.type, dtype))
+    im = load_model_from_args(args)
+    print(f"loaded {im.describe()}", file=sys.stderr)
+    run = run_corpus(config, args.out, im, model_id=args.model, progress=args.progress, command=sys.argv)
+    counts = run.settings.get("counts", {})
+    print(f"wrote {run.path}: {counts.get('turns', len(run.summary))} turns in summary.parquet "
+          f"({run.settings.get('total_seconds', 0.0):.1f} s of generation)")
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from inspector.runs import load_run
+
+    run = load_run(args.run)
+    table = run.stats(args.by)
+    if not run.complete:
+        print(f"note: {run.path} is not finished; {len(run.summary)} turns so far", file=sys.stderr)
+    with pd.option_context("display.max_columns", None, "display.width", 200, "display.float_format", "{:.4f}".format):
+        print(table.to_string())
+    if args.csv:
+        from inspector._atomic import atomic_path
+
+        with atomic_path(args.csv) as tmp:
+            table.to_csv(tmp)
+        print(f"wrote {args.csv}", file=sys.stderr)
+    return 0

@@ -1,0 +1,1 @@
+"""The Streamlit dashboard: ``app.py`` (layout), ``state.py`` (caches, session), ``panels.py`` (views)."""

@@ -1,0 +1,285 @@
+"""Dashboard state: launch options, session keys, cached loaders and serialised generation.
+
+* The model loads once per process (``st.cache_resource``), through
+  :func:`inspector.fallback.load_with_fallback`, so the page always gets a model.
+* Captures are cached process-wide by model, prompt, source and settings; changing
+  a view (layer, head, aggregate, colouring) never generates again.
+* One process-wide lock serialises generation: every session shares the model, and
+  capture attaches hooks to it.
+* :func:`generate_calls` counts real model generations (tests use it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+# ----------------------------------------------------------------------------- limits
+#: Hard cap on new tokens per generation in the dashboard (long generations are capped, not queued).
+MAX_NEW_TOKENS_CAP = 256
+#: Captures kept in the process-wide cache.
+CAPTURE_CACHE_ENTRIES = 32
+
+# ----------------------------------------------------------------------------- session keys
+#: The capture shown in every view (an :class:`inspector.Capture`).
+CAPTURE = "capture"
+#: Where the current capture came from, a short human line.
+CAPTURE_ORIGIN = "capture_origin"
+#: The settings key of the current capture (to tell the user when the sidebar has changed since).
+CAPTURE_SETTINGS = "capture_settings_key"
+#: Tab to switch to on the next run (a tab can only be switched before it is drawn).
+PENDING_VIEW = "_pending_view"
+#: Message to show once after a rerun.
+FLASH = "_flash"
+#: The open corpus run (see :func:`open_run`) and the path it came from.
+RUN = "run"
+RUN_PATH = "run_path"
+#: Tab widget key.
+VIEW = "view"
+
+VIEWS = ("Prompt", "Generation", "Attention", "Corpus", "Export")
+
+
+# ----------------------------------------------------------------------------- launch options
+@dataclass(frozen=True)
+class LaunchOptions:
+    """What ``inspector dashboard`` (or ``streamlit run dashboard/app.py -- ...``) was started with."""
+
+    model: str = "gpt2"
+    random_weights: bool = False
+    device: str = "auto"
+    run: str | None = None
+    config_dir: str | None = None
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def launch_options(argv: list[str] | None = None) -> LaunchOptions:
+    """Options from ``-- --model X --run Y ...`` after the app's path, else ``INSPECTOR_DASHBOARD_*`` env vars.
+
+    Env vars: ``INSPECTOR_DASHBOARD_MODEL``, ``INSPECTOR_DASHBOARD_RANDOM_WEIGHTS``,
+    ``INSPECTOR_DASHBOARD_DEVICE``, ``INSPECTOR_DASHBOARD_RUN``, ``INSPECTOR_DASHBOARD_CONFIG_DIR``.
+    """
+    env = os.environ
+    defaults = LaunchOptions(
+        model=env.get("INSPECTOR_DASHBOARD_MODEL") or "gpt2",
+        random_weights=_truthy(env.get("INSPECTOR_DASHBOARD_RANDOM_WEIGHTS")),
+        device=env.get("INSPECTOR_DASHBOARD_DEVICE") or "auto",
+        run=env.get("INSPECTOR_DASHBOARD_RUN") or None,
+        config_dir=env.get("INSPECTOR_DASHBOARD_CONFIG_DIR") or None,
+    )
+    if argv is None:
+        # Only parse sys.argv when streamlit runs this app (``streamlit run app.py -- args``);
+        # under pytest/AppTest sys.argv belongs to someone else.
+        argv = sys.argv[1:] if sys.argv and Path(sys.argv[0]).name == "app.py" else []
+    if not argv:
+        return defaults
+    p = argparse.ArgumentParser(prog="dashboard/app.py", add_help=False)
+    p.add_argument("--model", default=defaults.model)
+    p.add_argument("--random-weights", action="store_true", default=defaults.random_weights)
+    p.add_argument("--device", default=defaults.device)
+    p.add_argument("--run", default=defaults.run)
+    p.add_argument("--config-dir", default=defaults.config_dir)
+    args, _unknown = p.parse_known_args(argv)
+    return LaunchOptions(args.model, bool(args.random_weights), args.device, args.run, args.config_dir)
+
+
+# ----------------------------------------------------------------------------- model
+@dataclass(frozen=True)
+class ModelRequest:
+    """What the sidebar asks for; hashable, so it keys the model cache."""
+
+    name: str
+    device: str = "auto"
+    random_weights: bool = False
+    config_dir: str | None = None
+
+    @property
+    def key(self) -> str:
+        return json.dumps([self.name, self.device, self.random_weights, self.config_dir or ""])
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _load_model(name: str, device: str, random_weights: bool, config_dir: str | None) -> Any:
+    from inspector.fallback import load_with_fallback
+
+    return load_with_fallback(name, device=device, random_weights=random_weights, config_dir=config_dir)
+
+
+def load_model(req: ModelRequest) -> Any:
+    """A :class:`inspector.fallback.LoadResult`, loaded once per process per request.
+
+    ``ValueError`` for an unavailable device (the caller shows it).
+    """
+    return _load_model(req.name, req.device, req.random_weights, req.config_dir)
+
+
+def model_key(load: Any, req: ModelRequest) -> str:
+    """Identifies the model that actually generates (the fallback level is part of it)."""
+    return json.dumps([req.key, load.level, load.model.name])
+
+
+# ----------------------------------------------------------------------------- generation
+@st.cache_resource(show_spinner=False)
+def generation_lock() -> threading.Lock:
+    """One lock for the whole process: sessions take turns at the shared model."""
+    return threading.Lock()
+
+
+_COUNTS = {"generate": 0}
+_COUNTS_LOCK = threading.Lock()
+
+
+def generate_calls() -> int:
+    """How many times the dashboard has run the model to generate, in this process."""
+    return _COUNTS["generate"]
+
+
+def settings_key(settings: Any) -> str:
+    return json.dumps(settings.to_dict(), sort_keys=True, default=str)
+
+
+@st.cache_resource(show_spinner=False, max_entries=CAPTURE_CACHE_ENTRIES)
+def _cached_capture(mkey: str, prompt: str, skey: str, source_key: str, _im: Any, _settings: Any,
+                    _source: dict[str, Any]) -> Any:
+    with generation_lock():
+        t0 = time.perf_counter()
+        cap = _im.generate(prompt, settings=_settings, sources=_source)
+        cap.meta.extra["dashboard_seconds"] = round(time.perf_counter() - t0, 3)
+        with _COUNTS_LOCK:
+            _COUNTS["generate"] += 1
+    return cap
+
+
+def generate(load: Any, req: ModelRequest, prompt: str, settings: Any, source: dict[str, Any]) -> Any:
+    """A capture of ``prompt`` (cached by model, prompt, source and settings).
+
+    Raises ``ValueError`` (empty prompt, too long for the context, bad settings) before any model work.
+    """
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("the prompt is empty: pick a DailyDialog turn or type some text")
+    skey = settings_key(settings)
+    return _cached_capture(model_key(load, req), prompt, skey, json.dumps(source, sort_keys=True, default=str),
+                           load.model, settings, source)
+
+
+def clear_caches() -> None:
+    """Forget cached models and captures (tests)."""
+    _load_model.clear()
+    _cached_capture.clear()
+    with _COUNTS_LOCK:
+        _COUNTS["generate"] = 0
+
+
+# ----------------------------------------------------------------------------- DailyDialog
+@st.cache_data(show_spinner=False, max_entries=4)
+def load_turns(split: str, source: str | None) -> Any:
+    """The turn table of a DailyDialog split (``DailyDialogError`` with a message when unavailable)."""
+    from inspector.data.dailydialog import load_dailydialog, turn_table
+
+    return turn_table(load_dailydialog(split, source=source or None))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def load_dialogues(split: str, source: str | None) -> Any:
+    from inspector.data.dailydialog import load_dailydialog
+
+    return load_dailydialog(split, source=source or None)
+
+
+def dailydialog_source() -> str | None:
+    """The local DailyDialog folder from the environment (``None``: the Hub)."""
+    return os.environ.get("INSPECTOR_DAILYDIALOG_DIR") or None
+
+
+# ----------------------------------------------------------------------------- runs
+def _run_stamp(path: Path) -> float:
+    """Changes when the run's summary is rewritten, so a finished run reloads."""
+    stamps = [p.stat().st_mtime for p in (path / "summary.parquet", path / "run.json") if p.exists()]
+    return max(stamps, default=0.0)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _open_run(path: str, stamp: float) -> Any:  # noqa: ARG001 - stamp only keys the cache
+    from inspector.runs import load_run
+
+    run = load_run(path)
+    _ = run.summary  # read (and so validate) the table now, where the caller shows errors
+    return run
+
+
+def open_run(path: str) -> Any:
+    """A loaded corpus run (``inspector.runs.load_run``); errors propagate with their message."""
+    p = Path(path).expanduser()
+    if not str(path).strip():
+        raise ValueError("no run folder given: type the path of a folder written by `inspector run`")
+    if not p.exists():
+        raise FileNotFoundError(f"run folder {str(p)!r} does not exist")
+    if not p.is_dir():
+        raise NotADirectoryError(f"{str(p)!r} is not a folder; a run is the folder written by `inspector run --out`")
+    return _open_run(str(p.resolve()), _run_stamp(p))
+
+
+@st.cache_resource(show_spinner=False, max_entries=CAPTURE_CACHE_ENTRIES)
+def _run_capture(path: str, stamp: float, dial_id: int, turn: int) -> Any:  # noqa: ARG001
+    return _open_run(path, stamp).load_capture(dial_id, turn)
+
+
+def run_capture(path: str, dial_id: int, turn: int) -> Any:
+    p = Path(path).expanduser().resolve()
+    return _run_capture(str(p), _run_stamp(p), int(dial_id), int(turn))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _capture_file(path: str, mtime: float) -> Any:  # noqa: ARG001
+    from inspector.store import load_capture
+
+    return load_capture(path)
+
+
+def capture_file(path: str) -> Any:
+    """A capture loaded from a ``.safetensors`` file (``CaptureFileError`` when it isn't one)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"capture file {str(p)!r} does not exist")
+    return _capture_file(str(p.resolve()), p.stat().st_mtime)
+
+
+# ----------------------------------------------------------------------------- session helpers
+def set_capture(capture: Any, origin: str, skey: str | None = None, switch_to: str | None = None) -> None:
+    """Make ``capture`` the one every view shows; optionally switch tab on the next run."""
+    st.session_state[CAPTURE] = capture
+    st.session_state[CAPTURE_ORIGIN] = origin
+    st.session_state[CAPTURE_SETTINGS] = skey
+    if switch_to:
+        st.session_state[PENDING_VIEW] = switch_to
+
+
+def current_capture() -> Any:
+    return st.session_state.get(CAPTURE)
+
+
+def apply_pending_view() -> None:
+    """Switch tab if a previous run asked to (must run before ``st.tabs`` is drawn)."""
+    view = st.session_state.pop(PENDING_VIEW, None)
+    if view in VIEWS:
+        st.session_state[VIEW] = view
+
+
+def flash(message: str, kind: str = "success") -> None:
+    st.session_state[FLASH] = (kind, message)
+
+
+def pop_flash() -> tuple[str, str] | None:
+    return st.session_state.pop(FLASH, None)

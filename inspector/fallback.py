@@ -1,0 +1,269 @@
+"""Models that always load: random-weights GPT-2 from a local config, and a built-in last resort.
+
+:func:`load_with_fallback` tries, in order,
+
+1. the requested model (:func:`inspector.load_model`: hub id or local folder);
+2. a GPT-2 with random weights built from a local folder holding ``config.json``
+   and the tokenizer (a folder the caller names, ``INSPECTOR_GPT2_OFFLINE_DIR``,
+   or ``../shared/models/gpt2-offline`` next to the project);
+3. :func:`builtin_model`: a small GPT-2-architecture model with random weights and
+   a byte-level tokenizer built in code, which needs no file at all;
+
+and returns the model with a message saying what happened. Random weights make
+the generated text meaningless; the model and every capture record it
+(``random_weights=True``), and front ends should say so.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerFast
+
+    from inspector.model import InspectorModel
+
+#: Name that selects the built-in model directly (``--model builtin``).
+BUILTIN_NAME = "builtin"
+EOS_TOKEN = "<|endoftext|>"
+#: Size of the built-in model: small enough to generate a 100-token capture in well under a second on a CPU.
+BUILTIN_CONFIG: dict[str, int] = {"n_layer": 4, "n_head": 4, "n_embd": 64, "n_positions": 1024}
+
+_PROJECT_SHARED = Path(__file__).resolve().parents[2] / "shared" / "models" / "gpt2-offline"
+
+LEVELS = ("requested", "local-config", "builtin")
+
+
+@lru_cache(maxsize=1)
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character table (the ByteLevel alphabet)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, chars)))
+
+
+def builtin_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer with the 256 byte tokens (ids 0..255) and ``<|endoftext|>`` (id 256).
+
+    Every byte is one token, so any text encodes and decodes losslessly; there are no merges.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    table = _bytes_to_unicode()
+    vocab = {table[b]: b for b in range(256)}
+    vocab[EOS_TOKEN] = 256
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([EOS_TOKEN])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=EOS_TOKEN,
+        bos_token=EOS_TOKEN,
+        unk_token=EOS_TOKEN,
+        pad_token=EOS_TOKEN,
+        model_max_length=BUILTIN_CONFIG["n_positions"],
+    )
+    return fast
+
+
+def builtin_model(seed: int = 0, device: str | torch.device = "cpu", **config: int) -> InspectorModel:
+    """A GPT-2-architecture model with random weights and the byte-level :func:`builtin_tokenizer`.
+
+    ``config`` overrides :data:`BUILTIN_CONFIG` (``n_layer``, ``n_head``, ``n_embd``, ``n_positions``).
+    Needs no file and no network; the generated text is meaningless.
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from inspector.model import InspectorModel, resolve_device
+
+    unknown = set(config) - set(BUILTIN_CONFIG)
+    if unknown:  # a misspelt field would silently leave the default size
+        raise ValueError(f"unknown built-in model setting(s) {sorted(unknown)}; known: {sorted(BUILTIN_CONFIG)}")
+    sizes = {**BUILTIN_CONFIG, **config}
+    tokenizer = builtin_tokenizer()
+    gpt_config = GPT2Config(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **sizes,
+    )
+    gpt_config._attn_implementation = "eager"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(gpt_config).eval()
+    assert len(model.transformer.h) == sizes["n_layer"] and model.config.n_embd == sizes["n_embd"]
+    model = model.to(resolve_device(device))
+    im = InspectorModel.from_model(model, tokenizer, name=BUILTIN_NAME, random_weights=True)
+    im.info = {"seed": seed, "builtin": True, **sizes}
+    return im
+
+
+def default_config_dirs(extra: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Folders searched for a local GPT-2 config + tokenizer, in order (existing or not)."""
+    dirs: list[Path] = []
+    if extra:
+        dirs.append(Path(extra).expanduser())
+    env = os.environ.get("INSPECTOR_GPT2_OFFLINE_DIR")
+    if env:
+        dirs.append(Path(env).expanduser())
+    dirs.append(Path.cwd().parent / "shared" / "models" / "gpt2-offline")
+    dirs.append(_PROJECT_SHARED)
+    seen: set[Path] = set()
+    out = []
+    for d in dirs:
+        key = d.resolve() if d.exists() else d
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
+def _has_config(folder: Path) -> bool:
+    return (folder / "config.json").is_file()
+
+
+@dataclass
+class LoadResult:
+    """What :func:`load_with_fallback` loaded and why.
+
+    Attributes:
+        model: the loaded model.
+        message: one human paragraph saying what was loaded and, after a failure, why and what to do.
+        level: ``"requested"``, ``"local-config"`` or ``"builtin"``.
+        errors: the error of every attempt that failed, in order.
+    """
+
+    model: InspectorModel
+    message: str
+    level: str
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def fell_back(self) -> bool:
+        """True when the requested model failed and a fallback was loaded instead."""
+        return bool(self.errors)
+
+    def __iter__(self) -> Any:
+        """``model, message = load_with_fallback(...)``."""
+        return iter((self.model, self.message))
+
+
+def load_with_fallback(
+    name_or_path: str | os.PathLike[str] = "gpt2",
+    device: str | torch.device = "auto",
+    random_weights: bool = False,
+    config_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    dtype: str | None = None,
+) -> LoadResult:
+    """Load ``name_or_path``; if that fails, a random-weights GPT-2 from a local config; else :func:`builtin_model`.
+
+    ``name_or_path="builtin"`` asks for the built-in model directly. A bad ``device`` or
+    ``dtype`` is the caller's mistake and raises ``ValueError`` rather than falling back.
+    """
+    from inspector.model import ModelLoadError, load_model, resolve_device
+
+    dev = resolve_device(device)  # ValueError for an unavailable device: not a reason to fall back
+    name = str(name_or_path).strip() or "gpt2"
+    errors: list[str] = []
+    if name == BUILTIN_NAME:
+        im = builtin_model(seed=seed, device=dev)
+        return LoadResult(im, _builtin_text(im, asked=True), "builtin")
+    try:
+        im = _load_requested(name, dev, dtype, random_weights, seed)
+        what = "with RANDOM weights: its text is meaningless" if random_weights else "with pretrained weights"
+        return LoadResult(im, f"Loaded {name!r} {what}.", "requested")
+    except ModelLoadError as exc:
+        errors.append(str(exc))
+    failed = f"Could not load {name!r}: {errors[0]}"
+    tried: list[str] = []
+    for folder in default_config_dirs(config_dir):
+        if not _has_config(folder):
+            tried.append(f"{folder} (no config.json)")
+            continue
+        if Path(name).expanduser().resolve() == folder.resolve() and random_weights:
+            continue  # that exact attempt just failed
+        try:
+            im = load_model(folder, device=dev, dtype=dtype, random_weights=True, seed=seed)
+        except ModelLoadError as exc:
+            errors.append(str(exc))
+            tried.append(f"{folder} ({exc})")
+            continue
+        msg = (
+            f"{failed}\n\nUsing a GPT-2 with RANDOM weights built from the config and tokenizer in {folder} "
+            "instead: every view works, but the generated text is meaningless."
+        )
+        return LoadResult(im, msg, "local-config", errors)
+    im = builtin_model(seed=seed, device=dev)
+    where = "; ".join(tried) if tried else "none given"
+    msg = f"{failed}\n\nNo local GPT-2 config folder was usable (looked at: {where}).\n\n" + _builtin_text(im)
+    return LoadResult(im, msg, "builtin", errors)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers a TCP connection (``HF_ENDPOINT`` respected) within ``timeout``.
+
+    ``False`` at once when ``HF_HUB_OFFLINE`` is set.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = url.hostname or "huggingface.co"
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _load_requested(name: str, dev: torch.device, dtype: str | None, random_weights: bool, seed: int) -> InspectorModel:
+    """:func:`load_model`, but a hub id is first looked up in the local cache, and the hub is only
+    contacted when it answers: otherwise the hub client's retries take about a minute to fail."""
+    from inspector.model import ModelLoadError, load_model
+
+    kwargs: dict[str, Any] = {"device": dev, "dtype": dtype, "random_weights": random_weights, "seed": seed}
+    if Path(name).expanduser().exists() or name.startswith((".", "/", "~")):
+        return load_model(name, **kwargs)
+    try:
+        return load_model(name, local_files_only=True, **kwargs)
+    except ModelLoadError:
+        if not hub_reachable():
+            raise ModelLoadError(
+                f"{name!r} is not a local folder, it is not in the local Hugging Face cache, and the Hugging Face "
+                "Hub cannot be reached from here. Name a local folder holding config.json, the tokenizer files "
+                f"and the weights (download once elsewhere with `huggingface-cli download {name} --local-dir "
+                "gpt2`), or use random weights (--random-weights, or the dashboard's Random weights switch) "
+                "with a folder holding only config.json and the tokenizer."
+            ) from None
+    return load_model(name, **kwargs)
+
+
+def _builtin_text(im: InspectorModel, asked: bool = False) -> str:
+    info = im.info
+    size = f"{info.get('n_layer')} layers x {info.get('n_head')} heads, {info.get('n_embd')} dims"
+    lead = "Using" if asked else "Using the last resort instead:"
+    return (
+        f"{lead} the built-in GPT-2-architecture model ({size}) with RANDOM weights and a byte-level "
+        "tokenizer (one token per byte). Every view works, but the generated text is meaningless. "
+        "Point the model setting at a folder with GPT-2's config.json and tokenizer files (or set "
+        "INSPECTOR_GPT2_OFFLINE_DIR) for GPT-2's real tokens."
+    )

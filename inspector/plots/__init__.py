@@ -1,0 +1,119 @@
+"""Figures of captures and corpus runs: static (matplotlib) and interactive (plotly), one API.
+
+``inspector.plots.static`` and ``inspector.plots.interactive`` define the same
+builders, each returning a figure object; :func:`make_figure` dispatches on a kind
+name (shared by the CLI and the dashboard), and :func:`inspector.plots.export.export_figure`
+saves any of them, picking the format from the suffix. Importing this package loads
+neither matplotlib nor plotly.
+
+=========  ========================  ==========================================
+kind       builder                   source
+=========  ========================  ==========================================
+heatmap    attention_heatmap         Capture: one layer/head or an aggregate
+heads      head_grid                 Capture: all layers x heads
+topk       topk_steps                Capture: top-k candidates per step, entropy
+text       text_html / text_figure   Capture: text coloured by prob or entropy
+token      token_attention           Capture: attention from one token, per layer
+corpus     corpus_distributions      run summary DataFrame
+=========  ========================  ==========================================
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from inspector.records import Capture
+
+#: Figure kinds accepted by :func:`make_figure` and ``inspector plot --kind``.
+KINDS: tuple[str, ...] = ("heatmap", "heads", "topk", "text", "token", "corpus")
+
+_BUILDERS: dict[str, str] = {
+    "heatmap": "attention_heatmap",
+    "heads": "head_grid",
+    "topk": "topk_steps",
+    "token": "token_attention",
+    "corpus": "corpus_distributions",
+}
+
+SUMMARY_FILE = "summary.parquet"
+
+__all__ = ["KINDS", "SUMMARY_FILE", "builder", "load_source", "make_figure"]
+
+
+def builder(kind: str, interactive: bool):
+    """The function that draws ``kind``: from :mod:`.interactive` or :mod:`.static`.
+
+    ``text`` is :func:`.interactive.text_html` (an HTML string with hover tooltips) when
+    interactive, else :func:`.static.text_figure` (a matplotlib figure).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown figure kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if interactive:
+        from inspector.plots import interactive as mod
+
+        return mod.text_html if kind == "text" else getattr(mod, _BUILDERS[kind])
+    from inspector.plots import static as mod
+
+    return mod.text_figure if kind == "text" else getattr(mod, _BUILDERS[kind])
+
+
+def make_figure(kind: str, source: Capture | pd.DataFrame, interactive: bool = False, **opts: Any) -> Any:
+    """Draw ``kind`` from ``source``: a plotly figure (or HTML text) when ``interactive``, else matplotlib.
+
+    ``source`` is a :class:`~inspector.records.Capture` for every kind but ``corpus``,
+    which takes a run summary DataFrame. ``opts`` go to the builder; options set to
+    ``None`` are dropped so the builder's defaults apply. An option the kind does not
+    take raises ``ValueError`` naming the ones it does.
+    """
+    fn = builder(kind, interactive)
+    _check_source(kind, source)
+    params = inspect.signature(fn).parameters
+    names = [p for p in params if p not in ("capture", "summary")]
+    opts = {k: v for k, v in opts.items() if v is not None}
+    unknown = sorted(set(opts) - set(names))
+    if unknown:
+        raise ValueError(f"option(s) {unknown} do not apply to the {kind!r} figure; it takes {names}")
+    return fn(source, **opts)
+
+
+def _check_source(kind: str, source: Any) -> None:
+    from inspector.records import Capture
+
+    if kind == "corpus":
+        import pandas as pd
+
+        if not isinstance(source, pd.DataFrame):
+            raise ValueError(
+                f"the corpus figure needs a run summary (a DataFrame, or a run folder holding {SUMMARY_FILE}), "
+                f"got {type(source).__name__}"
+            )
+    elif not isinstance(source, Capture):
+        raise ValueError(f"the {kind!r} figure needs a capture (a .safetensors file), got {type(source).__name__}")
+
+
+def load_source(path: str | os.PathLike[str]) -> Capture | pd.DataFrame:
+    """A capture from a ``.safetensors`` file, or a run's summary table from its folder."""
+    p = Path(path)
+    if p.is_dir():
+        summary = p / SUMMARY_FILE
+        if not summary.is_file():
+            raise FileNotFoundError(f"{p} is a folder without {SUMMARY_FILE}: not a finished run folder")
+        import pandas as pd
+
+        try:
+            return pd.read_parquet(summary)
+        except Exception as exc:  # pyarrow raises its own error types
+            raise ValueError(f"{summary}: not a readable parquet table ({type(exc).__name__}: {exc})") from exc
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such capture file or run folder")
+    if p.suffix.lower() != ".safetensors":
+        raise ValueError(f"{p}: expected a capture (.safetensors) or a run folder")
+    from inspector.store import load_capture
+
+    return load_capture(p)

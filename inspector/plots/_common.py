@@ -1,0 +1,617 @@
+"""Data preparation shared by the static and interactive figures: no drawing happens here.
+
+Each ``*_data`` function validates its inputs, pulls the numbers a figure shows out
+of a :class:`~inspector.records.Capture` (or a run summary) as NumPy arrays, and
+writes the words around them (titles, axis labels), so that the matplotlib and the
+plotly version of a figure show the same data under the same names.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from inspector.aggregate import AGGREGATE_MODES, aggregate_by_mode, attention_from
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from inspector.records import Capture
+
+#: Summary columns a corpus figure can group by.
+GROUP_COLUMNS: tuple[str, ...] = ("act", "emotion", "response_act", "response_emotion")
+
+#: Metrics shown by :func:`corpus_data` when none are named. The first two are required;
+#: the attention shares are shown when the run kept attention (columns present, not all empty).
+DEFAULT_METRICS: tuple[str, ...] = (
+    "entropy_mean",
+    "chosen_prob_mean",
+    "attn_prompt_share",
+    "attn_first_share",
+    "attn_last_user_turn",
+    "attn_earlier_turns",
+)
+_REQUIRED_DEFAULT_METRICS = ("entropy_mean", "chosen_prob_mean")
+
+METRIC_LABELS: dict[str, str] = {
+    "entropy_mean": "mean entropy (nats)",
+    "entropy_max": "max entropy (nats)",
+    "chosen_prob_mean": "mean chosen-token probability",
+    "attn_prompt_share": "attention share: prompt",
+    "attn_generated_share": "attention share: generated",
+    "attn_first_share": "attention share: first token",
+    "attn_entropy_mean": "mean attention entropy (nats)",
+    "attn_last_user_turn": "attention share: last user turn",
+    "attn_earlier_turns": "attention share: earlier turns",
+    "attn_speaker_user": "attention share: user turns",
+    "attn_speaker_agent": "attention share: agent turns",
+    "prompt_tokens": "prompt tokens",
+    "generated_tokens": "generated tokens",
+}
+
+COLOR_BY: tuple[str, ...] = ("prob", "entropy")
+SCORES: tuple[str, ...] = ("raw", "processed")
+
+#: Above this many generated steps the top-k table drops the words in its cells.
+TOPK_TEXT_LIMIT = 60
+
+
+# --------------------------------------------------------------------------- labels
+def display_token(token: str) -> str:
+    """A token as a visible label: line breaks and tabs become symbols, blank tokens ``␣``."""
+    out = token.replace("\r\n", "↵").replace("\n", "↵").replace("\r", "↵").replace("\t", "⇥")
+    if out.strip() == "":
+        return "␣" * max(len(out), 1)
+    return out
+
+
+def html_label(text: str) -> str:
+    """Escape ``&``, ``<`` and ``>`` for plotly, which reads labels as a little HTML."""
+    return html.escape(text, quote=False)
+
+
+def thin_indices(n: int, max_labels: int, keep: Sequence[int] = ()) -> list[int]:
+    """Positions to label on an axis of ``n`` items: all of them, or every k-th plus ``keep``.
+
+    ``max_labels`` bounds the count (``keep`` aside); ``max_labels <= 0`` labels nothing.
+    """
+    if n <= 0 or max_labels <= 0:
+        return []
+    if n <= max_labels:
+        return list(range(n))
+    step = math.ceil(n / max_labels)
+    kept = {i for i in keep if 0 <= i < n}
+    regular = set(range(0, n, step))
+    # A regular label right beside a kept one would overprint it: drop the regular one.
+    crowded = {j for i in kept for j in (i - 1, i + 1) if j in regular and j not in kept and j != 0}
+    return sorted((regular - crowded) | kept)
+
+
+def axis_labels(tokens: Sequence[str], max_labels: int, prompt_len: int | None = None) -> tuple[list[int], list[str]]:
+    """Tick positions and labels for a token axis, thinned to about ``max_labels``.
+
+    When every token fits, labels are the tokens; when thinned, each carries its
+    position (``"37 the"``) so the reader knows where it is.
+    """
+    keep = () if prompt_len is None else (prompt_len,)
+    idx = thin_indices(len(tokens), max_labels, keep=keep)
+    thinned = len(idx) < len(tokens)
+    labels = [f"{i} {display_token(tokens[i])}" if thinned else display_token(tokens[i]) for i in idx]
+    return idx, labels
+
+
+def position_labels(tokens: Sequence[str]) -> list[str]:
+    """Unique ``"position token"`` labels, one per token (plotly category axes need unique names)."""
+    return [f"{i} {html_label(display_token(t))}" for i, t in enumerate(tokens)]
+
+
+def capture_title(capture: Capture, what: str) -> str:
+    """``what`` followed by the model name, flagged loudly when the weights are random."""
+    model = capture.meta.model or "model"
+    if capture.meta.random_weights:
+        return f"{what} — {model}, RANDOM WEIGHTS (not real GPT-2)"
+    return f"{what} — {model}"
+
+
+def check_index(value: int | None, size: int, what: str) -> int | None:
+    """``value`` made non-negative, or a ``ValueError`` naming the valid range."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    if not -size <= value < size:
+        raise ValueError(f"{what} {value} out of range: valid {what}s are 0..{size - 1}")
+    return int(value) % size
+
+
+def _attention(capture: Capture):
+    return capture.require_attentions()
+
+
+def _to_numpy(t) -> np.ndarray:
+    return t.detach().to("cpu").float().numpy()
+
+
+# --------------------------------------------------------------------------- pooling
+def pool_factor(n: int, max_cells: int | None) -> int:
+    """How many positions share one cell so that ``n`` fits into ``max_cells``."""
+    if not max_cells or n <= max_cells:
+        return 1
+    return math.ceil(n / max_cells)
+
+
+def pool_mean(mat: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over ``factor x factor`` blocks of the last two dimensions (edge blocks may be smaller)."""
+    if factor <= 1:
+        return mat
+    *lead, rows, cols = mat.shape
+    r_out, c_out = math.ceil(rows / factor), math.ceil(cols / factor)
+    padded = np.zeros((*lead, r_out * factor, c_out * factor), dtype=np.float32)
+    padded[..., :rows, :cols] = mat
+    sums = padded.reshape(*lead, r_out, factor, c_out, factor).sum(axis=(-3, -1))
+    r_count = np.minimum(factor, rows - np.arange(r_out) * factor)
+    c_count = np.minimum(factor, cols - np.arange(c_out) * factor)
+    return (sums / np.outer(r_count, c_count)).astype(np.float32)
+
+
+def causal_mask(n: int, factor: int = 1) -> np.ndarray:
+    """``True`` where a (pooled) cell lies wholly above the diagonal: keys after the query."""
+    n_cells = math.ceil(n / factor)
+    first_key = np.arange(n_cells) * factor
+    last_query = np.minimum(np.arange(n_cells) * factor + factor - 1, n - 1)
+    return first_key[None, :] > last_query[:, None]
+
+
+def pooled_labels(tokens: Sequence[str], factor: int) -> list[str]:
+    """One unique label per pooled cell: the token, or the position range it covers."""
+    if factor <= 1:
+        return position_labels(tokens)
+    n = len(tokens)
+    return [f"{s}–{min(s + factor, n) - 1}" for s in range(0, n, factor)]
+
+
+# --------------------------------------------------------------------------- heatmap
+@dataclass(frozen=True)
+class HeatmapData:
+    """``matrix``: ``[query, key]`` float32 attention; ``masked``: cells above the diagonal."""
+
+    matrix: np.ndarray
+    masked: np.ndarray
+    tokens: list[str]
+    prompt_len: int
+    description: str
+    title: str
+
+
+def describe_selection(layer: int | None, head: int | None, agg: str) -> str:
+    if agg == "stacked-mean":
+        if head is None:
+            return "stacked mean (mean over layers, then over heads)"
+        return f"stacked mean over layers, head {head}"
+    if layer is not None and head is not None:
+        return f"layer {layer}, head {head}"
+    if layer is not None:
+        return f"layer {layer}, {agg} over heads"
+    if head is not None:
+        return f"head {head}, {agg} over layers"
+    return f"{agg} over layers and heads"
+
+
+def heatmap_data(capture: Capture, layer: int | None = None, head: int | None = None, agg: str = "mean") -> HeatmapData:
+    """The ``[query, key]`` matrix of one layer/head, or of an aggregate (see :data:`AGGREGATE_MODES`)."""
+    att = _attention(capture)
+    if agg not in AGGREGATE_MODES:
+        raise ValueError(f"unknown aggregate mode {agg!r}; choose one of {list(AGGREGATE_MODES)}")
+    layer = check_index(layer, int(att.shape[0]), "layer")
+    head = check_index(head, int(att.shape[1]), "head")
+    mat = _to_numpy(aggregate_by_mode(att, agg, layer, head))
+    n = mat.shape[0]
+    what = describe_selection(layer, head, agg)
+    return HeatmapData(
+        matrix=mat,
+        masked=causal_mask(n),
+        tokens=list(capture.tokens),
+        prompt_len=capture.prompt_len,
+        description=what,
+        title=capture_title(capture, f"Attention, {what}"),
+    )
+
+
+# --------------------------------------------------------------------------- head grid
+@dataclass(frozen=True)
+class HeadGridData:
+    """``matrices``: ``[layer, head, query_cell, key_cell]``; ``factor`` positions per cell."""
+
+    matrices: np.ndarray
+    masked: np.ndarray
+    factor: int
+    vmax: float
+    tokens: list[str]
+    prompt_len: int
+    title: str
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.matrices.shape[0])
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.matrices.shape[1])
+
+
+def head_grid_data(capture: Capture, max_cells: int | None = 96) -> HeadGridData:
+    """Every layer's and head's attention, mean-pooled to at most ``max_cells`` per side."""
+    att = _attention(capture)
+    n = int(att.shape[-1])
+    factor = pool_factor(n, max_cells)
+    # One layer at a time: a float32 copy of all of GPT-2's attention at 1024 tokens is 600 MB.
+    mats = np.stack([pool_mean(_to_numpy(att[i]), factor) for i in range(int(att.shape[0]))]) if att.shape[0] else (
+        np.zeros((0, int(att.shape[1]), n, n), dtype=np.float32)
+    )
+    what = "Attention of every layer and head"
+    if factor > 1:
+        what += f" (mean over {factor}x{factor}-token blocks)"
+    return HeadGridData(
+        matrices=mats,
+        masked=causal_mask(n, factor),
+        factor=factor,
+        vmax=float(mats.max()) if mats.size else 1.0,
+        tokens=list(capture.tokens),
+        prompt_len=capture.prompt_len,
+        title=capture_title(capture, what),
+    )
+
+
+# --------------------------------------------------------------------------- top-k
+@dataclass(frozen=True)
+class TopkData:
+    """Per generated step: ``probs`` ``[step, k]``, candidate ``labels``, chosen ``chosen_col``
+    (-1 when the chosen token is outside the top k), ``entropy`` ``[step]``."""
+
+    probs: np.ndarray
+    logprobs: np.ndarray
+    ids: np.ndarray
+    labels: list[list[str]]
+    chosen_col: np.ndarray
+    chosen_rank: np.ndarray
+    chosen_prob: np.ndarray
+    chosen_tokens: list[str]
+    entropy: np.ndarray
+    row_labels: list[str]
+    scores: str
+    title: str
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.probs.shape[0])
+
+    @property
+    def k(self) -> int:
+        return int(self.probs.shape[1])
+
+
+def topk_data(capture: Capture, k: int | None = None, scores: str = "raw") -> TopkData:
+    """The ``k`` most likely candidates of every generated step under ``scores`` (raw or processed)."""
+    if scores not in SCORES:
+        raise ValueError(f"unknown scores {scores!r}; choose one of {list(SCORES)}")
+    sc = capture.raw if scores == "raw" else capture.processed
+    if capture.num_steps == 0:
+        raise ValueError("this capture has no generated steps to show")
+    if k is None:
+        k = sc.k
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= sc.k:
+        raise ValueError(f"k={k!r} out of range: this capture kept the top {sc.k} candidates, use 1..{sc.k}")
+    ids = sc.topk_ids[:, :k].numpy().astype(np.int64)
+    logprobs = _to_numpy(sc.topk_logprobs[:, :k])
+    chosen = capture.generated_ids.numpy().astype(np.int64)
+    hit = ids == chosen[:, None]
+    chosen_col = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
+    rank = sc.chosen_rank.numpy().astype(np.int64)
+    chosen_tokens = [display_token(t) for t in capture.generated_tokens]
+    row_labels = []
+    for i, tok in enumerate(chosen_tokens):
+        extra = "" if chosen_col[i] >= 0 else f" (rank {rank[i]})"
+        row_labels.append(f"{i}: {tok}{extra}")
+    label = "processed scores" if scores == "processed" else "raw logits"
+    return TopkData(
+        probs=np.exp(logprobs),
+        logprobs=logprobs,
+        ids=ids,
+        labels=[[display_token(capture.label(t)) for t in row] for row in ids.tolist()],
+        chosen_col=chosen_col,
+        chosen_rank=rank,
+        chosen_prob=np.exp(_to_numpy(sc.chosen_logprob)),
+        chosen_tokens=chosen_tokens,
+        entropy=_to_numpy(sc.entropy),
+        row_labels=row_labels,
+        scores=scores,
+        title=capture_title(capture, f"Top-{k} next-token candidates per step ({label})"),
+    )
+
+
+# --------------------------------------------------------------------------- token strip
+@dataclass(frozen=True)
+class TokenAttentionData:
+    """``matrix``: ``[layer, key]`` attention from ``position`` to keys ``0..position``."""
+
+    matrix: np.ndarray
+    position: int
+    tokens: list[str]
+    prompt_len: int
+    description: str
+    title: str
+
+
+def token_attention_data(capture: Capture, position: int, head: int | None = None) -> TokenAttentionData:
+    """Where the token at ``position`` looks, per layer: mean over heads, or one ``head``."""
+    att = _attention(capture)
+    pos = check_index(position, int(att.shape[2]), "token position")
+    assert pos is not None
+    if head is None:
+        strip = attention_from(att, pos)
+        how = "mean over heads"
+    else:
+        head = check_index(head, int(att.shape[1]), "head")
+        strip = att[:, head, pos, :].float()
+        how = f"head {head}"
+    tok = display_token(capture.tokens[pos])
+    where = "prompt" if pos < capture.prompt_len else f"generated step {pos - capture.prompt_len}"
+    what = f"Attention from {tok!r} (position {pos}, {where}), {how}"
+    return TokenAttentionData(
+        matrix=_to_numpy(strip)[:, : pos + 1],
+        position=pos,
+        tokens=list(capture.tokens[: pos + 1]),
+        prompt_len=capture.prompt_len,
+        description=how,
+        title=capture_title(capture, what),
+    )
+
+
+# --------------------------------------------------------------------------- corpus
+@dataclass(frozen=True)
+class CorpusData:
+    """``values[metric][group]``: the non-missing values of ``metric`` in each group."""
+
+    by: str
+    metrics: list[str]
+    groups: list[str]
+    counts: dict[str, int]
+    values: dict[str, dict[str, np.ndarray]]
+    title: str
+
+    def metric_label(self, metric: str) -> str:
+        return METRIC_LABELS.get(metric, metric)
+
+
+def _group_order(col: pd.Series) -> list[str]:
+    if hasattr(col, "cat"):
+        return [str(c) for c in col.cat.categories if (col == c).any()]
+    return sorted({str(v) for v in col.dropna()})
+
+
+def corpus_data(summary: pd.DataFrame, by: str = "emotion", metrics: Sequence[str] | None = None) -> CorpusData:
+    """Group a run summary's per-turn metrics by ``by``; missing columns raise ``ValueError``."""
+    import pandas as pd
+
+    if not isinstance(summary, pd.DataFrame):
+        raise ValueError(f"a corpus figure needs a run summary DataFrame, got {type(summary).__name__}")
+    if by not in GROUP_COLUMNS:
+        raise ValueError(f"cannot group by {by!r}; choose one of {list(GROUP_COLUMNS)}")
+    if isinstance(metrics, str):
+        metrics = [m.strip() for m in metrics.split(",") if m.strip()]
+    if metrics is None:
+        required = [by, *_REQUIRED_DEFAULT_METRICS]
+        chosen = list(_REQUIRED_DEFAULT_METRICS) + [
+            m
+            for m in DEFAULT_METRICS
+            if m not in _REQUIRED_DEFAULT_METRICS and m in summary.columns and summary[m].notna().any()
+        ]
+    else:
+        if not metrics:
+            raise ValueError("name at least one metric")
+        chosen = list(dict.fromkeys(metrics))
+        required = [by, *chosen]
+    missing = [c for c in required if c not in summary.columns]
+    if missing:
+        raise ValueError(
+            f"the run summary lacks column(s) {missing} needed for this figure; "
+            f"it has {list(summary.columns)}"
+        )
+    for m in chosen:
+        if not pd.api.types.is_numeric_dtype(summary[m]) or pd.api.types.is_bool_dtype(summary[m]):
+            raise ValueError(f"metric column {m!r} is not numeric ({summary[m].dtype})")
+    if len(summary) == 0:
+        raise ValueError("the run summary has no rows")
+    groups = _group_order(summary[by])
+    if not groups:
+        raise ValueError(f"column {by!r} holds no labels")
+    keys = summary[by].astype("string")
+    counts = {g: int((keys == g).sum()) for g in groups}
+    values = {
+        m: {g: summary.loc[(keys == g).fillna(False).to_numpy(), m].dropna().to_numpy(dtype=np.float64) for g in groups}
+        for m in chosen
+    }
+    what = f"Per-turn metrics by {by.replace('_', ' ')} ({len(summary)} turns)"
+    if "random_weights" in summary.columns and summary["random_weights"].fillna(False).astype(bool).any():
+        what += " — RANDOM WEIGHTS (not real GPT-2)"
+    return CorpusData(by=by, metrics=chosen, groups=groups, counts=counts, values=values, title=what)
+
+
+# --------------------------------------------------------------------------- coloured text
+@dataclass(frozen=True)
+class TextToken:
+    text: str
+    generated: bool
+    value: float | None
+    colour: str | None
+    ink: str
+    tip: list[tuple[str, float, bool]]
+
+
+@dataclass(frozen=True)
+class TextData:
+    tokens: list[TextToken]
+    color_by: str
+    legend: str
+    vmin: float
+    vmax: float
+    cmap: str
+    title: str
+
+
+TEXT_CMAP = "YlOrRd"
+
+
+def _rgba_hex(rgba: Sequence[float]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*(round(255 * c) for c in rgba[:3]))
+
+
+def _ink(rgba: Sequence[float]) -> str:
+    r, g, b = rgba[:3]
+    return "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "#ffffff"
+
+
+def text_scale(color_by: str, values: np.ndarray) -> tuple[float, float, str]:
+    if color_by == "prob":
+        return 0.0, 1.0, "probability of the chosen token (red: surprising)"
+    vmax = float(values.max()) if values.size and float(values.max()) > 0 else 1.0
+    return 0.0, vmax, "entropy of the next-token distribution, nats (red: uncertain)"
+
+
+def colour_of(color_by: str, value: float, vmin: float, vmax: float) -> tuple[float, float, float, float]:
+    """Colour of one value: red means surprising (low probability) or uncertain (high entropy)."""
+    from matplotlib import colormaps
+
+    frac = (value - vmin) / (vmax - vmin) if vmax > vmin else 0.0
+    frac = min(max(frac, 0.0), 1.0)
+    if color_by == "prob":
+        frac = 1.0 - frac
+    # Stay off the darkest end so black text remains readable on most cells.
+    return tuple(colormaps[TEXT_CMAP](0.05 + 0.85 * frac))
+
+
+def text_data(capture: Capture, color_by: str = "prob", alternatives: int = 5) -> TextData:
+    """The prompt (uncoloured) and the generated tokens coloured by probability or entropy."""
+    if color_by not in COLOR_BY:
+        raise ValueError(f"unknown color_by {color_by!r}; choose one of {list(COLOR_BY)}")
+    values = (_to_numpy(capture.chosen_probs) if color_by == "prob" else _to_numpy(capture.raw.entropy)).astype(
+        np.float64
+    )
+    vmin, vmax, legend = text_scale(color_by, values)
+    out: list[TextToken] = [
+        TextToken(text=t, generated=False, value=None, colour=None, ink="#666666", tip=[])
+        for t in capture.tokens[: capture.prompt_len]
+    ]
+    for i, tok in enumerate(capture.generated_tokens):
+        rgba = colour_of(color_by, float(values[i]), vmin, vmax)
+        chosen = int(capture.generated_ids[i])
+        tip = [
+            (capture.label(tid), math.exp(lp), tid == chosen)
+            for tid, lp in zip(
+                capture.raw.topk_ids[i, :alternatives].tolist(), capture.raw.topk_logprobs[i, :alternatives].tolist()
+            )
+        ]
+        out.append(
+            TextToken(text=tok, generated=True, value=float(values[i]), colour=_rgba_hex(rgba), ink=_ink(rgba), tip=tip)
+        )
+    what = "Generated text coloured by " + ("chosen-token probability" if color_by == "prob" else "entropy")
+    return TextData(
+        tokens=out, color_by=color_by, legend=legend, vmin=vmin, vmax=vmax, cmap=TEXT_CMAP, title=capture_title(capture, what)
+    )
+
+
+def char_width(text: str) -> int:
+    """Monospace cells a string takes (wide East Asian characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+_HTML_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.1em; font-weight: 600; }
+.text { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 15px;
+        line-height: 1.9; white-space: pre-wrap; word-wrap: break-word; max-width: 60em; }
+.prompt { color: #666; }
+.tok { border-radius: 3px; padding: 1px 0; position: relative; }
+.tok .tip { display: none; position: absolute; left: 0; top: 1.7em; z-index: 10; background: #fff; color: #222;
+            border: 1px solid #aaa; border-radius: 4px; padding: 4px 8px; white-space: pre; font-size: 13px;
+            line-height: 1.4; box-shadow: 0 2px 6px rgba(0,0,0,.2); }
+.tok:hover .tip { display: block; }
+.tok:hover { outline: 2px solid #333; }
+.tip b { font-weight: 700; }
+.legend { margin-top: 1.5em; font-size: 13px; }
+.bar { display: inline-block; width: 240px; height: 12px; vertical-align: middle; margin: 0 0.5em;
+       border: 1px solid #999; }
+"""
+
+
+def _legend_gradient(data: TextData, stops: int = 11) -> str:
+    cols = [
+        _rgba_hex(colour_of(data.color_by, data.vmin + (data.vmax - data.vmin) * i / (stops - 1), data.vmin, data.vmax))
+        for i in range(stops)
+    ]
+    return f"linear-gradient(to right, {', '.join(cols)})"
+
+
+def text_document(data: TextData, tooltips: bool) -> str:
+    """A self-contained HTML page of the coloured text (no scripts, no external resources).
+
+    With ``tooltips`` each generated token shows its top alternatives on hover
+    (CSS only); without, a plain ``title`` gives its value.
+    """
+    parts: list[str] = []
+    prompt_open = False
+    for tok in data.tokens:
+        text = html.escape(tok.text.replace("\r", ""))
+        if not tok.generated:
+            if not prompt_open:
+                parts.append('<span class="prompt">')
+                prompt_open = True
+            parts.append(text)
+            continue
+        if prompt_open:
+            parts.append("</span>")
+            prompt_open = False
+        shown = text
+        if tok.text.strip() == "":
+            # Blank tokens (spaces, line breaks) still need a visible cell to colour.
+            shown = html.escape(display_token(tok.text)) + ("\n" if "\n" in tok.text else "")
+        value = f"{data.color_by} {tok.value:.3f}" if data.color_by == "prob" else f"entropy {tok.value:.3f} nats"
+        style = f"background:{tok.colour};color:{tok.ink}"
+        if tooltips:
+            rows = [value]
+            for cand, prob, is_chosen in tok.tip:
+                line = f"{prob:7.2%}  {html.escape(repr(display_token(cand)))}"
+                rows.append(f"<b>{line}  ← chosen</b>" if is_chosen else line)
+            tip = '<span class="tip">' + "\n".join(rows) + "</span>"
+            parts.append(f'<span class="tok" style="{style}">{shown}{tip}</span>')
+        else:
+            parts.append(f'<span class="tok" style="{style}" title="{html.escape(value)}">{shown}</span>')
+    if prompt_open:
+        parts.append("</span>")
+    lo, hi = (f"{data.vmin:.2f}", f"{data.vmax:.2f}")
+    legend = (
+        f'<div class="legend">{html.escape(data.legend)}: {lo}<span class="bar" '
+        f'style="background:{_legend_gradient(data)}"></span>{hi}'
+        + ("<br>Hover a generated token to see the top alternatives." if tooltips else "")
+        + "<br>Grey: prompt.</div>"
+    )
+    title = html.escape(data.title)
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{title}</title>\n<style>{_HTML_STYLE}</style>\n</head>\n<body>\n"
+        f"<h1>{title}</h1>\n<div class=\"text\">{''.join(parts)}</div>\n{legend}\n</body>\n</html>\n"
+    )
+
+
+def figure_size(n_cols: float, n_rows: float, per_col: float, per_row: float, base: tuple[float, float],
+                limit: tuple[float, float] = (22.0, 22.0)) -> tuple[float, float]:
+    """A figure size growing with the data, between ``base`` and ``limit`` inches."""
+    w = min(max(base[0], n_cols * per_col), limit[0])
+    h = min(max(base[1], n_rows * per_row), limit[1])
+    return float(w), float(h)

@@ -1,0 +1,379 @@
+"""Interactive figures (plotly) of captures and run summaries: hover, zoom, pan.
+
+Every builder returns a :class:`plotly.graph_objects.Figure` holding the same
+numbers as its :mod:`inspector.plots.static` counterpart (both take them from
+:mod:`inspector.plots._common`). Token axes are category axes with one unique
+``"position token"`` label per token: plotly thins the labels to fit and shows
+more of them as you zoom in; hovering a cell names both tokens and the value.
+Save with :func:`inspector.plots.export.export_figure` (``.html`` embeds plotly.js).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from inspector.plots import _common as C
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from inspector.records import Capture
+
+BOUNDARY = "#e41a1c"
+HEATMAP_SCALE = "Viridis"
+_LAYOUT = {"template": "plotly_white", "font": {"size": 12}}
+
+
+def _go():
+    import plotly.graph_objects as go
+
+    return go
+
+
+def _masked(matrix: np.ndarray, masked: np.ndarray) -> np.ndarray:
+    out = matrix.astype(np.float32, copy=True)
+    out[masked] = np.nan
+    return out
+
+
+def _boundary_shapes(prompt_len: int, n: int, at: float | None = None, xref: str = "x", yref: str = "y",
+                     axes: str = "xy") -> list[dict]:
+    """Dashed lines where generation starts, in category-index coordinates."""
+    if not 0 < prompt_len < n:
+        return []
+    pos = prompt_len - 0.5 if at is None else at
+    line = {"color": BOUNDARY, "width": 1.2, "dash": "dash"}
+    shapes = []
+    if "x" in axes:
+        shapes.append({"type": "line", "xref": xref, "yref": f"{yref} domain", "x0": pos, "x1": pos, "y0": 0, "y1": 1,
+                       "line": line})
+    if "y" in axes:
+        shapes.append({"type": "line", "yref": yref, "xref": f"{xref} domain", "y0": pos, "y1": pos, "x0": 0, "x1": 1,
+                       "line": line})
+    return shapes
+
+
+def _title(text: str) -> dict:
+    return {"text": C.html_label(text), "x": 0.01, "xanchor": "left", "font": {"size": 14}}
+
+
+# --------------------------------------------------------------------------- 1. heatmap
+def attention_heatmap(
+    capture: Capture,
+    layer: int | None = None,
+    head: int | None = None,
+    agg: str = "mean",
+    max_labels: int = 60,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    colorscale: str = HEATMAP_SCALE,
+    vmax: float | None = None,
+) -> go.Figure:
+    """Attention of one layer and head, or of an aggregate, as a zoomable ``[query, key]`` heatmap.
+
+    ``z`` holds the matrix (float32; cells above the diagonal, zero by causality, are
+    gaps). At most about ``max_labels`` token labels show per axis; zooming shows more.
+    """
+    go = _go()
+    d = C.heatmap_data(capture, layer, head, agg)
+    n = d.matrix.shape[0]
+    labels = C.position_labels(d.tokens)
+    side = int(min(max(520, 14 * n + 220), 1000))
+    top = vmax if vmax is not None else (float(d.matrix.max()) or 1.0)
+    fig = go.Figure(
+        go.Heatmap(
+            z=_masked(d.matrix, d.masked),
+            x=labels,
+            y=labels,
+            zmin=0.0,
+            zmax=top,
+            colorscale=colorscale,
+            hoverongaps=False,
+            colorbar={"title": {"text": "attention", "side": "right"}},
+            hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>",
+            name=d.description,
+        )
+    )
+    axis = {"type": "category", "nticks": max_labels, "tickfont": {"size": 10}, "showgrid": False}
+    fig.update_layout(
+        **_LAYOUT,
+        title=_title(d.title),
+        width=width or side + 120,
+        height=height or side + 60,
+        xaxis={**axis, "title": {"text": "key: the token attended to"}, "tickangle": -90},
+        yaxis={**axis, "title": {"text": "query: the token attending"}, "autorange": "reversed"},
+        shapes=_boundary_shapes(d.prompt_len, n),
+        meta={"kind": "heatmap", "prompt_len": d.prompt_len},
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------- 2. head grid
+def head_grid(
+    capture: Capture,
+    max_cells: int | None = 64,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    colorscale: str = HEATMAP_SCALE,
+    vmax: float | None = None,
+) -> go.Figure:
+    """Every layer (rows) and head (columns) as small heatmaps sharing one colour axis.
+
+    Sequences longer than ``max_cells`` are mean-pooled into blocks (hover names the
+    positions a cell covers), which keeps the file small for 12 x 12 heads.
+    """
+    go = _go()
+    from plotly.subplots import make_subplots
+
+    d = C.head_grid_data(capture, max_cells)
+    n_layer, n_head = d.num_layers, d.num_heads
+    labels = C.pooled_labels(d.tokens, d.factor)
+    fig = make_subplots(
+        rows=n_layer,
+        cols=n_head,
+        shared_xaxes=True,
+        shared_yaxes=True,
+        horizontal_spacing=min(0.01, 0.2 / max(n_head, 1)),
+        vertical_spacing=min(0.01, 0.2 / max(n_layer, 1)),
+        column_titles=[f"head {h}" for h in range(n_head)],
+        row_titles=[f"layer {layer}" for layer in range(n_layer)],
+    )
+    top = vmax if vmax is not None else (d.vmax or 1.0)
+    shapes: list[dict] = []
+    boundary = d.prompt_len / d.factor - 0.5
+    for li in range(n_layer):
+        for hi in range(n_head):
+            fig.add_trace(
+                go.Heatmap(
+                    z=_masked(d.matrices[li, hi], d.masked),
+                    x=labels,
+                    y=labels,
+                    coloraxis="coloraxis",
+                    hoverongaps=False,
+                    name=f"layer {li}, head {hi}",
+                    hovertemplate=f"layer {li}, head {hi}<br>query %{{y}}<br>key %{{x}}<br>weight %{{z:.4f}}<extra></extra>",
+                ),
+                row=li + 1,
+                col=hi + 1,
+            )
+            i = li * n_head + hi + 1
+            ref = "" if i == 1 else str(i)
+            shapes += _boundary_shapes(d.prompt_len, len(d.tokens), at=boundary, xref=f"x{ref}", yref=f"y{ref}")
+    fig.update_xaxes(type="category", showticklabels=False, showgrid=False)
+    fig.update_yaxes(type="category", showticklabels=False, showgrid=False, autorange="reversed")
+    fig.update_annotations(font_size=10)
+    cell = 110 if max(n_layer, n_head) <= 6 else 72
+    fig.update_layout(
+        **_LAYOUT,
+        title=_title(d.title),
+        coloraxis={"colorscale": colorscale, "cmin": 0.0, "cmax": top, "colorbar": {"title": {"text": "attention"}}},
+        width=width or n_head * cell + 220,
+        height=height or n_layer * cell + 140,
+        shapes=shapes,
+        meta={"kind": "heads", "factor": d.factor, "prompt_len": d.prompt_len},
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------- 3. top-k
+def topk_steps(
+    capture: Capture,
+    k: int | None = None,
+    scores: str = "raw",
+    max_labels: int = 80,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+) -> go.Figure:
+    """Per generated step (rows): top-k candidates and probabilities, chosen framed; entropy beside.
+
+    Trace 0 is the probability heatmap ``[step, k]`` (candidate words in ``text``),
+    trace 1 marks the chosen cells, trace 2 is the entropy per step.
+    """
+    go = _go()
+    from plotly.subplots import make_subplots
+
+    d = C.topk_data(capture, k, scores)
+    steps, k = d.num_steps, d.k
+    show_text = steps <= C.TOPK_TEXT_LIMIT
+    rows = [C.html_label(r) for r in d.row_labels]
+    words = [[C.html_label(w) for w in row] for row in d.labels]
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.8, 0.2], horizontal_spacing=0.02,
+                        subplot_titles=("", "entropy per step"))
+    fig.add_trace(
+        go.Heatmap(
+            z=d.probs.astype(np.float32),
+            x=list(range(1, k + 1)),
+            y=list(range(steps)),
+            text=words,
+            customdata=d.logprobs.astype(np.float32),
+            texttemplate="%{text}<br>%{z:.1%}" if show_text else None,
+            textfont={"size": 10},
+            zmin=0.0,
+            zmax=1.0,
+            colorscale="Blues",
+            colorbar={"title": {"text": "probability"}, "len": 0.6},
+            hovertemplate="step %{y}, rank %{x}<br>%{text}<br>p=%{z:.4f} (log p %{customdata:.3f})<extra></extra>",
+            name="candidates",
+        ),
+        row=1,
+        col=1,
+    )
+    hit = d.chosen_col >= 0
+    fig.add_trace(
+        go.Scatter(
+            x=(d.chosen_col[hit] + 1).tolist(),
+            y=np.flatnonzero(hit).tolist(),
+            mode="markers",
+            marker={"symbol": "square-open", "size": 34 if show_text else 8, "color": BOUNDARY, "line": {"width": 2}},
+            name="chosen",
+            hoverinfo="skip",
+            showlegend=False,
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Bar(
+            x=d.entropy.astype(np.float32),
+            y=list(range(steps)),
+            orientation="h",
+            marker_color="#6a51a3",
+            name="entropy",
+            customdata=np.asarray(d.chosen_tokens, dtype=object),
+            hovertemplate="step %{y}: %{customdata}<br>entropy %{x:.3f} nats<extra></extra>",
+            showlegend=False,
+        ),
+        row=1,
+        col=2,
+    )
+    idx = C.thin_indices(steps, max_labels)
+    row_h = 44 if show_text else 14
+    fig.update_yaxes(tickmode="array", tickvals=idx, ticktext=[rows[i] for i in idx], autorange="reversed",
+                     title_text="generated step: chosen token", row=1, col=1)
+    fig.update_xaxes(tickmode="array", tickvals=list(range(1, k + 1)), title_text="rank (red frame: chosen)",
+                     row=1, col=1)
+    fig.update_xaxes(title_text="nats", row=1, col=2)
+    fig.update_layout(
+        **_LAYOUT,
+        title=_title(d.title),
+        width=width or max(760, 92 * k + 420),
+        height=height or max(360, row_h * steps + 170),
+        bargap=0.25,
+        meta={"kind": "topk", "scores": d.scores},
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------- 4. text
+def text_html(capture: Capture, color_by: str = "prob", alternatives: int = 5) -> str:
+    """The text as a self-contained HTML page; hover a generated token for its top alternatives.
+
+    ``color_by`` is ``"prob"`` (chosen-token probability) or ``"entropy"``. No scripts:
+    the tooltips are CSS, so the page works offline and inside a sandboxed frame.
+    """
+    return C.text_document(C.text_data(capture, color_by, alternatives=alternatives), tooltips=True)
+
+
+# --------------------------------------------------------------------------- 5. token strip
+def token_attention(
+    capture: Capture,
+    position: int = -1,
+    head: int | None = None,
+    max_labels: int = 80,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    colorscale: str = HEATMAP_SCALE,
+) -> go.Figure:
+    """Where the token at ``position`` looks: ``z`` is ``[layer, key]`` for keys ``0..position``."""
+    go = _go()
+    d = C.token_attention_data(capture, position, head)
+    n_layer, n_keys = d.matrix.shape
+    labels = C.position_labels(d.tokens)
+    fig = go.Figure(
+        go.Heatmap(
+            z=d.matrix.astype(np.float32),
+            x=labels,
+            y=[f"layer {i}" for i in range(n_layer)],
+            zmin=0.0,
+            colorscale=colorscale,
+            colorbar={"title": {"text": "attention"}},
+            hovertemplate="%{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>",
+            name=d.description,
+        )
+    )
+    fig.update_layout(
+        **_LAYOUT,
+        title=_title(d.title),
+        width=width or int(min(max(700, 16 * n_keys + 260), 1600)),
+        height=height or int(min(max(300, 28 * n_layer + 220), 900)),
+        xaxis={"type": "category", "nticks": max_labels, "tickangle": -90, "title": {"text": "key: earlier token"},
+               "showgrid": False},
+        yaxis={"type": "category", "autorange": "reversed", "showgrid": False},
+        shapes=_boundary_shapes(d.prompt_len, n_keys + (1 if d.prompt_len == n_keys else 0), axes="x"),
+        meta={"kind": "token", "position": d.position},
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------- 6. corpus
+def corpus_distributions(
+    summary: pd.DataFrame,
+    by: str = "emotion",
+    metrics: Sequence[str] | None = None,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    points: bool | None = None,
+) -> go.Figure:
+    """Box plots of per-turn metrics by group, one panel per metric; hover shows each box's numbers.
+
+    Trace order: for each metric (panel), one box per group in ``groups`` order.
+    """
+    go = _go()
+    from plotly.subplots import make_subplots
+
+    d = C.corpus_data(summary, by, metrics)
+    n_m = len(d.metrics)
+    ncols = min(3, n_m)
+    nrows = -(-n_m // ncols)
+    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=[d.metric_label(m) for m in d.metrics],
+                        vertical_spacing=0.18 / max(nrows, 1) + 0.06, horizontal_spacing=0.07)
+    if points is None:
+        points = max(d.counts.values()) <= 300
+    palette = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
+    names = [f"{C.html_label(g)} (n={d.counts[g]})" for g in d.groups]
+    for i, metric in enumerate(d.metrics):
+        for gi, g in enumerate(d.groups):
+            fig.add_trace(
+                go.Box(
+                    y=d.values[metric][g],
+                    name=names[gi],
+                    legendgroup=g,
+                    showlegend=i == 0,
+                    marker_color=palette[gi % len(palette)],
+                    boxpoints="all" if points else "outliers",
+                    jitter=0.35,
+                    pointpos=0,
+                    marker={"size": 4, "opacity": 0.6},
+                ),
+                row=i // ncols + 1,
+                col=i % ncols + 1,
+            )
+    fig.update_xaxes(showticklabels=len(d.groups) <= 4)
+    fig.update_layout(
+        **_LAYOUT,
+        title=_title(d.title),
+        width=width or max(700, ncols * 380),
+        height=height or nrows * 340 + 120,
+        legend={"title": {"text": d.by.replace("_", " ")}},
+        meta={"kind": "corpus", "by": d.by, "metrics": d.metrics, "groups": d.groups},
+    )
+    return fig

@@ -1,0 +1,61 @@
+"""Plain-text reports of captures: the per-step table the CLI prints."""
+
+from __future__ import annotations
+
+import math
+
+from inspector.records import Capture
+
+RANDOM_WEIGHTS_BANNER = "NOTE: random weights: the generated text is meaningless; the numbers are still exact."
+
+
+def _prob(p: float) -> str:
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.0e}"
+
+
+def _show(token: str, width: int) -> str:
+    text = repr(token)[1:-1]  # escapes newlines and tabs
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def step_table(capture: Capture, alternatives: int = 3, token_width: int = 14) -> str:
+    """The per-step table: token, probability, rank, entropy and top alternatives.
+
+    Probabilities and ranks are under the raw model logits; where decoding changed
+    the distribution (sampling settings), the processed probability is shown too.
+    """
+    processed_differs = bool((capture.processed.chosen_logprob != capture.raw.chosen_logprob).any())
+    head = f"{'step':>4}  {'token':<{token_width}} {'prob':>6} {'rank':>5} {'entropy':>7}"
+    if processed_differs:
+        head += f" {'p(used)':>7}"
+    head += "  top alternatives"
+    lines = [head, "-" * len(head)]
+    for rec in capture.steps:
+        alts = [c for c in rec.top if c.token_id != rec.token_id][:alternatives]
+        alt_text = "  ".join(f"{_show(c.token, token_width)} {_prob(c.prob)}" for c in alts)
+        line = (
+            f"{rec.step:>4}  {_show(rec.token, token_width):<{token_width}} {_prob(rec.prob):>6} "
+            f"{rec.rank:>5} {rec.entropy:>7.3f}"
+        )
+        if processed_differs:
+            line += f" {_prob(math.exp(rec.processed_logprob)):>7}"
+        lines.append(f"{line}  {alt_text}")
+    return "\n".join(lines)
+
+
+def capture_report(capture: Capture) -> str:
+    """Header (model, weights, prompt, generated text, stop reason) followed by the step table."""
+    m = capture.meta
+    lines = []
+    if m.random_weights:
+        lines.append(RANDOM_WEIGHTS_BANNER)
+    att = "not kept" if capture.attentions is None else "x".join(map(str, capture.attentions.shape))
+    lines += [
+        f"model: {m.model} ({'random' if m.random_weights else 'pretrained'} weights) on {m.device}, {m.dtype}",
+        f"prompt ({capture.prompt_len} tokens): {capture.prompt_text!r}",
+        f"generated ({capture.num_steps} tokens, stopped by {capture.stop_reason}): {capture.generated_text!r}",
+        f"attention [layer, head, query, key]: {att}",
+        "",
+        step_table(capture),
+    ]
+    return "\n".join(lines)
