@@ -17,12 +17,13 @@ import streamlit as st  # noqa: E402
 
 from dashboard import panels, state  # noqa: E402
 
-st.set_page_config(page_title="inspector · inside GPT-2", page_icon="🔎", layout="wide")
+st.set_page_config(page_title="inspector · inside GPT-2", page_icon=":material/search:", layout="wide")
 opts = state.launch_options()
 
 with st.sidebar:
     request = panels.sidebar_model(opts)
-loaded = panels.load_model(request)
+    loaded = panels.load_model(request)
+    panels.sidebar_loaded(loaded)
 with st.sidebar:
     settings, settings_error = panels.sidebar_decoding(loaded)
 

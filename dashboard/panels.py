@@ -22,6 +22,7 @@ DEFAULT_PROMPT = "User: hey how are you? \nAgent:"
 TURN_OPTIONS_LIMIT = 400
 EXPORT_FORMATS = ("png", "svg", "pdf", "html")
 _MIME = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf", "html": "text/html"}
+STOP_LABELS = {"eos": "end of text", "stop_string": "stop string", "length": "token limit"}
 _DECODING = {"greedy": "Greedy (most likely token)", "sample": "Sampling", "beam": "Beam search"}
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
 
@@ -52,7 +53,7 @@ def sidebar_model(opts: state.LaunchOptions) -> state.ModelRequest:
         "but the text is meaningless.",
     )
     avail = available_devices()
-    marks = " · ".join(f"{d} {'✅' if d in avail else '❌'}" for d in ("cpu", "cuda", "mps"))
+    marks = ", ".join(f"**{d}**" if d in avail else f"~~{d}~~" for d in ("cpu", "cuda", "mps"))
     options = ["auto", *avail]
     if opts.device not in options:
         options.append(opts.device)
@@ -63,7 +64,7 @@ def sidebar_model(opts: state.LaunchOptions) -> state.ModelRequest:
         key="device",
         help="'auto' picks cuda, then mps, then cpu.",
     )
-    st.caption(f"Available here: {marks}")
+    st.caption(f"Devices available here: {marks} (struck out: not available)")
     with st.expander("If the model cannot be loaded"):
         config_dir = st.text_input(
             "GPT-2 config folder for the random-weights fallback",
@@ -130,31 +131,44 @@ def sidebar_decoding(load: Any) -> tuple[Any, str | None]:
     except ValueError as exc:
         st.error(f"Settings: {exc}")
         return None, str(exc)
-    st.caption(f"Context: {load.model.context_length} tokens · {load.model.num_layers} layers × "
-               f"{load.model.num_heads} heads")
     return settings, None
+
+
+def sidebar_loaded(load: Any) -> None:
+    """What is actually loaded (after any fallback)."""
+    m = load.model
+    weights = "random weights" if m.random_weights else "pretrained weights"
+    st.caption(f"Loaded: {md(m.describe().split(' [')[0])} · {weights} · {m.num_layers} layers × {m.num_heads} "
+               f"heads · context {m.context_length} tokens · on {m.device}")
 
 
 # ============================================================================ header
 def header(load: Any) -> None:
     """Title, what the page is, and the model banners (shown above every view)."""
-    st.title("inspector · what GPT-2 does inside while it generates")
+    st.title("inspector: inside GPT-2 as it generates")
     st.caption(
         "Pick a prompt and press **Generate**; then see how sure the model was of every token (Generation) "
         "and where each token looked (Attention), or compare many dialogue turns from a corpus run (Corpus)."
     )
+    m = load.model
     if load.fell_back:
-        first, _, rest = load.message.partition("\n\n")
-        st.error(f"**The model could not be loaded.** {first.removeprefix('Could not load ')}", icon="🚫")
-        st.info(rest, icon="↪️")
-    if load.model.random_weights:
-        st.warning(
-            f"**Random weights: the generated text is meaningless.** Model: {load.model.describe()}. "
-            "The views still show real mechanics (probabilities, attention) of this untrained network.",
-            icon="⚠️",
+        asked = st.session_state.get("model_name") or "the model"
+        where = m.name if load.level == "local-config" else "the built-in tiny model"
+        st.error(
+            f"**Could not load {asked!r}, so the page uses a GPT-2 with random weights instead "
+            f"({where}): every view works, but the generated text is meaningless.**",
+            icon=":material/error:",
         )
-    else:
-        st.success(f"Model: {load.model.describe()}", icon="✅")
+        with st.expander("Why, and how to load real weights"):
+            st.markdown(md_paragraphs(load.message))
+    elif m.random_weights:
+        st.warning("**Random weights: the generated text is meaningless.** The views still show the real "
+                   "mechanics (probabilities, attention) of this untrained network.", icon=":material/warning:")
+
+
+def md_paragraphs(text: str) -> str:
+    """Plain text with blank-line paragraphs, escaped for markdown."""
+    return "\n\n".join(md(p) for p in text.split("\n\n"))
 
 
 def capture_line(settings: Any) -> None:
@@ -162,10 +176,10 @@ def capture_line(settings: Any) -> None:
     cap = state.current_capture()
     if cap is None:
         st.info("No capture yet: choose a prompt in the **Prompt** tab and press **Generate**, or open a corpus "
-                "run in the **Corpus** tab.", icon="👉")
+                "run in the **Corpus** tab.", icon=":material/arrow_forward:")
         return
     origin = st.session_state.get(state.CAPTURE_ORIGIN, "")
-    rnd = " · ⚠️ random weights" if cap.meta.random_weights else ""
+    rnd = " · **random weights**" if cap.meta.random_weights else ""
     st.markdown(f"**Showing:** {md(origin)} · {cap.prompt_len} prompt + {cap.num_steps} generated tokens · "
                 f"stop: {cap.stop_reason}{rnd}")
     skey = st.session_state.get(state.CAPTURE_SETTINGS)
@@ -184,6 +198,7 @@ def flash() -> None:
 def prompt_panel(load: Any, req: state.ModelRequest, settings: Any, settings_error: str | None) -> None:
     """DailyDialog turn picker or free text, and the Generate button."""
     st.subheader("1 · Choose a prompt")
+    state.sticky("prompt_source", "DailyDialog turn")
     source_kind = st.radio("Prompt source", ["DailyDialog turn", "Free text"], key="prompt_source",
                            horizontal=True)
     prompt, source = None, {"kind": "text"}
@@ -192,7 +207,8 @@ def prompt_panel(load: Any, req: state.ModelRequest, settings: Any, settings_err
         if picked is not None:
             prompt, source = picked
     else:
-        prompt = st.text_area("Prompt", DEFAULT_PROMPT, key="free_text", height=120,
+        state.sticky("free_text", DEFAULT_PROMPT)
+        prompt = st.text_area("Prompt", key="free_text", height=120,
                               help="The model continues this text. The DailyDialog prompts use 'User:' and "
                               "'Agent:' lines ending with 'Agent:'.")
     if prompt is not None:
@@ -218,15 +234,15 @@ def prompt_panel(load: Any, req: state.ModelRequest, settings: Any, settings_err
     secs = cap.meta.extra.get("dashboard_seconds")
     state.set_capture(cap, origin, state.settings_key(settings), switch_to="Generation")
     took = f" in {secs:.1f} s" if isinstance(secs, (int, float)) else ""
-    state.flash(f"Generated {cap.num_steps} tokens{took} ({cap.stop_reason}). Open **Attention** to see where "
-                "each token looked.")
+    state.flash(f"Generated {cap.num_steps} tokens{took} (stopped at: {STOP_LABELS.get(cap.stop_reason)}). "
+                "Open **Attention** to see where each token looked.")
     st.rerun()
 
 
 def _token_budget(load: Any, prompt: str, settings: Any) -> None:
     if not prompt.strip():
         return
-    n = len(load.model.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    n = len(load.model.tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"])
     ctx = load.model.context_length
     new = settings.max_new_tokens if settings is not None else 0
     note = f"{n} prompt tokens + up to {new} new ones; the model's context holds {ctx}."
@@ -245,9 +261,12 @@ def dailydialog_picker(load: Any, settings: Any) -> tuple[str, dict[str, Any]] |
     from inspector.data.prompts import build_prompt
 
     c1, c2 = st.columns([1, 3])
-    split = c1.selectbox("Split", ["validation", "test", "train"], key="dd_split")
+    splits = ["validation", "test", "train"]
+    state.sticky("dd_split", "validation", splits)
+    state.sticky("dd_dir", state.dailydialog_source() or "")
+    split = c1.selectbox("Split", splits, key="dd_split")
     where = c2.text_input("DailyDialog folder (empty: INSPECTOR_DAILYDIALOG_DIR, else the Hugging Face Hub)",
-                          state.dailydialog_source() or "", key="dd_dir")
+                          key="dd_dir")
     try:
         with st.spinner("Loading DailyDialog…"):
             turns = state.load_turns(split, where.strip() or None)
@@ -258,18 +277,22 @@ def dailydialog_picker(load: Any, settings: Any) -> tuple[str, dict[str, Any]] |
             "before starting, or start with `inspector dashboard --dailydialog /path/to/dailydialog`. The folder "
             "holds the original release (`validation/dialogues_validation.txt` with its act and emotion files) or "
             "Parquet/CSV/JSONL files with dialog, act and emotion columns. Meanwhile, **Free text** prompts work.",
-            icon="📂",
+            icon=":material/folder_open:",
         )
         return None
     acts, emotions = list(ACT_NAMES.values()), list(EMOTION_NAMES.values())
+    for key in ("f_act", "f_emotion", "f_response_act", "f_response_emotion"):
+        state.sticky(key, [])
+    state.sticky("f_text", "")
+    state.sticky("f_has_response", True)
     f1, f2, f3, f4 = st.columns(4)
     act = f1.multiselect("Turn act", acts, key="f_act", placeholder="any")
     emotion = f2.multiselect("Turn emotion", emotions, key="f_emotion", placeholder="any")
     r_act = f3.multiselect("Response act", acts, key="f_response_act", placeholder="any")
     r_emotion = f4.multiselect("Response emotion", emotions, key="f_response_emotion", placeholder="any")
     s1, s2 = st.columns([3, 1])
-    text = s1.text_input("Search the turn's text", "", key="f_text", placeholder="e.g. dinner")
-    need_response = s2.checkbox("Has a reference response", True, key="f_has_response",
+    text = s1.text_input("Search the turn's text", key="f_text", placeholder="e.g. dinner")
+    need_response = s2.checkbox("Has a reference response", key="f_has_response",
                                 help="The last turn of a dialogue has no reference reply to compare with.")
     found = filter_turns(turns, act=act or None, emotion=emotion or None, response_act=r_act or None,
                          response_emotion=r_emotion or None, text=text.strip() or None,
@@ -283,12 +306,12 @@ def dailydialog_picker(load: Any, settings: Any) -> tuple[str, dict[str, Any]] |
                  f"{r.response_act or '–'}/{r.response_emotion or '–'} · {_short(r.utterance, 70)}"
               for k, r in zip(keys, shown.itertuples())}
     more = f" (the first {TURN_OPTIONS_LIMIT} are listed; narrow with the filters)" if len(found) > len(shown) else ""
-    if st.session_state.get("dd_turn") not in labels:
-        st.session_state.pop("dd_turn", None)
+    state.sticky("dd_turn", keys[0], keys)
+    state.sticky("dd_context", 4)
     picked = st.selectbox(f"Turn: {len(found)} of {len(turns)} match{more}", keys, format_func=labels.get,
                           key="dd_turn")
     dial_id, turn = picked
-    context = st.slider("Context turns in the prompt", 1, 10, 4, key="dd_context",
+    context = st.slider("Context turns in the prompt", 1, 10, key="dd_context",
                         help="How many dialogue turns, ending with the chosen one, go into the prompt.")
     dialogues = state.load_dialogues(split, where.strip() or None)
     budget = load.model.context_length - (settings.max_new_tokens if settings is not None else 0)
@@ -346,14 +369,14 @@ def generation_panel(capture: Any) -> None:
     raw = capture.raw
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Generated tokens", capture.num_steps)
-    m2.metric("Stopped because", {"eos": "end of text", "stop_string": "stop string",
-                                  "length": "max new tokens"}.get(capture.stop_reason, capture.stop_reason))
+    m2.metric("Stopped at", STOP_LABELS.get(capture.stop_reason, capture.stop_reason))
     if capture.num_steps:
         m3.metric("Mean entropy (nats)", f"{float(raw.entropy.mean()):.2f}")
         m4.metric("Mean chosen probability", f"{float(capture.chosen_probs.mean()):.1%}")
     st.subheader("Generated text")
+    state.sticky("gen_color_by", "prob", ["prob", "entropy"])
     color_by = st.segmented_control(
-        "Colour generated tokens by", ["prob", "entropy"], default="prob", key="gen_color_by", required=True,
+        "Colour generated tokens by", ["prob", "entropy"], key="gen_color_by", required=True,
         format_func={"prob": "probability of the chosen token", "entropy": "entropy (uncertainty)"}.get,
     ) or "prob"
     st.html(_plots().text_html(capture, color_by=color_by))
@@ -361,7 +384,8 @@ def generation_panel(capture: Any) -> None:
         st.info("Nothing was generated (the model ended the text at once).")
         return
     st.subheader("What the model almost chose, step by step")
-    k = st.slider("Candidates shown", 1, capture.raw.k, min(5, capture.raw.k), key="gen_topk")
+    state.sticky("gen_topk", min(5, capture.raw.k), range(1, capture.raw.k + 1))
+    k = st.slider("Candidates shown", 1, max(capture.raw.k, 2), key="gen_topk")
     st.plotly_chart(_plots().topk_steps(capture, k=k), key="fig_topk", width="stretch")
     with st.expander("Table of candidates per step"):
         st.dataframe(topk_table(capture, k), hide_index=True, key="topk_table", width="stretch")
@@ -382,30 +406,30 @@ def topk_table(capture: Any, k: int) -> Any:
 
 
 # ============================================================================ attention
-def _fix_choice(key: str, options: list[Any]) -> None:
-    """Drop a remembered choice that the current capture does not offer (another model's layer count)."""
-    if key in st.session_state and st.session_state[key] not in options:
-        del st.session_state[key]
-
-
 def attention_controls(capture: Any) -> tuple[int | None, int | None, str]:
     from inspector.aggregate import AGGREGATE_MODES
 
     layers = [None, *range(capture.num_layers)]
     heads = [None, *range(capture.num_heads)]
-    for key, opts in (("att_layer", layers), ("att_head", heads), ("att_agg", list(AGGREGATE_MODES))):
-        _fix_choice(key, opts)
+    state.sticky("att_layer", None, layers)
+    state.sticky("att_head", None, heads)
+    state.sticky("att_agg", "mean", AGGREGATE_MODES)
     c1, c2, c3 = st.columns([1, 1, 2])
     layer = c1.selectbox("Layer", layers, key="att_layer",
                          format_func=lambda v: "all layers" if v is None else f"layer {v}")
     head = c2.selectbox("Head", heads, key="att_head",
                         format_func=lambda v: "all heads" if v is None else f"head {v}")
     agg = c3.segmented_control(
-        "Combine the 'all' dimensions by", list(AGGREGATE_MODES), default="mean", key="att_agg", required=True,
+        "Combine the 'all' dimensions by", list(AGGREGATE_MODES), key="att_agg", required=True,
         help="mean: average weight; max: strongest weight; stacked-mean: the notebook's mean over layers, then "
         "over heads.", disabled=layer is not None and head is not None,
     ) or "mean"
     return layer, head, agg
+
+
+def _height(n_tokens: int) -> int | None:
+    """A heatmap height that keeps the views below it within reach (the figure's own size otherwise)."""
+    return 700 if n_tokens > 32 else None
 
 
 def attention_panel(capture: Any) -> None:
@@ -420,21 +444,24 @@ def attention_panel(capture: Any) -> None:
     st.subheader("Attention heatmap")
     st.caption("Each row is a token (query) and shows how much it attended to each earlier token (key). Tokens "
                "after the dashed line were generated.")
+    if (capture.meta.extra or {}).get("attention") == "summary":
+        st.caption("This capture comes from a run that kept only the mean over heads (`--attention summary`): "
+                   "'head 0' is that mean. Rerun with `--attention full` for every head.")
     layer, head, agg = attention_controls(capture)
-    st.plotly_chart(p.attention_heatmap(capture, layer=layer, head=head, agg=agg), key="fig_heatmap",
-                    width="stretch")
+    st.plotly_chart(p.attention_heatmap(capture, layer=layer, head=head, agg=agg, height=_height(capture.seq_len)),
+                    key="fig_heatmap", width="stretch")
 
     st.subheader("Pick a token, see where it looks")
     positions = list(range(capture.seq_len))
-    _fix_choice("att_token", positions)
-    default = capture.prompt_len if capture.num_steps else capture.seq_len - 1
-    pos = st.selectbox("Token", positions, index=default, key="att_token",
+    state.sticky("att_token", capture.prompt_len if capture.num_steps else capture.seq_len - 1, positions)
+    pos = st.selectbox("Token", positions, key="att_token",
                        format_func=lambda i: f"{i}: {capture.tokens[i]!r} "
                        f"({'generated' if i >= capture.prompt_len else 'prompt'})")
     st.plotly_chart(p.token_attention(capture, pos), key="fig_token", width="stretch")
 
     st.subheader("All layers × heads")
-    if st.toggle("Show the head grid", True, key="att_grid",
+    state.sticky("att_grid", True)
+    if st.toggle("Show the head grid", key="att_grid",
                  help="Every layer (rows) and head (columns) on one colour scale."):
         st.plotly_chart(p.head_grid(capture), key="fig_grid", width="stretch")
 
@@ -446,7 +473,8 @@ def corpus_panel(opts: state.LaunchOptions) -> None:
     st.caption("A run folder is written by `inspector run --split validation --out runs/NAME`: one capture per "
                "turn plus a summary table.")
     c1, c2 = st.columns([4, 1])
-    path = c1.text_input("Run folder", opts.run or "", key="run_dir", placeholder="runs/NAME")
+    state.sticky("run_dir", opts.run or "")
+    path = c1.text_input("Run folder", key="run_dir", placeholder="runs/NAME")
     c2.write("")
     opened = c2.button("Open run", key="open_run")
     if opened or (path and st.session_state.get(state.RUN_PATH) is None and path == (opts.run or "")
@@ -481,7 +509,7 @@ def _open_run(path: str) -> None:
         st.session_state[state.RUN_PATH] = None
         return
     st.session_state[state.RUN_PATH] = path
-    st.session_state.pop("corpus_row", None)
+    state.forget("corpus_row")
 
 
 def _run_info(run: Any, path: str) -> None:
@@ -496,7 +524,7 @@ def _run_info(run: Any, path: str) -> None:
     st.success(f"Opened **{md(path)}**: {what}" + (f" · model {md(str(name))}" if name else "")
                + (f" · attention kept: {doc['attention']}" if doc.get("attention") else ""))
     if isinstance(model, dict) and model.get("random_weights"):
-        st.warning("This run used **random weights**: its generated texts are meaningless.", icon="⚠️")
+        st.warning("This run used **random weights**: its generated texts are meaningless.", icon=":material/warning:")
     with st.expander("Run settings (run.json)"):
         st.json(doc, expanded=False)
 
@@ -505,7 +533,8 @@ def _corpus_stats(run: Any, summary: Any) -> None:
     from inspector.plots._common import GROUP_COLUMNS
 
     st.subheader("By dialogue act and emotion")
-    by = st.segmented_control("Group by", list(GROUP_COLUMNS), default="emotion", key="corpus_by", required=True,
+    state.sticky("corpus_by", "emotion", GROUP_COLUMNS)
+    by = st.segmented_control("Group by", list(GROUP_COLUMNS), key="corpus_by", required=True,
                               format_func=lambda c: c.replace("_", " ")) or "emotion"
     st.dataframe(_group_stats(summary, by), key="corpus_stats", width="stretch")
     st.plotly_chart(_plots().corpus_distributions(summary, by=by), key="fig_corpus", width="stretch")
@@ -535,13 +564,14 @@ def _corpus_table(run_path: str, summary: Any) -> None:
             getattr(getattr(sel, "selection", None), "rows", [])
         if rows:
             st.session_state["corpus_row"] = keys[rows[0]]
+            st.session_state["_keep_corpus_row"] = keys[rows[0]]
 
     st.dataframe(table, key="corpus_table", on_select=on_select, selection_mode="single-row", hide_index=True,
                  width="stretch", height=320)
     labels = {k: f"dialogue {d} · turn {t} · {a}/{e}" for k, d, t, a, e in
               zip(keys, table["dial_id"], table["turn"], table.get("act", [""] * len(keys)),
                   table.get("emotion", [""] * len(keys)))}
-    _fix_choice("corpus_row", [None, *keys])
+    state.sticky("corpus_row", None, [None, *keys])
     picked = st.selectbox("Open turn", [None, *keys], key="corpus_row",
                           format_func=lambda k: "— choose a turn —" if k is None else labels[k])
     if picked is None:
@@ -562,7 +592,8 @@ def _corpus_table(run_path: str, summary: Any) -> None:
 
 def _capture_file_opener() -> None:
     with st.expander("Open a single capture file (.safetensors)"):
-        path = st.text_input("Capture file", "", key="capture_path",
+        state.sticky("capture_path", "")
+        path = st.text_input("Capture file", key="capture_path",
                              placeholder="captures/hi.safetensors")
         if st.button("Open capture", key="open_capture"):
             try:
@@ -588,19 +619,20 @@ FIGURES = {
 
 def figure_options(kind: str) -> dict[str, Any]:
     """The options the views currently show for ``kind`` (layer, head, aggregate, token, colouring, grouping)."""
-    ss = st.session_state
+    get = state.remembered
     if kind == "heatmap":
-        return {"layer": ss.get("att_layer"), "head": ss.get("att_head"), "agg": ss.get("att_agg") or "mean"}
+        return {"layer": get("att_layer"), "head": get("att_head"), "agg": get("att_agg") or "mean"}
     if kind == "token":
         cap = state.current_capture()
-        default = cap.prompt_len if cap is not None and cap.num_steps else (cap.seq_len - 1 if cap else 0)
-        return {"position": ss.get("att_token", default)}
+        default = (cap.prompt_len if cap.num_steps else cap.seq_len - 1) if cap is not None else 0
+        position = get("att_token", default)
+        return {"position": position if cap is not None and 0 <= position < cap.seq_len else default}
     if kind == "topk":
-        return {"k": ss.get("gen_topk")}
+        return {"k": get("gen_topk")}
     if kind == "text":
-        return {"color_by": ss.get("gen_color_by") or "prob"}
+        return {"color_by": get("gen_color_by") or "prob"}
     if kind == "corpus":
-        return {"by": ss.get("corpus_by") or "emotion"}
+        return {"by": get("corpus_by") or "emotion"}
     return {}
 
 
@@ -631,7 +663,8 @@ def export_panel(capture: Any) -> None:
         st.info("Nothing to export yet: generate, or open a corpus run.")
         return
     st.subheader("Download a figure")
-    _fix_choice("export_kind", kinds)
+    state.sticky("export_kind", kinds[0], kinds)
+    state.sticky("export_format", "png", EXPORT_FORMATS)
     c1, c2 = st.columns([3, 1])
     kind = c1.selectbox("Figure", kinds, key="export_kind", format_func=FIGURES.get)
     fmt = c2.selectbox("Format", EXPORT_FORMATS, key="export_format", format_func=str.upper,
@@ -656,14 +689,17 @@ def export_panel(capture: Any) -> None:
         st.error(f"Could not export this figure: {exc}")
     else:
         st.download_button(f"Download {stem}.{fmt}", data, file_name=f"{stem}.{fmt}", mime=_MIME[fmt],
-                           key="dl_figure", icon="⬇️", on_click="ignore")
+                           key="dl_figure", icon=":material/download:", on_click="ignore", type="primary")
+        if fmt == "png":
+            with st.expander("Preview", expanded=True):
+                st.image(data)
     if capture is not None:
         st.subheader("Download the capture")
         st.caption("A .safetensors file with every token, score and attention weight, and its settings; open "
                    "it with `inspector.load_capture(path)` or `inspector plot`.")
         st.download_button("Download capture.safetensors", capture_bytes(capture),
                            file_name="capture.safetensors", mime="application/octet-stream", key="dl_capture",
-                           icon="⬇️", on_click="ignore")
+                           icon=":material/download:", on_click="ignore")
         meta = {"model": capture.meta.model, "random_weights": capture.meta.random_weights,
                 "generation": capture.meta.generation, "source": capture.meta.source}
         with st.expander("Capture metadata"):

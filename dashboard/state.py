@@ -257,6 +257,39 @@ def capture_file(path: str) -> Any:
 
 
 # ----------------------------------------------------------------------------- session helpers
+_SHADOW = "_keep_"
+
+
+def sticky(key: str, default: Any, options: Any = None) -> None:
+    """Give the widget ``key`` its remembered value (or ``default``) before it is drawn.
+
+    Only the open tab runs (lazy tabs), and Streamlit forgets the state of widgets
+    that were not drawn; a shadow copy keeps choices (filters, layer, head, ...)
+    across tab switches. Widgets using this take no ``value``/``index``/``default``.
+    A remembered value that ``options`` no longer offers falls back to ``default``
+    (or the first option).
+    """
+    ss = st.session_state
+    value = ss[key] if key in ss else ss.get(_SHADOW + key, default)
+    if options is not None:
+        options = list(options)
+        if value not in options:
+            value = default if default in options else (options[0] if options else None)
+    ss[key] = value
+    ss[_SHADOW + key] = value
+
+
+def remembered(key: str, default: Any = None) -> Any:
+    """A widget's current or remembered value, even while its tab is closed."""
+    ss = st.session_state
+    return ss[key] if key in ss else ss.get(_SHADOW + key, default)
+
+
+def forget(key: str) -> None:
+    st.session_state.pop(key, None)
+    st.session_state.pop(_SHADOW + key, None)
+
+
 def set_capture(capture: Any, origin: str, skey: str | None = None, switch_to: str | None = None) -> None:
     """Make ``capture`` the one every view shows; optionally switch tab on the next run."""
     st.session_state[CAPTURE] = capture

@@ -28,10 +28,13 @@ def synthetic_capture(
     steps = seq - prompt_len
     att = None
     if attention:
-        att = torch.rand(n_layer, n_head, seq, seq, generator=g) ** 4
-        att = att.tril()
-        att = att / att.sum(-1, keepdim=True)
-        att = att.to(torch.float16)
+        # Like GPT-2: a strong sink on token 0, a pull to recent tokens, noise elsewhere.
+        scores = torch.randn(n_layer, n_head, seq, seq, generator=g) * 1.5
+        scores[..., 0] += 4.0
+        dist = (torch.arange(seq)[:, None] - torch.arange(seq)[None, :]).clamp(min=0).float()
+        scores -= 0.3 * dist.clamp(max=10)
+        scores = scores.masked_fill(torch.ones(seq, seq, dtype=torch.bool).triu(1), float("-inf"))
+        att = scores.softmax(-1).to(torch.float16)
 
     def scores() -> TokenScores:
         logits = torch.randn(steps, vocab, generator=g) * 3
@@ -98,3 +101,36 @@ def summary_frame(rows: int = 60, seed: int = 0) -> pd.DataFrame:
             "stop_reason": rng.choice(["eos", "length"], rows),
         }
     )
+
+
+def _decode(value):
+    """plotly's typed-array encoding (``{"dtype", "bdata", "shape"}``) back to NumPy; lists as arrays."""
+    import base64
+
+    if isinstance(value, dict) and "bdata" in value:
+        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        if "shape" in value:
+            arr = arr.reshape([int(s) for s in str(value["shape"]).split(",")])
+        return arr
+    return value
+
+
+def figure_from_html(html: str) -> dict:
+    """The ``data`` and ``layout`` a saved plotly HTML page draws, read back from its ``Plotly.newPlot`` call."""
+    import json
+
+    start = html.index("Plotly.newPlot(")
+    dec = json.JSONDecoder()
+    pos = start + len("Plotly.newPlot(")
+    args = []
+    for _ in range(3):
+        while html[pos] in " \n\t,":
+            pos += 1
+        obj, pos = dec.raw_decode(html, pos)
+        args.append(obj)
+    _div, data, layout = args
+    for trace in data:
+        for key in ("x", "y", "z"):
+            if key in trace:
+                trace[key] = _decode(trace[key])
+    return {"data": data, "layout": layout}

@@ -70,6 +70,7 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
         "--server.headless", "true",
         "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "minimal",
         "--", *app_args(args),
     ]
 

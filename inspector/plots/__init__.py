@@ -98,18 +98,33 @@ def _check_source(kind: str, source: Any) -> None:
 
 
 def load_source(path: str | os.PathLike[str]) -> Capture | pd.DataFrame:
-    """A capture from a ``.safetensors`` file, or a run's summary table from its folder."""
+    """A capture from a ``.safetensors`` file, or a run's summary table from its folder.
+
+    A run folder with ``run.json`` is read through :func:`inspector.runs.load_run` (an
+    unfinished run gives the rows done so far); the table's ``attrs`` then carry
+    ``model`` and ``random_weights``, which the corpus figure's title shows. A folder with
+    only ``summary.parquet`` is read as it is.
+    """
     p = Path(path)
     if p.is_dir():
-        summary = p / SUMMARY_FILE
-        if not summary.is_file():
-            raise FileNotFoundError(f"{p} is a folder without {SUMMARY_FILE}: not a finished run folder")
         import pandas as pd
 
+        if (p / "run.json").is_file():
+            from inspector.runs import load_run
+
+            run = load_run(p)
+            summary = run.summary
+            model = run.settings.get("model") or {}
+            summary.attrs["model"] = model.get("name", "")
+            summary.attrs["random_weights"] = bool(model.get("random_weights", False))
+            return summary
+        table = p / SUMMARY_FILE
+        if not table.is_file():
+            raise FileNotFoundError(f"{p} is not a run folder: it has neither run.json nor {SUMMARY_FILE}")
         try:
-            return pd.read_parquet(summary)
+            return pd.read_parquet(table)
         except Exception as exc:  # pyarrow raises its own error types
-            raise ValueError(f"{summary}: not a readable parquet table ({type(exc).__name__}: {exc})") from exc
+            raise ValueError(f"{table}: not a readable parquet table ({type(exc).__name__}: {exc})") from exc
     if not p.exists():
         raise FileNotFoundError(f"{p}: no such capture file or run folder")
     if p.suffix.lower() != ".safetensors":

@@ -24,8 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from inspector.records import Capture
 
-#: Summary columns a corpus figure can group by.
-GROUP_COLUMNS: tuple[str, ...] = ("act", "emotion", "response_act", "response_emotion")
+#: Summary columns a corpus figure can group by (the first is the default).
+GROUP_COLUMNS: tuple[str, ...] = ("emotion", "act", "response_emotion", "response_act")
 
 #: Metrics shown by :func:`corpus_data` when none are named. The first two are required;
 #: the attention shares are shown when the run kept attention (columns present, not all empty).
@@ -88,18 +88,21 @@ def thin_indices(n: int, max_labels: int, keep: Sequence[int] = ()) -> list[int]
     step = math.ceil(n / max_labels)
     kept = {i for i in keep if 0 <= i < n}
     regular = set(range(0, n, step))
-    # A regular label right beside a kept one would overprint it: drop the regular one.
-    crowded = {j for i in kept for j in (i - 1, i + 1) if j in regular and j not in kept and j != 0}
+    # A regular label closer than a step to a kept one would crowd it: drop it.
+    crowded = {j for j in regular for i in kept if j != i and abs(j - i) < max(step, 2)}
     return sorted((regular - crowded) | kept)
 
 
-def axis_labels(tokens: Sequence[str], max_labels: int, prompt_len: int | None = None) -> tuple[list[int], list[str]]:
+def axis_labels(
+    tokens: Sequence[str], max_labels: int, prompt_len: int | None = None, keep: Sequence[int] = ()
+) -> tuple[list[int], list[str]]:
     """Tick positions and labels for a token axis, thinned to about ``max_labels``.
 
-    When every token fits, labels are the tokens; when thinned, each carries its
-    position (``"37 the"``) so the reader knows where it is.
+    The first generated token (``prompt_len``) and ``keep`` are always labelled. When
+    every token fits, labels are the tokens; when thinned, each carries its position
+    (``"37 the"``) so the reader knows where it is.
     """
-    keep = () if prompt_len is None else (prompt_len,)
+    keep = (*keep, *(() if prompt_len is None else (prompt_len,)))
     idx = thin_indices(len(tokens), max_labels, keep=keep)
     thinned = len(idx) < len(tokens)
     labels = [f"{i} {display_token(tokens[i])}" if thinned else display_token(tokens[i]) for i in idx]
@@ -115,8 +118,19 @@ def capture_title(capture: Capture, what: str) -> str:
     """``what`` followed by the model name, flagged loudly when the weights are random."""
     model = capture.meta.model or "model"
     if capture.meta.random_weights:
-        return f"{what} — {model}, RANDOM WEIGHTS (not real GPT-2)"
-    return f"{what} — {model}"
+        return f"{what}\n{model}: RANDOM WEIGHTS (not real GPT-2)"
+    return f"{what}\n{model}"
+
+
+def format_prob(p: float) -> str:
+    """A probability as a short percentage that stays informative when tiny (``0.0021%``)."""
+    if p >= 0.995:
+        return "100%"
+    if p >= 0.1:
+        return f"{p:.0%}"
+    if p >= 1e-6:
+        return f"{100 * p:.2g}%"
+    return "<0.0001%" if p > 0 else "0%"
 
 
 def check_index(value: int | None, size: int, what: str) -> int | None:
@@ -268,6 +282,74 @@ def head_grid_data(capture: Capture, max_cells: int | None = 96) -> HeadGridData
     )
 
 
+@dataclass(frozen=True)
+class Mosaic:
+    """All panels of a head grid tiled into one image, ``gap`` empty cells between panels.
+
+    ``image`` is ``[layer * (cells + gap) - gap, head * (cells + gap) - gap]`` float32
+    with NaN above each panel's diagonal and in the gaps (``gaps`` marks the latter).
+    Panel ``(layer, head)`` starts at row ``layer * (cells + gap)``, column ``head * (cells + gap)``.
+    """
+
+    image: np.ndarray
+    gaps: np.ndarray
+    cells: int
+    gap: int
+    boundary: float
+    row_labels: list[str]
+    col_labels: list[str]
+
+    def origin(self, layer: int, head: int) -> tuple[int, int]:
+        stride = self.cells + self.gap
+        return layer * stride, head * stride
+
+    def panel(self, layer: int, head: int) -> np.ndarray:
+        r, c = self.origin(layer, head)
+        return self.image[r : r + self.cells, c : c + self.cells]
+
+    def centres(self, count: int) -> list[int]:
+        stride = self.cells + self.gap
+        return [i * stride + self.cells // 2 for i in range(count)]
+
+
+def head_mosaic(d: HeadGridData, gap: int | None = None) -> Mosaic:
+    """Tile a :class:`HeadGridData` into one image (one heatmap draws much faster than 144)."""
+    n_layer, n_head, cells = d.num_layers, d.num_heads, int(d.matrices.shape[-1])
+    gap = max(1, round(cells * 0.08)) if gap is None else gap
+    stride = cells + gap
+    rows, cols = n_layer * stride - gap, n_head * stride - gap
+    image = np.full((rows, cols), np.nan, dtype=np.float32)
+    gaps = np.ones((rows, cols), dtype=bool)
+    panel = np.where(d.masked, np.nan, 0.0).astype(np.float32)
+    for li in range(n_layer):
+        for hi in range(n_head):
+            r, c = li * stride, hi * stride
+            image[r : r + cells, c : c + cells] = d.matrices[li, hi] + panel
+            gaps[r : r + cells, c : c + cells] = False
+    n = len(d.tokens)
+    cell_names = [f"{s}" if d.factor == 1 else f"{s}–{min(s + d.factor, n) - 1}" for s in range(0, n, d.factor)]
+    if d.factor == 1:
+        cell_names = [f"{i} {html_label(display_token(t))}" for i, t in enumerate(d.tokens)]
+
+    def labels(count: int, what: str, side: str) -> list[str]:
+        out: list[str] = []
+        for i in range(count):
+            out += [f"{what} {i} · {side} {name}" for name in cell_names]
+            if i < count - 1:
+                out += [f"{what} {i} · gap {j}" for j in range(gap)]
+        return out
+
+    return Mosaic(
+        image=image,
+        gaps=gaps,
+        cells=cells,
+        gap=gap,
+        boundary=d.prompt_len / d.factor - 0.5,
+        row_labels=labels(n_layer, "layer", "query"),
+        col_labels=labels(n_head, "head", "key"),
+    )
+
+
 # --------------------------------------------------------------------------- top-k
 @dataclass(frozen=True)
 class TopkData:
@@ -348,9 +430,20 @@ class TokenAttentionData:
     title: str
 
 
-def token_attention_data(capture: Capture, position: int, head: int | None = None) -> TokenAttentionData:
-    """Where the token at ``position`` looks, per layer: mean over heads, or one ``head``."""
+def default_position(capture: Capture) -> int:
+    """The token a token-attention view starts on: the first generated one (the last, if none was)."""
+    return capture.prompt_len if capture.num_steps else capture.seq_len - 1
+
+
+def token_attention_data(capture: Capture, position: int | None = None, head: int | None = None) -> TokenAttentionData:
+    """Where the token at ``position`` looks, per layer: mean over heads, or one ``head``.
+
+    ``position`` counts from 0 over prompt and generated tokens (negative: from the end);
+    ``None`` is :func:`default_position`.
+    """
     att = _attention(capture)
+    if position is None:
+        position = default_position(capture)
     pos = check_index(position, int(att.shape[2]), "token position")
     assert pos is not None
     if head is None:
@@ -389,14 +482,32 @@ class CorpusData:
         return METRIC_LABELS.get(metric, metric)
 
 
-def _group_order(col: pd.Series) -> list[str]:
-    if hasattr(col, "cat"):
-        return [str(c) for c in col.cat.categories if (col == c).any()]
-    return sorted({str(v) for v in col.dropna()})
+NO_LABEL = "(none)"
+
+
+def _group_keys(col: pd.Series) -> pd.Series:
+    """Label of every row as a string; rows without one (the last turn has no response) are ``(none)``."""
+    return col.astype(object).where(col.notna(), NO_LABEL).astype(str)
+
+
+def _group_order(by: str, keys: pd.Series) -> list[str]:
+    """DailyDialog's label order (inform, question, ...; no emotion, anger, ...), then others sorted,
+    ``(none)`` last: the rows of ``inspector stats``."""
+    from inspector.data.dailydialog import ACT_NAMES, EMOTION_NAMES
+
+    present = set(keys)
+    names = list((ACT_NAMES if by.endswith("act") else EMOTION_NAMES).values())
+    known = [n for n in names if n in present]
+    rest = sorted(present - set(names) - {NO_LABEL})
+    return known + rest + ([NO_LABEL] if NO_LABEL in present else [])
 
 
 def corpus_data(summary: pd.DataFrame, by: str = "emotion", metrics: Sequence[str] | None = None) -> CorpusData:
-    """Group a run summary's per-turn metrics by ``by``; missing columns raise ``ValueError``."""
+    """Group a run summary's per-turn metrics by ``by``; missing columns raise ``ValueError``.
+
+    The title flags random weights when ``summary.attrs["random_weights"]`` (set by
+    :func:`inspector.plots.load_source`) or a ``random_weights`` column says so.
+    """
     import pandas as pd
 
     if not isinstance(summary, pd.DataFrame):
@@ -428,18 +539,23 @@ def corpus_data(summary: pd.DataFrame, by: str = "emotion", metrics: Sequence[st
             raise ValueError(f"metric column {m!r} is not numeric ({summary[m].dtype})")
     if len(summary) == 0:
         raise ValueError("the run summary has no rows")
-    groups = _group_order(summary[by])
-    if not groups:
-        raise ValueError(f"column {by!r} holds no labels")
-    keys = summary[by].astype("string")
-    counts = {g: int((keys == g).sum()) for g in groups}
+    keys = _group_keys(summary[by])
+    groups = _group_order(by, keys)
+    rows = {g: (keys == g).to_numpy() for g in groups}
+    counts = {g: int(rows[g].sum()) for g in groups}
     values = {
-        m: {g: summary.loc[(keys == g).fillna(False).to_numpy(), m].dropna().to_numpy(dtype=np.float64) for g in groups}
+        m: {g: pd.to_numeric(summary.loc[rows[g], m]).dropna().to_numpy(dtype=np.float64) for g in groups}
         for m in chosen
     }
     what = f"Per-turn metrics by {by.replace('_', ' ')} ({len(summary)} turns)"
-    if "random_weights" in summary.columns and summary["random_weights"].fillna(False).astype(bool).any():
-        what += " — RANDOM WEIGHTS (not real GPT-2)"
+    random = bool(summary.attrs.get("random_weights", False))
+    if "random_weights" in summary.columns:
+        random = random or bool(summary["random_weights"].fillna(False).astype(bool).any())
+    model = str(summary.attrs.get("model") or "")
+    if random:
+        what += f"\n{model + ': ' if model else ''}RANDOM WEIGHTS (not real GPT-2)"
+    elif model:
+        what += f"\n{model}"
     return CorpusData(by=by, metrics=chosen, groups=groups, counts=counts, values=values, title=what)
 
 

@@ -40,25 +40,48 @@ def _masked(matrix: np.ndarray, masked: np.ndarray) -> np.ndarray:
     return out
 
 
-def _boundary_shapes(prompt_len: int, n: int, at: float | None = None, xref: str = "x", yref: str = "y",
-                     axes: str = "xy") -> list[dict]:
-    """Dashed lines where generation starts, in category-index coordinates."""
+def _boundary_shapes(prompt_len: int, n: int, axes: str = "xy") -> list[dict]:
+    """Dashed lines where generation starts, in category-index coordinates.
+
+    On a square map they stop at the diagonal (framing the prompt block); with
+    ``axes="x"`` one full-height line.
+    """
     if not 0 < prompt_len < n:
         return []
-    pos = prompt_len - 0.5 if at is None else at
+    pos = prompt_len - 0.5
     line = {"color": BOUNDARY, "width": 1.2, "dash": "dash"}
-    shapes = []
-    if "x" in axes:
-        shapes.append({"type": "line", "xref": xref, "yref": f"{yref} domain", "x0": pos, "x1": pos, "y0": 0, "y1": 1,
-                       "line": line})
-    if "y" in axes:
-        shapes.append({"type": "line", "yref": yref, "xref": f"{xref} domain", "y0": pos, "y1": pos, "x0": 0, "x1": 1,
-                       "line": line})
-    return shapes
+    if axes == "x":
+        return [{"type": "line", "yref": "y domain", "x0": pos, "x1": pos, "y0": 0, "y1": 1, "line": line}]
+    return [
+        {"type": "line", "x0": pos, "x1": pos, "y0": pos, "y1": n - 0.5, "line": line},
+        {"type": "line", "x0": -0.5, "x1": pos, "y0": pos, "y1": pos, "line": line},
+    ]
 
 
 def _title(text: str) -> dict:
-    return {"text": C.html_label(text), "x": 0.01, "xanchor": "left", "font": {"size": 14}}
+    lines = [C.html_label(line) for line in text.split("\n")]
+    body = lines[0] + "".join(f"<br><span style='font-size:12px'>{line}</span>" for line in lines[1:])
+    return {"text": body, "x": 0.01, "xanchor": "left", "font": {"size": 14}}
+
+
+def colorscale_gamma(name: str, gamma: float, stops: int = 21) -> list[list]:
+    """A named plotly colour scale bent so a value's colour follows ``(value / max) ** gamma``.
+
+    The data keep their true values (hover and colour bar show weights); only where
+    the colours fall changes, as matplotlib's ``PowerNorm`` does.
+    """
+    from plotly.colors import sample_colorscale
+
+    if gamma <= 0:
+        raise ValueError(f"gamma must be positive, got {gamma}")
+    ts = [i / (stops - 1) for i in range(stops)]
+    colours = sample_colorscale(name, ts)
+    return [[t ** (1.0 / gamma), c] for t, c in zip(ts, colours)]
+
+
+def _colorbar(gamma: float) -> dict:
+    text = "attention" if gamma == 1 else f"attention<br>(colour ~ w^{gamma:g})"
+    return {"title": {"text": text}}
 
 
 # --------------------------------------------------------------------------- 1. heatmap
@@ -73,11 +96,13 @@ def attention_heatmap(
     height: int | None = None,
     colorscale: str = HEATMAP_SCALE,
     vmax: float | None = None,
+    gamma: float = 0.5,
 ) -> go.Figure:
     """Attention of one layer and head, or of an aggregate, as a zoomable ``[query, key]`` heatmap.
 
     ``z`` holds the matrix (float32; cells above the diagonal, zero by causality, are
     gaps). At most about ``max_labels`` token labels show per axis; zooming shows more.
+    Colour follows ``weight ** gamma`` (see :func:`colorscale_gamma`); 1 is linear.
     """
     go = _go()
     d = C.heatmap_data(capture, layer, head, agg)
@@ -92,9 +117,9 @@ def attention_heatmap(
             y=labels,
             zmin=0.0,
             zmax=top,
-            colorscale=colorscale,
+            colorscale=colorscale_gamma(colorscale, gamma),
             hoverongaps=False,
-            colorbar={"title": {"text": "attention", "side": "right"}},
+            colorbar=_colorbar(gamma),
             hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>",
             name=d.description,
         )
@@ -122,61 +147,56 @@ def head_grid(
     height: int | None = None,
     colorscale: str = HEATMAP_SCALE,
     vmax: float | None = None,
+    gamma: float = 0.5,
 ) -> go.Figure:
-    """Every layer (rows) and head (columns) as small heatmaps sharing one colour axis.
+    """Every layer (rows) and head (columns) as small heatmaps on one colour scale.
 
-    Sequences longer than ``max_cells`` are mean-pooled into blocks (hover names the
-    positions a cell covers), which keeps the file small for 12 x 12 heads.
+    The panels are tiled into one heatmap trace (fast to draw, even 12 x 12); ``layout.meta``
+    gives ``cells`` and ``gap``, so panel ``(l, h)`` is ``z[l*(cells+gap):][:cells, h*(cells+gap):][:, :cells]``.
+    Sequences longer than ``max_cells`` are mean-pooled into blocks; hover names the
+    layer, head and the positions a cell covers. Zoom in to read one head.
     """
     go = _go()
-    from plotly.subplots import make_subplots
-
     d = C.head_grid_data(capture, max_cells)
+    m = C.head_mosaic(d)
     n_layer, n_head = d.num_layers, d.num_heads
-    labels = C.pooled_labels(d.tokens, d.factor)
-    fig = make_subplots(
-        rows=n_layer,
-        cols=n_head,
-        shared_xaxes=True,
-        shared_yaxes=True,
-        horizontal_spacing=min(0.01, 0.2 / max(n_head, 1)),
-        vertical_spacing=min(0.01, 0.2 / max(n_layer, 1)),
-        column_titles=[f"head {h}" for h in range(n_head)],
-        row_titles=[f"layer {layer}" for layer in range(n_layer)],
-    )
     top = vmax if vmax is not None else (d.vmax or 1.0)
+    fig = go.Figure(
+        go.Heatmap(
+            z=m.image,
+            x=m.col_labels,
+            y=m.row_labels,
+            zmin=0.0,
+            zmax=top,
+            colorscale=colorscale_gamma(colorscale, gamma),
+            hoverongaps=False,
+            colorbar=_colorbar(gamma),
+            hovertemplate="%{y}<br>%{x}<br>weight %{z:.4f}<extra></extra>",
+            name="heads",
+        )
+    )
     shapes: list[dict] = []
-    boundary = d.prompt_len / d.factor - 0.5
-    for li in range(n_layer):
-        for hi in range(n_head):
-            fig.add_trace(
-                go.Heatmap(
-                    z=_masked(d.matrices[li, hi], d.masked),
-                    x=labels,
-                    y=labels,
-                    coloraxis="coloraxis",
-                    hoverongaps=False,
-                    name=f"layer {li}, head {hi}",
-                    hovertemplate=f"layer {li}, head {hi}<br>query %{{y}}<br>key %{{x}}<br>weight %{{z:.4f}}<extra></extra>",
-                ),
-                row=li + 1,
-                col=hi + 1,
-            )
-            i = li * n_head + hi + 1
-            ref = "" if i == 1 else str(i)
-            shapes += _boundary_shapes(d.prompt_len, len(d.tokens), at=boundary, xref=f"x{ref}", yref=f"y{ref}")
-    fig.update_xaxes(type="category", showticklabels=False, showgrid=False)
-    fig.update_yaxes(type="category", showticklabels=False, showgrid=False, autorange="reversed")
-    fig.update_annotations(font_size=10)
-    cell = 110 if max(n_layer, n_head) <= 6 else 72
+    if 0 < d.prompt_len < len(d.tokens):
+        line = {"color": BOUNDARY, "width": 0.8}
+        for li in range(n_layer):
+            for hi in range(n_head):
+                r, c = m.origin(li, hi)
+                b = m.boundary
+                shapes.append({"type": "line", "x0": c + b, "x1": c + b, "y0": r + b, "y1": r + m.cells - 0.5,
+                               "line": line})
+                shapes.append({"type": "line", "y0": r + b, "y1": r + b, "x0": c - 0.5, "x1": c + b, "line": line})
+    panel = 120 if max(n_layer, n_head) <= 6 else 80
     fig.update_layout(
         **_LAYOUT,
         title=_title(d.title),
-        coloraxis={"colorscale": colorscale, "cmin": 0.0, "cmax": top, "colorbar": {"title": {"text": "attention"}}},
-        width=width or n_head * cell + 220,
-        height=height or n_layer * cell + 140,
+        width=width or n_head * panel + 260,
+        height=height or n_layer * panel + 160,
+        xaxis={"type": "category", "tickmode": "array", "tickvals": [m.col_labels[i] for i in m.centres(n_head)],
+               "ticktext": [f"head {h}" for h in range(n_head)], "side": "top", "showgrid": False},
+        yaxis={"type": "category", "tickmode": "array", "tickvals": [m.row_labels[i] for i in m.centres(n_layer)],
+               "ticktext": [f"layer {i}" for i in range(n_layer)], "autorange": "reversed", "showgrid": False},
         shapes=shapes,
-        meta={"kind": "heads", "factor": d.factor, "prompt_len": d.prompt_len},
+        meta={"kind": "heads", "factor": d.factor, "cells": m.cells, "gap": m.gap, "prompt_len": d.prompt_len},
     )
     return fig
 
@@ -204,6 +224,7 @@ def topk_steps(
     show_text = steps <= C.TOPK_TEXT_LIMIT
     rows = [C.html_label(r) for r in d.row_labels]
     words = [[C.html_label(w) for w in row] for row in d.labels]
+    cell_text = [[f"{w}<br>{C.format_prob(float(p))}" for w, p in zip(row, prow)] for row, prow in zip(words, d.probs)]
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.8, 0.2], horizontal_spacing=0.02,
                         subplot_titles=("", "entropy per step"))
     fig.add_trace(
@@ -211,15 +232,15 @@ def topk_steps(
             z=d.probs.astype(np.float32),
             x=list(range(1, k + 1)),
             y=list(range(steps)),
-            text=words,
+            text=cell_text,
             customdata=d.logprobs.astype(np.float32),
-            texttemplate="%{text}<br>%{z:.1%}" if show_text else None,
+            texttemplate="%{text}" if show_text else None,
             textfont={"size": 10},
             zmin=0.0,
             zmax=1.0,
             colorscale="Blues",
             colorbar={"title": {"text": "probability"}, "len": 0.6},
-            hovertemplate="step %{y}, rank %{x}<br>%{text}<br>p=%{z:.4f} (log p %{customdata:.3f})<extra></extra>",
+            hovertemplate="step %{y}, rank %{x}: %{text}<br>p=%{z:.4g} (log p %{customdata:.3f})<extra></extra>",
             name="candidates",
         ),
         row=1,
@@ -284,15 +305,20 @@ def text_html(capture: Capture, color_by: str = "prob", alternatives: int = 5) -
 # --------------------------------------------------------------------------- 5. token strip
 def token_attention(
     capture: Capture,
-    position: int = -1,
+    position: int | None = None,
     head: int | None = None,
     max_labels: int = 80,
     *,
     width: int | None = None,
     height: int | None = None,
     colorscale: str = HEATMAP_SCALE,
+    gamma: float = 0.5,
 ) -> go.Figure:
-    """Where the token at ``position`` looks: ``z`` is ``[layer, key]`` for keys ``0..position``."""
+    """Where the token at ``position`` looks: ``z`` is ``[layer, key]`` for keys ``0..position``.
+
+    Heads are averaged unless ``head`` picks one; ``position=None`` is the first generated token;
+    ``gamma`` as in :func:`attention_heatmap`.
+    """
     go = _go()
     d = C.token_attention_data(capture, position, head)
     n_layer, n_keys = d.matrix.shape
@@ -303,8 +329,9 @@ def token_attention(
             x=labels,
             y=[f"layer {i}" for i in range(n_layer)],
             zmin=0.0,
-            colorscale=colorscale,
-            colorbar={"title": {"text": "attention"}},
+            zmax=float(d.matrix.max()) or 1.0,
+            colorscale=colorscale_gamma(colorscale, gamma),
+            colorbar=_colorbar(gamma),
             hovertemplate="%{y}<br>key %{x}<br>weight %{z:.4f}<extra></extra>",
             name=d.description,
         )
@@ -317,7 +344,7 @@ def token_attention(
         xaxis={"type": "category", "nticks": max_labels, "tickangle": -90, "title": {"text": "key: earlier token"},
                "showgrid": False},
         yaxis={"type": "category", "autorange": "reversed", "showgrid": False},
-        shapes=_boundary_shapes(d.prompt_len, n_keys + (1 if d.prompt_len == n_keys else 0), axes="x"),
+        shapes=_boundary_shapes(d.prompt_len, n_keys, axes="x"),
         meta={"kind": "token", "position": d.position},
     )
     return fig

@@ -42,15 +42,31 @@ def _cmap(name: str):
     return colormaps[name].with_extremes(bad=MASKED)
 
 
+def _norm(vmax: float, gamma: float):
+    """Colour scale from 0 to ``vmax``; ``gamma < 1`` spreads the small weights that dominate long rows."""
+    from matplotlib.colors import Normalize, PowerNorm
+
+    if gamma <= 0:
+        raise ValueError(f"gamma must be positive, got {gamma}")
+    if gamma == 1:
+        return Normalize(vmin=0.0, vmax=vmax)
+    return PowerNorm(gamma=gamma, vmin=0.0, vmax=vmax)
+
+
+def _scale_label(gamma: float) -> str:
+    return "attention weight" if gamma == 1 else f"attention weight (colour ~ weight^{gamma:g})"
+
+
 def _label_fontsize(axis_inches: float, n_labels: int, largest: float = 9.0, smallest: float = 4.5) -> float:
     if n_labels <= 0:
         return largest
     return float(min(largest, max(smallest, 72 * 0.85 * axis_inches / n_labels)))
 
 
-def _token_ticks(ax: Axes, axis: str, tokens: Sequence[str], prompt_len: int, max_labels: int, inches: float) -> None:
+def _token_ticks(ax: Axes, axis: str, tokens: Sequence[str], prompt_len: int, max_labels: int, inches: float,
+                 keep: Sequence[int] = ()) -> None:
     """Thinned token labels on ``axis`` ('x' or 'y'); generated tokens in red."""
-    idx, labels = C.axis_labels(tokens, max_labels, prompt_len)
+    idx, labels = C.axis_labels(tokens, max_labels, prompt_len, keep=keep)
     size = _label_fontsize(inches, len(idx))
     if axis == "x":
         ax.set_xticks(idx, labels, rotation=90, fontsize=size, parse_math=False)
@@ -62,16 +78,21 @@ def _token_ticks(ax: Axes, axis: str, tokens: Sequence[str], prompt_len: int, ma
         text.set_color(GENERATED_INK if i >= prompt_len else PROMPT_INK)
 
 
-def _mark_boundary(ax: Axes, prompt_len: int, n: int, axes: str = "xy", at: float | None = None) -> None:
-    """Dashed lines between the last prompt token and the first generated one."""
+def _mark_boundary(ax: Axes, prompt_len: int, n: int, axes: str = "xy") -> None:
+    """Dashed lines between the last prompt token and the first generated one.
+
+    On a square ``[query, key]`` map (``axes="xy"``) the lines stop at the diagonal,
+    framing the prompt-to-prompt block; ``axes="x"`` draws one full-height line.
+    """
     if not 0 < prompt_len < n:
         return
-    pos = prompt_len - 0.5 if at is None else at
+    pos = prompt_len - 0.5
     kw = {"color": BOUNDARY, "linewidth": 1.0, "linestyle": (0, (4, 2))}
-    if "x" in axes:
+    if axes == "x":
         ax.axvline(pos, **kw)
-    if "y" in axes:
-        ax.axhline(pos, **kw)
+        return
+    ax.plot([pos, pos], [pos, n - 0.5], **kw)
+    ax.plot([-0.5, pos], [pos, pos], **kw)
 
 
 def _title(fig: Figure, title: str, fontsize: float = 11) -> None:
@@ -89,6 +110,7 @@ def attention_heatmap(
     figsize: tuple[float, float] | None = None,
     cmap: str = HEATMAP_CMAP,
     vmax: float | None = None,
+    gamma: float = 0.5,
 ) -> Figure:
     """Attention of one layer and head, or of an aggregate, as a ``[query, key]`` heatmap.
 
@@ -96,7 +118,9 @@ def attention_heatmap(
     :data:`inspector.aggregate.AGGREGATE_MODES`). Cells above the diagonal (keys after
     the query, zero by causality) are grey; dashed lines mark where generation starts;
     generated tokens' labels are red. Above ``max_labels`` tokens, labels are thinned
-    and carry their positions.
+    and carry their positions. Colour follows ``weight ** gamma`` (0.5 by default, so
+    the many small weights of a long row stay visible; 1 for linear); the colour bar
+    is labelled in weights.
     """
     d = C.heatmap_data(capture, layer, head, agg)
     n = d.matrix.shape[0]
@@ -105,7 +129,9 @@ def attention_heatmap(
     ax = fig.add_subplot()
     data = np.ma.masked_array(d.matrix, d.masked)
     top = vmax if vmax is not None else (float(d.matrix.max()) or 1.0)
-    im = ax.imshow(data, cmap=_cmap(cmap), vmin=0.0, vmax=top, interpolation="nearest", aspect="auto")
+    im = ax.imshow(data, cmap=_cmap(cmap), norm=_norm(top, gamma), interpolation="nearest", aspect="auto")
+    ax.set_xlim(-0.5, n - 0.5)
+    ax.set_ylim(n - 0.5, -0.5)
     plot_w = figsize[0] * 0.75
     plot_h = figsize[1] * 0.7
     _token_ticks(ax, "x", d.tokens, d.prompt_len, max_labels, plot_w)
@@ -114,7 +140,7 @@ def attention_heatmap(
     ax.set_xlabel("key: the token attended to")
     ax.set_ylabel("query: the token attending")
     ax.tick_params(length=2)
-    fig.colorbar(im, ax=ax, label="attention weight", shrink=0.85, pad=0.01)
+    fig.colorbar(im, ax=ax, label=_scale_label(gamma), shrink=0.85, pad=0.01)
     _title(fig, d.title)
     return fig
 
@@ -122,50 +148,52 @@ def attention_heatmap(
 # --------------------------------------------------------------------------- 2. head grid
 def head_grid(
     capture: Capture,
-    max_cells: int | None = 160,
+    max_cells: int | None = 128,
     *,
     figsize: tuple[float, float] | None = None,
     cmap: str = HEATMAP_CMAP,
     vmax: float | None = None,
+    gamma: float = 0.5,
 ) -> Figure:
     """Every layer (rows) and head (columns) as small heatmaps on one colour scale.
 
     Sequences longer than ``max_cells`` are mean-pooled into blocks so each panel
-    shows at most ``max_cells`` cells per side.
+    shows at most ``max_cells`` cells per side. The panels are tiled into one image
+    (a 12 x 12 grid of separate axes takes many seconds to build). ``gamma`` as in
+    :func:`attention_heatmap`.
     """
+    from matplotlib.collections import LineCollection
+
     d = C.head_grid_data(capture, max_cells)
+    m = C.head_mosaic(d)
     n_layer, n_head = d.num_layers, d.num_heads
     if figsize is None:
-        side = 1.25 if max(n_layer, n_head) <= 6 else 1.0
-        figsize = (min(1.2 + n_head * side, 16.0), min(1.0 + n_layer * side, 16.0))
-    fig = _figure(figsize, layout=None)
-    fig.subplots_adjust(left=0.07, right=0.88, bottom=0.04, top=0.9, wspace=0.06, hspace=0.06)
-    # Not sharex/sharey: sharing 144 axes makes every limit change quadratic (tens of seconds).
-    axes = fig.subplots(n_layer, n_head, squeeze=False)
+        side = 1.3 if max(n_layer, n_head) <= 6 else 1.0
+        figsize = (min(2.2 + n_head * side, 16.0), min(1.3 + n_layer * side, 16.0))
+    fig = _figure(figsize)
+    ax = fig.add_subplot()
     top = vmax if vmax is not None else (d.vmax or 1.0)
-    cm = _cmap(cmap)
-    n_cells = d.matrices.shape[-1]
-    boundary = d.prompt_len / d.factor - 0.5
-    im = None
-    for li in range(n_layer):
-        for hi in range(n_head):
-            ax = axes[li, hi]
-            data = np.ma.masked_array(d.matrices[li, hi], d.masked)
-            im = ax.imshow(data, cmap=cm, vmin=0.0, vmax=top, interpolation="nearest", aspect="auto")
-            if 0 < d.prompt_len < len(d.tokens):
-                ax.axvline(boundary, color=BOUNDARY, linewidth=0.5)
-                ax.axhline(boundary, color=BOUNDARY, linewidth=0.5)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_xlim(-0.5, n_cells - 0.5)
-            ax.set_ylim(n_cells - 0.5, -0.5)
-            if li == 0:
-                ax.set_title(f"head {hi}", fontsize=8)
-            if hi == 0:
-                ax.set_ylabel(f"layer {li}", fontsize=8)
-    cax = fig.add_axes((0.9, 0.25, 0.02, 0.5))
-    fig.colorbar(im, cax=cax, label="attention weight")
-    sub = f"query (rows) x key (columns); red lines: generation starts after token {d.prompt_len - 1}"
+    image = m.image.copy()
+    image[m.gaps] = np.inf  # drawn in the "over" colour (white); NaN above diagonals stays grey
+    im = ax.imshow(image, cmap=_cmap(cmap).with_extremes(over="white"), norm=_norm(top, gamma),
+                   interpolation="nearest", aspect="auto")
+    if 0 < d.prompt_len < len(d.tokens):
+        segs = []
+        for li in range(n_layer):
+            for hi in range(n_head):
+                r, c = m.origin(li, hi)
+                b = m.boundary
+                segs.append([(c + b, r + b), (c + b, r + m.cells - 0.5)])
+                segs.append([(c - 0.5, r + b), (c + b, r + b)])
+        ax.add_collection(LineCollection(segs, colors=BOUNDARY, linewidths=0.5))
+    ax.set_xticks(m.centres(n_head), [f"head {h}" for h in range(n_head)], fontsize=8)
+    ax.set_yticks(m.centres(n_layer), [f"layer {i}" for i in range(n_layer)], fontsize=8)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    fig.colorbar(im, ax=ax, label=_scale_label(gamma), shrink=0.6, pad=0.01)
+    sub = "each panel: query (rows) x key (columns); red lines: where generation starts"
     fig.suptitle(f"{d.title}\n{sub}", fontsize=10, parse_math=False)
     return fig
 
@@ -204,7 +232,7 @@ def topk_steps(
                 ink = "white" if p > 0.55 else "#111111"
                 label = d.labels[s][c]
                 label = label if len(label) <= 11 else label[:10] + "…"
-                ax.text(c, s, f"{label}\n{p:.1%}", ha="center", va="center", fontsize=size, color=ink,
+                ax.text(c, s, f"{label}\n{C.format_prob(p)}", ha="center", va="center", fontsize=size, color=ink,
                         parse_math=False, weight="bold" if c == d.chosen_col[s] else "normal")
     for s in range(steps):
         c = int(d.chosen_col[s])
@@ -293,7 +321,7 @@ def text_figure(
     cols = max(20, int((width - 2 * margin) / cw))
     placed, n_lines = _wrap_tokens(d.tokens, cols)
     text_h = n_lines * lh
-    title_h, bar_h = 0.55, 0.75
+    title_h, bar_h = 0.75, 0.75
     fig_h = text_h + title_h + bar_h + 0.2
     fig = _figure((width, fig_h), layout=None)
     ax = fig.add_axes((margin / width, (bar_h + 0.1) / fig_h, cols * cw / width, text_h / fig_h))
@@ -306,7 +334,7 @@ def text_figure(
             ax.add_patch(Rectangle((cl, ln + 0.08), w, 0.84, facecolor=tok.colour, edgecolor="white", linewidth=0.6))
         ax.text(cl, ln + 0.5, shown, family="DejaVu Sans Mono", fontsize=fontsize, va="center", ha="left",
                 color=tok.ink, parse_math=False)
-    fig.text(margin / width, 1 - 0.3 / fig_h, d.title, fontsize=10, va="center", parse_math=False)
+    fig.text(margin / width, 1 - 0.12 / fig_h, d.title, fontsize=10, va="top", parse_math=False)
     samples = [C.colour_of(d.color_by, v, d.vmin, d.vmax) for v in np.linspace(d.vmin, d.vmax, 256)]
     cax = fig.add_axes((0.25, 0.45 / fig_h, 0.5, 0.14 / fig_h))
     ColorbarBase(cax, cmap=ListedColormap(samples), norm=Normalize(d.vmin, d.vmax), orientation="horizontal")
@@ -318,16 +346,19 @@ def text_figure(
 # --------------------------------------------------------------------------- 5. token strip
 def token_attention(
     capture: Capture,
-    position: int = -1,
+    position: int | None = None,
     head: int | None = None,
     max_labels: int = 80,
     *,
     figsize: tuple[float, float] | None = None,
     cmap: str = HEATMAP_CMAP,
+    gamma: float = 0.5,
 ) -> Figure:
     """Where the token at ``position`` looks: one row per layer, one column per earlier token.
 
-    Heads are averaged unless ``head`` picks one; negative positions count from the end.
+    Heads are averaged unless ``head`` picks one; negative positions count from the end;
+    ``position=None`` is the first generated token.
+    ``gamma`` as in :func:`attention_heatmap`.
     """
     d = C.token_attention_data(capture, position, head)
     n_layer, n_keys = d.matrix.shape
@@ -335,17 +366,17 @@ def token_attention(
     figsize = (figsize[0], figsize[1] + 1.3)
     fig = _figure(figsize)
     ax = fig.add_subplot()
-    im = ax.imshow(d.matrix, cmap=_cmap(cmap), vmin=0.0, vmax=float(d.matrix.max()) or 1.0, aspect="auto",
+    im = ax.imshow(d.matrix, cmap=_cmap(cmap), norm=_norm(float(d.matrix.max()) or 1.0, gamma), aspect="auto",
                    interpolation="nearest")
-    _token_ticks(ax, "x", d.tokens, d.prompt_len, max_labels, figsize[0] * 0.8)
+    _token_ticks(ax, "x", d.tokens, d.prompt_len, max_labels, figsize[0] * 0.8, keep=(d.position,))
     labels = ax.get_xticklabels()
     if labels and labels[-1].get_position()[0] == d.position:
         labels[-1].set_fontweight("bold")
     ax.set_yticks(range(n_layer), [f"layer {i}" for i in range(n_layer)], fontsize=_label_fontsize(figsize[1] * 0.5, n_layer))
-    _mark_boundary(ax, d.prompt_len, n_keys + (1 if d.prompt_len == n_keys else 0), axes="x")
+    _mark_boundary(ax, d.prompt_len, n_keys, axes="x")
     ax.set_xlabel(f"key: earlier token (the last column is token {d.position} itself)")
     ax.tick_params(length=2)
-    fig.colorbar(im, ax=ax, label="attention weight", pad=0.01)
+    fig.colorbar(im, ax=ax, label=_scale_label(gamma), pad=0.01)
     _title(fig, d.title, fontsize=10.5)
     return fig
 
@@ -370,12 +401,13 @@ def corpus_distributions(
     n_m = len(d.metrics)
     ncols = min(3, n_m)
     nrows = math.ceil(n_m / ncols)
-    per_group = max(0.55, 0.12 * max(len(g) for g in d.groups))
+    per_group = max(0.55, 0.09 * max(len(g) for g in d.groups))
     panel_w = max(3.2, per_group * len(d.groups) + 0.8)
     figsize = figsize or (min(ncols * panel_w, 20.0), min(nrows * 3.6 + 0.8, 20.0))
     fig = _figure(figsize)
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    ticklabels = [f"{g}\n(n={d.counts[g]})" for g in d.groups]
+    rotate = len(d.groups) > 4
+    ticklabels = [f"{g} (n={d.counts[g]})" if rotate else f"{g}\n(n={d.counts[g]})" for g in d.groups]
     if points is None:
         points = max(d.counts.values()) <= 300
     rng = np.random.default_rng(0)
@@ -397,11 +429,12 @@ def corpus_distributions(
                 x = gi + 1 + rng.uniform(-0.18, 0.18, size=v.size)
                 ax.scatter(x, v, s=7, alpha=0.45, color="#2166ac", linewidths=0)
         ax.set_title(d.metric_label(metric), fontsize=10)
-        ax.tick_params(axis="x", labelsize=8, rotation=30 if len(d.groups) > 4 else 0)
+        ax.tick_params(axis="x", labelsize=8, rotation=30 if rotate else 0)
         for lbl in ax.get_xticklabels():
             lbl.set_parse_math(False)
-            if len(d.groups) > 4:
+            if rotate:
                 lbl.set_horizontalalignment("right")
+                lbl.set_rotation_mode("anchor")
         ax.grid(axis="y", alpha=0.3)
     for j in range(n_m, nrows * ncols):
         axes[j // ncols, j % ncols].set_visible(False)

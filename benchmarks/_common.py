@@ -1,0 +1,122 @@
+"""Shared benchmark helpers: model and prompt setup, timing, peak-memory sampling."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def gpt2_offline_dir() -> Path:
+    env = os.environ.get("INSPECTOR_GPT2_OFFLINE_DIR")
+    path = Path(env) if env else ROOT.parent / "shared" / "models" / "gpt2-offline"
+    if not (path / "config.json").is_file():
+        raise SystemExit(
+            f"GPT-2 config/tokenizer folder not found at {path}; set INSPECTOR_GPT2_OFFLINE_DIR "
+            "(see ../shared/README.md)"
+        )
+    return path
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # pragma: no cover - not Linux
+        return 0
+
+
+class PeakMemory:
+    """Samples RSS (and CUDA's allocator peak) while a block runs; ``.peak_above_start`` in bytes."""
+
+    def __init__(self, device: torch.device, interval: float = 0.002):
+        self.device = device
+        self.interval = interval
+        self.start = 0
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start = torch.cuda.memory_allocated(self.device)
+        else:
+            self.start = rss_bytes()
+        self.peak = self.start
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self.peak = max(self.peak, rss_bytes())
+
+    @property
+    def peak_above_start(self) -> int:
+        return self.peak - self.start
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elif device.type == "mps":  # pragma: no cover
+        torch.mps.synchronize()
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any, int]:
+    """(seconds, result, peak bytes above start) of one call."""
+    sync(device)
+    with PeakMemory(device) as mem:
+        t0 = time.perf_counter()
+        result = fn()
+        sync(device)
+        seconds = time.perf_counter() - t0
+    return seconds, result, mem.peak_above_start
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def machine() -> dict[str, Any]:
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def write_json(path: str | None, data: dict[str, Any]) -> None:
+    text = json.dumps(data, indent=2)
+    print("JSON:", json.dumps(data))
+    if path:
+        from inspector._atomic import write_text_atomic
+
+        write_text_atomic(path, text)

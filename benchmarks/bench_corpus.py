@@ -1,0 +1,140 @@
+"""Corpus-run throughput against plain batched ``generate`` on the same prompts (issue 3's benchmark).
+
+64 DailyDialog validation turns, full-size GPT-2 with random weights, batch 16, 32 new
+tokens. In one process, alternating ``--repeats`` times:
+
+* **plain**: Hugging Face ``model.generate`` on the run's batches (same prompts, same
+  left-padded batch composition), greedy, KV cache on, eager attention, nothing captured;
+* **corpus**: :func:`inspector.runs.run_corpus` into a fresh folder: capture with
+  attention, per-turn metrics, one capture file per turn, summary parts, summary.parquet
+  and run.json written to disk.
+
+Both use the same prompt plan (built once, outside the timings). Reports turns/s of each
+(median over repeats) and their ratio; the target on CPU is a ratio of at least 0.85.
+
+    python benchmarks/bench_corpus.py [--device cpu] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _default_dir(env: str, rel: str) -> str | None:
+    value = os.environ.get(env)
+    if value:
+        return value
+    path = ROOT.parent / "shared" / rel
+    return str(path) if path.exists() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=_default_dir("INSPECTOR_GPT2_OFFLINE_DIR", "models/gpt2-offline"),
+                    help="folder with GPT-2's config.json and tokenizer (random weights are used)")
+    ap.add_argument("--data", default=_default_dir("INSPECTOR_DAILYDIALOG_DIR", "data/dailydialog"),
+                    help="DailyDialog folder (default: $INSPECTOR_DAILYDIALOG_DIR or ../shared/data/dailydialog)")
+    ap.add_argument("--turns", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--attention", default="summary", choices=["full", "summary", "none"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--json", dest="json_out", default=None, help="also write the result to this file")
+    args = ap.parse_args(argv)
+    if not args.model or not args.data:
+        print("need --model (GPT-2 config + tokenizer folder) and --data (DailyDialog)", file=sys.stderr)
+        return 2
+
+    import torch
+
+    import inspector
+    from inspector.capture import GenerationSettings
+    from inspector.runs import RunConfig, plan_run, run_corpus
+
+    im = inspector.load_model(args.model, device=args.device, random_weights=True)
+    tok, model = im.tokenizer, im.model
+    cfg = RunConfig(split="validation", data=args.data, limit=args.turns, batch_size=args.batch_size,
+                    attention=args.attention, settings=GenerationSettings(max_new_tokens=args.max_new_tokens))
+    plan = plan_run(cfg, tok, im.context_length)
+    batches = [[it.prompt.text for it in batch] for batch in plan.batches]
+    n_turns = len(plan.items)
+
+    def sync() -> None:
+        if im.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    @torch.no_grad()
+    def plain(max_new_tokens: int = args.max_new_tokens, only: int | None = None) -> int:
+        generated = 0
+        for texts in batches[:only]:
+            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(im.device)
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                 use_cache=True, pad_token_id=tok.pad_token_id, eos_token_id=model.config.eos_token_id)
+            generated += int(out.shape[1] - enc["input_ids"].shape[1])
+        sync()
+        return generated
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-corpus-"))
+    try:
+        # warm-up: one small batch through each path
+        plain(2, only=1)
+        im.generate(batches[0], max_new_tokens=2)
+        times: dict[str, list[float]] = {"plain": [], "corpus": []}
+        for r in range(args.repeats):
+            t0 = time.perf_counter()
+            plain()
+            times["plain"].append(time.perf_counter() - t0)
+            out = tmp / f"run-{r}"
+            t0 = time.perf_counter()
+            run = run_corpus(cfg, out, im, progress=False, plan=plan, log=lambda m: None)
+            sync()
+            times["corpus"].append(time.perf_counter() - t0)
+            assert len(run.summary) == n_turns
+            print(f"repeat {r}: plain {times['plain'][-1]:.2f} s, corpus {times['corpus'][-1]:.2f} s", file=sys.stderr)
+        disk = sum(p.stat().st_size for p in (tmp / "run-0").rglob("*") if p.is_file())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    plain_tps = n_turns / statistics.median(times["plain"])
+    corpus_tps = n_turns / statistics.median(times["corpus"])
+    result = {
+        "benchmark": "bench_corpus",
+        "device": str(im.device),
+        "torch_threads": torch.get_num_threads(),
+        "model": im.name,
+        "random_weights": True,
+        "turns": n_turns,
+        "batch_size": args.batch_size,
+        "max_new_tokens": args.max_new_tokens,
+        "attention": args.attention,
+        "repeats": args.repeats,
+        "plain_seconds": times["plain"],
+        "corpus_seconds": times["corpus"],
+        "plain_turns_per_s": round(plain_tps, 3),
+        "corpus_turns_per_s": round(corpus_tps, 3),
+        "ratio": round(corpus_tps / plain_tps, 3),
+        "target_ratio": 0.85,
+        "run_folder_bytes": disk,
+    }
+    print(f"plain generate : {plain_tps:7.2f} turns/s")
+    print(f"corpus run     : {corpus_tps:7.2f} turns/s (captures, summary and run.json written)")
+    print(f"ratio          : {result['ratio']:.3f} (target >= 0.85)")
+    print(json.dumps(result))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,473 @@
+"""The Streamlit dashboard end to end with AppTest, on the built-in random-weights model.
+
+AppTest runs ``dashboard/app.py`` in this process, so :mod:`dashboard.state`'s
+counter of model generations is the one the app uses: views must redraw without
+generating again. Widgets are driven by their keys.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, dailydialog_dir
+
+APP = str(ROOT / "dashboard" / "app.py")
+st_testing = pytest.importorskip("streamlit.testing.v1")
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture
+def fresh(monkeypatch):
+    """Built-in model, caches cleared, DailyDialog from the shared copy when present."""
+    from dashboard import state
+
+    monkeypatch.setenv("INSPECTOR_DASHBOARD_MODEL", "builtin")
+    monkeypatch.delenv("INSPECTOR_DASHBOARD_RUN", raising=False)
+    monkeypatch.delenv("INSPECTOR_DASHBOARD_RANDOM_WEIGHTS", raising=False)
+    dd = dailydialog_dir()
+    if dd is not None:
+        monkeypatch.setenv("INSPECTOR_DAILYDIALOG_DIR", str(dd))
+    else:
+        monkeypatch.delenv("INSPECTOR_DAILYDIALOG_DIR", raising=False)
+    state.clear_caches()
+    yield state
+    state.clear_caches()
+
+
+def new_app():
+    return st_testing.AppTest.from_file(APP, default_timeout=180)
+
+
+def ok(at) -> None:
+    """No uncaught exception in the page."""
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def walk(node):
+    yield node
+    for child in getattr(node, "children", {}).values():
+        yield from walk(child)
+
+
+def widgets(at) -> list:
+    from streamlit.testing.v1.element_tree import Widget
+
+    return [n for n in walk(at._tree) if isinstance(n, Widget)]
+
+
+def free_text(at, prompt: str):
+    at.radio(key="prompt_source").set_value("Free text").run()
+    ok(at)
+    at.text_area(key="free_text").set_value(prompt)
+    return at
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A 6-turn corpus run with the built-in model (full attention, captures kept)."""
+    dd = dailydialog_dir()
+    if dd is None:
+        pytest.skip("DailyDialog not found: set INSPECTOR_DAILYDIALOG_DIR (see ../shared/README.md)")
+    from inspector.capture import GenerationSettings
+    from inspector.fallback import builtin_model
+    from inspector.runs import RunConfig, run_corpus
+
+    out = tmp_path_factory.mktemp("dash_runs") / "demo"
+    cfg = RunConfig(split="validation", data=str(dd), limit=6, batch_size=6, attention="full",
+                    settings=GenerationSettings(max_new_tokens=6))
+    run_corpus(cfg, out, builtin_model(), progress=False, log=lambda _m: None)
+    return out
+
+
+# ----------------------------------------------------------------------------- the page
+def test_page_opens_with_banner_and_keyed_widgets(fresh):
+    at = new_app().run()
+    ok(at)
+    assert "Random weights: the generated text is meaningless" in texts(at.warning)
+    assert "No capture yet" in texts(at.info)
+    unkeyed = [type(w).__name__ for w in widgets(at) if not w.key]
+    assert not unkeyed, f"widgets without a key: {unkeyed}"
+    caption = texts(at.sidebar.caption)
+    assert "cpu" in caption and "cuda" in caption and "mps" in caption  # which devices exist here
+    assert "Loaded: builtin" in caption
+
+
+def test_pick_a_turn_generate_then_change_views_without_generating(fresh):
+    if dailydialog_dir() is None:
+        pytest.skip("DailyDialog not found: set INSPECTOR_DAILYDIALOG_DIR")
+    state = fresh
+    at = new_app().run()
+    ok(at)
+    at.multiselect(key="f_act").select("question")
+    at.multiselect(key="f_response_emotion").select("happiness").run()
+    ok(at)
+    options = at.selectbox(key="dd_turn").options
+    assert options and "question/" in options[0] and "/happiness" in options[0]
+    at.selectbox(key="dd_turn").set_value(at.selectbox(key="dd_turn").value).run()
+    dial_id, turn = at.selectbox(key="dd_turn").value
+    assert "reference response" in texts(at.markdown)
+    at.slider(key="max_new_tokens").set_value(12)
+    at.button(key="generate").click().run()
+    ok(at)
+    assert state.generate_calls() == 1
+    cap = at.session_state[state.CAPTURE]
+    assert cap.num_steps >= 1 and cap.meta.random_weights
+    assert cap.meta.source["kind"] == "dailydialog" and (cap.meta.source["dial_id"], cap.meta.source["turn"]) == (
+        dial_id, turn)
+    assert at.session_state[state.VIEW] == "Generation"  # switched to show the result
+    assert "Generated" in texts(at.success)
+    assert at.get("plotly_chart")  # top-k figure
+
+    at.segmented_control(key="gen_color_by").set_value("entropy").run()
+    ok(at)
+    at.session_state[state.VIEW] = "Attention"
+    at.run()
+    ok(at)
+    assert len(at.get("plotly_chart")) == 3  # heatmap, token strip, head grid
+    for key, value in (("att_layer", 1), ("att_head", 2), ("att_layer", None)):
+        at.selectbox(key=key).set_value(value).run()
+        ok(at)
+    for agg in ("max", "stacked-mean", "mean"):
+        at.segmented_control(key="att_agg").set_value(agg).run()
+        ok(at)
+    at.selectbox(key="att_token").set_value(cap.seq_len - 1).run()
+    ok(at)
+    assert state.generate_calls() == 1, "changing layer/head/aggregate must not generate again"
+
+    # Same prompt and settings again: served from the capture cache.
+    at.session_state[state.VIEW] = "Prompt"
+    at.run()
+    at.button(key="generate").click().run()
+    ok(at)
+    assert state.generate_calls() == 1
+    # New settings: a new generation.
+    at.session_state[state.VIEW] = "Prompt"
+    at.run()
+    at.slider(key="max_new_tokens").set_value(5)
+    at.button(key="generate").click().run()
+    ok(at)
+    assert state.generate_calls() == 2
+    assert at.session_state[state.CAPTURE].num_steps <= 5
+
+
+def test_bad_prompts_show_a_message_and_the_app_keeps_working(fresh):
+    state = fresh
+    at = new_app().run()
+    free_text(at, "   ")
+    at.button(key="generate").click().run()
+    ok(at)
+    assert "prompt is empty" in texts(at.error)
+    assert state.generate_calls() == 0
+
+    free_text(at, "word " * 400)  # 2000 bytes: the built-in byte-level model's context is 1024 tokens
+    at.run()
+    assert "Too long" in texts(at.warning)
+    at.button(key="generate").click().run()
+    ok(at)
+    assert "context" in texts(at.error)
+    assert state.generate_calls() == 0
+
+    at.sidebar.checkbox(key="truncate_prompt").check()
+    at.sidebar.slider(key="max_new_tokens").set_value(4)
+    at.button(key="generate").click().run()
+    ok(at)
+    assert state.generate_calls() == 1
+    assert at.session_state[state.CAPTURE].prompt_len == 1024 - 4
+
+    at.session_state[state.VIEW] = "Prompt"
+    at.run()
+    free_text(at, "User: hello there\nAgent:")
+    at.sidebar.text_input(key="stop_strings").set_value("User:,\\n")
+    at.button(key="generate").click().run()
+    ok(at)
+    assert state.generate_calls() == 2
+    assert at.session_state[state.CAPTURE].meta.generation["stop_strings"] == ["User:", "\n"]
+
+
+def test_bad_decoding_settings_disable_generate(fresh):
+    at = new_app().run()
+    at.sidebar.radio(key="decoding").set_value("beam").run()
+    ok(at)
+    at.sidebar.slider(key="num_beams").set_value(2).run()
+    ok(at)
+    assert not at.button(key="generate").disabled
+    at.button(key="generate").click().run()
+    ok(at)
+    assert at.session_state[fresh.CAPTURE].meta.generation["num_beams"] == 2
+
+
+def test_without_dailydialog_it_says_how_and_free_text_works(fresh, monkeypatch, tmp_path):
+    monkeypatch.setenv("INSPECTOR_DAILYDIALOG_DIR", str(tmp_path / "nowhere"))
+    at = new_app().run()
+    ok(at)
+    warning = texts(at.warning)
+    assert "DailyDialog could not be loaded" in warning and "INSPECTOR_DAILYDIALOG_DIR" in warning
+    free_text(at, "User: is anyone there?\nAgent:")
+    at.button(key="generate").click().run()
+    ok(at)
+    assert fresh.generate_calls() == 1
+
+
+def test_model_that_cannot_load_falls_back_with_a_banner(fresh, monkeypatch, tmp_path):
+    monkeypatch.setenv("INSPECTOR_DASHBOARD_MODEL", str(tmp_path / "no-such-model"))
+    monkeypatch.setenv("INSPECTOR_DASHBOARD_CONFIG_DIR", str(tmp_path / "no-config-either"))
+    monkeypatch.setattr("inspector.fallback.default_config_dirs", lambda extra=None: [Path(extra)] if extra else [])
+    at = new_app().run()
+    ok(at)
+    assert "Could not load" in texts(at.error) and "meaningless" in texts(at.error)
+    assert "built-in" in texts(at.error)
+    free_text(at, "hello")
+    at.button(key="generate").click().run()
+    ok(at)
+    assert at.session_state[fresh.CAPTURE].meta.random_weights
+
+
+# ----------------------------------------------------------------------------- corpus
+def open_run(at, path) -> None:
+    at.session_state["view"] = "Corpus"
+    at.run()
+    at.text_input(key="run_dir").set_value(str(path))
+    at.button(key="open_run").click().run()
+    ok(at)
+
+
+def test_open_run_pick_a_row_and_export(fresh, run_dir):
+    state = fresh
+    at = new_app().run()
+    open_run(at, run_dir)
+    assert "Opened" in texts(at.success)
+    assert "random weights" in texts(at.warning)
+    assert any(d.key == "corpus_table" for d in at.dataframe)
+    stats = next(d for d in at.dataframe if d.key != "corpus_table").value
+    assert "count" in stats.columns and stats["count"].sum() == 6
+    at.segmented_control(key="corpus_by").set_value("response_act").run()
+    ok(at)
+    row = at.selectbox(key="corpus_row").options[2]
+    at.selectbox(key="corpus_row").set_index(2).run()
+    ok(at)
+    cap = at.session_state[state.CAPTURE]
+    assert "dialogue" in row and cap.meta.source["kind"] == "dailydialog"
+    assert (cap.meta.source["dial_id"], cap.meta.source["turn"]) == at.selectbox(key="corpus_row").value
+    assert state.generate_calls() == 0  # opened from disk, not generated
+
+    at.session_state[state.VIEW] = "Attention"
+    at.run()
+    ok(at)
+    assert at.get("plotly_chart")
+    at.session_state[state.VIEW] = "Export"
+    at.run()
+    ok(at)
+    for kind in ("heatmap", "heads", "token", "topk", "text", "corpus"):
+        at.selectbox(key="export_kind").set_value(kind).run()
+        ok(at)
+        assert not at.error, texts(at.error)
+        assert at.get("download_button"), kind
+    at.selectbox(key="export_format").set_value("html").run()
+    ok(at)
+    assert not at.error, texts(at.error)
+    at.get("download_button")[0].click().run()
+    ok(at)
+    assert state.generate_calls() == 0
+
+
+def test_run_folder_missing_or_corrupted_shows_a_message(fresh, run_dir, tmp_path):
+    import shutil
+
+    at = new_app().run()
+    open_run(at, tmp_path / "missing")
+    assert "does not exist" in texts(at.error)
+    (tmp_path / "empty").mkdir()
+    open_run(at, tmp_path / "empty")
+    assert "not an inspector run folder" in texts(at.error)
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    (broken / "summary.parquet").write_bytes(b"this is not parquet")
+    open_run(at, broken)
+    assert "Could not open run" in texts(at.error)
+    bad_json = tmp_path / "bad_json"
+    shutil.copytree(run_dir, bad_json)
+    (bad_json / "run.json").write_text("{ truncated")
+    open_run(at, bad_json)
+    assert "unreadable run.json" in texts(at.error)
+    # A capture file that went missing: the row says so, the page keeps working.
+    gone = tmp_path / "gone"
+    shutil.copytree(run_dir, gone)
+    shutil.rmtree(gone / "captures")
+    open_run(at, gone)
+    at.selectbox(key="corpus_row").set_index(1).run()
+    ok(at)
+    assert "Could not open the capture" in texts(at.error)
+    # ... and a good run still opens afterwards.
+    open_run(at, run_dir)
+    assert "Opened" in texts(at.success)
+
+
+def test_capture_file_opens_and_bad_file_is_refused(fresh, tmp_path):
+    from inspector.fallback import builtin_model
+
+    cap = builtin_model().generate("User: hi\nAgent:", max_new_tokens=5)
+    good = cap.save(tmp_path / "hi.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 50)
+    at = new_app().run()
+    at.session_state["view"] = "Corpus"
+    at.run()
+    at.text_input(key="capture_path").set_value(str(bad))
+    at.button(key="open_capture").click().run()
+    ok(at)
+    assert "Could not open capture" in texts(at.error)
+    at.text_input(key="capture_path").set_value(str(good))
+    at.button(key="open_capture").click().run()
+    ok(at)
+    assert at.session_state[fresh.CAPTURE].tokens == cap.tokens
+    assert at.session_state[fresh.VIEW] == "Generation"
+
+
+def test_launch_with_run_opens_it(fresh, run_dir, monkeypatch):
+    monkeypatch.setenv("INSPECTOR_DASHBOARD_RUN", str(run_dir))
+    at = new_app().run()
+    at.session_state["view"] = "Corpus"
+    at.run()
+    ok(at)
+    assert "Opened" in texts(at.success)
+
+
+# ----------------------------------------------------------------------------- export, speed, lock
+def test_export_bytes_are_real_files(tmp_path):
+    from dashboard import panels
+    from inspector.fallback import builtin_model
+    from inspector.store import load_capture
+
+    cap = builtin_model().generate("User: hi\nAgent:", max_new_tokens=6)
+    png = panels.figure_bytes("heatmap", cap, "png", layer=1, head=None, agg="max")
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    svg = panels.figure_bytes("token", cap, "svg", position=cap.seq_len - 1)
+    assert b"<svg" in svg[:500]
+    html = panels.figure_bytes("heads", cap, "html")
+    assert b"<html" in html[:2000].lower() and b"plotly" in html
+    text = panels.figure_bytes("text", cap, "html", color_by="entropy")
+    assert b"<html" in text[:500].lower()
+    data = panels.capture_bytes(cap)
+    (tmp_path / "c.safetensors").write_bytes(data)
+    back = load_capture(tmp_path / "c.safetensors")
+    assert back.tokens == cap.tokens and back.meta.random_weights
+
+
+def test_redraw_of_a_100_token_12x12_capture_is_quick(fresh):
+    """Layer/head/aggregate changes on a GPT-2-small-shaped capture (12 x 12 heads, 100 new tokens)."""
+    from inspector.fallback import builtin_model
+
+    im = builtin_model(n_layer=12, n_head=12, n_embd=48)
+    cap = im.generate("User: hi\nAgent:", max_new_tokens=100)
+    assert cap.num_steps == 100 and cap.attentions.shape[:2] == (12, 12)
+    at = new_app()
+    at.session_state[fresh.CAPTURE] = cap
+    at.session_state[fresh.CAPTURE_ORIGIN] = "test capture"
+    at.session_state[fresh.VIEW] = "Attention"
+    at.run()
+    ok(at)
+    timings = {}
+    for what, key, value in (("layer", "att_layer", 5), ("head", "att_head", 7), ("all heads", "att_head", None)):
+        t0 = time.perf_counter()
+        at.selectbox(key=key).set_value(value).run()
+        timings[what] = time.perf_counter() - t0
+        ok(at)
+    t0 = time.perf_counter()
+    at.segmented_control(key="att_agg").set_value("max").run()
+    timings["aggregate"] = time.perf_counter() - t0
+    at.session_state[fresh.VIEW] = "Generation"
+    t0 = time.perf_counter()
+    at.run()
+    timings["generation view"] = time.perf_counter() - t0
+    ok(at)
+    print("redraw seconds:", {k: round(v, 2) for k, v in timings.items()})
+    # "A couple of seconds" on an idle 2-core CPU; generous here for loaded CI machines.
+    assert max(timings.values()) < 8.0, timings
+    assert fresh.generate_calls() == 0
+
+
+def test_generation_is_serialised_across_sessions(fresh, monkeypatch):
+    """Two sessions generating at once: both get their capture, never two generations at a time."""
+    from inspector.model import InspectorModel
+
+    state = fresh
+    original = InspectorModel.generate
+    active, peak = [0], [0]
+    guard = threading.Lock()
+
+    def slow_generate(self, *args, **kwargs):
+        with guard:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        try:
+            time.sleep(0.3)
+            return original(self, *args, **kwargs)
+        finally:
+            with guard:
+                active[0] -= 1
+
+    monkeypatch.setattr(InspectorModel, "generate", slow_generate)
+    from inspector.capture import GenerationSettings
+
+    req = state.ModelRequest("builtin", "cpu")
+    load = state.load_model(req)
+    settings = GenerationSettings(max_new_tokens=4)
+    results, errors = {}, []
+
+    def session(i: int) -> None:
+        try:
+            results[i] = state.generate(load, req, f"User: session {i}\nAgent:", settings, {"kind": "text"})
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and len(results) == 3
+    assert peak[0] == 1
+    assert state.generate_calls() == 3
+    assert results[0].prompt_text != results[1].prompt_text
+
+
+# ----------------------------------------------------------------------------- launch
+def test_launch_options_from_args_and_env(monkeypatch):
+    from dashboard.state import launch_options
+
+    monkeypatch.setenv("INSPECTOR_DASHBOARD_MODEL", "envmodel")
+    monkeypatch.setenv("INSPECTOR_DASHBOARD_RANDOM_WEIGHTS", "1")
+    assert launch_options([]).model == "envmodel" and launch_options([]).random_weights
+    opts = launch_options(["--model", "builtin", "--run", "runs/x", "--device", "cpu", "--config-dir", "/c"])
+    assert (opts.model, opts.run, opts.device, opts.config_dir) == ("builtin", "runs/x", "cpu", "/c")
+
+
+def test_cli_builds_a_local_headless_streamlit_command(monkeypatch, tmp_path):
+    from inspector.cli import dashboard as cli
+    from inspector.cli.main import build_parser, main
+
+    args = build_parser().parse_args(["dashboard", "--model", "builtin", "--run", "runs/x", "--random-weights"])
+    cmd = cli.streamlit_command(args)
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and Path(cmd[4]) == ROOT / "dashboard" / "app.py"
+    flags = dict(zip(cmd[5::2], cmd[6::2]))
+    assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8501"
+    assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
+    assert cmd[cmd.index("--") + 1 :] == ["--model", "builtin", "--run", "runs/x", "--random-weights"]
+    args = build_parser().parse_args(["dashboard", "--host", "0.0.0.0", "--port", "9000"])
+    flags = dict(zip(cli.streamlit_command(args)[5::2], cli.streamlit_command(args)[6::2]))
+    assert flags["--server.address"] == "0.0.0.0" and flags["--server.port"] == "9000"
+
+    seen = {}
+    monkeypatch.setattr(cli.subprocess, "call", lambda c, env: seen.update(cmd=c, env=env) or 0)
+    assert main(["dashboard", "--dailydialog", str(tmp_path)]) == 0
+    assert seen["env"]["INSPECTOR_DAILYDIALOG_DIR"] == str(tmp_path)
+    monkeypatch.setattr(cli, "app_path", lambda: tmp_path / "missing" / "app.py")
+    assert main(["dashboard"]) == 2  # a clear error, not a traceback

@@ -1,0 +1,134 @@
+"""Bad input is refused before any model work; loading errors say what to do."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import inspector
+from inspector import model as model_mod
+
+PROMPT = "User: hey how are you? \nAgent:"
+
+
+@pytest.fixture
+def forward_counter(tiny):
+    calls = {"n": 0}
+
+    def hook(module, args, output):
+        calls["n"] += 1
+
+    handle = tiny.model.register_forward_hook(hook)
+    yield calls
+    handle.remove()
+
+
+@pytest.mark.parametrize(
+    ("prompt", "kwargs", "message"),
+    [
+        ("", {}, "prompt 0 is empty"),
+        ("   ", {}, "prompt 0 is empty"),
+        (["ok", ""], {}, "prompt 1 is empty"),
+        ([], {}, "no prompts"),
+        (PROMPT, {"max_new_tokens": 0}, "max_new_tokens must be a positive integer"),
+        (PROMPT, {"max_new_tokens": -3}, "max_new_tokens must be a positive integer"),
+        (PROMPT, {"num_beams": 0}, "num_beams must be an integer >= 1"),
+        (PROMPT, {"do_sample": True, "top_p": 0.0}, r"top_p must be in \(0, 1\]"),
+        (PROMPT, {"do_sample": True, "top_p": 1.5}, r"top_p must be in \(0, 1\]"),
+        (PROMPT, {"do_sample": True, "temperature": -1.0}, "temperature must be >= 0"),
+        (PROMPT, {"top_k": -2}, "top_k must be"),
+        (PROMPT, {"attention_dtype": "int8"}, "attention_dtype must be one of"),
+        (PROMPT, {"num_beams": 2, "num_return_sequences": 3}, "cannot exceed num_beams"),
+        (PROMPT, {"num_beams": 2, "do_sample": True}, "beam sampling is not supported"),
+        ("word " * 1100, {}, "context is 1024.*truncate_prompt=True"),
+        (PROMPT, {"max_new_tokens": 1024}, "leaves no room"),
+    ],
+)
+def test_bad_input_raises_before_model_work(tiny, forward_counter, prompt, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tiny.generate(prompt, **kwargs)
+    assert forward_counter["n"] == 0
+
+
+def test_truncate_prompt_keeps_the_end(tiny):
+    words = " ".join(f"w{i}" for i in range(800))
+    cap = tiny.generate(words, max_new_tokens=4, truncate_prompt=True, keep_attention=False)
+    ids = tiny.tokenizer(words)["input_ids"]
+    assert cap.prompt_len == 1024 - 4
+    assert cap.token_ids[: cap.prompt_len].tolist() == ids[-cap.prompt_len :]
+    assert cap.meta.generation["prompt_truncated_tokens"] == len(ids) - cap.prompt_len
+
+
+def test_unknown_and_unavailable_devices():
+    with pytest.raises(ValueError, match="available here: .*cpu"):
+        inspector.resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="not available here; available: .*cpu"):
+            inspector.resolve_device("cuda")
+    assert inspector.resolve_device("auto").type == inspector.available_devices()[0]
+    assert inspector.available_devices()[-1] == "cpu"
+
+
+def test_unknown_device_in_load_model_before_loading(gpt2_dir):
+    with pytest.raises(ValueError, match="unknown device"):
+        inspector.load_model(gpt2_dir, device="gpu0", random_weights=True)
+
+
+def test_hub_unreachable_message(monkeypatch):
+    monkeypatch.setattr(model_mod, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with pytest.raises(inspector.ModelLoadError) as err:
+        inspector.load_model("gpt2", device="cpu")
+    text = str(err.value)
+    assert "'gpt2'" in text and "Hub could not be reached" in text and "local folder" in text
+
+
+def test_missing_local_folder_message(tmp_path):
+    with pytest.raises(inspector.ModelLoadError, match="does not exist"):
+        inspector.load_model(str(tmp_path / "nope"), device="cpu")
+
+
+def test_folder_without_weights_suggests_random_weights(gpt2_dir):
+    with pytest.raises(inspector.ModelLoadError, match="--random-weights"):
+        inspector.load_model(gpt2_dir, device="cpu")
+
+
+def test_random_weights_are_recorded_and_seeded(gpt2_dir):
+    a = inspector.load_model(gpt2_dir, device="cpu", random_weights=True, seed=3)
+    b = inspector.load_model(gpt2_dir, device="cpu", random_weights=True, seed=3)
+    assert a.random_weights and a.model.config._attn_implementation == "eager"
+    wa, wb = a.model.transformer.h[0].attn.c_attn.weight, b.model.transformer.h[0].attn.c_attn.weight
+    assert torch.equal(wa, wb)
+    cap = a.generate("Hello", max_new_tokens=2)
+    assert cap.meta.random_weights is True and "RANDOM" in a.describe()
+
+
+def test_sdpa_model_is_switched_to_eager(tokenizer):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=len(tokenizer))
+    model = GPT2LMHeadModel._from_config(config, attn_implementation="sdpa")
+    assert model.config._attn_implementation == "sdpa"
+    im = inspector.InspectorModel.from_model(model, tokenizer)
+    assert im.model.config._attn_implementation == "eager"
+    cap = im.generate("Hello there", max_new_tokens=2)
+    assert cap.attentions is not None and cap.attentions.shape[:2] == (2, 2)
+
+
+def test_model_that_cannot_switch_is_refused(tokenizer):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=len(tokenizer))
+    model = GPT2LMHeadModel._from_config(config, attn_implementation="sdpa")
+
+    def refuse(impl):
+        raise ValueError("not supported")
+
+    model.set_attn_implementation = refuse
+    with pytest.raises(ValueError, match="sdpa.*returns no attention weights"):
+        inspector.InspectorModel.from_model(model, tokenizer)
+
+
+def test_float16_on_cpu_refused():
+    with pytest.raises(ValueError, match="float16 is not supported on the CPU"):
+        model_mod.resolve_dtype("float16", torch.device("cpu"))
