@@ -369,10 +369,15 @@ def generation_panel(capture: Any) -> None:
     raw = capture.raw
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Generated tokens", capture.num_steps)
-    m2.metric("Stopped at", STOP_LABELS.get(capture.stop_reason, capture.stop_reason))
+    m2.metric("Stopped at", STOP_LABELS.get(capture.stop_reason, capture.stop_reason),
+              help="end of text: the model chose its end-of-text token; token limit: Max new tokens was "
+              "reached; stop string: the text ended with one of the stop strings.")
     if capture.num_steps:
-        m3.metric("Mean entropy (nats)", f"{float(raw.entropy.mean()):.2f}")
-        m4.metric("Mean chosen probability", f"{float(capture.chosen_probs.mean()):.1%}")
+        m3.metric("Mean entropy (nats)", f"{float(raw.entropy.mean()):.2f}",
+                  help="How spread out the next-token distribution was, averaged over steps: 0 means certain; "
+                  "the log of the vocabulary size means no preference at all.")
+        m4.metric("Mean chosen probability", f"{float(capture.chosen_probs.mean()):.1%}",
+                  help="The probability the model gave each token it actually produced, averaged over steps.")
     st.subheader("Generated text")
     state.sticky("gen_color_by", "prob", ["prob", "entropy"])
     color_by = st.segmented_control(
@@ -406,19 +411,25 @@ def topk_table(capture: Any, k: int) -> Any:
 
 
 # ============================================================================ attention
+ALL = "all"
+
+
 def attention_controls(capture: Any) -> tuple[int | None, int | None, str]:
+    """Layer, head (``None`` = all, combined by the aggregate) and aggregate mode."""
     from inspector.aggregate import AGGREGATE_MODES
 
-    layers = [None, *range(capture.num_layers)]
-    heads = [None, *range(capture.num_heads)]
-    state.sticky("att_layer", None, layers)
-    state.sticky("att_head", None, heads)
+    layers = [ALL, *range(capture.num_layers)]
+    heads = [ALL, *range(capture.num_heads)]
+    state.sticky("att_layer", ALL, layers)
+    state.sticky("att_head", ALL, heads)
     state.sticky("att_agg", "mean", AGGREGATE_MODES)
     c1, c2, c3 = st.columns([1, 1, 2])
     layer = c1.selectbox("Layer", layers, key="att_layer",
-                         format_func=lambda v: "all layers" if v is None else f"layer {v}")
+                         format_func=lambda v: "all layers" if v == ALL else f"layer {v}")
     head = c2.selectbox("Head", heads, key="att_head",
-                        format_func=lambda v: "all heads" if v is None else f"head {v}")
+                        format_func=lambda v: "all heads" if v == ALL else f"head {v}")
+    layer = None if layer == ALL else int(layer)
+    head = None if head == ALL else int(head)
     agg = c3.segmented_control(
         "Combine the 'all' dimensions by", list(AGGREGATE_MODES), key="att_agg", required=True,
         help="mean: average weight; max: strongest weight; stacked-mean: the notebook's mean over layers, then "
@@ -572,8 +583,8 @@ def _corpus_table(run_path: str, summary: Any) -> None:
               zip(keys, table["dial_id"], table["turn"], table.get("act", [""] * len(keys)),
                   table.get("emotion", [""] * len(keys)))}
     state.sticky("corpus_row", None, [None, *keys])
-    picked = st.selectbox("Open turn", [None, *keys], key="corpus_row",
-                          format_func=lambda k: "— choose a turn —" if k is None else labels[k])
+    picked = st.selectbox("Open turn", keys, key="corpus_row", format_func=labels.get,
+                          placeholder="choose a turn (or select a row above) to open its capture")
     if picked is None:
         return
     current = st.session_state.get("_corpus_opened")
@@ -621,7 +632,9 @@ def figure_options(kind: str) -> dict[str, Any]:
     """The options the views currently show for ``kind`` (layer, head, aggregate, token, colouring, grouping)."""
     get = state.remembered
     if kind == "heatmap":
-        return {"layer": get("att_layer"), "head": get("att_head"), "agg": get("att_agg") or "mean"}
+        layer, head = get("att_layer", ALL), get("att_head", ALL)
+        return {"layer": None if layer == ALL else layer, "head": None if head == ALL else head,
+                "agg": get("att_agg") or "mean"}
     if kind == "token":
         cap = state.current_capture()
         default = (cap.prompt_len if cap.num_steps else cap.seq_len - 1) if cap is not None else 0

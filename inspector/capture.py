@@ -266,9 +266,18 @@ def encode_prompts(im: InspectorModel, prompts: Sequence[str], settings: Generat
 
 
 # --------------------------------------------------------------------------- recording
-def _stats(logp: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Entropy ``[row]`` and top-k ``[row, k]`` of log-probabilities ``[row, vocab]``."""
-    ent = torch.special.entr(logp.exp()).sum(-1)
+def _stats(logp: torch.Tensor, k: int, masked: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Entropy ``[row]`` and top-k ``[row, k]`` of log-probabilities ``[row, vocab]``.
+
+    ``masked``: some entries may be ``-inf`` (filtered by top-k/top-p); their
+    ``0 * -inf`` terms are taken as 0. Otherwise the entropy is one batched dot
+    product ``-p . log p`` per row, the cheapest exact form.
+    """
+    p = logp.exp()
+    if masked:
+        ent = -(p * logp.masked_fill(p == 0, 0.0)).sum(-1)
+    else:
+        ent = -torch.bmm(p[:, None, :], logp[:, :, None])[:, 0, 0]
     topv, topi = logp.topk(k, dim=-1)
     return ent, topv, topi
 
@@ -331,6 +340,7 @@ class _Recorder:
         self.finish_step = torch.full((rows,), -1, dtype=torch.long, device=self.device)
         self.finish_reason = torch.zeros((rows,), dtype=torch.long, device=self.device)
         self.beam = settings.num_beams > 1
+        self.unprocessed = not settings.do_sample and settings.repetition_penalty == 1.0 and not self.beam
         self.cand_k = min(int(im.model.config.vocab_size), 2 * settings.num_beams * max(1, len(eos_list)) + 2)
         self.buffer: torch.Tensor | None = None
         self.prefill: torch.Tensor | None = None  # beam: [row, layer, head, p, p]
@@ -390,25 +400,30 @@ class _Recorder:
         raw = self.raw.float()
         self.raw = None
         log = self.log
-        log.finite.append(torch.isfinite(raw).all(-1))
         if self.s.keep_logits:
             log.logits.append(raw.clone())
         raw_lp = torch.log_softmax(raw, dim=-1)
         ent, topv, topi = _stats(raw_lp, self.k)
+        # -p.log p is finite exactly when every raw logit is (NaN, +inf or -inf all make it NaN)
+        log.finite.append(torch.isfinite(ent))
         log.raw_entropy.append(ent)
         log.raw_topv.append(topv)
         log.raw_topi.append(topi)
-        same = scores.shape == raw.shape and torch.equal(scores, raw)
         if self.beam:  # scores are already log-probabilities, processed
             proc_lp = torch.log_softmax(scores.float(), dim=-1)
+        elif self.unprocessed:
+            # nothing processes greedy scores here (no processor is configured); checked once
+            if len(log.raw_entropy) == 1 and not torch.allclose(scores, raw, rtol=0, atol=0, equal_nan=True):
+                raise CaptureError("generate processed greedy scores unexpectedly; please report this")
+            proc_lp = raw_lp
         else:
-            proc_lp = raw_lp if same else torch.log_softmax(scores.float(), dim=-1)
+            proc_lp = torch.log_softmax(scores.float(), dim=-1)
         if proc_lp is raw_lp:
             log.proc_entropy.append(ent)
             log.proc_topv.append(topv)
             log.proc_topi.append(topi)
         else:
-            pe, pv, pi = _stats(proc_lp, self.k)
+            pe, pv, pi = _stats(proc_lp, self.k, masked=True)
             log.proc_entropy.append(pe)
             log.proc_topv.append(pv)
             log.proc_topi.append(pi)
@@ -433,7 +448,10 @@ class _Recorder:
         if not self.beam and self._pending is not None:
             raw_lp, proc_lp = self._pending
             self._pending = None
-            lp, rank = _chosen(raw_lp, last)
+            if proc_lp is raw_lp:  # greedy on raw scores: the chosen token is the argmax, rank 1 by definition
+                lp, rank = raw_lp.gather(-1, last[:, None])[:, 0], torch.ones_like(last)
+            else:
+                lp, rank = _chosen(raw_lp, last)
             self.log.raw_chosen_lp.append(lp)
             self.log.raw_chosen_rank.append(rank)
             if proc_lp is raw_lp:
@@ -688,7 +706,8 @@ def _assemble(
             steps_j = int((bi[j] >= 0).sum())
             row_at = bi[j, :steps_j]  # row of the running batch that produced token i
         else:
-            steps_j = int(fin_step[j]) + 1 if int(fin_step[j]) >= 0 else total
+            fin = int(fin_step[j])
+            steps_j = fin + 1 if 0 <= fin < total else total
             row_at = torch.full((steps_j,), j, dtype=torch.long)
         gen_ids = seq_cpu[j, p_max : p_max + steps_j]
         ids = torch.cat([batch.input_ids[b, pad:], gen_ids])
@@ -718,7 +737,7 @@ def _assemble(
                                      raw_topi[j, :steps_j], raw_topv[j, :steps_j])
             proc_scores = TokenScores(proc_ent[j, :steps_j], ch_plp[j, :steps_j], ch_prk[j, :steps_j],
                                       proc_topi[j, :steps_j], proc_topv[j, :steps_j])
-            code = int(fin_reason[j]) if int(fin_step[j]) >= 0 else 0
+            code = int(fin_reason[j]) if 0 <= fin < total else 0
             reason = {0: "length", _EOS: "eos", _STOP: "stop_string"}[code]
         seq_len = plen + steps_j
         att = None

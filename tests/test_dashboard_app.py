@@ -132,7 +132,7 @@ def test_pick_a_turn_generate_then_change_views_without_generating(fresh):
     at.run()
     ok(at)
     assert len(at.get("plotly_chart")) == 3  # heatmap, token strip, head grid
-    for key, value in (("att_layer", 1), ("att_head", 2), ("att_layer", None)):
+    for key, value in (("att_layer", 1), ("att_head", 2), ("att_layer", "all")):
         at.selectbox(key=key).set_value(value).run()
         ok(at)
     for agg in ("max", "stacked-mean", "mean"):
@@ -251,7 +251,8 @@ def test_open_run_pick_a_row_and_export(fresh, run_dir):
     at.segmented_control(key="corpus_by").set_value("response_act").run()
     ok(at)
     row = at.selectbox(key="corpus_row").options[2]
-    at.selectbox(key="corpus_row").set_index(2).run()
+    assert at.selectbox(key="corpus_row").value is None  # nothing opened until a row is chosen
+    at.selectbox(key="corpus_row").select_index(2).run()
     ok(at)
     cap = at.session_state[state.CAPTURE]
     assert "dialogue" in row and cap.meta.source["kind"] == "dailydialog"
@@ -302,7 +303,7 @@ def test_run_folder_missing_or_corrupted_shows_a_message(fresh, run_dir, tmp_pat
     shutil.copytree(run_dir, gone)
     shutil.rmtree(gone / "captures")
     open_run(at, gone)
-    at.selectbox(key="corpus_row").set_index(1).run()
+    at.selectbox(key="corpus_row").select_index(1).run()
     ok(at)
     assert "Could not open the capture" in texts(at.error)
     # ... and a good run still opens afterwards.
@@ -375,7 +376,7 @@ def test_redraw_of_a_100_token_12x12_capture_is_quick(fresh):
     at.run()
     ok(at)
     timings = {}
-    for what, key, value in (("layer", "att_layer", 5), ("head", "att_head", 7), ("all heads", "att_head", None)):
+    for what, key, value in (("layer", "att_layer", 5), ("head", "att_head", 7), ("all heads", "att_head", "all")):
         t0 = time.perf_counter()
         at.selectbox(key=key).set_value(value).run()
         timings[what] = time.perf_counter() - t0

@@ -83,7 +83,7 @@ def test_text_and_topk_options(cap, cap_file, tmp_path):
     out = tmp_path / "t.html"
     assert _plot(cap_file, "--kind", "text", "--color-by", "entropy", "--out", out) == 0
     html = out.read_text(encoding="utf-8")
-    assert f"entropy {float(cap.raw.entropy[0]):.3f} nats" in html and 'class="tip"' in html
+    assert f"entropy {float(cap.raw.entropy[0]):.3f} nats" in html and 'class="insp-tip"' in html
     out = tmp_path / "k.html"
     assert _plot(cap_file, "--kind", "topk", "--k", 3, "--out", out) == 0
     z = np.asarray(figure_from_html(out.read_text(encoding="utf-8"))["data"][0]["z"])

@@ -124,12 +124,12 @@ def test_topk_processed_scores_and_errors(cap):
 def test_text_html_tooltips_list_alternatives(cap):
     html = interactive.text_html(cap, color_by="prob")
     assert "<script" not in html and "http" not in html
-    assert html.count('class="tok"') == cap.num_steps
+    assert html.count('class="insp-tok"') == cap.num_steps
     assert html.count("← chosen") == cap.num_steps  # greedy: the chosen token is in every top 5
     step = cap.step(3)
     for cand in step.top[:5]:
-        assert f"{cand.prob:7.2%}  {html_mod.escape(repr(C.display_token(cand.token)))}" in html
-    assert f"prob {step.prob:.3f}" in html
+        assert f"{C.format_prob(cand.prob):>8}  {html_mod.escape(repr(C.display_token(cand.token)))}" in html
+    assert f"p = {C.format_prob(step.prob)} (rank {step.rank}), entropy {step.entropy:.3f} nats" in html
     assert "RANDOM WEIGHTS" in html
 
 

@@ -198,10 +198,10 @@ def test_text_figure_colours_generated_tokens(cap):
 def test_static_text_html_is_plain_coloured_spans(cap):
     html = static.text_html(cap, color_by="entropy")
     assert html.startswith("<!DOCTYPE html>") and "<script" not in html
-    assert html.count('class="tok"') == cap.num_steps
-    for e in cap.raw.entropy.tolist():
-        assert f"entropy {e:.3f} nats" in html
-    assert 'class="tip"' not in html  # the interactive module's version has the alternatives
+    assert html.count('class="insp-tok"') == cap.num_steps
+    for e, r in zip(cap.raw.entropy.tolist(), cap.raw.chosen_rank.tolist()):
+        assert f"(rank {r}), entropy {e:.3f} nats" in html
+    assert 'class="insp-tip"' not in html  # the interactive module's version has the alternatives
     with pytest.raises(ValueError, match="color_by"):
         static.text_html(cap, color_by="rank")
 

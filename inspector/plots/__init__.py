@@ -43,7 +43,10 @@ _BUILDERS: dict[str, str] = {
 
 SUMMARY_FILE = "summary.parquet"
 
-__all__ = ["KINDS", "SUMMARY_FILE", "builder", "load_source", "make_figure"]
+from inspector.plots.export import ExportError, export_bytes, export_figure  # light: no plotting library
+
+__all__ = ["KINDS", "SUMMARY_FILE", "ExportError", "builder", "export_bytes", "export_figure", "load_source",
+           "make_figure"]
 
 
 def builder(kind: str, interactive: bool):

@@ -562,12 +562,21 @@ def corpus_data(summary: pd.DataFrame, by: str = "emotion", metrics: Sequence[st
 # --------------------------------------------------------------------------- coloured text
 @dataclass(frozen=True)
 class TextToken:
+    """One token of the coloured text; ``value`` is what its colour shows (generated tokens only).
+
+    ``tip``: the top alternatives as ``(label, probability, is_chosen)``; ``prob``,
+    ``rank`` and ``entropy`` describe the chosen token's step under the raw logits.
+    """
+
     text: str
     generated: bool
     value: float | None
     colour: str | None
     ink: str
     tip: list[tuple[str, float, bool]]
+    prob: float = float("nan")
+    rank: int = 0
+    entropy: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -624,6 +633,9 @@ def text_data(capture: Capture, color_by: str = "prob", alternatives: int = 5) -
         TextToken(text=t, generated=False, value=None, colour=None, ink="#666666", tip=[])
         for t in capture.tokens[: capture.prompt_len]
     ]
+    probs = _to_numpy(capture.chosen_probs)
+    entropy = _to_numpy(capture.raw.entropy)
+    ranks = capture.raw.chosen_rank.tolist()
     for i, tok in enumerate(capture.generated_tokens):
         rgba = colour_of(color_by, float(values[i]), vmin, vmax)
         chosen = int(capture.generated_ids[i])
@@ -634,11 +646,18 @@ def text_data(capture: Capture, color_by: str = "prob", alternatives: int = 5) -
             )
         ]
         out.append(
-            TextToken(text=tok, generated=True, value=float(values[i]), colour=_rgba_hex(rgba), ink=_ink(rgba), tip=tip)
+            TextToken(text=tok, generated=True, value=float(values[i]), colour=_rgba_hex(rgba), ink=_ink(rgba), tip=tip,
+                      prob=float(probs[i]), rank=int(ranks[i]), entropy=float(entropy[i]))
         )
     what = "Generated text coloured by " + ("chosen-token probability" if color_by == "prob" else "entropy")
     return TextData(
-        tokens=out, color_by=color_by, legend=legend, vmin=vmin, vmax=vmax, cmap=TEXT_CMAP, title=capture_title(capture, what)
+        tokens=out,
+        color_by=color_by,
+        legend=legend,
+        vmin=vmin,
+        vmax=vmax,
+        cmap=TEXT_CMAP,
+        title=capture_title(capture, what),
     )
 
 
@@ -647,22 +666,22 @@ def char_width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
+# Every rule is scoped to .insp-text: the page may be embedded in another (the dashboard's st.html).
 _HTML_STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em; color: #222; }
-h1 { font-size: 1.1em; font-weight: 600; }
-.text { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 15px;
-        line-height: 1.9; white-space: pre-wrap; word-wrap: break-word; max-width: 60em; }
-.prompt { color: #666; }
-.tok { border-radius: 3px; padding: 1px 0; position: relative; }
-.tok .tip { display: none; position: absolute; left: 0; top: 1.7em; z-index: 10; background: #fff; color: #222;
-            border: 1px solid #aaa; border-radius: 4px; padding: 4px 8px; white-space: pre; font-size: 13px;
-            line-height: 1.4; box-shadow: 0 2px 6px rgba(0,0,0,.2); }
-.tok:hover .tip { display: block; }
-.tok:hover { outline: 2px solid #333; }
-.tip b { font-weight: 700; }
-.legend { margin-top: 1.5em; font-size: 13px; }
-.bar { display: inline-block; width: 240px; height: 12px; vertical-align: middle; margin: 0 0.5em;
-       border: 1px solid #999; }
+.insp-text { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; }
+.insp-text h1 { font-size: 1.05em; font-weight: 600; margin: 0 0 0.8em 0; }
+.insp-text .insp-body { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace;
+        font-size: 15px; line-height: 1.9; white-space: pre-wrap; overflow-wrap: anywhere; max-width: 60em; }
+.insp-text .insp-prompt { color: #666; }
+.insp-text .insp-tok { border-radius: 3px; padding: 1px 0; position: relative; }
+.insp-text .insp-tip { display: none; position: absolute; left: 0; top: 1.7em; z-index: 10; background: #fff;
+        color: #222; border: 1px solid #aaa; border-radius: 4px; padding: 4px 8px; white-space: pre;
+        font-size: 13px; line-height: 1.4; box-shadow: 0 2px 6px rgba(0,0,0,.2); }
+.insp-text .insp-tok:hover .insp-tip { display: block; }
+.insp-text .insp-tok:hover { outline: 2px solid #333; }
+.insp-text .insp-legend { margin-top: 1.5em; font-size: 13px; }
+.insp-text .insp-bar { display: inline-block; width: 240px; height: 12px; vertical-align: middle;
+        margin: 0 0.5em; border: 1px solid #999; }
 """
 
 
@@ -674,11 +693,16 @@ def _legend_gradient(data: TextData, stops: int = 11) -> str:
     return f"linear-gradient(to right, {', '.join(cols)})"
 
 
+def _step_summary(tok: TextToken) -> str:
+    return f"p = {format_prob(tok.prob)} (rank {tok.rank}), entropy {tok.entropy:.3f} nats"
+
+
 def text_document(data: TextData, tooltips: bool) -> str:
     """A self-contained HTML page of the coloured text (no scripts, no external resources).
 
     With ``tooltips`` each generated token shows its top alternatives on hover
-    (CSS only); without, a plain ``title`` gives its value.
+    (CSS only); without, a plain ``title`` gives its probability, rank and entropy.
+    All styles are scoped to the ``insp-text`` wrapper, so the page can be embedded.
     """
     parts: list[str] = []
     prompt_open = False
@@ -686,7 +710,7 @@ def text_document(data: TextData, tooltips: bool) -> str:
         text = html.escape(tok.text.replace("\r", ""))
         if not tok.generated:
             if not prompt_open:
-                parts.append('<span class="prompt">')
+                parts.append('<span class="insp-prompt">')
                 prompt_open = True
             parts.append(text)
             continue
@@ -697,37 +721,45 @@ def text_document(data: TextData, tooltips: bool) -> str:
         if tok.text.strip() == "":
             # Blank tokens (spaces, line breaks) still need a visible cell to colour.
             shown = html.escape(display_token(tok.text)) + ("\n" if "\n" in tok.text else "")
-        value = f"{data.color_by} {tok.value:.3f}" if data.color_by == "prob" else f"entropy {tok.value:.3f} nats"
         style = f"background:{tok.colour};color:{tok.ink}"
         if tooltips:
-            rows = [value]
+            rows = [f"{html.escape(repr(display_token(tok.text)))}: {_step_summary(tok)}", "top alternatives:"]
             for cand, prob, is_chosen in tok.tip:
-                line = f"{prob:7.2%}  {html.escape(repr(display_token(cand)))}"
+                line = f"{format_prob(prob):>8}  {html.escape(repr(display_token(cand)))}"
                 rows.append(f"<b>{line}  ← chosen</b>" if is_chosen else line)
-            tip = '<span class="tip">' + "\n".join(rows) + "</span>"
-            parts.append(f'<span class="tok" style="{style}">{shown}{tip}</span>')
+            tip = '<span class="insp-tip">' + "\n".join(rows) + "</span>"
+            parts.append(f'<span class="insp-tok" style="{style}">{shown}{tip}</span>')
         else:
-            parts.append(f'<span class="tok" style="{style}" title="{html.escape(value)}">{shown}</span>')
+            title = html.escape(_step_summary(tok))
+            parts.append(f'<span class="insp-tok" style="{style}" title="{title}">{shown}</span>')
     if prompt_open:
         parts.append("</span>")
     lo, hi = (f"{data.vmin:.2f}", f"{data.vmax:.2f}")
     legend = (
-        f'<div class="legend">{html.escape(data.legend)}: {lo}<span class="bar" '
+        f'<div class="insp-legend">{html.escape(data.legend)}: {lo}<span class="insp-bar" '
         f'style="background:{_legend_gradient(data)}"></span>{hi}'
         + ("<br>Hover a generated token to see the top alternatives." if tooltips else "")
         + "<br>Grey: prompt.</div>"
     )
-    title = html.escape(data.title)
+    title = "<br>".join(html.escape(line) for line in data.title.split("\n"))
+    plain_title = html.escape(data.title.replace("\n", " — "))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<title>{title}</title>\n<style>{_HTML_STYLE}</style>\n</head>\n<body>\n"
-        f"<h1>{title}</h1>\n<div class=\"text\">{''.join(parts)}</div>\n{legend}\n</body>\n</html>\n"
+        f"<title>{plain_title}</title>\n<style>{_HTML_STYLE}</style>\n</head>\n<body>\n"
+        f"<div class=\"insp-text\">\n<h1>{title}</h1>\n<div class=\"insp-body\">{''.join(parts)}</div>\n{legend}\n"
+        "</div>\n</body>\n</html>\n"
     )
 
 
-def figure_size(n_cols: float, n_rows: float, per_col: float, per_row: float, base: tuple[float, float],
-                limit: tuple[float, float] = (22.0, 22.0)) -> tuple[float, float]:
-    """A figure size growing with the data, between ``base`` and ``limit`` inches."""
+def figure_size(
+    n_cols: float,
+    n_rows: float,
+    per_col: float,
+    per_row: float,
+    base: tuple[float, float],
+    limit: tuple[float, float] = (22.0, 22.0),
+) -> tuple[float, float]:
+    """A figure size (inches) growing with the data, between ``base`` and ``limit``."""
     w = min(max(base[0], n_cols * per_col), limit[0])
     h = min(max(base[1], n_rows * per_row), limit[1])
     return float(w), float(h)

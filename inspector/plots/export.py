@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,10 @@ def _matplotlib_bytes(fig: Any, fmt: str, dpi: float | None) -> bytes:
     rc = {"svg.fonttype": "none", "pdf.fonttype": 42, "svg.hashsalt": "inspector"}
     metadata = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}[fmt]
     buf = io.BytesIO()
-    with matplotlib.rc_context(rc):
+    with matplotlib.rc_context(rc), warnings.catch_warnings():
+        # Tokens in scripts the bundled fonts lack (CJK, emoji) draw as boxes; one warning
+        # per glyph would bury everything else the user sees.
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")
         fig.savefig(buf, format=fmt, dpi=dpi if dpi is not None else fig.dpi, metadata=metadata)
     return buf.getvalue()
 
@@ -115,7 +119,9 @@ def export_bytes(fig: Any, fmt: str, *, dpi: float | None = None) -> bytes:
         return _matplotlib_bytes(fig, fmt, dpi)
     if _is_plotly(fig):
         return _plotly_bytes(fig, fmt, None if dpi is None else dpi / 100)
-    raise ExportError(f"cannot export a {type(fig).__name__}: expected a matplotlib Figure, a plotly Figure or HTML text")
+    raise ExportError(
+        f"cannot export a {type(fig).__name__}: expected a matplotlib Figure, a plotly Figure or HTML text"
+    )
 
 
 def export_figure(fig: Any, path: str | os.PathLike[str], *, dpi: float | None = None) -> Path:

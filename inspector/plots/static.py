@@ -54,7 +54,7 @@ def _norm(vmax: float, gamma: float):
 
 
 def _scale_label(gamma: float) -> str:
-    return "attention weight" if gamma == 1 else f"attention weight (colour ~ weight^{gamma:g})"
+    return "attention weight" if gamma == 1 else f"attention weight (colour ~ w^{gamma:g})"
 
 
 def _label_fontsize(axis_inches: float, n_labels: int, largest: float = 9.0, smallest: float = 4.5) -> float:
@@ -168,8 +168,8 @@ def head_grid(
     m = C.head_mosaic(d)
     n_layer, n_head = d.num_layers, d.num_heads
     if figsize is None:
-        side = 1.3 if max(n_layer, n_head) <= 6 else 1.0
-        figsize = (min(2.2 + n_head * side, 16.0), min(1.3 + n_layer * side, 16.0))
+        side = 1.6 if max(n_layer, n_head) <= 4 else (1.3 if max(n_layer, n_head) <= 6 else 1.0)
+        figsize = (min(max(2.2 + n_head * side, 7.0), 16.0), min(max(1.3 + n_layer * side, 5.0), 16.0))
     fig = _figure(figsize)
     ax = fig.add_subplot()
     top = vmax if vmax is not None else (d.vmax or 1.0)
@@ -193,7 +193,7 @@ def head_grid(
     for spine in ax.spines.values():
         spine.set_visible(False)
     fig.colorbar(im, ax=ax, label=_scale_label(gamma), shrink=0.6, pad=0.01)
-    sub = "each panel: query (rows) x key (columns); red lines: where generation starts"
+    sub = "rows: query, columns: key; red lines: generation starts"
     fig.suptitle(f"{d.title}\n{sub}", fontsize=10, parse_math=False)
     return fig
 
@@ -372,7 +372,8 @@ def token_attention(
     labels = ax.get_xticklabels()
     if labels and labels[-1].get_position()[0] == d.position:
         labels[-1].set_fontweight("bold")
-    ax.set_yticks(range(n_layer), [f"layer {i}" for i in range(n_layer)], fontsize=_label_fontsize(figsize[1] * 0.5, n_layer))
+    ax.set_yticks(range(n_layer), [f"layer {i}" for i in range(n_layer)],
+                  fontsize=_label_fontsize(figsize[1] * 0.5, n_layer))
     _mark_boundary(ax, d.prompt_len, n_keys, axes="x")
     ax.set_xlabel(f"key: earlier token (the last column is token {d.position} itself)")
     ax.tick_params(length=2)

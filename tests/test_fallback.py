@@ -1,0 +1,110 @@
+"""Models that always load: the built-in byte-level model and :func:`inspector.fallback.load_with_fallback`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from inspector import fallback
+
+
+def test_builtin_tokenizer_is_lossless_bytes_plus_eos():
+    tok = fallback.builtin_tokenizer()
+    assert len(tok) == 257 and tok.eos_token == fallback.EOS_TOKEN and tok.eos_token_id == 256
+    text = "User: héllo, 😀 \n\tAgent:"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert ids == list(text.encode("utf-8"))  # one token per byte, id = byte value
+    assert tok.decode(ids) == text
+    assert tok(fallback.EOS_TOKEN, add_special_tokens=False)["input_ids"] == [256]
+
+
+def test_builtin_model_is_small_random_and_generates():
+    im = fallback.builtin_model(seed=3)
+    cfg = im.model.config
+    assert (cfg.n_layer, cfg.n_head, cfg.n_embd) == (4, 4, 64)
+    assert len(im.model.transformer.h) == 4 and cfg.vocab_size == 257
+    assert im.random_weights and im.name == fallback.BUILTIN_NAME
+    assert "RANDOM" in im.describe()
+    cap = im.generate("User: hi\nAgent:", max_new_tokens=7)
+    assert cap.num_steps <= 7 and cap.meta.random_weights
+    assert cap.attentions.shape[:2] == (4, 4)
+    rows = cap.attentions.float().sum(-1)
+    assert torch.allclose(rows, torch.ones_like(rows), atol=1e-2)
+    again = fallback.builtin_model(seed=3).generate("User: hi\nAgent:", max_new_tokens=7)
+    assert again.tokens == cap.tokens  # seeded weights: reproducible
+
+
+def test_builtin_model_rejects_misspelt_size():
+    with pytest.raises(ValueError, match="n_layers"):
+        fallback.builtin_model(n_layers=2)
+    im = fallback.builtin_model(n_layer=2, n_head=2, n_embd=16)
+    assert len(im.model.transformer.h) == 2
+
+
+def test_builtin_by_name_is_not_a_fallback():
+    res = fallback.load_with_fallback("builtin", device="cpu")
+    assert res.level == "builtin" and not res.fell_back and res.errors == []
+    model, message = res
+    assert model is res.model and "meaningless" in message
+
+
+def test_missing_model_falls_back_to_local_config(gpt2_dir, tmp_path):
+    res = fallback.load_with_fallback(tmp_path / "no-such-model", device="cpu", config_dir=gpt2_dir)
+    assert res.level == "local-config" and res.fell_back
+    assert res.model.random_weights and res.model.num_layers == 12
+    assert "does not exist" in res.message and str(gpt2_dir) in res.message and "meaningless" in res.message
+    assert len(res.model.tokenizer) == 50257
+
+
+def test_nothing_usable_falls_back_to_builtin(tmp_path, monkeypatch):
+    monkeypatch.setattr(fallback, "default_config_dirs", lambda extra=None: [tmp_path / "empty"])
+    res = fallback.load_with_fallback(tmp_path / "no-such-model", device="cpu")
+    assert res.level == "builtin" and res.fell_back
+    assert "no config.json" in res.message and "built-in" in res.message
+    assert res.model.generate("hi", max_new_tokens=2).meta.random_weights
+
+
+def test_broken_config_folder_is_skipped(tmp_path, monkeypatch):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{ not json")
+    monkeypatch.setattr(fallback, "default_config_dirs", lambda extra=None: [broken])
+    res = fallback.load_with_fallback(tmp_path / "no-such-model", device="cpu")
+    assert res.level == "builtin" and len(res.errors) == 2 and str(broken) in res.message
+
+
+def test_offline_hub_id_fails_fast_with_a_plain_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(fallback, "default_config_dirs", lambda extra=None: [])
+    t0 = time.monotonic()
+    res = fallback.load_with_fallback("gpt2", device="cpu")
+    assert time.monotonic() - t0 < 30  # no minute of hub retries
+    assert res.level == "builtin"
+    assert "cannot be reached" in res.errors[0] and "local folder" in res.errors[0]
+    assert not fallback.hub_reachable()
+
+
+def test_unavailable_device_is_an_error_not_a_fallback():
+    with pytest.raises(ValueError, match="not available|unknown device"):
+        fallback.load_with_fallback("builtin", device="no-such-device")
+
+
+def test_default_config_dirs_order(monkeypatch, tmp_path):
+    monkeypatch.setenv("INSPECTOR_GPT2_OFFLINE_DIR", str(tmp_path / "env"))
+    dirs = fallback.default_config_dirs(tmp_path / "mine")
+    assert dirs[0] == tmp_path / "mine" and dirs[1] == tmp_path / "env"
+    assert any(d.parts[-3:] == ("shared", "models", "gpt2-offline") for d in dirs[2:])
+
+
+def test_fallback_module_does_not_import_streamlit():
+    import subprocess
+    import sys
+
+    code = "import sys, inspector.fallback as f; f.builtin_model(); print('streamlit' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "False"
