@@ -547,8 +547,22 @@ def _corpus_stats(run: Any, summary: Any) -> None:
     state.sticky("corpus_by", "emotion", GROUP_COLUMNS)
     by = st.segmented_control("Group by", list(GROUP_COLUMNS), key="corpus_by", required=True,
                               format_func=lambda c: c.replace("_", " ")) or "emotion"
-    st.dataframe(_group_stats(summary, by), key="corpus_stats", width="stretch")
+    table = _group_stats(summary, by)
+    st.caption("Mean per group (count = turns). Hover a column header for what it measures.")
+    st.dataframe(table, key="corpus_stats", width="stretch", column_config=_metric_columns(table.columns))
     st.plotly_chart(_plots().corpus_distributions(summary, by=by), key="fig_corpus", width="stretch")
+
+
+def _metric_columns(columns: Any) -> dict[str, Any]:
+    """Readable headers (the plots' metric labels) for summary columns, keeping their names as help."""
+    from inspector.plots._common import METRIC_LABELS
+
+    out: dict[str, Any] = {}
+    for col in columns:
+        label = METRIC_LABELS.get(col)
+        if label:
+            out[col] = st.column_config.NumberColumn(label, help=f"{label} (column {col})", format="%.3f")
+    return out
 
 
 def _group_stats(summary: Any, by: str) -> Any:
@@ -578,7 +592,7 @@ def _corpus_table(run_path: str, summary: Any) -> None:
             st.session_state["_keep_corpus_row"] = keys[rows[0]]
 
     st.dataframe(table, key="corpus_table", on_select=on_select, selection_mode="single-row", hide_index=True,
-                 width="stretch", height=320)
+                 width="stretch", height=320, column_config=_metric_columns(table.columns))
     labels = {k: f"dialogue {d} · turn {t} · {a}/{e}" for k, d, t, a, e in
               zip(keys, table["dial_id"], table["turn"], table.get("act", [""] * len(keys)),
                   table.get("emotion", [""] * len(keys)))}

@@ -240,6 +240,8 @@ def open_run(at, path) -> None:
 
 
 def test_open_run_pick_a_row_and_export(fresh, run_dir):
+    from inspector.runs import load_run
+
     state = fresh
     at = new_app().run()
     open_run(at, run_dir)
@@ -250,19 +252,28 @@ def test_open_run_pick_a_row_and_export(fresh, run_dir):
     assert "count" in stats.columns and stats["count"].sum() == 6
     at.segmented_control(key="corpus_by").set_value("response_act").run()
     ok(at)
-    row = at.selectbox(key="corpus_row").options[2]
+    summary = load_run(run_dir).summary
+    pick = (int(summary["dial_id"].iloc[2]), int(summary["turn"].iloc[2]))
     assert at.selectbox(key="corpus_row").value is None  # nothing opened until a row is chosen
-    at.selectbox(key="corpus_row").select_index(2).run()
+    assert f"dialogue {pick[0]} · turn {pick[1]}" in at.selectbox(key="corpus_row").options[2]
+    at.selectbox(key="corpus_row").set_value(pick).run()
     ok(at)
     cap = at.session_state[state.CAPTURE]
-    assert "dialogue" in row and cap.meta.source["kind"] == "dailydialog"
-    assert (cap.meta.source["dial_id"], cap.meta.source["turn"]) == at.selectbox(key="corpus_row").value
+    assert cap.meta.source["kind"] == "dailydialog"
+    assert (cap.meta.source["dial_id"], cap.meta.source["turn"]) == pick
+    assert "is open in the other views" in texts(at.caption) or "Opened dialogue" in texts(at.success)
     assert state.generate_calls() == 0  # opened from disk, not generated
 
     at.session_state[state.VIEW] = "Attention"
     at.run()
     ok(at)
     assert at.get("plotly_chart")
+    for view in state.VIEWS:  # every widget on every view has a key (tests and shadows rely on it)
+        at.session_state[state.VIEW] = view
+        at.run()
+        ok(at)
+        unkeyed = [type(w).__name__ for w in widgets(at) if not w.key]
+        assert not unkeyed, f"{view}: widgets without a key: {unkeyed}"
     at.session_state[state.VIEW] = "Export"
     at.run()
     ok(at)
@@ -281,6 +292,8 @@ def test_open_run_pick_a_row_and_export(fresh, run_dir):
 
 def test_run_folder_missing_or_corrupted_shows_a_message(fresh, run_dir, tmp_path):
     import shutil
+
+    from inspector.runs import load_run
 
     at = new_app().run()
     open_run(at, tmp_path / "missing")
@@ -303,7 +316,8 @@ def test_run_folder_missing_or_corrupted_shows_a_message(fresh, run_dir, tmp_pat
     shutil.copytree(run_dir, gone)
     shutil.rmtree(gone / "captures")
     open_run(at, gone)
-    at.selectbox(key="corpus_row").select_index(1).run()
+    summary = load_run(gone).summary
+    at.selectbox(key="corpus_row").set_value((int(summary["dial_id"].iloc[1]), int(summary["turn"].iloc[1]))).run()
     ok(at)
     assert "Could not open the capture" in texts(at.error)
     # ... and a good run still opens afterwards.

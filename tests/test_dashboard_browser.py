@@ -238,19 +238,37 @@ def test_generate_and_see_attention_in_chromium(server, driver, run_folder):
     assert "Generated" in _page_text(driver)
     shots.append(_shot(driver, "2_generation"))
 
+    t0 = time.monotonic()
     _tab(driver, "Attention")
     heatmap = _wait(driver, "attention_heatmap", ".st-key-fig_heatmap .js-plotly-plot")
-    _wait(driver, "head_grid", ".st-key-fig_grid .js-plotly-plot")
+    grid = _wait(driver, "head_grid", ".st-key-fig_grid .js-plotly-plot")
+    attention_after = time.monotonic() - t0
     assert heatmap.size["height"] > 200
     # The heatmap draws as a plotly heatmap trace (an image layer inside the plot).
     assert driver.find_elements(By.CSS_SELECTOR, ".st-key-fig_heatmap .heatmaplayer, .st-key-fig_heatmap image")
     shots.append(_shot(driver, "3_attention"))
+    driver.execute_script("arguments[0].scrollIntoView()", grid)
+    time.sleep(0.5)
+    shots.append(ARTIFACTS / "dashboard_3b_head_grid.png")
+    grid.screenshot(str(shots[-1]))
 
     _tab(driver, "Corpus")
     if run_folder is not None:
         _wait(driver, "corpus_figure", ".st-key-fig_corpus .js-plotly-plot")
         assert "Opened" in _page_text(driver)
     shots.append(_shot(driver, "4_corpus"))
+
+    # A second browser session at the same time: its own state, the same model and capture cache.
+    first = driver.current_window_handle
+    driver.switch_to.new_window("tab")
+    driver.get(server)
+    second_generate = _wait(driver, "second_session", ".st-key-generate button")
+    _settle(driver)
+    assert "No capture yet" in _page_text(driver)
+    second_generate.click()
+    _wait(driver, "second_session_topk", ".st-key-fig_topk .js-plotly-plot")
+    driver.close()
+    driver.switch_to.window(first)
 
     _tab(driver, "Export")
     _wait(driver, "download_button", ".st-key-dl_figure button")
@@ -260,4 +278,5 @@ def test_generate_and_see_attention_in_chromium(server, driver, run_folder):
     assert "Traceback" not in text and "Error" not in text.split("Download")[0][-200:]
     for shot in shots:
         assert shot.stat().st_size > 10_000, shot
-    print(f"generate -> top-k figure shown in {generated_after:.1f} s; screenshots: {[str(s) for s in shots]}")
+    print(f"generate -> top-k figure shown in {generated_after:.1f} s; Attention tab drawn in {attention_after:.1f} s;"
+          f" screenshots: {[str(s) for s in shots]}")

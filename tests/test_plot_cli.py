@@ -150,3 +150,20 @@ def test_unknown_kind_lists_the_kinds(cap_file, tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert all(k in err for k in KINDS)
+
+
+def test_run_folder_with_run_json_flags_random_weights(tmp_path):
+    import json
+
+    from inspector.runs import RUN_FORMAT, RUN_SCHEMA_VERSION
+
+    run = tmp_path / "run"
+    run.mkdir()
+    summary_frame(24).to_parquet(run / "summary.parquet")
+    doc = {"format": RUN_FORMAT, "schema_version": RUN_SCHEMA_VERSION, "status": "complete",
+           "model": {"name": "gpt2", "random_weights": True}}
+    (run / "run.json").write_text(json.dumps(doc), encoding="utf-8")
+    out = tmp_path / "c.html"
+    assert _plot(run, "--out", out) == 0  # a run folder defaults to --kind corpus
+    title = figure_from_html(out.read_text(encoding="utf-8"))["layout"]["title"]["text"]
+    assert "gpt2: RANDOM WEIGHTS" in title and "by emotion (24 turns)" in title

@@ -364,3 +364,14 @@ def test_thin_indices():
     assert all(b - a >= 10 for a, b in zip(idx, idx[1:]) if 401 not in (a, b))
     assert min(abs(i - 401) for i in idx if i != 401) >= 20
     assert C.thin_indices(10, 0) == []
+
+
+def test_capture_with_nothing_generated():
+    empty = synthetic_capture(seq=12, prompt_len=12, n_layer=2, n_head=2)
+    fig = static.attention_heatmap(empty)
+    assert not fig.axes[0].lines  # no boundary to mark
+    assert len(static.text_figure(empty).axes[0].patches) == 0
+    img = _image(static.token_attention(empty))  # defaults to the last token
+    np.testing.assert_array_equal(np.asarray(img), attention_from(empty.attentions, 11).numpy())
+    with pytest.raises(ValueError, match="no generated steps"):
+        static.topk_steps(empty)

@@ -182,14 +182,6 @@ def causal_mask(n: int, factor: int = 1) -> np.ndarray:
     return first_key[None, :] > last_query[:, None]
 
 
-def pooled_labels(tokens: Sequence[str], factor: int) -> list[str]:
-    """One unique label per pooled cell: the token, or the position range it covers."""
-    if factor <= 1:
-        return position_labels(tokens)
-    n = len(tokens)
-    return [f"{s}–{min(s + factor, n) - 1}" for s in range(0, n, factor)]
-
-
 # --------------------------------------------------------------------------- heatmap
 @dataclass(frozen=True)
 class HeatmapData:
