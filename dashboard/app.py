@@ -25,7 +25,7 @@ with st.sidebar:
     loaded = panels.load_model(request)
     panels.sidebar_loaded(loaded)
 with st.sidebar:
-    settings, settings_error = panels.sidebar_decoding(loaded)
+    settings, settings_error = panels.sidebar_decoding()
 
 panels.header(loaded)
 panels.flash()

@@ -86,7 +86,7 @@ def load_model(req: state.ModelRequest) -> Any:
             return state.load_model(state.ModelRequest(req.name, "auto", req.random_weights, req.config_dir))
 
 
-def sidebar_decoding(load: Any) -> tuple[Any, str | None]:
+def sidebar_decoding() -> tuple[Any, str | None]:
     """Decoding settings; returns ``(GenerationSettings or None, error message or None)``."""
     from inspector.capture import GenerationSettings
 
@@ -138,7 +138,7 @@ def sidebar_loaded(load: Any) -> None:
     """What is actually loaded (after any fallback)."""
     m = load.model
     weights = "random weights" if m.random_weights else "pretrained weights"
-    st.caption(f"Loaded: {md(m.describe().split(' [')[0])} · {weights} · {m.num_layers} layers × {m.num_heads} "
+    st.caption(f"Loaded: {md(m.name)} · {weights} · {m.num_layers} layers × {m.num_heads} "
                f"heads · context {m.context_length} tokens · on {m.device}")
 
 
@@ -181,7 +181,7 @@ def capture_line(settings: Any) -> None:
     origin = st.session_state.get(state.CAPTURE_ORIGIN, "")
     rnd = " · **random weights**" if cap.meta.random_weights else ""
     st.markdown(f"**Showing:** {md(origin)} · {cap.prompt_len} prompt + {cap.num_steps} generated tokens · "
-                f"stop: {cap.stop_reason}{rnd}")
+                f"stopped at: {STOP_LABELS.get(cap.stop_reason, cap.stop_reason)}{rnd}")
     skey = st.session_state.get(state.CAPTURE_SETTINGS)
     if skey and settings is not None and skey != state.settings_key(settings):
         st.caption("The decoding settings have changed since this capture; press Generate to apply them.")
@@ -224,16 +224,23 @@ def prompt_panel(load: Any, req: state.ModelRequest, settings: Any, settings_err
     if prompt is None or not prompt.strip():
         st.error("The prompt is empty: pick a DailyDialog turn or type some text.")
         return
+    calls = state.generate_calls()
     with st.spinner(f"Generating up to {settings.max_new_tokens} tokens (other sessions wait their turn)…"):
         try:
             cap = state.generate(load, req, prompt, settings, source)
         except ValueError as exc:  # empty, too long, bad settings; CaptureError is a ValueError
             st.error(f"Could not generate: {exc}")
             return
+        except Exception as exc:  # noqa: BLE001 - e.g. out of memory on the device: say so, keep the page
+            st.error(f"Generation failed ({type(exc).__name__}): {exc}. Try fewer new tokens, a shorter prompt "
+                     "or the CPU.")
+            return
     origin = source.get("label") or "free-text prompt"
     secs = cap.meta.extra.get("dashboard_seconds")
     state.set_capture(cap, origin, state.settings_key(settings), switch_to="Generation")
     took = f" in {secs:.1f} s" if isinstance(secs, (int, float)) else ""
+    if state.generate_calls() == calls:
+        took += ", from the cache (same model, prompt and settings)"
     state.flash(f"Generated {cap.num_steps} tokens{took} (stopped at: {STOP_LABELS.get(cap.stop_reason)}). "
                 "Open **Attention** to see where each token looked.")
     st.rerun()
@@ -315,8 +322,12 @@ def dailydialog_picker(load: Any, settings: Any) -> tuple[str, dict[str, Any]] |
                         help="How many dialogue turns, ending with the chosen one, go into the prompt.")
     dialogues = state.load_dialogues(split, where.strip() or None)
     budget = load.model.context_length - (settings.max_new_tokens if settings is not None else 0)
-    prompt = build_prompt(dialogues[dial_id], turn, load.model.tokenizer, context_turns=context,
-                          max_tokens=max(budget, 16), split=split, dial_id=dial_id)
+    try:
+        prompt = build_prompt(dialogues[dial_id], turn, load.model.tokenizer, context_turns=context,
+                              max_tokens=max(budget, 16), split=split, dial_id=dial_id)
+    except ValueError as exc:  # a token budget too small for the template
+        st.error(f"Could not build the prompt for this turn: {exc}. Lower Max new tokens.")
+        return None
     _show_dialogue(turns, dial_id, turn, prompt.context_turns)
     with st.expander("Prompt sent to the model", expanded=True):
         dropped = f" ({prompt.dropped_turns} older turn(s) dropped to fit the context)" if prompt.dropped_turns else ""

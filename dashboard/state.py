@@ -183,19 +183,36 @@ def clear_caches() -> None:
 
 
 # ----------------------------------------------------------------------------- DailyDialog
-@st.cache_data(show_spinner=False, max_entries=4)
-def load_turns(split: str, source: str | None) -> Any:
-    """The turn table of a DailyDialog split (``DailyDialogError`` with a message when unavailable)."""
-    from inspector.data.dailydialog import load_dailydialog, turn_table
-
-    return turn_table(load_dailydialog(split, source=source or None))
-
-
-@st.cache_data(show_spinner=False, max_entries=4)
 def load_dialogues(split: str, source: str | None) -> Any:
-    from inspector.data.dailydialog import load_dailydialog
+    """A DailyDialog split (``DailyDialogError`` with a message when unavailable).
 
-    return load_dailydialog(split, source=source or None)
+    ``source``: a local folder or table file; ``None`` means ``INSPECTOR_DAILYDIALOG_DIR``,
+    else the Hub, which, when it cannot be reached, fails at once rather than after the
+    download client's retries.
+    """
+    return _load_dialogues(split, source or dailydialog_source() or "hub")
+
+
+def load_turns(split: str, source: str | None) -> Any:
+    """The turn table of a DailyDialog split (see :func:`load_dialogues`)."""
+    return _load_turns(split, source or dailydialog_source() or "hub")
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _load_dialogues(split: str, source: str) -> Any:
+    from inspector.data.dailydialog import DailyDialogError, load_dailydialog
+    from inspector.model import hub_reachable
+
+    if source == "hub" and not hub_reachable():
+        raise DailyDialogError("no local copy is configured and the Hugging Face Hub cannot be reached from here")
+    return load_dailydialog(split, source=source)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _load_turns(split: str, source: str) -> Any:
+    from inspector.data.dailydialog import turn_table
+
+    return turn_table(_load_dialogues(split, source))
 
 
 def dailydialog_source() -> str | None:

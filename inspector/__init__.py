@@ -20,6 +20,7 @@ from inspector.aggregate import (
     attention_from,
     stacked_mean,
 )
+from inspector.fallback import LoadResult, builtin_model, load_with_fallback
 from inspector.capture import GenerationSettings, NonFiniteError, find_attention_modules, generate
 from inspector.model import (
     InspectorModel,
@@ -43,6 +44,7 @@ __all__ = [
     "CaptureMeta",
     "GenerationSettings",
     "InspectorModel",
+    "LoadResult",
     "ModelLoadError",
     "NonFiniteError",
     "StepRecord",
@@ -52,10 +54,12 @@ __all__ = [
     "attention_entropy",
     "attention_from",
     "available_devices",
+    "builtin_model",
     "find_attention_modules",
     "generate",
     "load_capture",
     "load_model",
+    "load_with_fallback",
     "resolve_device",
     "save_capture",
     "stacked_mean",

@@ -185,7 +185,7 @@ def load_with_fallback(
         im = builtin_model(seed=seed, device=dev)
         return LoadResult(im, _builtin_text(im, asked=True), "builtin")
     try:
-        im = _load_requested(name, dev, dtype, random_weights, seed)
+        im = load_model(name, device=dev, dtype=dtype, random_weights=random_weights, seed=seed)
         what = "with RANDOM weights: its text is meaningless" if random_weights else "with pretrained weights"
         return LoadResult(im, f"Loaded {name!r} {what}.", "requested")
     except ModelLoadError as exc:
@@ -213,48 +213,6 @@ def load_with_fallback(
     where = "; ".join(tried) if tried else "none given"
     msg = f"{failed}\n\nNo local GPT-2 config folder was usable (looked at: {where}).\n\n" + _builtin_text(im)
     return LoadResult(im, msg, "builtin", errors)
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face Hub answers a TCP connection (``HF_ENDPOINT`` respected) within ``timeout``.
-
-    ``False`` at once when ``HF_HUB_OFFLINE`` is set.
-    """
-    import socket
-    from urllib.parse import urlparse
-
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return False
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    host = url.hostname or "huggingface.co"
-    port = url.port or (80 if url.scheme == "http" else 443)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _load_requested(name: str, dev: torch.device, dtype: str | None, random_weights: bool, seed: int) -> InspectorModel:
-    """:func:`load_model`, but a hub id is first looked up in the local cache, and the hub is only
-    contacted when it answers: otherwise the hub client's retries take about a minute to fail."""
-    from inspector.model import ModelLoadError, load_model
-
-    kwargs: dict[str, Any] = {"device": dev, "dtype": dtype, "random_weights": random_weights, "seed": seed}
-    if Path(name).expanduser().exists() or name.startswith((".", "/", "~")):
-        return load_model(name, **kwargs)
-    try:
-        return load_model(name, local_files_only=True, **kwargs)
-    except ModelLoadError:
-        if not hub_reachable():
-            raise ModelLoadError(
-                f"{name!r} is not a local folder, it is not in the local Hugging Face cache, and the Hugging Face "
-                "Hub cannot be reached from here. Name a local folder holding config.json, the tokenizer files "
-                f"and the weights (download once elsewhere with `huggingface-cli download {name} --local-dir "
-                "gpt2`), or use random weights (--random-weights, or the dashboard's Random weights switch) "
-                "with a folder holding only config.json and the tokenizer."
-            ) from None
-    return load_model(name, **kwargs)
 
 
 def _builtin_text(im: InspectorModel, asked: bool = False) -> str:

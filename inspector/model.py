@@ -94,14 +94,22 @@ def _hub_hint(name: str) -> str:
     )
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the hub's host accepts a TCP connection (fails fast when offline)."""
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers a TCP connection (``HF_ENDPOINT`` respected) within ``timeout``.
+
+    ``False`` at once when ``HF_HUB_OFFLINE`` is set. Used to fail in a second instead of
+    a minute of the hub client's retries when offline.
+    """
     import socket
     from urllib.parse import urlparse
 
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = url.hostname or "huggingface.co"
+    port = url.port or (80 if url.scheme == "http" else 443)
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False
@@ -201,7 +209,7 @@ class InspectorModel:
         weights = "RANDOM weights (generated text is meaningless)" if self.random_weights else "pretrained weights"
         n = sum(p.numel() for p in self.model.parameters())
         return (
-            f"{self.name} [{type(self.model).__name__}, {n / 1e6:.0f}M parameters, {weights}] "
+            f"{self.name} [{type(self.model).__name__}, {n / 1e6:.3g}M parameters, {weights}] "
             f"on {self.device} ({str(self.dtype).replace('torch.', '')})"
         )
 
@@ -250,7 +258,7 @@ def load_model(
             AutoConfig.from_pretrained(name, revision=revision, local_files_only=True)
             local_files_only = True
         except (OSError, ValueError):
-            if not _hub_reachable():
+            if not hub_reachable():
                 raise ModelLoadError(_hub_hint(name)) from None
     common: dict[str, Any] = {"revision": revision, "local_files_only": local_files_only}
     try:

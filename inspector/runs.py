@@ -18,6 +18,21 @@ batches without a part, with exactly the same batch composition, so the final
 column) and holds no duplicated or half-written rows. A different command against an
 existing run folder is refused (:class:`RunMismatchError`), naming what differs.
 
+``summary.parquet`` columns (one row per turn; label columns hold names such as
+``"question"`` or ``"happiness"``, and ``None`` where absent, e.g. the response labels of a
+dialogue's last turn):
+
+* ``dial_id``, ``turn``, ``split``, ``act``, ``emotion``, ``response_act``, ``response_emotion``;
+* ``prompt_text``, ``generated_text``, ``response`` (the reference next turn), ``utterance``;
+* ``prompt_tokens``, ``generated_tokens``, ``stop_reason``; ``context_turns`` (turns shown),
+  ``dropped_turns`` / ``truncated_chars`` (what the token budget removed);
+* ``entropy_mean``, ``entropy_max``, ``chosen_prob_mean``, ``chosen_rank_mean`` and the
+  attention columns ``attn_*`` (defined in :mod:`inspector.metrics`), with one
+  ``attn_entropy_L{l}`` per layer;
+* ``seconds``: the turn's share of its batch's wall time (generation, metrics and writing
+  divided by the batch size); ``batch``: the batch it was generated in;
+* ``capture_file``: the capture's path relative to the run folder (``None`` with ``--no-captures``).
+
 ``attention`` decides what a kept capture holds: ``"full"`` (``[layer, head, seq, seq]``
 float16; 3.1 MB for a 64+40-token GPT-2 small turn), ``"summary"`` (the default: the mean
 over heads, stored as ``[layer, 1, seq, seq]`` with ``meta.extra["attention"] == "summary"``;
@@ -39,6 +54,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import torch
 
 from inspector._atomic import atomic_path, write_text_atomic
 from inspector.capture import GenerationSettings
@@ -381,11 +398,12 @@ def _reduce_attention(capture: Capture, mode: str) -> Capture:
     if mode != "summary" or capture.attentions is None:
         return capture
     att = capture.attentions
-    mean = att.float().mean(dim=1, keepdim=True).to(att.dtype)
+    heads = int(att.shape[1])
+    mean = att.sum(dim=1, keepdim=True, dtype=torch.float32).div_(heads).to(att.dtype)
     meta = dataclasses.replace(
         capture.meta,
         extra={**capture.meta.extra, "attention": "summary",
-               "attention_reduction": f"mean over {int(att.shape[1])} heads; the head axis has size 1"},
+               "attention_reduction": f"mean over {heads} heads; the head axis has size 1"},
     )
     return dataclasses.replace(capture, attentions=mean, meta=meta)
 
@@ -519,8 +537,12 @@ def run_corpus(
         doc["updated"] = _now()
         if len(done) < len(plan.batches):
             doc["status"] = "running"
+            if done:
+                doc.setdefault("resumed", []).append(doc["updated"])
         write_text_atomic(out / "run.json", json.dumps(doc, indent=2, ensure_ascii=False))
-        if done:
+        if len(done) == len(plan.batches):
+            say(f"{out} is already complete ({len(plan.items)} turns); nothing to generate")
+        elif done:
             say(f"resuming {out}: {doc['counts']['turns_done']} of {len(plan.items)} turns already done")
         _run_batches(config, out, im, plan, done, progress, doc, on_batch, say)
         _finalize(out, plan, doc)

@@ -214,6 +214,12 @@ def test_without_dailydialog_it_says_how_and_free_text_works(fresh, monkeypatch,
     at.button(key="generate").click().run()
     ok(at)
     assert fresh.generate_calls() == 1
+    # No local copy at all and no Hub: said at once, not after a minute of retries.
+    monkeypatch.delenv("INSPECTOR_DAILYDIALOG_DIR")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    at = new_app().run()
+    ok(at)
+    assert "Hub cannot be reached" in texts(at.warning) and "Point at a local copy" in texts(at.warning)
 
 
 def test_model_that_cannot_load_falls_back_with_a_banner(fresh, monkeypatch, tmp_path):

@@ -181,7 +181,8 @@ def _wait(drv, what: str, css: str, timeout: float = 90.0):
         )
     except Exception as exc:
         _shot(drv, f"failed_{what}")
-        raise AssertionError(f"timed out waiting for {what} ({css}); see artifacts/dashboard_failed_{what}.png") from exc
+        shot = f"artifacts/dashboard_failed_{what}.png"
+        raise AssertionError(f"timed out waiting for {what} ({css}); see {shot}") from exc
 
 
 def _settle(drv, timeout: float = 90.0) -> None:

@@ -75,7 +75,7 @@ def test_unknown_device_in_load_model_before_loading(gpt2_dir):
 
 
 def test_hub_unreachable_message(monkeypatch):
-    monkeypatch.setattr(model_mod, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(model_mod, "hub_reachable", lambda timeout=3.0: False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     with pytest.raises(inspector.ModelLoadError) as err:
         inspector.load_model("gpt2", device="cpu")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -111,8 +112,11 @@ def test_run_folder_summary_and_captures(tmp_path, tiny_model, tokenizer, dd_dir
         run.load_capture(999, 0)
 
 
-def test_attention_none_and_no_captures(tmp_path, tiny_model, dd_dir):
-    run = run_corpus(config(dd_dir, limit=3, attention="none"), tmp_path / "none", tiny_model, progress=False)
+def test_attention_none_and_no_captures(tmp_path, tiny_model, dd_dir, capsys):
+    run = run_corpus(config(dd_dir, limit=3, batch_size=2, attention="none"), tmp_path / "none", tiny_model)
+    bar = capsys.readouterr().err  # the progress bar: turns done, rate, and the time left
+    assert re.search(r"2/3 \[[0-9:]+<[0-9:?]+, +[0-9.?]+(turn/s|s/turn)\]", bar), bar
+    assert "3/3" in bar
     df = run.summary
     assert df[["attn_prompt_share", "attn_entropy_mean", "attn_entropy_L1"]].isna().all().all()
     assert df["entropy_mean"].notna().all()
