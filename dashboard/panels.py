@@ -552,7 +552,7 @@ def _run_info(run: Any, path: str) -> None:
 
 
 def _corpus_stats(run: Any, summary: Any) -> None:
-    from inspector.plots._common import GROUP_COLUMNS
+    from inspector.plots import GROUP_COLUMNS
 
     st.subheader("By dialogue act and emotion")
     state.sticky("corpus_by", "emotion", GROUP_COLUMNS)
@@ -566,7 +566,7 @@ def _corpus_stats(run: Any, summary: Any) -> None:
 
 def _metric_columns(columns: Any) -> dict[str, Any]:
     """Readable headers (the plots' metric labels) for summary columns, keeping their names as help."""
-    from inspector.plots._common import METRIC_LABELS
+    from inspector.plots import METRIC_LABELS
 
     out: dict[str, Any] = {}
     for col in columns:

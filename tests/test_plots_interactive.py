@@ -7,6 +7,7 @@ import math
 import sys
 import time
 import types
+import unicodedata
 
 import numpy as np
 import plotly.graph_objects as go
@@ -100,6 +101,17 @@ def test_head_grid_gpt2_size_long_sequence_is_fast_and_small():
     assert z[r + 2, c + 1] == pytest.approx(float(block), rel=1e-5)
 
 
+def test_head_grid_leaves_room_for_every_layer_label():
+    big = synthetic_capture(seq=24, prompt_len=16, n_layer=12, n_head=12)
+    fig = interactive.head_grid(big)
+    assert list(fig.layout.yaxis.ticktext)[-2:] == ["layer 10", "layer 11"]
+    # Set on the figure itself, so a theme's template (Streamlit's has margin l=0) cannot shrink it.
+    assert fig.layout.yaxis.automargin is True and fig.layout.xaxis.automargin is True
+    longest = max(C.char_width(t) for t in fig.layout.yaxis.ticktext)
+    assert fig.layout.margin.l >= longest * 0.6 * fig.layout.font.size  # ~0.6 em per character
+    assert fig.layout.margin.l == interactive._label_margin(["layer 11"])
+
+
 # --------------------------------------------------------------------------- top-k
 def test_topk_values_chosen_and_entropy(cap):
     fig = interactive.topk_steps(cap, k=4)
@@ -120,6 +132,26 @@ def test_topk_processed_scores_and_errors(cap):
         interactive.topk_steps(cap, k=0)
 
 
+@pytest.mark.parametrize(("steps", "k"), [(8, 10), (60, 5), (200, 10)])
+def test_topk_layout_starts_under_the_title(steps, k):
+    big = synthetic_capture(seq=20 + steps, prompt_len=20, n_layer=1, n_head=1, k=k)
+    fig = interactive.topk_steps(big)
+    lay = fig.layout
+    # Title pinned to the top; the top margin holds just the title and the subplot heading.
+    assert lay.title.yref == "container" and lay.title.y == 1 and lay.title.yanchor == "top"
+    assert lay.margin.t == interactive.TOPK_MARGIN["t"] <= 80
+    # Fixed ranges: no autorange padding (for the frames' marker size) above the first row.
+    assert tuple(lay.yaxis.range) == (steps - 0.5, -0.5) and lay.yaxis.autorange is False
+    assert tuple(lay.xaxis.range) == (0.5, k + 0.5) and lay.xaxis.autorange is False
+    assert lay.yaxis2.matches == "y"  # the entropy bars share the rows
+    # The colour bar starts level with the heatmap's top, at most TOPK_COLORBAR_PX tall.
+    bar = fig.data[0].colorbar
+    assert bar.y == 1 and bar.yanchor == "top" and bar.yref == "paper" and bar.lenmode == "fraction"
+    plot_h = lay.height - lay.margin.t - lay.margin.b
+    assert 0 < bar.len <= 1
+    assert bar.len * plot_h == pytest.approx(min(plot_h, interactive.TOPK_COLORBAR_PX))
+
+
 # --------------------------------------------------------------------------- text
 def test_text_html_tooltips_list_alternatives(cap):
     html = interactive.text_html(cap, color_by="prob")
@@ -128,7 +160,7 @@ def test_text_html_tooltips_list_alternatives(cap):
     assert html.count("← chosen") == cap.num_steps  # greedy: the chosen token is in every top 5
     step = cap.step(3)
     for cand in step.top[:5]:
-        assert f"{C.format_prob(cand.prob):>8}  {html_mod.escape(repr(C.display_token(cand.token)))}" in html
+        assert f"{C.format_prob(cand.prob):>8}  {html_mod.escape(C.quoted_token(cand.token))}" in html
     assert f"p = {C.format_prob(step.prob)} (rank {step.rank}), entropy {step.entropy:.3f} nats" in html
     assert "RANDOM WEIGHTS" in html
 
@@ -265,3 +297,23 @@ def test_long_sequence_interactive_heatmap(tmp_path):
     assert "scrollZoom" in html
     saved = figure_from_html(html)
     _lower_equal(np.asarray(saved["data"][0]["z"]), aggregate_by_mode(big.attentions, "mean").numpy())
+
+
+# --------------------------------------------------------------------------- control characters
+def test_control_byte_tokens_are_escaped_in_interactive_labels():
+    from inspector.fallback import builtin_model
+
+    byte_cap = builtin_model().generate("User: a\x13b\x00\tz\nAgent:", max_new_tokens=6,
+                                        attention_dtype=torch.float32)
+    pos = byte_cap.tokens.index("\x13")
+    heat = interactive.attention_heatmap(byte_cap)
+    assert heat.data[0].x[pos] == f"{pos} \\x13"
+    token = interactive.token_attention(byte_cap, position=pos)
+    assert f"Attention from '\\x13' (position {pos}" in token.layout.title.text
+    topk = interactive.topk_steps(byte_cap)
+    labels = [*(t for row in topk.data[0].text for t in row), *topk.layout.yaxis.ticktext, *topk.data[2].customdata]
+    assert any("\\x" in t for t in labels)  # a random byte model's top 10 holds control bytes
+    assert not [t for t in labels if any(unicodedata.category(c) == "Cc" for c in t)]
+    html = interactive.text_html(byte_cap)
+    assert "a\\x13b\\x00\tz" in html  # tabs and line breaks stay: the page lays them out
+    assert not [c for c in html if unicodedata.category(c) == "Cc" and c not in "\n\t"]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import time
+import unicodedata
+import warnings
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -375,3 +379,72 @@ def test_capture_with_nothing_generated():
     np.testing.assert_array_equal(np.asarray(img), attention_from(empty.attentions, 11).numpy())
     with pytest.raises(ValueError, match="no generated steps"):
         static.topk_steps(empty)
+
+
+# --------------------------------------------------------------------------- public names
+def test_group_columns_and_metric_labels_are_public():
+    import inspector.plots as plots
+    from inspector.plots import GROUP_COLUMNS, METRIC_LABELS
+
+    assert GROUP_COLUMNS is C.GROUP_COLUMNS and METRIC_LABELS is C.METRIC_LABELS
+    assert {"GROUP_COLUMNS", "METRIC_LABELS"} <= set(plots.__all__)
+    assert GROUP_COLUMNS[0] == "emotion" and METRIC_LABELS["entropy_mean"] == "mean entropy (nats)"
+    # The dashboard uses the public names, not the private module.
+    dashboard = Path(__file__).resolve().parents[1] / "dashboard"
+    for src in dashboard.glob("*.py"):
+        assert "plots._common" not in src.read_text(encoding="utf-8"), src.name
+
+
+# --------------------------------------------------------------------------- control characters
+BYTE_PROMPT = "User: a\x13b\x00c\x7f\tz\nAgent:"
+
+
+@pytest.fixture(scope="module")
+def byte_cap():
+    """A capture of the byte-level built-in model whose prompt holds control bytes (one token each)."""
+    from inspector.fallback import builtin_model
+
+    return builtin_model().generate(BYTE_PROMPT, max_new_tokens=6, attention_dtype=torch.float32)
+
+
+def _controls(text: str) -> list[str]:
+    """Control and format characters other than the line breaks of multi-line titles."""
+    return [c for c in text if unicodedata.category(c) in ("Cc", "Cf") and c != "\n"]
+
+
+def test_display_token_escapes_control_characters():
+    assert C.display_token("\x13") == "\\x13"  # as repr writes it, without the quotes
+    assert C.display_token("a\x00b\x7f") == "a\\x00b\\x7f"
+    assert C.display_token("\u200b") == "\\u200b"  # zero-width space: invisible, so escaped too
+    assert C.display_token("\x1c") == "\\x1c"  # whitespace to str.strip, but no glyph: not a blank
+    assert C.display_token("\n") == "↵" and C.display_token("\r\n") == "↵" and C.display_token("\t") == "⇥"
+    assert C.display_token(" ") == "␣" and C.display_token(" café $5") == " café $5"
+    assert C.quoted_token("\x13") == "'\\x13'" and C.quoted_token("'s") == "\"'s\""
+    assert C.escape_controls("a\nb\x13", keep="\n") == "a\nb\\x13"
+
+
+def test_control_byte_tokens_draw_without_missing_glyphs(byte_cap):
+    assert {"\x13", "\x00", "\x7f"} <= set(byte_cap.tokens)
+    pos = byte_cap.tokens.index("\x13")
+    figs = {
+        "text": static.text_figure(byte_cap),
+        "heatmap": static.attention_heatmap(byte_cap),
+        "topk": static.topk_steps(byte_cap),
+        "token": static.token_attention(byte_cap, position=pos),
+        "heads": static.head_grid(byte_cap),
+    }
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for fig in figs.values():
+            fig.savefig(io.BytesIO(), format="png")  # directly, as st.pyplot does (export filters glyph warnings)
+    assert [str(w.message) for w in caught if "missing from font" in str(w.message)] == []
+    from matplotlib.text import Text
+
+    for name, fig in figs.items():
+        texts = [t.get_text() for t in fig.findobj(Text)]
+        assert not [t for t in texts if _controls(t)], name
+    ticks = [t.get_text() for t in figs["heatmap"].axes[0].get_xticklabels()]
+    assert ticks[pos] == "\\x13" and ticks[byte_cap.tokens.index("\x00")] == "\\x00"
+    words = "".join(t.get_text() for t in figs["text"].axes[0].texts)
+    assert "a\\x13b\\x00c\\x7f⇥z" in words  # the prompt as it is, control bytes escaped
+    assert "Attention from '\\x13' (position" in figs["token"]._suptitle.get_text()

@@ -183,14 +183,14 @@ def test_resume_after_an_interrupt_in_process(tmp_path, tiny_model, dd_dir):
     assert resumed.summary["seconds"].tolist() != reference["seconds"].tolist()
 
 
-CLI_ARGS = ["--limit", "24", "--batch-size", "2", "--max-new-tokens", "8", "--no-progress", "--device", "cpu"]
+CLI_ARGS = ["--limit", "16", "--batch-size", "2", "--max-new-tokens", "6", "--no-progress", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
 def reference_summary(tmp_path_factory, tiny_model, dd_dir):
     """The uninterrupted run that the CLI arguments above describe."""
     out = tmp_path_factory.mktemp("reference") / "run"
-    cfg = RunConfig(data=str(dd_dir), limit=24, batch_size=2, settings=GenerationSettings(max_new_tokens=8))
+    cfg = RunConfig(data=str(dd_dir), limit=16, batch_size=2, settings=GenerationSettings(max_new_tokens=6))
     return run_corpus(cfg, out, tiny_model, progress=False).summary
 
 
@@ -220,17 +220,17 @@ def test_killed_cli_run_resumes_to_the_same_summary(tmp_path, tiny_dir, dd_dir, 
     else:
         assert code == 130 and "interrupted" in err, err
     done = len(list((out / "parts").glob("batch-*.parquet")))
-    assert 2 <= done < 12
+    assert 2 <= done < 8
 
     again = subprocess.run(_cli(out, tiny_dir, dd_dir), capture_output=True, text=True, env=env, cwd=tmp_path,
                            timeout=400)
     assert again.returncode == 0, again.stderr
     assert "resuming" in again.stderr
     run = load_run(out)
-    assert run.complete and len(run.summary) == 24 and not run.summary.duplicated(["dial_id", "turn"]).any()
+    assert run.complete and len(run.summary) == 16 and not run.summary.duplicated(["dial_id", "turn"]).any()
     same_summary(run.summary, reference_summary)
-    assert len(list((out / "parts").glob("batch-*.parquet"))) == 12
-    assert len(list((out / "captures").glob("*.safetensors"))) == 24
+    assert len(list((out / "parts").glob("batch-*.parquet"))) == 8
+    assert len(list((out / "captures").glob("*.safetensors"))) == 16
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 

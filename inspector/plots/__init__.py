@@ -16,6 +16,9 @@ text       text_html / text_figure   Capture: text coloured by prob or entropy
 token      token_attention           Capture: attention from one token, per layer
 corpus     corpus_distributions      run summary DataFrame
 =========  ========================  ==========================================
+
+:data:`GROUP_COLUMNS` names the summary columns a corpus figure can group by, and
+:data:`METRIC_LABELS` the readable name of each per-turn metric (for pickers and legends).
 """
 
 from __future__ import annotations
@@ -43,10 +46,11 @@ _BUILDERS: dict[str, str] = {
 
 SUMMARY_FILE = "summary.parquet"
 
+from inspector.plots._common import GROUP_COLUMNS, METRIC_LABELS  # light: numpy only, no plotting library
 from inspector.plots.export import ExportError, export_bytes, export_figure  # light: no plotting library
 
-__all__ = ["KINDS", "SUMMARY_FILE", "ExportError", "builder", "export_bytes", "export_figure", "load_source",
-           "make_figure"]
+__all__ = ["GROUP_COLUMNS", "KINDS", "METRIC_LABELS", "SUMMARY_FILE", "ExportError", "builder", "export_bytes",
+           "export_figure", "load_source", "make_figure"]
 
 
 def builder(kind: str, interactive: bool):

@@ -63,12 +63,47 @@ TOPK_TEXT_LIMIT = 60
 
 
 # --------------------------------------------------------------------------- labels
+#: Unicode categories written as escapes: controls, format characters (zero-width, bidi marks),
+#: surrogates, private use, unassigned, line and paragraph separators. Fonts have no glyph for
+#: them (matplotlib warns "Glyph 19 missing from font") and most are invisible anyway.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _escape_char(c: str) -> str:
+    return repr(c)[1:-1] if unicodedata.category(c) in _ESCAPED_CATEGORIES else c
+
+
+def escape_controls(text: str, keep: str = "") -> str:
+    r"""``text`` with control and other invisible characters written as Python escapes.
+
+    A byte-level tokenizer makes tokens such as ``"\x13"``; they show as ``\x13``
+    (as :func:`repr` writes them, without the quotes), ``"\u200b"`` as ``\u200b``.
+    Characters in ``keep`` (e.g. ``"\n"`` where line breaks are laid out) stay as they are.
+    Every token label of every figure passes through here (via :func:`display_token`).
+    """
+    if text.isprintable() and not keep:
+        return text  # fast path: nothing to escape (also true for "")
+    return "".join(c if c in keep else _escape_char(c) for c in text)
+
+
 def display_token(token: str) -> str:
-    """A token as a visible label: line breaks and tabs become symbols, blank tokens ``␣``."""
+    r"""A token as a visible label: line breaks and tabs become symbols (``↵``, ``⇥``),
+    other control characters escapes (``\x13``, see :func:`escape_controls`), blank tokens ``␣``."""
     out = token.replace("\r\n", "↵").replace("\n", "↵").replace("\r", "↵").replace("\t", "⇥")
+    out = escape_controls(out)
     if out.strip() == "":
         return "␣" * max(len(out), 1)
     return out
+
+
+def quoted_token(token: str) -> str:
+    r""":func:`display_token` in quotes, for titles and tooltips: ``'\x13'``, ``"'s"``.
+
+    Unlike ``repr(display_token(t))`` it does not double the backslash of an escape.
+    """
+    shown = display_token(token)
+    quote = '"' if "'" in shown and '"' not in shown else "'"
+    return f"{quote}{shown}{quote}"
 
 
 def html_label(text: str) -> str:
@@ -445,9 +480,9 @@ def token_attention_data(capture: Capture, position: int | None = None, head: in
         head = check_index(head, int(att.shape[1]), "head")
         strip = att[:, head, pos, :].float()
         how = f"head {head}"
-    tok = display_token(capture.tokens[pos])
+    tok = quoted_token(capture.tokens[pos])
     where = "prompt" if pos < capture.prompt_len else f"generated step {pos - capture.prompt_len}"
-    what = f"Attention from {tok!r} (position {pos}, {where}), {how}"
+    what = f"Attention from {tok} (position {pos}, {where}), {how}"
     return TokenAttentionData(
         matrix=_to_numpy(strip)[:, : pos + 1],
         position=pos,
@@ -699,7 +734,7 @@ def text_document(data: TextData, tooltips: bool) -> str:
     parts: list[str] = []
     prompt_open = False
     for tok in data.tokens:
-        text = html.escape(tok.text.replace("\r", ""))
+        text = html.escape(escape_controls(tok.text.replace("\r", ""), keep="\n\t"))
         if not tok.generated:
             if not prompt_open:
                 parts.append('<span class="insp-prompt">')
@@ -715,9 +750,9 @@ def text_document(data: TextData, tooltips: bool) -> str:
             shown = html.escape(display_token(tok.text)) + ("\n" if "\n" in tok.text else "")
         style = f"background:{tok.colour};color:{tok.ink}"
         if tooltips:
-            rows = [f"{html.escape(repr(display_token(tok.text)))}: {_step_summary(tok)}", "top alternatives:"]
+            rows = [f"{html.escape(quoted_token(tok.text))}: {_step_summary(tok)}", "top alternatives:"]
             for cand, prob, is_chosen in tok.tip:
-                line = f"{format_prob(prob):>8}  {html.escape(repr(display_token(cand)))}"
+                line = f"{format_prob(prob):>8}  {html.escape(quoted_token(cand))}"
                 rows.append(f"<b>{line}  ← chosen</b>" if is_chosen else line)
             tip = '<span class="insp-tip">' + "\n".join(rows) + "</span>"
             parts.append(f'<span class="insp-tok" style="{style}">{shown}{tip}</span>')

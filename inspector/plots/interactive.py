@@ -25,6 +25,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 BOUNDARY = "#e41a1c"
 HEATMAP_SCALE = "Viridis"
+#: Margins (pixels) of the top-k figure: the two-line title and the "entropy per step" heading fit in ``t``.
+TOPK_MARGIN = {"t": 76, "b": 60, "l": 80, "r": 40}
+#: Tallest the top-k figure's colour bar grows (pixels); shorter plots get a bar as tall as the heatmap.
+TOPK_COLORBAR_PX = 320
 _LAYOUT = {"template": "plotly_white", "font": {"size": 12}}
 
 
@@ -62,6 +66,12 @@ def _title(text: str) -> dict:
     lines = [C.html_label(line) for line in text.split("\n")]
     body = lines[0] + "".join(f"<br><span style='font-size:12px'>{line}</span>" for line in lines[1:])
     return {"text": body, "x": 0.01, "xanchor": "left", "font": {"size": 14}}
+
+
+def _label_margin(labels: Sequence[str], font_px: int = 12, pad: int = 16) -> int:
+    """A left margin (pixels) wide enough for the longest of ``labels`` at ``font_px``, at least 60."""
+    longest = max((C.char_width(t) for t in labels), default=0)
+    return max(60, int(longest * 0.62 * font_px) + pad)
 
 
 def colorscale_gamma(name: str, gamma: float, stops: int = 21) -> list[list]:
@@ -186,15 +196,20 @@ def head_grid(
                                "line": line})
                 shapes.append({"type": "line", "y0": r + b, "y1": r + b, "x0": c - 0.5, "x1": c + b, "line": line})
     panel = 120 if max(n_layer, n_head) <= 6 else 80
+    row_names = [f"layer {i}" for i in range(n_layer)]
     fig.update_layout(
         **_LAYOUT,
         title=_title(d.title),
         width=width or n_head * panel + 260,
         height=height or n_layer * panel + 160,
+        # Room for the longest row label ("layer 11") set on the figure itself: Streamlit's theme
+        # (the dashboard) brings margin l=0 and cut the labels off; automargin widens it for larger fonts.
+        margin={"l": _label_margin(row_names), "r": 20, "t": 100, "b": 20},
         xaxis={"type": "category", "tickmode": "array", "tickvals": [m.col_labels[i] for i in m.centres(n_head)],
-               "ticktext": [f"head {h}" for h in range(n_head)], "side": "top", "showgrid": False},
+               "ticktext": [f"head {h}" for h in range(n_head)], "side": "top", "showgrid": False,
+               "automargin": True},
         yaxis={"type": "category", "tickmode": "array", "tickvals": [m.row_labels[i] for i in m.centres(n_layer)],
-               "ticktext": [f"layer {i}" for i in range(n_layer)], "autorange": "reversed", "showgrid": False},
+               "ticktext": row_names, "autorange": "reversed", "showgrid": False, "automargin": True},
         shapes=shapes,
         meta={"kind": "heads", "factor": d.factor, "cells": m.cells, "gap": m.gap, "prompt_len": d.prompt_len},
     )
@@ -227,6 +242,14 @@ def topk_steps(
     cell_text = [[f"{w}<br>{C.format_prob(float(p))}" for w, p in zip(row, prow)] for row, prow in zip(words, d.probs)]
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.8, 0.2], horizontal_spacing=0.02,
                         subplot_titles=("", "entropy per step"))
+    fig.update_annotations(font_size=12)  # the subplot title, in the top margin above the bars
+    row_h = 44 if show_text else 14
+    height = height or max(360, row_h * steps + TOPK_MARGIN["t"] + TOPK_MARGIN["b"])
+    plot_h = max(height - TOPK_MARGIN["t"] - TOPK_MARGIN["b"], 1)
+    # The colour bar starts level with the heatmap's first row, at most TOPK_COLORBAR_PX tall:
+    # centred on a tall figure it would sit far below the first screenful.
+    colorbar = {"title": {"text": "probability", "side": "top"}, "y": 1.0, "yref": "paper", "yanchor": "top",
+                "len": min(1.0, TOPK_COLORBAR_PX / plot_h), "lenmode": "fraction", "thickness": 16}
     fig.add_trace(
         go.Heatmap(
             z=d.probs.astype(np.float32),
@@ -239,7 +262,7 @@ def topk_steps(
             zmin=0.0,
             zmax=1.0,
             colorscale="Blues",
-            colorbar={"title": {"text": "probability"}, "len": 0.6},
+            colorbar=colorbar,
             hovertemplate="step %{y}, rank %{x}: %{text}<br>p=%{z:.4g} (log p %{customdata:.3f})<extra></extra>",
             name="candidates",
         ),
@@ -267,7 +290,7 @@ def topk_steps(
             orientation="h",
             marker_color="#6a51a3",
             name="entropy",
-            customdata=np.asarray(d.chosen_tokens, dtype=object),
+            customdata=np.asarray([C.html_label(t) for t in d.chosen_tokens], dtype=object),
             hovertemplate="step %{y}: %{customdata}<br>entropy %{x:.3f} nats<extra></extra>",
             showlegend=False,
         ),
@@ -275,17 +298,21 @@ def topk_steps(
         col=2,
     )
     idx = C.thin_indices(steps, max_labels)
-    row_h = 44 if show_text else 14
-    fig.update_yaxes(tickmode="array", tickvals=idx, ticktext=[rows[i] for i in idx], autorange="reversed",
-                     title_text="generated step: chosen token", row=1, col=1)
+    # Fixed ranges: autorange would pad for the 34-pixel frames, leaving empty bands above and below.
+    fig.update_yaxes(tickmode="array", tickvals=idx, ticktext=[rows[i] for i in idx], range=[steps - 0.5, -0.5],
+                     autorange=False, title_text="generated step: chosen token", automargin=True, row=1, col=1)
     fig.update_xaxes(tickmode="array", tickvals=list(range(1, k + 1)), title_text="rank (red frame: chosen)",
-                     row=1, col=1)
+                     range=[0.5, k + 0.5], autorange=False, row=1, col=1)
     fig.update_xaxes(title_text="nats", row=1, col=2)
+    title = _title(d.title)
+    # Pinned to the top of the figure, so the heatmap starts right under it.
+    title.update({"y": 1.0, "yref": "container", "yanchor": "top", "pad": {"t": 12}})
     fig.update_layout(
         **_LAYOUT,
-        title=_title(d.title),
+        title=title,
+        margin=dict(TOPK_MARGIN),
         width=width or max(760, 92 * k + 420),
-        height=height or max(360, row_h * steps + 170),
+        height=height,
         bargap=0.25,
         meta={"kind": "topk", "scores": d.scores},
     )

@@ -272,6 +272,7 @@ def _wrap_tokens(tokens: Sequence[C.TextToken], cols: int) -> tuple[list[tuple[i
 
     Lines wrap between tokens; line breaks inside tokens start new lines. A generated
     token made only of blanks shows as a symbol (``␣``, ``↵``) so its colour is seen.
+    Tabs show as ``⇥`` and control characters as escapes (``\\x13``), as in every label.
     """
     placed: list[tuple[int, int, str, C.TextToken]] = []
     line = col = 0
@@ -293,7 +294,7 @@ def _wrap_tokens(tokens: Sequence[C.TextToken], cols: int) -> tuple[list[tuple[i
         pieces = tok.text.replace("\r", "").split("\n")
         for i, piece in enumerate(pieces):
             if piece:
-                put(piece, tok)
+                put(C.escape_controls(piece.replace("\t", "⇥")), tok)
             if i < len(pieces) - 1:
                 line, col = line + 1, 0
     return placed, line + 1
