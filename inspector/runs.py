@@ -500,9 +500,6 @@ def run_corpus(
     doc = check_resumable(out, identity)
     out.mkdir(parents=True, exist_ok=True)
     with _folder_lock(out):
-        (out / "parts").mkdir(exist_ok=True)
-        if config.keep_captures:
-            (out / "captures").mkdir(exist_ok=True)
         _remove_stale_temporaries(out)
         done = _done_batches(out, plan)
         if doc is None:
@@ -539,7 +536,11 @@ def run_corpus(
             doc["status"] = "running"
             if done:
                 doc.setdefault("resumed", []).append(doc["updated"])
+        # run.json first: a folder killed before it exists holds nothing but the lock
         write_text_atomic(out / "run.json", json.dumps(doc, indent=2, ensure_ascii=False))
+        (out / "parts").mkdir(exist_ok=True)
+        if config.keep_captures:
+            (out / "captures").mkdir(exist_ok=True)
         if len(done) == len(plan.batches):
             say(f"{out} is already complete ({len(plan.items)} turns); nothing to generate")
         elif done:

@@ -156,6 +156,10 @@ def test_different_command_is_refused_and_same_command_is_a_no_op(tmp_path, tiny
         run_corpus(config(dd_dir, limit=5), out, tiny_model, progress=False)
     again = run_corpus(config(dd_dir, limit=4), out, tiny_model, progress=False).summary
     pd.testing.assert_frame_equal(first, again)  # nothing was redone: even the timings are the same
+    # a folder killed before its run.json appeared holds only the lock file: it is started afresh
+    (tmp_path / "early").mkdir()
+    (tmp_path / "early" / ".lock").touch()
+    assert len(run_corpus(config(dd_dir, limit=2), tmp_path / "early", tiny_model, progress=False).summary) == 2
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(RunError, match="not an inspector run folder"):
