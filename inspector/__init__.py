@@ -29,6 +29,8 @@ from inspector.model import (
     load_model,
     resolve_device,
 )
+from inspector.data.dailydialog import load_dailydialog
+from inspector.runs import RunConfig, load_run, run_corpus
 from inspector.records import Candidate, Capture, CaptureError, CaptureMeta, StepRecord, TokenScores
 from inspector.store import CaptureFileError, load_capture, save_capture
 
@@ -44,6 +46,7 @@ __all__ = [
     "CaptureMeta",
     "GenerationSettings",
     "InspectorModel",
+    "RunConfig",
     "LoadResult",
     "ModelLoadError",
     "NonFiniteError",
@@ -58,9 +61,12 @@ __all__ = [
     "find_attention_modules",
     "generate",
     "load_capture",
+    "load_dailydialog",
     "load_model",
+    "load_run",
     "load_with_fallback",
     "resolve_device",
+    "run_corpus",
     "save_capture",
     "stacked_mean",
 ]

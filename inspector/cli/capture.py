@@ -23,8 +23,11 @@ def add_model_args(parser: argparse.ArgumentParser, model_default: str = "gpt2")
     g.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="model dtype")
 
 
-def add_generation_args(parser: argparse.ArgumentParser, max_new_tokens: int = 40) -> None:
-    """Decoding and capture options, mirroring :class:`inspector.GenerationSettings`."""
+def add_generation_args(parser: argparse.ArgumentParser, max_new_tokens: int = 40, truncate: bool = True) -> None:
+    """Decoding and capture options, mirroring :class:`inspector.GenerationSettings`.
+
+    ``truncate=False`` leaves out ``--truncate-prompt`` (for commands that fit prompts themselves).
+    """
     g = parser.add_argument_group("generation")
     g.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
     g.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
@@ -45,7 +48,8 @@ def add_generation_args(parser: argparse.ArgumentParser, max_new_tokens: int = 4
     g.add_argument("--top-k-logits", type=int, default=10, help="candidates kept per step")
     g.add_argument("--keep-logits", action="store_true", help="also keep full-vocabulary raw logits")
     g.add_argument("--attention-dtype", default="float16", choices=["float16", "float32", "bfloat16"])
-    g.add_argument("--truncate-prompt", action="store_true", help="drop prompt tokens from the left to fit")
+    if truncate:
+        g.add_argument("--truncate-prompt", action="store_true", help="drop prompt tokens from the left to fit")
 
 
 def _unescape(text: str) -> str:
@@ -70,7 +74,7 @@ def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
         top_k_logits=args.top_k_logits,
         keep_logits=args.keep_logits,
         attention_dtype=args.attention_dtype,
-        truncate_prompt=args.truncate_prompt,
+        truncate_prompt=getattr(args, "truncate_prompt", False),
     )
     values.update(overrides)
     return GenerationSettings(**values)

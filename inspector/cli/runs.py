@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--limit", type=int, default=None, help="only the first N selected turns")
     add_model_args(p)
-    add_generation_args(p, max_new_tokens=40)
+    add_generation_args(p, max_new_tokens=40, truncate=False)
     g = p.add_argument_group("prompts")
     g.add_argument("--context-turns", type=int, default=3,
                    help="dialogue turns shown before the reply cue (default: %(default)s; 1 = the notebook's prompt)")
