@@ -585,7 +585,8 @@ def _run_batches(config: RunConfig, out: Path, im: InspectorModel, plan: RunPlan
 
     todo = [b for b in range(len(plan.batches)) if b not in done]
     bar = tqdm(total=len(plan.items), initial=doc["counts"]["turns_done"], unit="turn", desc=out.name,
-               disable=not progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.3)
+               disable=not progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.3,
+               mininterval=0, miniters=1)  # a batch takes seconds: show every one
     num_layers = im.num_layers
     try:
         for b in todo:

@@ -209,7 +209,10 @@ def test_killed_cli_run_resumes_to_the_same_summary(tmp_path, tiny_dir, dd_dir, 
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     log = open(tmp_path / "stderr.txt", "w+")  # noqa: SIM115
-    proc = subprocess.Popen(_cli(out, tiny_dir, dd_dir), stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=tmp_path)
+    # a shell without job control starts background jobs with SIGINT ignored, and children inherit
+    # that; restore the default so the child's Python turns SIGINT into KeyboardInterrupt, as in a terminal
+    proc = subprocess.Popen(_cli(out, tiny_dir, dd_dir), stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=tmp_path,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while len(list((out / "parts").glob("batch-*.parquet"))) < 2 and proc.poll() is None:
         assert time.monotonic() < deadline, "the run never got going"
