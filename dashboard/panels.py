@@ -482,7 +482,7 @@ def attention_panel(capture: Any) -> None:
     st.plotly_chart(p.token_attention(capture, pos), key="fig_token", width="stretch")
 
     st.subheader("All layers × heads")
-    state.sticky("att_grid", True)
+    state.sticky("att_grid", False)  # off by default: the largest figure, drawn on request
     if st.toggle("Show the head grid", key="att_grid",
                  help="Every layer (rows) and head (columns) on one colour scale."):
         st.plotly_chart(p.head_grid(capture), key="fig_grid", width="stretch")

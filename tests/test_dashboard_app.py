@@ -131,7 +131,10 @@ def test_pick_a_turn_generate_then_change_views_without_generating(fresh):
     at.session_state[state.VIEW] = "Attention"
     at.run()
     ok(at)
-    assert len(at.get("plotly_chart")) == 3  # heatmap, token strip, head grid
+    assert len(at.get("plotly_chart")) == 2  # heatmap, token strip; the head grid is drawn on request
+    at.toggle(key="att_grid").set_value(True).run()
+    ok(at)
+    assert len(at.get("plotly_chart")) == 3  # + head grid
     for key, value in (("att_layer", 1), ("att_head", 2), ("att_layer", "all")):
         at.selectbox(key=key).set_value(value).run()
         ok(at)

@@ -233,6 +233,13 @@ def test_generate_and_see_attention_in_chromium(server, driver, run_folder):
 
     t0 = time.monotonic()
     generate.click()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 180, poll_frequency=0.25).until(lambda d: "Generated " in _page_text(d))
+    _settle(driver, timeout=180)
+    # the app switches to the Generation tab after generating; Streamlit's tab switch has
+    # occasionally left the page on an empty Prompt tab, so open it explicitly (harmless if open)
+    _tab(driver, "Generation")
     _wait(driver, "generated_text", ".st-key-fig_topk .js-plotly-plot", timeout=180)
     _settle(driver)
     generated_after = time.monotonic() - t0
@@ -242,8 +249,15 @@ def test_generate_and_see_attention_in_chromium(server, driver, run_folder):
     t0 = time.monotonic()
     _tab(driver, "Attention")
     heatmap = _wait(driver, "attention_heatmap", ".st-key-fig_heatmap .js-plotly-plot")
-    grid = _wait(driver, "head_grid", ".st-key-fig_grid .js-plotly-plot")
+    _wait(driver, "token_strip", ".st-key-fig_token .js-plotly-plot")
+    _settle(driver)
     attention_after = time.monotonic() - t0
+    assert not driver.find_elements(By.CSS_SELECTOR, ".st-key-fig_grid")  # the grid is drawn on request
+    t0 = time.monotonic()
+    driver.find_element(By.CSS_SELECTOR, ".st-key-att_grid label").click()
+    grid = _wait(driver, "head_grid", ".st-key-fig_grid .js-plotly-plot")
+    _settle(driver)
+    grid_after = time.monotonic() - t0
     assert heatmap.size["height"] > 200
     # The heatmap draws as a plotly heatmap trace (an image layer inside the plot).
     assert driver.find_elements(By.CSS_SELECTOR, ".st-key-fig_heatmap .heatmaplayer, .st-key-fig_heatmap image")
@@ -279,5 +293,6 @@ def test_generate_and_see_attention_in_chromium(server, driver, run_folder):
     assert "Traceback" not in text and "Error" not in text.split("Download")[0][-200:]
     for shot in shots:
         assert shot.stat().st_size > 10_000, shot
+    print(f"head grid drawn in {grid_after:.1f} s after its toggle")
     print(f"generate -> top-k figure shown in {generated_after:.1f} s; Attention tab drawn in {attention_after:.1f} s;"
           f" screenshots: {[str(s) for s in shots]}")
