@@ -27,6 +27,7 @@ with st.sidebar:
 with st.sidebar:
     settings, settings_error = panels.sidebar_decoding()
 
+panels.open_launch_capture(opts)
 panels.header(loaded)
 panels.flash()
 panels.capture_line(settings)

@@ -188,10 +188,29 @@ def capture_line(settings: Any) -> None:
 
 
 def flash() -> None:
+    """The message the previous run left, and a note when it was stopped while generating."""
     msg = state.pop_flash()
     if msg:
         kind, text = msg
         getattr(st, kind, st.info)(text)
+    stopped = st.session_state.pop(state.GENERATING, None)
+    if stopped:  # the run that generated ended without finishing: Stop, or another click meanwhile
+        st.warning(f"Generation stopped after {stopped['done']} of up to {stopped['total']} tokens (Stop, or "
+                   "another change on the page while it ran); nothing was kept. Press **Generate** to start again.")
+
+
+def open_launch_capture(opts: state.LaunchOptions) -> None:
+    """Open the capture file the dashboard was launched with (``--capture``), once per browser session."""
+    if not opts.capture or st.session_state.get("_launch_capture_tried"):
+        return
+    st.session_state["_launch_capture_tried"] = True
+    try:
+        cap = state.capture_file(opts.capture)
+    except Exception as exc:  # noqa: BLE001 - missing, truncated, not a capture: say so, keep the page
+        state.flash(f"Could not open the capture file given at launch ({opts.capture!r}): {exc}", "error")
+        return
+    state.set_capture(cap, f"file {Path(opts.capture).name}", switch_to="Generation")
+    state.flash(f"Opened capture file {opts.capture}.")
 
 
 # ============================================================================ prompt
@@ -225,16 +244,32 @@ def prompt_panel(load: Any, req: state.ModelRequest, settings: Any, settings_err
         st.error("The prompt is empty: pick a DailyDialog turn or type some text.")
         return
     calls = state.generate_calls()
-    with st.spinner(f"Generating up to {settings.max_new_tokens} tokens (other sessions wait their turn)…"):
-        try:
-            cap = state.generate(load, req, prompt, settings, source)
-        except ValueError as exc:  # empty, too long, bad settings; CaptureError is a ValueError
-            st.error(f"Could not generate: {exc}")
-            return
-        except Exception as exc:  # noqa: BLE001 - e.g. out of memory on the device: say so, keep the page
-            st.error(f"Generation failed ({type(exc).__name__}): {exc}. Try fewer new tokens, a shorter prompt "
-                     "or the CPU.")
-            return
+    total = settings.max_new_tokens
+    st.session_state[state.GENERATING] = {"done": 0, "total": total}
+    st.button("Stop", key="stop_generation", icon=":material/stop_circle:",
+              help="Stops this generation at once; nothing is kept.")
+    bar = st.progress(0.0, text=f"Generating up to {total} tokens (other sessions wait their turn)…")
+
+    def on_step(done: int, total: int) -> None:
+        # Drawing into the page each step is also where Streamlit stops this run when the user
+        # clicks Stop (or changes anything): its rerun request is raised from here.
+        st.session_state[state.GENERATING] = {"done": done, "total": total}
+        bar.progress(min(done / max(total, 1), 1.0), text=f"Generated {done} of up to {total} tokens…")
+
+    try:
+        cap = state.generate(load, req, prompt, settings, source, on_step=on_step)
+    except ValueError as exc:  # empty, too long, bad settings; CaptureError is a ValueError
+        st.session_state.pop(state.GENERATING, None)
+        bar.empty()
+        st.error(f"Could not generate: {exc}")
+        return
+    except Exception as exc:  # noqa: BLE001 - e.g. out of memory on the device: say so, keep the page
+        st.session_state.pop(state.GENERATING, None)
+        bar.empty()
+        st.error(f"Generation failed ({type(exc).__name__}): {exc}. Try fewer new tokens, a shorter prompt "
+                 "or the CPU.")
+        return
+    st.session_state.pop(state.GENERATING, None)
     origin = source.get("label") or "free-text prompt"
     secs = cap.meta.extra.get("dashboard_seconds")
     state.set_capture(cap, origin, state.settings_key(settings), switch_to="Generation")
@@ -389,6 +424,17 @@ def generation_panel(capture: Any) -> None:
                   "the log of the vocabulary size means no preference at all.")
         m4.metric("Mean chosen probability", f"{float(capture.chosen_probs.mean()):.1%}",
                   help="The probability the model gave each token it actually produced, averaged over steps.")
+    _coloured_text(capture)
+    if not capture.num_steps:
+        st.info("Nothing was generated (the model ended the text at once).")
+        return
+    _candidates(capture)
+
+
+# Each view below is a fragment: changing one of its widgets reruns just that fragment (its
+# figure), not the whole page, which keeps redraws on a 100-token 12 x 12-head capture short.
+@st.fragment
+def _coloured_text(capture: Any) -> None:
     st.subheader("Generated text")
     state.sticky("gen_color_by", "prob", ["prob", "entropy"])
     color_by = st.segmented_control(
@@ -396,9 +442,10 @@ def generation_panel(capture: Any) -> None:
         format_func={"prob": "probability of the chosen token", "entropy": "entropy (uncertainty)"}.get,
     ) or "prob"
     st.html(_plots().text_html(capture, color_by=color_by))
-    if not capture.num_steps:
-        st.info("Nothing was generated (the model ended the text at once).")
-        return
+
+
+@st.fragment
+def _candidates(capture: Any) -> None:
     st.subheader("What the model almost chose, step by step")
     state.sticky("gen_topk", min(5, capture.raw.k), range(1, capture.raw.k + 1))
     k = st.slider("Candidates shown", 1, max(capture.raw.k, 2), key="gen_topk")
@@ -462,30 +509,54 @@ def attention_panel(capture: Any) -> None:
         st.warning("This capture kept no attention weights (e.g. a corpus run made with `--attention summary` or "
                    "`none`). Generate here, or run with `--attention full`.")
         return
-    p = _plots()
     st.subheader("Attention heatmap")
     st.caption("Each row is a token (query) and shows how much it attended to each earlier token (key). Tokens "
                "after the dashed line were generated.")
     if (capture.meta.extra or {}).get("attention") == "summary":
         st.caption("This capture comes from a run that kept only the mean over heads (`--attention summary`): "
                    "'head 0' is that mean. Rerun with `--attention full` for every head.")
+    _heatmap(capture)
+    _token_view(capture)
+    _head_grid(capture)
+
+
+@st.fragment
+def _heatmap(capture: Any) -> None:
     layer, head, agg = attention_controls(capture)
-    st.plotly_chart(p.attention_heatmap(capture, layer=layer, head=head, agg=agg, height=_height(capture.seq_len)),
+    st.plotly_chart(_plots().attention_heatmap(capture, layer=layer, head=head, agg=agg,
+                                               height=_height(capture.seq_len)),
                     key="fig_heatmap", width="stretch")
 
+
+@st.fragment
+def _token_view(capture: Any) -> None:
     st.subheader("Pick a token, see where it looks")
     positions = list(range(capture.seq_len))
     state.sticky("att_token", capture.prompt_len if capture.num_steps else capture.seq_len - 1, positions)
     pos = st.selectbox("Token", positions, key="att_token",
                        format_func=lambda i: f"{i}: {capture.tokens[i]!r} "
                        f"({'generated' if i >= capture.prompt_len else 'prompt'})")
-    st.plotly_chart(p.token_attention(capture, pos), key="fig_token", width="stretch")
+    st.plotly_chart(_plots().token_attention(capture, pos), key="fig_token", width="stretch")
 
+
+# At most this many cells per side of each head-grid panel (a panel is ~80 px wide): on a
+# 100-token capture 64 cells made the grid a 2.5 MB figure that took ~2 s to appear in
+# Chromium here, 40 (34 cells after pooling) about 1.1 s (benchmarks/bench_dashboard.py).
+GRID_MAX_CELLS = 40
+
+
+@st.fragment
+def _head_grid(capture: Any) -> None:
     st.subheader("All layers × heads")
     state.sticky("att_grid", False)  # off by default: the largest figure, drawn on request
     if st.toggle("Show the head grid", key="att_grid",
                  help="Every layer (rows) and head (columns) on one colour scale."):
-        st.plotly_chart(p.head_grid(capture), key="fig_grid", width="stretch")
+        fig = _plots().head_grid(capture, max_cells=GRID_MAX_CELLS)
+        if fig.layout.meta["factor"] > 1:
+            st.caption(f"Each panel shows means over {fig.layout.meta['factor']}-token blocks so the grid draws "
+                       "quickly; hover a cell for the positions it covers. **Export** writes a finer grid, "
+                       "and choosing a layer and head above shows one head at full detail.")
+        st.plotly_chart(fig, key="fig_grid", width="stretch")
 
 
 # ============================================================================ corpus

@@ -17,6 +17,8 @@ import os
 import sys
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,9 @@ CAPTURE_SETTINGS = "capture_settings_key"
 PENDING_VIEW = "_pending_view"
 #: Message to show once after a rerun.
 FLASH = "_flash"
+#: Progress of the generation this session's current run is doing ({"done", "total"}); still set
+#: when the next run starts means that generation was interrupted (Stop or another click).
+GENERATING = "_generating"
 #: The open corpus run (see :func:`open_run`) and the path it came from.
 RUN = "run"
 RUN_PATH = "run_path"
@@ -59,6 +64,7 @@ class LaunchOptions:
     device: str = "auto"
     run: str | None = None
     config_dir: str | None = None
+    capture: str | None = None
 
 
 def _truthy(value: str | None) -> bool:
@@ -69,7 +75,8 @@ def launch_options(argv: list[str] | None = None) -> LaunchOptions:
     """Options from ``-- --model X --run Y ...`` after the app's path, else ``INSPECTOR_DASHBOARD_*`` env vars.
 
     Env vars: ``INSPECTOR_DASHBOARD_MODEL``, ``INSPECTOR_DASHBOARD_RANDOM_WEIGHTS``,
-    ``INSPECTOR_DASHBOARD_DEVICE``, ``INSPECTOR_DASHBOARD_RUN``, ``INSPECTOR_DASHBOARD_CONFIG_DIR``.
+    ``INSPECTOR_DASHBOARD_DEVICE``, ``INSPECTOR_DASHBOARD_RUN``, ``INSPECTOR_DASHBOARD_CONFIG_DIR``,
+    ``INSPECTOR_DASHBOARD_CAPTURE`` (a capture file every new session opens with).
     """
     env = os.environ
     defaults = LaunchOptions(
@@ -78,6 +85,7 @@ def launch_options(argv: list[str] | None = None) -> LaunchOptions:
         device=env.get("INSPECTOR_DASHBOARD_DEVICE") or "auto",
         run=env.get("INSPECTOR_DASHBOARD_RUN") or None,
         config_dir=env.get("INSPECTOR_DASHBOARD_CONFIG_DIR") or None,
+        capture=env.get("INSPECTOR_DASHBOARD_CAPTURE") or None,
     )
     if argv is None:
         # Only parse sys.argv when streamlit runs this app (``streamlit run app.py -- args``);
@@ -91,8 +99,10 @@ def launch_options(argv: list[str] | None = None) -> LaunchOptions:
     p.add_argument("--device", default=defaults.device)
     p.add_argument("--run", default=defaults.run)
     p.add_argument("--config-dir", default=defaults.config_dir)
+    p.add_argument("--capture", default=defaults.capture)
     args, _unknown = p.parse_known_args(argv)
-    return LaunchOptions(args.model, bool(args.random_weights), args.device, args.run, args.config_dir)
+    return LaunchOptions(args.model, bool(args.random_weights), args.device, args.run, args.config_dir,
+                         args.capture)
 
 
 # ----------------------------------------------------------------------------- model
@@ -150,34 +160,75 @@ def settings_key(settings: Any) -> str:
     return json.dumps(settings.to_dict(), sort_keys=True, default=str)
 
 
-@st.cache_resource(show_spinner=False, max_entries=CAPTURE_CACHE_ENTRIES)
-def _cached_capture(mkey: str, prompt: str, skey: str, source_key: str, _im: Any, _settings: Any,
-                    _source: dict[str, Any]) -> Any:
-    with generation_lock():
-        t0 = time.perf_counter()
-        cap = _im.generate(prompt, settings=_settings, sources=_source)
-        cap.meta.extra["dashboard_seconds"] = round(time.perf_counter() - t0, 3)
-        with _COUNTS_LOCK:
-            _COUNTS["generate"] += 1
-    return cap
+class CaptureStore:
+    """Process-wide LRU cache of captures, keyed by model, prompt, settings and source.
+
+    Not ``st.cache_resource`` on the generating function: generation reports progress to
+    the page while it runs (which is also where a Stop click interrupts it), and cached
+    functions may not draw into elements created outside them.
+    """
+
+    def __init__(self, entries: int = CAPTURE_CACHE_ENTRIES):
+        self.entries = entries
+        self._items: OrderedDict[tuple[str, ...], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, ...]) -> Any:
+        with self._lock:
+            cap = self._items.get(key)
+            if cap is not None:
+                self._items.move_to_end(key)
+            return cap
+
+    def put(self, key: tuple[str, ...], cap: Any) -> None:
+        with self._lock:
+            self._items[key] = cap
+            self._items.move_to_end(key)
+            while len(self._items) > self.entries:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
 
 
-def generate(load: Any, req: ModelRequest, prompt: str, settings: Any, source: dict[str, Any]) -> Any:
+@st.cache_resource(show_spinner=False)
+def capture_store() -> CaptureStore:
+    return CaptureStore()
+
+
+def generate(load: Any, req: ModelRequest, prompt: str, settings: Any, source: dict[str, Any],
+             on_step: Callable[[int, int], None] | None = None) -> Any:
     """A capture of ``prompt`` (cached by model, prompt, source and settings).
 
+    Generation holds the process-wide lock; ``on_step(done, total)`` is called after every
+    step (see :func:`inspector.capture.generate`; an exception raised there cancels).
     Raises ``ValueError`` (empty prompt, too long for the context, bad settings) before any model work.
     """
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("the prompt is empty: pick a DailyDialog turn or type some text")
-    skey = settings_key(settings)
-    return _cached_capture(model_key(load, req), prompt, skey, json.dumps(source, sort_keys=True, default=str),
-                           load.model, settings, source)
+    key = (model_key(load, req), prompt, settings_key(settings), json.dumps(source, sort_keys=True, default=str))
+    store = capture_store()
+    cap = store.get(key)
+    if cap is not None:
+        return cap
+    with generation_lock():
+        cap = store.get(key)  # another session may have made it while this one waited
+        if cap is not None:
+            return cap
+        t0 = time.perf_counter()
+        cap = load.model.generate(prompt, settings=settings, sources=source, on_step=on_step)
+        cap.meta.extra["dashboard_seconds"] = round(time.perf_counter() - t0, 3)
+        with _COUNTS_LOCK:
+            _COUNTS["generate"] += 1
+    store.put(key, cap)
+    return cap
 
 
 def clear_caches() -> None:
     """Forget cached models and captures (tests)."""
     _load_model.clear()
-    _cached_capture.clear()
+    capture_store().clear()
     with _COUNTS_LOCK:
         _COUNTS["generate"] = 0
 

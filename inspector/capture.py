@@ -25,7 +25,7 @@ import contextlib
 import datetime as _dt
 import inspect
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -334,6 +334,8 @@ class _Recorder:
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
         self._layer_w: list[torch.Tensor | None] = [None] * self.num_layers
         self.stop_criteria = stopper
+        self.on_step: Callable[[int, int], None] | None = None
+        self.steps_done = 0
         eos = im.model.config.eos_token_id if im.model.config.eos_token_id is not None else im.tokenizer.eos_token_id
         eos_list = eos if isinstance(eos, list) else [eos]
         self.eos_ids = torch.tensor([e for e in eos_list if e is not None], dtype=torch.long, device=self.device)
@@ -466,6 +468,9 @@ class _Recorder:
             self.finish_step = torch.where(new, torch.full_like(self.finish_step, step), self.finish_step)
             reason = torch.where(eos_hit, torch.full_like(last, _EOS), torch.full_like(last, _STOP))
             self.finish_reason = torch.where(new, reason, self.finish_reason)
+        self.steps_done += 1
+        if self.on_step is not None:
+            self.on_step(self.steps_done, self.s.max_new_tokens)
         return eos_hit | stop_hit
 
 
@@ -527,6 +532,7 @@ def generate(
     truncate_prompt: bool = False,
     sources: Sequence[dict[str, Any]] | dict[str, Any] | None = None,
     settings: GenerationSettings | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> Capture | list[Capture]:
     """Generate from one prompt or a batch and capture every step.
 
@@ -544,6 +550,9 @@ def generate(
         truncate_prompt: drop prompt tokens from the left to fit the context instead of raising.
         sources: where each prompt came from (stored in ``capture.meta.source``).
         settings: a ready :class:`GenerationSettings` (overrides the keyword arguments).
+        on_step: called after every decoding step as ``on_step(steps_done, max_new_tokens)``
+            (for a progress bar). To cancel, raise from it: the exception propagates out of
+            ``generate``, the model's hooks are removed and nothing is returned.
 
     Returns:
         A :class:`Capture` for a single string with one returned sequence; otherwise a list,
@@ -582,7 +591,7 @@ def generate(
         if len(source_list) != len(prompt_list):
             raise ValueError(f"got {len(source_list)} sources for {len(prompt_list)} prompts")
     batch = encode_prompts(im, prompt_list, settings)
-    captures = _run(im, batch, settings, source_list)
+    captures = _run(im, batch, settings, source_list, on_step)
     if single and settings.num_return_sequences == 1:
         return captures[0]
     return captures
@@ -590,7 +599,11 @@ def generate(
 
 @torch.no_grad()
 def _run(
-    im: InspectorModel, batch: _Batch, settings: GenerationSettings, sources: list[dict[str, Any]]
+    im: InspectorModel,
+    batch: _Batch,
+    settings: GenerationSettings,
+    sources: list[dict[str, Any]],
+    on_step: Callable[[int, int], None] | None = None,
 ) -> list[Capture]:
     from transformers import StoppingCriteriaList, LogitsProcessorList
     from transformers.generation.stopping_criteria import StopStringCriteria
@@ -602,6 +615,7 @@ def _run(
     rows = n_prompts * expand
     stopper = StopStringCriteria(tok, list(settings.stop_strings)) if settings.stop_strings else None
     rec = _Recorder(im, settings, rows, batch.p_max, stopper)
+    rec.on_step = on_step
     processor, criterion = _processor_and_criterion(rec)
     gen_config = settings.generation_config(model, tok)
     input_ids = batch.input_ids.to(dev)

@@ -220,6 +220,30 @@ def test_hooks_removed_even_after_errors(tiny):
     assert counts() == before
 
 
+def test_on_step_reports_progress_and_raising_cancels(tiny):
+    modules = [m for m, _ in inspector.find_attention_modules(tiny.model)]
+    before = [len(m._forward_hooks) for m in modules]
+    seen = []
+    cap = tiny.generate(PROMPT, max_new_tokens=6, on_step=lambda done, total: seen.append((done, total)))
+    assert seen == [(i, 6) for i in range(1, cap.num_steps + 1)] and cap.num_steps == 6
+
+    class Cancelled(BaseException):  # what Streamlit's rerun request is: not an Exception
+        pass
+
+    def cancel_at_3(done, total):
+        seen.append(done)
+        if done == 3:
+            raise Cancelled
+
+    seen.clear()
+    with pytest.raises(Cancelled):
+        tiny.generate(PROMPT, max_new_tokens=50, on_step=cancel_at_3)
+    assert seen == [1, 2, 3]  # stopped at once, no further model work
+    assert [len(m._forward_hooks) for m in modules] == before
+    again = tiny.generate(PROMPT, max_new_tokens=6)  # the model is left as it was
+    assert torch.equal(again.token_ids, cap.token_ids) and torch.equal(again.attentions, cap.attentions)
+
+
 def test_nan_is_reported_with_step_and_layer(tokenizer):
     from tests.conftest import make_tiny
 

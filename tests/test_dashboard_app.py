@@ -27,6 +27,7 @@ def fresh(monkeypatch):
 
     monkeypatch.setenv("INSPECTOR_DASHBOARD_MODEL", "builtin")
     monkeypatch.delenv("INSPECTOR_DASHBOARD_RUN", raising=False)
+    monkeypatch.delenv("INSPECTOR_DASHBOARD_CAPTURE", raising=False)
     monkeypatch.delenv("INSPECTOR_DASHBOARD_RANDOM_WEIGHTS", raising=False)
     dd = dailydialog_dir()
     if dd is not None:
@@ -364,6 +365,27 @@ def test_launch_with_run_opens_it(fresh, run_dir, monkeypatch):
     assert "Opened" in texts(at.success)
 
 
+def test_launch_with_capture_file_opens_it_and_a_bad_one_is_said(fresh, monkeypatch, tmp_path):
+    from inspector.fallback import builtin_model
+
+    cap = builtin_model().generate("User: hi\nAgent:", max_new_tokens=4)
+    monkeypatch.setenv("INSPECTOR_DASHBOARD_CAPTURE", str(cap.save(tmp_path / "hi.safetensors")))
+    at = new_app().run()
+    ok(at)
+    assert at.session_state[fresh.VIEW] == "Generation"
+    assert at.session_state[fresh.CAPTURE].token_ids.tolist() == cap.token_ids.tolist()
+    assert "Opened capture file" in texts(at.success)
+    at.session_state[fresh.VIEW] = "Prompt"
+    at.run()  # opened once per session: going elsewhere is not undone by the launch option
+    assert at.session_state[fresh.VIEW] == "Prompt"
+
+    monkeypatch.setenv("INSPECTOR_DASHBOARD_CAPTURE", str(tmp_path / "missing.safetensors"))
+    at = new_app().run()
+    ok(at)
+    assert "Could not open the capture file given at launch" in texts(at.error)
+    assert fresh.CAPTURE not in at.session_state or at.session_state[fresh.CAPTURE] is None
+
+
 # ----------------------------------------------------------------------------- export, speed, lock
 def test_export_bytes_are_real_files(tmp_path):
     from dashboard import panels
@@ -463,6 +485,36 @@ def test_generation_is_serialised_across_sessions(fresh, monkeypatch):
     assert results[0].prompt_text != results[1].prompt_text
 
 
+def test_capture_store_keeps_the_most_recent_entries():
+    from dashboard.state import CaptureStore
+
+    store = CaptureStore(entries=2)
+    store.put(("a",), 1)
+    store.put(("b",), 2)
+    assert store.get(("a",)) == 1  # "a" is now the most recent
+    store.put(("c",), 3)
+    assert store.get(("b",)) is None and store.get(("a",)) == 1 and store.get(("c",)) == 3
+    store.clear()
+    assert store.get(("a",)) is None
+
+
+def test_same_request_from_two_sessions_generates_once(fresh):
+    from inspector.capture import GenerationSettings
+
+    req = fresh.ModelRequest("builtin", "cpu")
+    load = fresh.load_model(req)
+    settings = GenerationSettings(max_new_tokens=3)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        fresh.generate(load, req, "User: same\nAgent:", settings, {"kind": "text"}))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 2 and results[0] is results[1]
+    assert fresh.generate_calls() == 1
+
+
 # ----------------------------------------------------------------------------- launch
 def test_launch_options_from_args_and_env(monkeypatch):
     from dashboard.state import launch_options
@@ -470,21 +522,25 @@ def test_launch_options_from_args_and_env(monkeypatch):
     monkeypatch.setenv("INSPECTOR_DASHBOARD_MODEL", "envmodel")
     monkeypatch.setenv("INSPECTOR_DASHBOARD_RANDOM_WEIGHTS", "1")
     assert launch_options([]).model == "envmodel" and launch_options([]).random_weights
-    opts = launch_options(["--model", "builtin", "--run", "runs/x", "--device", "cpu", "--config-dir", "/c"])
-    assert (opts.model, opts.run, opts.device, opts.config_dir) == ("builtin", "runs/x", "cpu", "/c")
+    opts = launch_options(["--model", "builtin", "--run", "runs/x", "--device", "cpu", "--config-dir", "/c",
+                           "--capture", "c.safetensors"])
+    assert (opts.model, opts.run, opts.device, opts.config_dir, opts.capture) == (
+        "builtin", "runs/x", "cpu", "/c", "c.safetensors")
 
 
 def test_cli_builds_a_local_headless_streamlit_command(monkeypatch, tmp_path):
     from inspector.cli import dashboard as cli
     from inspector.cli.main import build_parser, main
 
-    args = build_parser().parse_args(["dashboard", "--model", "builtin", "--run", "runs/x", "--random-weights"])
+    args = build_parser().parse_args(["dashboard", "--model", "builtin", "--run", "runs/x", "--random-weights",
+                                      "--capture", "c.safetensors"])
     cmd = cli.streamlit_command(args)
     assert cmd[1:4] == ["-m", "streamlit", "run"] and Path(cmd[4]) == ROOT / "dashboard" / "app.py"
     flags = dict(zip(cmd[5::2], cmd[6::2]))
     assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8501"
     assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
-    assert cmd[cmd.index("--") + 1 :] == ["--model", "builtin", "--run", "runs/x", "--random-weights"]
+    assert cmd[cmd.index("--") + 1 :] == ["--model", "builtin", "--run", "runs/x", "--capture", "c.safetensors",
+                                          "--random-weights"]
     args = build_parser().parse_args(["dashboard", "--host", "0.0.0.0", "--port", "9000"])
     flags = dict(zip(cli.streamlit_command(args)[5::2], cli.streamlit_command(args)[6::2]))
     assert flags["--server.address"] == "0.0.0.0" and flags["--server.port"] == "9000"

@@ -16,68 +16,24 @@ config, fast on a CPU. Without the shared copy, the built-in model is the fallba
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
+import re
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, dailydialog_dir, gpt2_offline_dir
+from browser import ARTIFACTS, chromium, dashboard_server, open_tab, page_text, settle, shot, wait_visible
+from browser import browser_tools as find_browser_tools
+from conftest import dailydialog_dir, gpt2_offline_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ARTIFACTS = ROOT / "artifacts"
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
-
-
-def _find(*names: str) -> str | None:
-    for name in names:
-        found = shutil.which(name) or (name if os.path.isfile(name) else None)
-        if found:
-            return found
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"dashboard server exited early with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"dashboard server did not answer at {url} within {timeout:.0f} s")
-
-
 @pytest.fixture(scope="module")
 def browser_tools():
-    chromium = _find("chromium", "chromium-browser", "/usr/bin/chromium")
-    driver = _find("chromedriver", "/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
-    if chromium is None or driver is None:
-        pytest.skip("chromium and chromedriver not found (Debian: apt-get install -y chromium chromium-driver)")
-    pytest.importorskip("selenium", reason="selenium is not installed (pip install selenium)")
-    return chromium, driver
+    tools = find_browser_tools()
+    if isinstance(tools, str):
+        pytest.skip(tools)
+    return tools
 
 
 @pytest.fixture(scope="module")
@@ -114,108 +70,33 @@ def narrow_gpt2_config(folder: Path) -> Path | None:
     return folder
 
 
-@pytest.fixture(scope="module")
-def server(browser_tools, run_folder, tmp_path_factory):
-    port = _free_port()
-    tmp = tmp_path_factory.mktemp("dash_server")
-    config_dir = narrow_gpt2_config(tmp / "gpt2-narrow")
-    cmd = [sys.executable, "-m", "inspector.cli.main", "dashboard", "--port", str(port), "--host", "127.0.0.1",
-           "--model", "gpt2"]
-    if config_dir is not None:
-        cmd += ["--config-dir", str(config_dir)]
-    if run_folder is not None:
-        cmd += ["--run", str(run_folder)]
+def _env(tmp: Path, keep_offline_dir: bool) -> dict[str, str]:
     # No hub, an empty cache: `gpt2` cannot load, so the page must fall back, and say so.
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", HF_HOME=str(tmp / "hf_home"))
-    if config_dir is None:
+    if not keep_offline_dir:
         env.pop("INSPECTOR_GPT2_OFFLINE_DIR", None)
     if dailydialog_dir() is not None:
         env["INSPECTOR_DAILYDIALOG_DIR"] = str(dailydialog_dir())
-    log = ARTIFACTS / "dashboard_server.log"
-    ARTIFACTS.mkdir(exist_ok=True)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(url + "/_stcore/health", proc, timeout=90)
+    return env
+
+
+@pytest.fixture(scope="module")
+def server(browser_tools, run_folder, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dash_server")
+    config_dir = narrow_gpt2_config(tmp / "gpt2-narrow")
+    args = ["--model", "gpt2"]
+    if config_dir is not None:
+        args += ["--config-dir", str(config_dir)]
+    if run_folder is not None:
+        args += ["--run", str(run_folder)]
+    with dashboard_server(args, _env(tmp, config_dir is not None), ARTIFACTS / "dashboard_server.log") as url:
         yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # our own process group: the server and nothing else
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")
 def driver(browser_tools):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, chromedriver = browser_tools
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for flag in CHROMIUM_FLAGS:
-        opts.add_argument(flag)
-    opts.add_argument("--window-size=1500,1900")
-    drv = webdriver.Chrome(service=Service(executable_path=chromedriver), options=opts)
-    drv.set_page_load_timeout(60)
-    try:
+    with chromium(browser_tools) as drv:
         yield drv
-    finally:
-        drv.quit()
-
-
-# ----------------------------------------------------------------------------- page helpers
-def _wait(drv, what: str, css: str, timeout: float = 90.0):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    try:
-        return WebDriverWait(drv, timeout, poll_frequency=0.25).until(
-            ec.visibility_of_element_located((By.CSS_SELECTOR, css))
-        )
-    except Exception as exc:
-        _shot(drv, f"failed_{what}")
-        shot = f"artifacts/dashboard_failed_{what}.png"
-        raise AssertionError(f"timed out waiting for {what} ({css}); see {shot}") from exc
-
-
-def _settle(drv, timeout: float = 90.0) -> None:
-    """Wait until Streamlit has finished running the script (no running indicator, no stale elements)."""
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    time.sleep(0.5)
-    WebDriverWait(drv, timeout, poll_frequency=0.25).until(
-        lambda d: d.execute_script(
-            "return document.querySelectorAll('[data-testid=\"stStatusWidget\"] *').length === 0 "
-            "&& document.querySelectorAll('[data-stale=\"true\"]').length === 0"
-        )
-    )
-    time.sleep(0.5)
-
-
-def _tab(drv, label: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    tab = drv.find_element(By.XPATH, f"//*[@role='tab'][.//p[normalize-space()='{label}']]")
-    tab.click()
-    _settle(drv)
-
-
-def _shot(drv, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"dashboard_{name}.png"
-    drv.save_screenshot(str(path))
-    return path
-
-
-def _page_text(drv) -> str:
-    return drv.execute_script("return document.body.innerText")
 
 
 # ----------------------------------------------------------------------------- the test
@@ -223,76 +104,137 @@ def test_generate_and_see_attention_in_chromium(server, driver, run_folder):
     from selenium.webdriver.common.by import By
 
     driver.get(server)
-    generate = _wait(driver, "generate_button", ".st-key-generate button")
-    _settle(driver)
-    text = _page_text(driver)
+    generate = wait_visible(driver, "generate_button", ".st-key-generate button")
+    settle(driver)
+    text = page_text(driver)
     assert "Could not load 'gpt2'" in text  # said plainly ...
     assert "the generated text is meaningless" in text  # ... with the random-weights banner
     assert "Traceback" not in text
-    shots = [_shot(driver, "1_prompt")]
+    shots = [shot(driver, "1_prompt")]
 
     t0 = time.monotonic()
     generate.click()
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, 180, poll_frequency=0.25).until(lambda d: "Generated " in _page_text(d))
-    _settle(driver, timeout=180)
+    # the flash "Generated N tokens in ..." (not the progress bar's "Generated N of up to ...": clicking a
+    # tab while the model runs would stop the generation)
+    WebDriverWait(driver, 180, poll_frequency=0.25).until(lambda d: re.search(r"Generated \d+ tokens", page_text(d)))
+    settle(driver, timeout=180)
     # the app switches to the Generation tab after generating; Streamlit's tab switch has
     # occasionally left the page on an empty Prompt tab, so open it explicitly (harmless if open)
-    _tab(driver, "Generation")
-    _wait(driver, "generated_text", ".st-key-fig_topk .js-plotly-plot", timeout=180)
-    _settle(driver)
+    open_tab(driver, "Generation")
+    wait_visible(driver, "generated_text", ".st-key-fig_topk .js-plotly-plot", timeout=180)
+    settle(driver)
     generated_after = time.monotonic() - t0
-    assert "Generated" in _page_text(driver)
-    shots.append(_shot(driver, "2_generation"))
+    assert "Generated" in page_text(driver)
+    shots.append(shot(driver, "2_generation"))
 
     t0 = time.monotonic()  # timed from the click to both figures visible (no settling sleeps)
     driver.find_element(By.XPATH, "//*[@role='tab'][.//p[normalize-space()='Attention']]").click()
-    heatmap = _wait(driver, "attention_heatmap", ".st-key-fig_heatmap .js-plotly-plot")
-    _wait(driver, "token_strip", ".st-key-fig_token .js-plotly-plot")
+    heatmap = wait_visible(driver, "attention_heatmap", ".st-key-fig_heatmap .js-plotly-plot")
+    wait_visible(driver, "token_strip", ".st-key-fig_token .js-plotly-plot")
     attention_after = time.monotonic() - t0
-    _settle(driver)
+    settle(driver)
     assert not driver.find_elements(By.CSS_SELECTOR, ".st-key-fig_grid")  # the grid is drawn on request
     t0 = time.monotonic()
     driver.find_element(By.CSS_SELECTOR, ".st-key-att_grid label").click()
-    grid = _wait(driver, "head_grid", ".st-key-fig_grid .js-plotly-plot")
+    grid = wait_visible(driver, "head_grid", ".st-key-fig_grid .js-plotly-plot")
     grid_after = time.monotonic() - t0
-    _settle(driver)
+    settle(driver)
     assert heatmap.size["height"] > 200
     # The heatmap draws as a plotly heatmap trace (an image layer inside the plot).
     assert driver.find_elements(By.CSS_SELECTOR, ".st-key-fig_heatmap .heatmaplayer, .st-key-fig_heatmap image")
-    shots.append(_shot(driver, "3_attention"))
+    shots.append(shot(driver, "3_attention"))
     driver.execute_script("arguments[0].scrollIntoView()", grid)
     time.sleep(0.5)
     shots.append(ARTIFACTS / "dashboard_3b_head_grid.png")
     grid.screenshot(str(shots[-1]))
 
-    _tab(driver, "Corpus")
+    open_tab(driver, "Corpus")
     if run_folder is not None:
-        _wait(driver, "corpus_figure", ".st-key-fig_corpus .js-plotly-plot")
-        assert "Opened" in _page_text(driver)
-    shots.append(_shot(driver, "4_corpus"))
+        wait_visible(driver, "corpus_figure", ".st-key-fig_corpus .js-plotly-plot")
+        assert "Opened" in page_text(driver)
+    shots.append(shot(driver, "4_corpus"))
 
     # A second browser session at the same time: its own state, the same model and capture cache.
     first = driver.current_window_handle
     driver.switch_to.new_window("tab")
     driver.get(server)
-    second_generate = _wait(driver, "second_session", ".st-key-generate button")
-    _settle(driver)
-    assert "No capture yet" in _page_text(driver)
+    second_generate = wait_visible(driver, "second_session", ".st-key-generate button")
+    settle(driver)
+    assert "No capture yet" in page_text(driver)
     second_generate.click()
-    _wait(driver, "second_session_topk", ".st-key-fig_topk .js-plotly-plot")
+    wait_visible(driver, "second_session_topk", ".st-key-fig_topk .js-plotly-plot")
     driver.close()
     driver.switch_to.window(first)
 
-    _tab(driver, "Export")
-    _wait(driver, "download_button", ".st-key-dl_figure button")
-    shots.append(_shot(driver, "5_export"))
+    open_tab(driver, "Export")
+    wait_visible(driver, "download_button", ".st-key-dl_figure button")
+    shots.append(shot(driver, "5_export"))
 
-    text = _page_text(driver)
+    text = page_text(driver)
     assert "Traceback" not in text and "Error" not in text.split("Download")[0][-200:]
-    for shot in shots:
-        assert shot.stat().st_size > 10_000, shot
+    for path in shots:
+        assert path.stat().st_size > 10_000, path
     print(f"head grid drawn in {grid_after:.1f} s after its toggle")
     print(f"generate -> top-k figure shown in {generated_after:.1f} s; Attention tab drawn in {attention_after:.1f} s;"
           f" screenshots: {[str(s) for s in shots]}")
+
+
+# ----------------------------------------------------------------------------- stop a long generation
+@pytest.fixture(scope="module")
+def full_size_server(browser_tools, tmp_path_factory):
+    """Full-size GPT-2 with random weights (the offline config): 256 tokens take long enough to stop."""
+    src = gpt2_offline_dir()
+    if src is None:
+        pytest.skip("GPT-2 config/tokenizer not found: set INSPECTOR_GPT2_OFFLINE_DIR (see ../shared/README.md)")
+    tmp = tmp_path_factory.mktemp("dash_full")
+    args = ["--model", str(src), "--random-weights", "--device", "cpu"]
+    with dashboard_server(args, _env(tmp, True), ARTIFACTS / "dashboard_server_full.log") as url:
+        yield url
+
+
+def _slider_to(drv, key: str, end: str) -> int:
+    """Move the slider ``key`` to its maximum (``end="END"``) or minimum (``"HOME"``) with the keyboard."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    value = f".st-key-{key} input[type='range']"
+    drv.execute_script(f"document.querySelector(\"{value}\").focus()")
+    ActionChains(drv).send_keys(getattr(Keys, end)).perform()
+    settle(drv)
+    return int(drv.find_element(By.CSS_SELECTOR, value).get_attribute("value"))
+
+
+def test_stop_button_cancels_a_long_generation(full_size_server, driver):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(full_size_server)
+    generate = wait_visible(driver, "generate_button", ".st-key-generate button")
+    settle(driver)
+    assert _slider_to(driver, "max_new_tokens", "END") == 256
+    generate.click()
+    stop = wait_visible(driver, "stop_button", ".st-key-stop_generation button", timeout=60)
+    progress = re.compile(r"Generated (\d+) of up to 256")
+    WebDriverWait(driver, 60, poll_frequency=0.1).until(
+        lambda d: (m := progress.search(page_text(d))) is not None and int(m.group(1)) >= 3)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", stop)
+    shot(driver, "6_generating")
+    stop.click()
+    WebDriverWait(driver, 60, poll_frequency=0.1).until(lambda d: "Generation stopped after" in page_text(d))
+    settle(driver)
+    text = page_text(driver)
+    shot(driver, "7_stopped")
+    assert "of up to 256 tokens" in text and "nothing was kept" in text
+    done = int(text.split("Generation stopped after ")[1].split(" ")[0])
+    assert 3 <= done < 256
+    assert "No capture yet" in text and "Traceback" not in text
+    assert not driver.find_elements(By.CSS_SELECTOR, ".st-key-stop_generation")
+
+    # The lock was released and the model's hooks removed: a short generation works at once.
+    assert _slider_to(driver, "max_new_tokens", "HOME") == 1
+    driver.find_element(By.CSS_SELECTOR, ".st-key-generate button").click()
+    WebDriverWait(driver, 60, poll_frequency=0.1).until(lambda d: "Generated 1 tokens" in page_text(d))
+    assert "Generation stopped after" not in page_text(driver)

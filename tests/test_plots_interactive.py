@@ -84,6 +84,11 @@ def test_head_grid_panels_equal_each_head(cap):
     assert fig.data[0].zmax == pytest.approx(float(cap.attentions.max()))
     assert list(fig.layout.xaxis.ticktext) == ["head 0", "head 1"]
     assert "layer 1 · query 12  wrap" in fig.data[0].y  # hover names layer and token
+    # every panel's prompt/generated boundary, drawn as one path: a vertical then a horizontal segment
+    (path,) = fig.layout.shapes
+    b, r = cap.prompt_len - 0.5, cells + gap
+    assert path.type == "path" and path.path.count("M") == 2 * 2 * 2
+    assert f"M{r + b},{r + b}L{r + b},{r + cells - 0.5}M{r - 0.5},{r + b}L{r + b},{r + b}" in path.path
 
 
 def test_head_grid_gpt2_size_long_sequence_is_fast_and_small():

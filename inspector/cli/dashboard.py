@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--run", default=None, metavar="runs/NAME", help="corpus run folder to open in the Corpus view")
+    p.add_argument("--capture", default=None, metavar="FILE.safetensors",
+                   help="capture file (from `inspector capture --out`) that every new page opens with")
     p.add_argument("--model", default=None, metavar="NAME_OR_DIR",
                    help="hub id, local folder, or 'builtin' (default: gpt2)")
     p.add_argument("--random-weights", action="store_true",
@@ -45,7 +47,7 @@ def app_args(args: argparse.Namespace) -> list[str]:
     """Options forwarded to ``dashboard/app.py`` after ``--``."""
     out: list[str] = []
     for flag, value in (("--model", args.model), ("--run", args.run), ("--device", args.device),
-                        ("--config-dir", args.config_dir)):
+                        ("--config-dir", args.config_dir), ("--capture", args.capture)):
         if value:
             out += [flag, str(value)]
     if args.random_weights:
@@ -79,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
     cmd = streamlit_command(args)
     if args.run and not Path(args.run).expanduser().is_dir():
         print(f"inspector dashboard: note: run folder {args.run!r} does not exist; the Corpus view will say so",
+              file=sys.stderr)
+    if args.capture and not Path(args.capture).expanduser().is_file():
+        print(f"inspector dashboard: note: capture file {args.capture!r} does not exist; the page will say so",
               file=sys.stderr)
     env = dict(os.environ)
     if args.dailydialog:
