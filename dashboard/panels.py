@@ -450,8 +450,11 @@ def _candidates(capture: Any) -> None:
     state.sticky("gen_topk", min(5, capture.raw.k), range(1, capture.raw.k + 1))
     k = st.slider("Candidates shown", 1, max(capture.raw.k, 2), key="gen_topk")
     st.plotly_chart(_plots().topk_steps(capture, k=k), key="fig_topk", width="stretch")
-    with st.expander("Table of candidates per step"):
-        st.dataframe(topk_table(capture, k), hide_index=True, key="topk_table", width="stretch")
+    # Built only while open: on a 100-step capture the table added to every redraw of this view.
+    table = st.expander("Table of candidates per step", key="gen_table_open", on_change="rerun")
+    if table.open:
+        with table:
+            st.dataframe(topk_table(capture, k), hide_index=True, key="topk_table", width="stretch")
 
 
 def topk_table(capture: Any, k: int) -> Any:

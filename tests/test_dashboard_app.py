@@ -485,6 +485,24 @@ def test_generation_is_serialised_across_sessions(fresh, monkeypatch):
     assert results[0].prompt_text != results[1].prompt_text
 
 
+def test_candidate_table_is_built_only_when_opened(fresh):
+    from inspector.fallback import builtin_model
+
+    cap = builtin_model().generate("User: hi\nAgent:", max_new_tokens=5)
+    at = new_app()
+    at.session_state[fresh.CAPTURE] = cap
+    at.session_state[fresh.VIEW] = "Generation"
+    at.run()
+    ok(at)
+    assert len(at.dataframe) == 0  # the expander is closed: no table sent to the page
+    at.session_state["gen_table_open"] = True
+    at.run()
+    ok(at)
+    (table,) = at.dataframe
+    df = table.value
+    assert list(df["step"]) == list(range(cap.num_steps)) and df["prob"].iloc[0] == round(cap.steps[0].prob, 4)
+
+
 def test_capture_store_keeps_the_most_recent_entries():
     from dashboard.state import CaptureStore
 
