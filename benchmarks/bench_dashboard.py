@@ -95,7 +95,7 @@ def _redrawn(drv: Any, fig: str, before: str | None, timeout: float = 60.0) -> N
     raise TimeoutError(f"figure {fig!r} was not redrawn within {timeout:.0f} s")
 
 
-def _gone(drv: Any, fig: str, _before: str | None = None, timeout: float = 60.0) -> None:
+def _gone(drv: Any, fig: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if B.figure_signature(drv, fig) is None and drv.execute_script(B.IDLE_JS):
@@ -113,7 +113,10 @@ def timed(drv: Any, action: Callable[[], None] | tuple[Callable[[], None], Calla
     before = B.figure_signature(drv, fig)
     t0 = time.monotonic()
     action()
-    (_gone if removed else _redrawn)(drv, fig, before)
+    if removed:
+        _gone(drv, fig)
+    else:
+        _redrawn(drv, fig, before)
     took = time.monotonic() - t0
     time.sleep(0.3)  # let the browser go quiet before the next action
     return took

@@ -258,16 +258,14 @@ def prompt_panel(load: Any, req: state.ModelRequest, settings: Any, settings_err
 
     try:
         cap = state.generate(load, req, prompt, settings, source, on_step=on_step)
-    except ValueError as exc:  # empty, too long, bad settings; CaptureError is a ValueError
+    except Exception as exc:  # noqa: BLE001 - say so, keep the page (a Stop is not an Exception: it passes)
         st.session_state.pop(state.GENERATING, None)
         bar.empty()
-        st.error(f"Could not generate: {exc}")
-        return
-    except Exception as exc:  # noqa: BLE001 - e.g. out of memory on the device: say so, keep the page
-        st.session_state.pop(state.GENERATING, None)
-        bar.empty()
-        st.error(f"Generation failed ({type(exc).__name__}): {exc}. Try fewer new tokens, a shorter prompt "
-                 "or the CPU.")
+        if isinstance(exc, ValueError):  # empty, too long, bad settings; CaptureError is a ValueError
+            st.error(f"Could not generate: {exc}")
+        else:  # e.g. out of memory on the device
+            st.error(f"Generation failed ({type(exc).__name__}): {exc}. Try fewer new tokens, a shorter prompt "
+                     "or the CPU.")
         return
     st.session_state.pop(state.GENERATING, None)
     origin = source.get("label") or "free-text prompt"
@@ -544,7 +542,7 @@ def _token_view(capture: Any) -> None:
 
 # At most this many cells per side of each head-grid panel (a panel is ~80 px wide): on a
 # 100-token capture 64 cells made the grid a 2.5 MB figure that took ~2 s to appear in
-# Chromium here, 40 (34 cells after pooling) about 1.1 s (benchmarks/bench_dashboard.py).
+# Chromium here, 40 (34 cells after pooling) about 1.3 s (benchmarks/bench_dashboard.py).
 GRID_MAX_CELLS = 40
 
 

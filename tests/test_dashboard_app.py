@@ -196,6 +196,29 @@ def test_bad_prompts_show_a_message_and_the_app_keeps_working(fresh):
     assert at.session_state[state.CAPTURE].meta.generation["stop_strings"] == ["User:", "\n"]
 
 
+def test_a_failing_generation_is_said_and_the_app_keeps_working(fresh, monkeypatch):
+    from inspector.model import InspectorModel
+
+    original = InspectorModel.generate
+
+    def out_of_memory(self, *args, **kwargs):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(InspectorModel, "generate", out_of_memory)
+    at = new_app().run()
+    free_text(at, "User: hi\nAgent:")
+    at.button(key="generate").click().run()
+    ok(at)
+    assert "Generation failed (RuntimeError): out of memory (simulated)" in texts(at.error)
+    assert "Generation stopped" not in texts(at.warning)  # failed, not stopped
+    assert fresh.GENERATING not in at.session_state and fresh.generate_calls() == 0
+
+    monkeypatch.setattr(InspectorModel, "generate", original)
+    at.button(key="generate").click().run()
+    ok(at)
+    assert fresh.generate_calls() == 1 and at.session_state[fresh.CAPTURE].num_steps > 0
+
+
 def test_bad_decoding_settings_disable_generate(fresh):
     at = new_app().run()
     at.sidebar.radio(key="decoding").set_value("beam").run()
