@@ -8,65 +8,83 @@ Public API::
     cap.step(0).top       # what the model almost chose
     cap.save("hi.safetensors"); inspector.load_capture("hi.safetensors")
 
-Nothing runs at import time; heavy libraries load on first use.
+Nothing runs at import time: ``import inspector`` loads no heavy library; each public
+name is imported from the module that defines it on first use (PEP 562).
 """
 
-from inspector.aggregate import (
-    AGGREGATE_MODES,
-    REDUCERS,
-    aggregate_attention,
-    aggregate_by_mode,
-    attention_entropy,
-    attention_from,
-    stacked_mean,
-)
-from inspector.fallback import LoadResult, builtin_model, load_with_fallback
-from inspector.capture import GenerationSettings, NonFiniteError, find_attention_modules, generate
-from inspector.model import (
-    InspectorModel,
-    ModelLoadError,
-    available_devices,
-    load_model,
-    resolve_device,
-)
-from inspector.data.dailydialog import load_dailydialog
-from inspector.runs import RunConfig, load_run, run_corpus
-from inspector.records import Candidate, Capture, CaptureError, CaptureMeta, StepRecord, TokenScores
-from inspector.store import CaptureFileError, load_capture, save_capture
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AGGREGATE_MODES",
-    "REDUCERS",
-    "Candidate",
-    "Capture",
-    "CaptureError",
-    "CaptureFileError",
-    "CaptureMeta",
-    "GenerationSettings",
-    "InspectorModel",
-    "RunConfig",
-    "LoadResult",
-    "ModelLoadError",
-    "NonFiniteError",
-    "StepRecord",
-    "TokenScores",
-    "aggregate_attention",
-    "aggregate_by_mode",
-    "attention_entropy",
-    "attention_from",
-    "available_devices",
-    "builtin_model",
-    "find_attention_modules",
-    "generate",
-    "load_capture",
-    "load_dailydialog",
-    "load_model",
-    "load_run",
-    "load_with_fallback",
-    "resolve_device",
-    "run_corpus",
-    "save_capture",
-    "stacked_mean",
-]
+#: Public name -> the module that defines it. The one list of the public surface.
+_EXPORTS: dict[str, str] = {
+    "AGGREGATE_MODES": "inspector.aggregate",
+    "REDUCERS": "inspector.aggregate",
+    "aggregate_attention": "inspector.aggregate",
+    "aggregate_by_mode": "inspector.aggregate",
+    "attention_entropy": "inspector.aggregate",
+    "attention_from": "inspector.aggregate",
+    "stacked_mean": "inspector.aggregate",
+    "LoadResult": "inspector.fallback",
+    "builtin_model": "inspector.fallback",
+    "load_with_fallback": "inspector.fallback",
+    "GenerationSettings": "inspector.capture",
+    "NonFiniteError": "inspector.capture",
+    "find_attention_modules": "inspector.capture",
+    "generate": "inspector.capture",
+    "InspectorModel": "inspector.model",
+    "ModelLoadError": "inspector.model",
+    "available_devices": "inspector.model",
+    "load_model": "inspector.model",
+    "resolve_device": "inspector.model",
+    "load_dailydialog": "inspector.data.dailydialog",
+    "RunConfig": "inspector.runs",
+    "load_run": "inspector.runs",
+    "run_corpus": "inspector.runs",
+    "Candidate": "inspector.records",
+    "Capture": "inspector.records",
+    "CaptureError": "inspector.records",
+    "CaptureMeta": "inspector.records",
+    "StepRecord": "inspector.records",
+    "TokenScores": "inspector.records",
+    "CaptureFileError": "inspector.store",
+    "load_capture": "inspector.store",
+    "save_capture": "inspector.store",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'inspector' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from inspector.aggregate import (
+        AGGREGATE_MODES,
+        REDUCERS,
+        aggregate_attention,
+        aggregate_by_mode,
+        attention_entropy,
+        attention_from,
+        stacked_mean,
+    )
+    from inspector.capture import GenerationSettings, NonFiniteError, find_attention_modules, generate
+    from inspector.data.dailydialog import load_dailydialog
+    from inspector.fallback import LoadResult, builtin_model, load_with_fallback
+    from inspector.model import InspectorModel, ModelLoadError, available_devices, load_model, resolve_device
+    from inspector.records import Candidate, Capture, CaptureError, CaptureMeta, StepRecord, TokenScores
+    from inspector.runs import RunConfig, load_run, run_corpus
+    from inspector.store import CaptureFileError, load_capture, save_capture

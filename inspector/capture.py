@@ -265,6 +265,40 @@ def encode_prompts(im: InspectorModel, prompts: Sequence[str], settings: Generat
     return _Batch(list(prompts), ids_list, input_ids, mask, pads, truncated)
 
 
+@dataclass(frozen=True)
+class PromptBudget:
+    """How a prompt fits the model's context under some settings (before generating).
+
+    Attributes:
+        prompt_tokens: tokens of the prompt as given.
+        max_new_tokens: new tokens asked for.
+        context_length: the model's context.
+        truncate: whether prompt tokens would be dropped from the left to fit.
+    """
+
+    prompt_tokens: int
+    max_new_tokens: int
+    context_length: int
+    truncate: bool
+
+    @property
+    def fits(self) -> bool:
+        return self.prompt_tokens + self.max_new_tokens <= self.context_length
+
+    @property
+    def dropped_tokens(self) -> int:
+        """Prompt tokens that would be dropped from the left (0 when it fits or truncation is off)."""
+        if self.fits or not self.truncate:
+            return 0
+        return self.prompt_tokens + self.max_new_tokens - self.context_length
+
+
+def prompt_budget(im: InspectorModel, prompt: str, settings: GenerationSettings) -> PromptBudget:
+    """Count ``prompt``'s tokens against the context left by ``settings.max_new_tokens`` (no model work)."""
+    n = len(im.tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"])
+    return PromptBudget(n, settings.max_new_tokens, im.context_length, settings.truncate_prompt)
+
+
 # --------------------------------------------------------------------------- recording
 def _stats(logp: torch.Tensor, k: int, masked: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Entropy ``[row]`` and top-k ``[row, k]`` of log-probabilities ``[row, vocab]``.

@@ -80,6 +80,19 @@ def save_capture(capture: Capture, path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def capture_bytes(capture: Capture) -> bytes:
+    """The bytes of the file :func:`save_capture` would write (e.g. for a download button)."""
+    from safetensors.torch import save
+
+    tensors, doc = capture_to_parts(capture)
+    metadata = {
+        "format": FORMAT,
+        "schema_version": str(SCHEMA_VERSION),
+        "capture": json.dumps(doc, ensure_ascii=False),
+    }
+    return save(tensors, metadata=metadata)
+
+
 def load_capture(path: str | os.PathLike[str]) -> Capture:
     """Read a capture written by :func:`save_capture`.
 

@@ -64,6 +64,25 @@ def make_tiny(tokenizer, n_layer: int = 2, n_head: int = 2, n_embd: int = 32, se
     return inspector.InspectorModel.from_model(model, tokenizer, name="tiny-gpt2", random_weights=True)
 
 
+def make_byte_tiny(n_layer: int = 2, n_head: int = 2, n_embd: int = 32, seed: int = 0):
+    """A tiny random GPT-2 with the byte-level tokenizer built in code (no file needed); size asserted."""
+    from inspector.fallback import builtin_model
+
+    im = builtin_model(seed=seed, device="cpu", n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+    assert im.num_layers == n_layer and im.num_heads == n_head and im.model.config.n_embd == n_embd
+    assert im.model.config.vocab_size == 257
+    return im
+
+
+@pytest.fixture(scope="session")
+def byte_tiny():
+    """2 layers, 2 heads, 32 dims, byte-level vocabulary of 257 built in code: runs without ../shared.
+
+    For tests of the engine's mechanics, where the real GPT-2 tokenizer is not the point.
+    """
+    return make_byte_tiny()
+
+
 @pytest.fixture(scope="session")
 def tiny(tokenizer):
     """2 layers, 2 heads, 32 dims, the real 50257-token vocabulary."""

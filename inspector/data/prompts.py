@@ -184,6 +184,12 @@ def segments_from_source(source: Mapping[str, Any]) -> list[Segment]:
 
 
 # --------------------------------------------------------------------------- building
+def speaker_for(turn: int, answered_turn: int) -> str:
+    """Who speaks ``turn`` in the prompt answering ``answered_turn``: the answered turn is always
+    ``"User"``, and earlier turns alternate (``"Agent"``, ``"User"``, ...) going back."""
+    return USER if (answered_turn - turn) % 2 == 0 else AGENT
+
+
 @dataclass(frozen=True)
 class _Piece:
     text: str
@@ -200,7 +206,7 @@ def _render(turns: Sequence[str], context: Sequence[int], turn: int, tpl: Prompt
     at = tpl.line.index("{text}")
     before, after = tpl.line[:at], tpl.line[at + len("{text}") :]
     for n, t in enumerate(context):
-        speaker = USER if (turn - t) % 2 == 0 else AGENT
+        speaker = speaker_for(t, turn)
         label = tpl.user if speaker == USER else tpl.agent
         text = first_text if (n == 0 and first_text is not None) else turns[t]
         marker = before.format(role=label)
