@@ -40,6 +40,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _ATT_DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 _EOS, _STOP = 1, 2
+#: Bounds on stop strings (each one costs memory proportional to the vocabulary times its length).
+MAX_STOP_STRINGS = 32
+MAX_STOP_STRING_CHARS = 256
 
 
 class NonFiniteError(CaptureError):
@@ -114,6 +117,19 @@ class GenerationSettings:
             raise ValueError(f"stop_strings must be non-empty strings, got {list(self.stop_strings)!r}")
         if self.seed is not None and not isinstance(self.seed, int):
             raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+
+    def prompt_token_budget(self, context_length: int) -> int:
+        """Prompt tokens that fit a ``context_length``-token context with room for ``max_new_tokens``.
+
+        Raises ``ValueError`` when ``max_new_tokens`` leaves no room at all.
+        """
+        budget = int(context_length) - self.max_new_tokens
+        if budget < 1:
+            raise ValueError(
+                f"max_new_tokens={self.max_new_tokens} leaves no room for a prompt in the model's "
+                f"{context_length}-token context; lower max_new_tokens"
+            )
+        return budget
 
     @property
     def mode(self) -> str:

@@ -47,6 +47,9 @@ EMOTION_NAMES: Mapping[int, str] = {
     5: "sadness",
     6: "surprise",
 }
+#: Label columns of the turn table and of run summaries that results can be grouped by
+#: (the first is the default). The one list: ``inspector stats --by``, corpus figures and the dashboard use it.
+LABEL_COLUMNS: tuple[str, ...] = ("emotion", "act", "response_emotion", "response_act")
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 HUB_REPO = "li2017dailydialog/daily_dialog"
 HUB_REVISION = "refs/convert/parquet"
