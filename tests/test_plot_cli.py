@@ -12,7 +12,8 @@ from plot_helpers import figure_from_html, summary_frame
 
 from inspector.aggregate import aggregate_by_mode
 from inspector.cli.main import main
-from inspector.plots import KINDS, _common as C
+from inspector.plots import KINDS
+from inspector.plots.labels import display_token
 
 PROMPT = "User: hey how are you? \nAgent:"
 
@@ -76,7 +77,7 @@ def test_every_capture_kind_as_svg(kind, cap, cap_file, tmp_path):
     if kind in ("heatmap", "token", "text"):
         assert "hey" in texts and "Agent" in texts
     if kind == "topk":
-        assert C.display_token(cap.label(int(cap.raw.topk_ids[0, 1]))) in texts
+        assert display_token(cap.label(int(cap.raw.topk_ids[0, 1]))) in texts
 
 
 def test_text_and_topk_options(cap, cap_file, tmp_path):
@@ -104,7 +105,7 @@ def test_corpus_from_a_run_folder(run_dir, tmp_path):
     saved = figure_from_html(out.read_text(encoding="utf-8"))
     groups = saved["layout"]["meta"]["groups"]
     assert groups == [g for g in ["inform", "question", "directive", "commissive"] if g in set(df.response_act)]
-    for trace, g in zip(saved["data"], groups):
+    for trace, g in zip(saved["data"], groups, strict=True):
         np.testing.assert_allclose(np.asarray(trace["y"], dtype=float),
                                    df.loc[df.response_act == g, "entropy_mean"].to_numpy())
     png = tmp_path / "c.png"

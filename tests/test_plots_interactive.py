@@ -16,8 +16,10 @@ import torch
 from plot_helpers import figure_from_html, summary_frame, synthetic_capture
 
 from inspector.aggregate import aggregate_by_mode, attention_from
-from inspector.plots import KINDS, _common as C, interactive, make_figure
+from inspector.plots import KINDS, interactive, make_figure
 from inspector.plots.export import ExportError, export_bytes, export_figure
+from inspector.plots.interactive._draw import label_margin
+from inspector.plots.labels import char_width, display_token, format_prob, html_label, position_labels, quoted_token
 
 PROMPT = "User: hey how are you? \nAgent:"
 
@@ -42,7 +44,7 @@ def test_heatmap_values_equal_the_tensor(cap, layer, head, agg):
     (trace,) = fig.data
     want = aggregate_by_mode(cap.attentions, agg, layer, head).numpy()
     _lower_equal(np.asarray(trace.z), want)
-    labels = C.position_labels(cap.tokens)
+    labels = position_labels(cap.tokens)
     assert list(trace.x) == labels and list(trace.y) == labels
     assert len(set(labels)) == len(labels)  # category axes need unique names; " wrap" repeats
     assert fig.layout.yaxis.autorange == "reversed"  # query 0 on top, like the matplotlib one
@@ -112,9 +114,9 @@ def test_head_grid_leaves_room_for_every_layer_label():
     assert list(fig.layout.yaxis.ticktext)[-2:] == ["layer 10", "layer 11"]
     # Set on the figure itself, so a theme's template (Streamlit's has margin l=0) cannot shrink it.
     assert fig.layout.yaxis.automargin is True and fig.layout.xaxis.automargin is True
-    longest = max(C.char_width(t) for t in fig.layout.yaxis.ticktext)
+    longest = max(char_width(t) for t in fig.layout.yaxis.ticktext)
     assert fig.layout.margin.l >= longest * 0.6 * fig.layout.font.size  # ~0.6 em per character
-    assert fig.layout.margin.l == interactive._label_margin(["layer 11"])
+    assert fig.layout.margin.l == label_margin(["layer 11"])
 
 
 # --------------------------------------------------------------------------- top-k
@@ -123,11 +125,11 @@ def test_topk_values_chosen_and_entropy(cap):
     heat, chosen, bars = fig.data
     np.testing.assert_allclose(np.asarray(heat.z), cap.raw.topk_logprobs[:, :4].exp().numpy(), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(heat.customdata), cap.raw.topk_logprobs[:, :4].numpy(), rtol=1e-6)
-    first = C.html_label(C.display_token(cap.label(int(cap.raw.topk_ids[0, 2]))))
+    first = html_label(display_token(cap.label(int(cap.raw.topk_ids[0, 2]))))
     assert heat.text[0][2].startswith(first + "<br>")
     assert list(chosen.x) == [1] * cap.num_steps and list(chosen.y) == list(range(cap.num_steps))
     np.testing.assert_allclose(np.asarray(bars.x), cap.raw.entropy.numpy(), rtol=1e-6)
-    assert list(fig.layout.yaxis.ticktext)[0] == C.html_label(f"0: {C.display_token(cap.generated_tokens[0])}")
+    assert list(fig.layout.yaxis.ticktext)[0] == html_label(f"0: {display_token(cap.generated_tokens[0])}")
 
 
 def test_topk_processed_scores_and_errors(cap):
@@ -165,8 +167,8 @@ def test_text_html_tooltips_list_alternatives(cap):
     assert html.count("← chosen") == cap.num_steps  # greedy: the chosen token is in every top 5
     step = cap.step(3)
     for cand in step.top[:5]:
-        assert f"{C.format_prob(cand.prob):>8}  {html_mod.escape(C.quoted_token(cand.token))}" in html
-    assert f"p = {C.format_prob(step.prob)} (rank {step.rank}), entropy {step.entropy:.3f} nats" in html
+        assert f"{format_prob(cand.prob):>8}  {html_mod.escape(quoted_token(cand.token))}" in html
+    assert f"p = {format_prob(step.prob)} (rank {step.rank}), entropy {step.entropy:.3f} nats" in html
     assert "RANDOM WEIGHTS" in html
 
 
@@ -184,7 +186,7 @@ def test_token_attention_values(cap):
     fig = interactive.token_attention(cap, position=pos)
     want = attention_from(cap.attentions, pos)[:, : pos + 1].numpy()
     np.testing.assert_array_equal(np.asarray(fig.data[0].z), want)
-    assert list(fig.data[0].x) == C.position_labels(cap.tokens)[: pos + 1]
+    assert list(fig.data[0].x) == position_labels(cap.tokens)[: pos + 1]
     assert list(fig.data[0].y) == ["layer 0", "layer 1"]
     assert fig.layout.shapes[0].x0 == cap.prompt_len - 0.5
 
@@ -224,7 +226,7 @@ def test_html_is_self_contained_and_holds_the_data(cap, tmp_path):
     _lower_equal(np.asarray(saved["data"][0]["z"], dtype=np.float32),
                  aggregate_by_mode(cap.attentions, "mean").numpy())
     assert saved["layout"]["meta"]["prompt_len"] == cap.prompt_len
-    assert list(saved["data"][0]["x"]) == C.position_labels(cap.tokens)
+    assert list(saved["data"][0]["x"]) == position_labels(cap.tokens)
 
 
 def test_html_string_export(cap, tmp_path):

@@ -17,9 +17,13 @@ import torch
 from plot_helpers import summary_frame, synthetic_capture
 
 from inspector.aggregate import aggregate_by_mode, attention_from
-from inspector.plots import _common as C
 from inspector.plots import static
+from inspector.plots.attention_data import head_grid_data, head_mosaic
+from inspector.plots.corpus_data import DEFAULT_METRICS, NO_LABEL, corpus_data
 from inspector.plots.export import ExportError, export_bytes, export_figure
+from inspector.plots.labels import display_token, escape_controls, quoted_token, thin_indices
+from inspector.plots.scores_data import topk_data
+from inspector.plots.text_data import colour_of
 from inspector.records import CaptureError
 
 PROMPT = "User: hey how are you? \nAgent:"
@@ -72,7 +76,7 @@ def test_heatmap_labels_boundary_and_title(cap):
     ax = fig.axes[0]
     xt = [t.get_text() for t in ax.get_xticklabels()]
     yt = [t.get_text() for t in ax.get_yticklabels()]
-    shown = [C.display_token(t) for t in cap.tokens]
+    shown = [display_token(t) for t in cap.tokens]
     assert xt == shown and yt == shown  # 19 tokens: every one labelled, in order
     colours = [t.get_color() for t in ax.get_xticklabels()]
     assert set(colours[: cap.prompt_len]) == {static.PROMPT_INK}
@@ -116,7 +120,7 @@ def test_capture_without_attention_is_a_clear_error(cap):
 def test_head_grid_panels_equal_each_head(cap):
     fig = static.head_grid(cap)
     img = _image(fig)
-    mosaic = C.head_mosaic(C.head_grid_data(cap))
+    mosaic = head_mosaic(head_grid_data(cap))
     n = cap.seq_len
     for layer in range(2):
         for head in range(2):
@@ -136,7 +140,7 @@ def test_head_grid_pools_long_sequences(long_cap):
     png = export_bytes(fig, "png", dpi=60)
     assert time.perf_counter() - t0 < 20
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    d = C.head_grid_data(long_cap, max_cells=100)
+    d = head_grid_data(long_cap, max_cells=100)
     assert d.factor == 6 and d.matrices.shape == (12, 12, 87, 87)
     att = long_cap.attentions.float()
     # Independent reference: the mean of each 6x6 block (the last block is 4 wide).
@@ -158,7 +162,7 @@ def test_topk_cells_chosen_frames_and_entropy(cap):
     texts = {(round(t.get_position()[0]), round(t.get_position()[1])): t.get_text() for t in ax.texts}
     for s in range(cap.num_steps):
         for c in range(5):
-            assert texts[(c, s)].split("\n")[0] == C.display_token(cap.label(int(cap.raw.topk_ids[s, c])))[:11]
+            assert texts[(c, s)].split("\n")[0] == display_token(cap.label(int(cap.raw.topk_ids[s, c])))[:11]
     # Greedy decoding: the chosen token is rank 1, framed in column 0 on every row.
     frames = [p for p in ax.patches if isinstance(p, Rectangle)]
     assert sorted((p.get_x() + 0.5, p.get_y() + 0.5) for p in frames) == [(0, s) for s in range(cap.num_steps)]
@@ -167,7 +171,7 @@ def test_topk_cells_chosen_frames_and_entropy(cap):
 
 
 def test_topk_marks_a_chosen_token_outside_the_top_k(long_cap):
-    d = C.topk_data(long_cap, k=3)
+    d = topk_data(long_cap, k=3)
     outside = np.flatnonzero(d.chosen_col < 0)
     assert outside.size  # synthetic chosen tokens are random
     s = int(outside[0])
@@ -191,8 +195,8 @@ def test_text_figure_colours_generated_tokens(cap):
     cells = ax.patches
     assert len(cells) == cap.num_steps
     probs = cap.chosen_probs.numpy()
-    for cell, p in zip(cells, probs):
-        want = C.colour_of("prob", float(p), 0.0, 1.0)
+    for cell, p in zip(cells, probs, strict=True):
+        want = colour_of("prob", float(p), 0.0, 1.0)
         np.testing.assert_allclose(cell.get_facecolor()[:3], want[:3], atol=1 / 255)
     words = "".join(t.get_text() for t in ax.texts)
     assert "hey how are you?" in words and cap.generated_tokens[0] in words
@@ -203,7 +207,7 @@ def test_static_text_html_is_plain_coloured_spans(cap):
     html = static.text_html(cap, color_by="entropy")
     assert html.startswith("<!DOCTYPE html>") and "<script" not in html
     assert html.count('class="insp-tok"') == cap.num_steps
-    for e, r in zip(cap.raw.entropy.tolist(), cap.raw.chosen_rank.tolist()):
+    for e, r in zip(cap.raw.entropy.tolist(), cap.raw.chosen_rank.tolist(), strict=True):
         assert f"(rank {r}), entropy {e:.3f} nats" in html
     assert 'class="insp-tip"' not in html  # the interactive module's version has the alternatives
     with pytest.raises(ValueError, match="color_by"):
@@ -218,7 +222,7 @@ def test_token_attention_strip(cap):
     want = attention_from(cap.attentions, pos)[:, : pos + 1].numpy()
     np.testing.assert_array_equal(np.asarray(img), want)
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
-    assert labels == [C.display_token(t) for t in cap.tokens[: pos + 1]]
+    assert labels == [display_token(t) for t in cap.tokens[: pos + 1]]
     assert f"position {pos}" in fig._suptitle.get_text()
 
     img = _image(static.token_attention(cap, position=-1, head=1))
@@ -232,9 +236,9 @@ def test_corpus_points_are_the_summary_values():
     df = summary_frame(60)
     fig = static.corpus_distributions(df, by="act", metrics=["entropy_mean", "attn_prompt_share"])
     groups = ["inform", "question", "directive", "commissive"]  # DailyDialog's order
-    for ax, metric in zip(fig.axes, ["entropy_mean", "attn_prompt_share"]):
+    for ax, metric in zip(fig.axes, ["entropy_mean", "attn_prompt_share"], strict=True):
         assert [t.get_text().split("\n")[0] for t in ax.get_xticklabels()] == groups
-        for coll, g in zip(ax.collections, groups):
+        for coll, g in zip(ax.collections, groups, strict=True):
             want = df.loc[df["act"] == g, metric].to_numpy()
             np.testing.assert_allclose(coll.get_offsets()[:, 1], want)
 
@@ -242,12 +246,12 @@ def test_corpus_points_are_the_summary_values():
 def test_corpus_default_metrics_and_missing_label_group():
     df = summary_frame(40)
     df.loc[df.index[:3], "response_emotion"] = None  # last turns have no response
-    d = C.corpus_data(df, by="response_emotion")
-    assert d.metrics == list(C.DEFAULT_METRICS)
-    assert d.groups[-1] == C.NO_LABEL and d.counts[C.NO_LABEL] == 3
+    d = corpus_data(df, by="response_emotion")
+    assert d.metrics == list(DEFAULT_METRICS)
+    assert d.groups[-1] == NO_LABEL and d.counts[NO_LABEL] == 3
     assert sum(d.counts.values()) == 40
     no_attn = df.drop(columns=[c for c in df.columns if c.startswith("attn_")])
-    assert C.corpus_data(no_attn).metrics == ["entropy_mean", "chosen_prob_mean"]
+    assert corpus_data(no_attn).metrics == ["entropy_mean", "chosen_prob_mean"]
 
 
 def test_corpus_bad_inputs():
@@ -291,7 +295,7 @@ def test_svg_keeps_dollar_signs_literal(tmp_path):
     svg = export_bytes(static.attention_heatmap(small), "svg").decode()
     root = ET.fromstring(svg)
     texts = {"".join(el.itertext()) for el in root.iter() if el.tag.endswith("text")}
-    dollars = [C.display_token(t) for t in small.tokens if "$" in t]
+    dollars = [display_token(t) for t in small.tokens if "$" in t]
     assert all(d in texts for d in dollars)
 
 
@@ -354,7 +358,7 @@ def test_long_sequence_heatmap_is_thinned_and_fast(long_cap, tmp_path):
     assert 40 <= len(ticks) <= 52
     assert long_cap.prompt_len in ticks  # the first generated token is always labelled
     labels = [t.get_text() for t in ax.get_xticklabels()]
-    assert labels[ticks.index(400)] == f"400 {C.display_token(long_cap.tokens[400])}"
+    assert labels[ticks.index(400)] == f"400 {display_token(long_cap.tokens[400])}"
     assert mpimg.imread(out).shape[0] > 0
     img = _image(fig)
     want = aggregate_by_mode(long_cap.attentions, "mean").numpy()
@@ -362,12 +366,12 @@ def test_long_sequence_heatmap_is_thinned_and_fast(long_cap, tmp_path):
 
 
 def test_thin_indices():
-    assert C.thin_indices(5, 10) == [0, 1, 2, 3, 4]
-    idx = C.thin_indices(1000, 50, keep=(401,))
+    assert thin_indices(5, 10) == [0, 1, 2, 3, 4]
+    idx = thin_indices(1000, 50, keep=(401,))
     assert 401 in idx and len(idx) <= 51 and idx[0] == 0
-    assert all(b - a >= 10 for a, b in zip(idx, idx[1:]) if 401 not in (a, b))
+    assert all(b - a >= 10 for a, b in zip(idx, idx[1:], strict=False) if 401 not in (a, b))
     assert min(abs(i - 401) for i in idx if i != 401) >= 20
-    assert C.thin_indices(10, 0) == []
+    assert thin_indices(10, 0) == []
 
 
 def test_capture_with_nothing_generated():
@@ -384,9 +388,9 @@ def test_capture_with_nothing_generated():
 # --------------------------------------------------------------------------- public names
 def test_group_columns_and_metric_labels_are_public():
     import inspector.plots as plots
-    from inspector.plots import GROUP_COLUMNS, METRIC_LABELS
+    from inspector.plots import GROUP_COLUMNS, METRIC_LABELS, options
 
-    assert GROUP_COLUMNS is C.GROUP_COLUMNS and METRIC_LABELS is C.METRIC_LABELS
+    assert GROUP_COLUMNS is options.GROUP_COLUMNS and METRIC_LABELS is options.METRIC_LABELS
     assert {"GROUP_COLUMNS", "METRIC_LABELS"} <= set(plots.__all__)
     assert GROUP_COLUMNS[0] == "emotion" and METRIC_LABELS["entropy_mean"] == "mean entropy (nats)"
     # The dashboard uses the public names, not the private module.
@@ -413,14 +417,14 @@ def _controls(text: str) -> list[str]:
 
 
 def test_display_token_escapes_control_characters():
-    assert C.display_token("\x13") == "\\x13"  # as repr writes it, without the quotes
-    assert C.display_token("a\x00b\x7f") == "a\\x00b\\x7f"
-    assert C.display_token("\u200b") == "\\u200b"  # zero-width space: invisible, so escaped too
-    assert C.display_token("\x1c") == "\\x1c"  # whitespace to str.strip, but no glyph: not a blank
-    assert C.display_token("\n") == "↵" and C.display_token("\r\n") == "↵" and C.display_token("\t") == "⇥"
-    assert C.display_token(" ") == "␣" and C.display_token(" café $5") == " café $5"
-    assert C.quoted_token("\x13") == "'\\x13'" and C.quoted_token("'s") == "\"'s\""
-    assert C.escape_controls("a\nb\x13", keep="\n") == "a\nb\\x13"
+    assert display_token("\x13") == "\\x13"  # as repr writes it, without the quotes
+    assert display_token("a\x00b\x7f") == "a\\x00b\\x7f"
+    assert display_token("\u200b") == "\\u200b"  # zero-width space: invisible, so escaped too
+    assert display_token("\x1c") == "\\x1c"  # whitespace to str.strip, but no glyph: not a blank
+    assert display_token("\n") == "↵" and display_token("\r\n") == "↵" and display_token("\t") == "⇥"
+    assert display_token(" ") == "␣" and display_token(" café $5") == " café $5"
+    assert quoted_token("\x13") == "'\\x13'" and quoted_token("'s") == "\"'s\""
+    assert escape_controls("a\nb\x13", keep="\n") == "a\nb\\x13"
 
 
 def test_control_byte_tokens_draw_without_missing_glyphs(byte_cap):

@@ -32,8 +32,7 @@ _FLAG = {
 
 def register(sub: argparse._SubParsersAction) -> None:
     from inspector.aggregate import AGGREGATE_MODES
-    from inspector.plots import KINDS
-    from inspector.plots._common import COLOR_BY, GROUP_COLUMNS, SCORES
+    from inspector.plots.options import COLOR_BY, GROUP_COLUMNS, KINDS, SCORES
 
     p = sub.add_parser(
         "plot",

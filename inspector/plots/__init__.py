@@ -17,8 +17,22 @@ token      token_attention           Capture: attention from one token, per laye
 corpus     corpus_distributions      run summary DataFrame
 =========  ========================  ==========================================
 
-:data:`GROUP_COLUMNS` names the summary columns a corpus figure can group by, and
-:data:`METRIC_LABELS` the readable name of each per-turn metric (for pickers and legends).
+The choices a figure takes by name (:data:`KINDS`, :data:`SCORES`, :data:`COLOR_BY`,
+:data:`GROUP_COLUMNS`, :data:`METRIC_LABELS`) and :func:`default_position` come from
+:mod:`inspector.plots.options`, for the CLI's flags and the dashboard's pickers.
+
+How the package is laid out, in the order data flows through it:
+
+* ``options``: the choices above; ``labels``: token labels, escapes, thinned axes,
+  percentages, titles; ``arrays``: tensors to NumPy, block pooling, causal masks;
+* ``attention_data``, ``scores_data``, ``text_data``, ``corpus_data``: the numbers and
+  words of each figure, shared by the renderers;
+* the renderers: ``static/`` (matplotlib), ``interactive/`` (plotly), ``html`` (the
+  coloured text as an HTML page), each with one module per subject;
+* ``export``: saving any figure, the format picked from the suffix.
+
+A new figure kind gets a ``*_data`` function, a builder in ``static/`` and in
+``interactive/``, and an entry in :data:`KINDS` and ``_BUILDERS``.
 """
 
 from __future__ import annotations
@@ -28,13 +42,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# Light modules only (no torch, no plotting library): the builders load theirs when called.
+from inspector.plots.export import ExportError, export_bytes, export_figure
+from inspector.plots.options import COLOR_BY, GROUP_COLUMNS, KINDS, METRIC_LABELS, SCORES, default_position
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from inspector.records import Capture
-
-#: Figure kinds accepted by :func:`make_figure` and ``inspector plot --kind``.
-KINDS: tuple[str, ...] = ("heatmap", "heads", "topk", "text", "token", "corpus")
 
 _BUILDERS: dict[str, str] = {
     "heatmap": "attention_heatmap",
@@ -46,11 +61,8 @@ _BUILDERS: dict[str, str] = {
 
 SUMMARY_FILE = "summary.parquet"
 
-from inspector.plots._common import GROUP_COLUMNS, METRIC_LABELS  # light: numpy only, no plotting library
-from inspector.plots.export import ExportError, export_bytes, export_figure  # light: no plotting library
-
-__all__ = ["GROUP_COLUMNS", "KINDS", "METRIC_LABELS", "SUMMARY_FILE", "ExportError", "builder", "export_bytes",
-           "export_figure", "load_source", "make_figure"]
+__all__ = ["COLOR_BY", "GROUP_COLUMNS", "KINDS", "METRIC_LABELS", "SCORES", "SUMMARY_FILE", "ExportError", "builder",
+           "default_position", "export_bytes", "export_figure", "load_source", "make_figure"]
 
 
 def builder(kind: str, interactive: bool):
@@ -62,12 +74,12 @@ def builder(kind: str, interactive: bool):
     if kind not in KINDS:
         raise ValueError(f"unknown figure kind {kind!r}; choose one of {', '.join(KINDS)}")
     if interactive:
-        from inspector.plots import interactive as mod
+        from inspector.plots import interactive as plotly_figures
 
-        return mod.text_html if kind == "text" else getattr(mod, _BUILDERS[kind])
-    from inspector.plots import static as mod
+        return plotly_figures.text_html if kind == "text" else getattr(plotly_figures, _BUILDERS[kind])
+    from inspector.plots import static as matplotlib_figures
 
-    return mod.text_figure if kind == "text" else getattr(mod, _BUILDERS[kind])
+    return matplotlib_figures.text_figure if kind == "text" else getattr(matplotlib_figures, _BUILDERS[kind])
 
 
 def make_figure(kind: str, source: Capture | pd.DataFrame, interactive: bool = False, **opts: Any) -> Any:

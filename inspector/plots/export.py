@@ -18,7 +18,6 @@ from inspector._atomic import write_bytes_atomic
 
 #: File formats, by suffix without the dot.
 FORMATS: tuple[str, ...] = ("png", "svg", "pdf", "html")
-IMAGE_FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
 
 #: plotly's options for saved HTML: scroll to zoom (long sequences), no logo.
 HTML_CONFIG: dict[str, Any] = {"scrollZoom": True, "displaylogo": False, "responsive": True}
@@ -64,10 +63,10 @@ def _matplotlib_bytes(fig: Any, fmt: str, dpi: float | None) -> bytes:
         )
     # Text stays text in SVG (searchable, editable); PDF embeds TrueType; no timestamps,
     # so the same figure gives the same bytes.
-    rc = {"svg.fonttype": "none", "pdf.fonttype": 42, "svg.hashsalt": "inspector"}
     metadata = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}[fmt]
     buf = io.BytesIO()
-    with matplotlib.rc_context(rc), warnings.catch_warnings():
+    rc = matplotlib.rc_context({"svg.fonttype": "none", "pdf.fonttype": 42, "svg.hashsalt": "inspector"})
+    with rc, warnings.catch_warnings():
         # Tokens in scripts the bundled fonts lack (CJK, emoji) draw as boxes; one warning
         # per glyph would bury everything else the user sees.
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")

@@ -1,0 +1,41 @@
+"""Interactive figures (plotly) of captures and run summaries: hover, zoom, pan.
+
+Every builder returns a :class:`plotly.graph_objects.Figure` holding the same
+numbers as its :mod:`inspector.plots.static` counterpart (both take them from the
+``*_data`` modules of :mod:`inspector.plots`). Token axes are category axes with one
+unique ``"position token"`` label per token: plotly thins the labels to fit and shows
+more of them as you zoom in; hovering a cell names both tokens and the value.
+Save with :func:`inspector.plots.export.export_figure` (``.html`` embeds plotly.js).
+Importing this package loads no plotly; drawing a figure does.
+
+==========================  ==========  =========================================
+builder                     module      figure
+==========================  ==========  =========================================
+attention_heatmap           attention   one layer/head or an aggregate
+head_grid                   attention   all layers x heads
+token_attention             attention   attention from one token, per layer
+topk_steps                  scores      top-k candidates per step, entropy
+text_html                   text        text coloured by probability or entropy
+corpus_distributions        corpus      a run's metrics by label
+==========================  ==========  =========================================
+"""
+
+from inspector.plots.interactive._draw import BOUNDARY, HEATMAP_SCALE, colorscale_gamma
+from inspector.plots.interactive.attention import attention_heatmap, head_grid, token_attention
+from inspector.plots.interactive.corpus import corpus_distributions
+from inspector.plots.interactive.scores import TOPK_COLORBAR_PX, TOPK_MARGIN, topk_steps
+from inspector.plots.interactive.text import text_html
+
+__all__ = [
+    "BOUNDARY",
+    "HEATMAP_SCALE",
+    "TOPK_COLORBAR_PX",
+    "TOPK_MARGIN",
+    "attention_heatmap",
+    "colorscale_gamma",
+    "corpus_distributions",
+    "head_grid",
+    "text_html",
+    "token_attention",
+    "topk_steps",
+]

@@ -1,0 +1,140 @@
+"""Words around the figures' numbers: token labels and escapes, thinned axes, percentages, titles.
+
+Every token a figure shows passes through :func:`display_token` (or
+:func:`escape_controls`), so the matplotlib and the plotly version of a figure,
+and the HTML text, name tokens the same way.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import unicodedata
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from inspector.records import Capture
+
+#: Unicode categories written as escapes: controls, format characters (zero-width, bidi marks),
+#: surrogates, private use, unassigned, line and paragraph separators. Fonts have no glyph for
+#: them (matplotlib warns "Glyph 19 missing from font") and most are invisible anyway.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _escape_char(c: str) -> str:
+    return repr(c)[1:-1] if unicodedata.category(c) in _ESCAPED_CATEGORIES else c
+
+
+def escape_controls(text: str, keep: str = "") -> str:
+    r"""``text`` with control and other invisible characters written as Python escapes.
+
+    A byte-level tokenizer makes tokens such as ``"\x13"``; they show as ``\x13``
+    (as :func:`repr` writes them, without the quotes), ``"\u200b"`` as ``\u200b``.
+    Characters in ``keep`` (e.g. ``"\n"`` where line breaks are laid out) stay as they are.
+    Every token label of every figure passes through here (via :func:`display_token`).
+    """
+    if text.isprintable() and not keep:
+        return text  # fast path: nothing to escape (also true for "")
+    return "".join(c if c in keep else _escape_char(c) for c in text)
+
+
+def display_token(token: str) -> str:
+    r"""A token as a visible label: line breaks and tabs become symbols (``↵``, ``⇥``),
+    other control characters escapes (``\x13``, see :func:`escape_controls`), blank tokens ``␣``."""
+    out = token.replace("\r\n", "↵").replace("\n", "↵").replace("\r", "↵").replace("\t", "⇥")
+    out = escape_controls(out)
+    if out.strip() == "":
+        return "␣" * max(len(out), 1)
+    return out
+
+
+def quoted_token(token: str) -> str:
+    r""":func:`display_token` in quotes, for titles and tooltips: ``'\x13'``, ``"'s"``.
+
+    Unlike ``repr(display_token(t))`` it does not double the backslash of an escape.
+    """
+    shown = display_token(token)
+    quote = '"' if "'" in shown and '"' not in shown else "'"
+    return f"{quote}{shown}{quote}"
+
+
+def html_label(text: str) -> str:
+    """Escape ``&``, ``<`` and ``>`` for plotly, which reads labels as a little HTML."""
+    return html.escape(text, quote=False)
+
+
+def thin_indices(n: int, max_labels: int, keep: Sequence[int] = ()) -> list[int]:
+    """Positions to label on an axis of ``n`` items: all of them, or every k-th plus ``keep``.
+
+    ``max_labels`` bounds the count (``keep`` aside); ``max_labels <= 0`` labels nothing.
+    """
+    if n <= 0 or max_labels <= 0:
+        return []
+    if n <= max_labels:
+        return list(range(n))
+    step = math.ceil(n / max_labels)
+    kept = {i for i in keep if 0 <= i < n}
+    regular = set(range(0, n, step))
+    # A regular label closer than a step to a kept one would crowd it: drop it.
+    crowded = {j for j in regular for i in kept if j != i and abs(j - i) < max(step, 2)}
+    return sorted((regular - crowded) | kept)
+
+
+def axis_labels(
+    tokens: Sequence[str], max_labels: int, prompt_len: int | None = None, keep: Sequence[int] = ()
+) -> tuple[list[int], list[str]]:
+    """Tick positions and labels for a token axis, thinned to about ``max_labels``.
+
+    The first generated token (``prompt_len``) and ``keep`` are always labelled. When
+    every token fits, labels are the tokens; when thinned, each carries its position
+    (``"37 the"``) so the reader knows where it is.
+    """
+    keep = (*keep, *(() if prompt_len is None else (prompt_len,)))
+    idx = thin_indices(len(tokens), max_labels, keep=keep)
+    thinned = len(idx) < len(tokens)
+    labels = [f"{i} {display_token(tokens[i])}" if thinned else display_token(tokens[i]) for i in idx]
+    return idx, labels
+
+
+def position_labels(tokens: Sequence[str]) -> list[str]:
+    """Unique ``"position token"`` labels, one per token (plotly category axes need unique names)."""
+    return [f"{i} {html_label(display_token(t))}" for i, t in enumerate(tokens)]
+
+
+def capture_title(capture: Capture, what: str) -> str:
+    """``what`` followed by the model name, flagged loudly when the weights are random."""
+    model = capture.meta.model or "model"
+    if capture.meta.random_weights:
+        return f"{what}\n{model}: RANDOM WEIGHTS (not real GPT-2)"
+    return f"{what}\n{model}"
+
+
+def format_prob(p: float) -> str:
+    """A probability as a short percentage that stays informative when tiny (``0.0021%``)."""
+    if p >= 0.995:
+        return "100%"
+    if p >= 0.1:
+        return f"{p:.0%}"
+    if p >= 1e-6:
+        return f"{100 * p:.2g}%"
+    return "<0.0001%" if p > 0 else "0%"
+
+
+def check_index(value: int | None, size: int, what: str) -> int | None:
+    """``value`` made non-negative, or a ``ValueError`` naming the valid range."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    if not -size <= value < size:
+        raise ValueError(f"{what} {value} out of range: valid {what}s are 0..{size - 1}")
+    return int(value) % size
+
+
+def char_width(text: str) -> int:
+    """Monospace cells a string takes (wide East Asian characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+

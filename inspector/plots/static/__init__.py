@@ -1,0 +1,40 @@
+"""Static figures (matplotlib) of captures and run summaries, for papers and slides.
+
+Every builder returns a :class:`matplotlib.figure.Figure` made without pyplot (no
+global state, no GUI backend, nothing to close); save it with
+:func:`inspector.plots.export.export_figure`. Token text is never read as
+mathtext, so a ``$`` in a token stays a ``$``. Importing this package loads no
+matplotlib; drawing a figure does.
+
+==========================  ==========  =========================================
+builder                     module      figure
+==========================  ==========  =========================================
+attention_heatmap           attention   one layer/head or an aggregate
+head_grid                   attention   all layers x heads
+token_attention             attention   attention from one token, per layer
+topk_steps                  scores      top-k candidates per step, entropy
+text_figure, text_html      text        text coloured by probability or entropy
+corpus_distributions        corpus      a run's metrics by label
+==========================  ==========  =========================================
+"""
+
+from inspector.plots.static._draw import BOUNDARY, GENERATED_INK, HEATMAP_CMAP, MASKED, PROMPT_INK
+from inspector.plots.static.attention import attention_heatmap, head_grid, token_attention
+from inspector.plots.static.corpus import corpus_distributions
+from inspector.plots.static.scores import topk_steps
+from inspector.plots.static.text import text_figure, text_html
+
+__all__ = [
+    "BOUNDARY",
+    "GENERATED_INK",
+    "HEATMAP_CMAP",
+    "MASKED",
+    "PROMPT_INK",
+    "attention_heatmap",
+    "corpus_distributions",
+    "head_grid",
+    "text_figure",
+    "text_html",
+    "token_attention",
+    "topk_steps",
+]
