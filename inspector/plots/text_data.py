@@ -1,7 +1,7 @@
 """The numbers of the coloured text: every token, and for generated ones a colour, its value and alternatives.
 
 :func:`text_data` is drawn by the matplotlib text figure and rendered as HTML by
-:mod:`inspector.plots.html`; both colour a value with :func:`colour_of`.
+:mod:`inspector.plots.html_text`; both colour a value with :func:`colour_of`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from inspector.plots.html import text_document
+from inspector.plots.html_text import text_document
 from inspector.plots.text_data import text_data
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inspector.plots.html import text_document
+from inspector.plots.html_text import text_document
 from inspector.plots.labels import char_width, display_token, escape_controls
 from inspector.plots.static._draw import new_figure
 from inspector.plots.text_data import TextToken, colour_of, text_data
