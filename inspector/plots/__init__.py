@@ -27,7 +27,7 @@ How the package is laid out, in the order data flows through it:
   percentages, titles; ``arrays``: tensors to NumPy, block pooling, causal masks;
 * ``attention_data``, ``scores_data``, ``text_data``, ``corpus_data``: the numbers and
   words of each figure, shared by the renderers;
-* the renderers: ``static/`` (matplotlib), ``interactive/`` (plotly), ``html`` (the
+* the renderers: ``static/`` (matplotlib), ``interactive/`` (plotly), ``html_text`` (the
   coloured text as an HTML page), each with one module per subject;
 * ``export``: saving any figure, the format picked from the suffix.
 
