@@ -45,6 +45,70 @@ MAX_STOP_STRINGS = 32
 MAX_STOP_STRING_CHARS = 256
 
 
+#: Processors ``generate`` adds in every decoding mode, switched off explicitly (a ``None`` would be
+#: filled from the model's ``generation_config``, then from transformers' defaults).
+_FILTERS_OFF: dict[str, Any] = {
+    "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0,
+    "encoder_repetition_penalty": 1.0,
+    "min_length": 0,
+    "remove_invalid_values": False,
+    "renormalize_logits": False,
+    "guidance_scale": 1.0,
+    "penalty_alpha": 0.0,
+    "num_beam_groups": 1,
+    "diversity_penalty": 0.0,
+    "token_healing": False,
+}
+#: Sampling warpers ``generate`` appends after every custom processor (so after the recorder); ours run
+#: as custom processors instead (:meth:`GenerationSettings.warpers`). ``top_k=0`` is off; its default is 50.
+_WARPERS_OFF: dict[str, Any] = {
+    "temperature": 1.0,
+    "top_k": 0,
+    "top_p": 1.0,
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+}
+#: ``generation_config`` fields whose only "off" value is ``None``: a model that sets one is refused.
+_NONE_ONLY_FILTERS = (
+    "min_new_tokens",  # 0 would still add a processor (min_length becomes the prompt length)
+    "min_p",
+    "top_h",
+    "bad_words_ids",
+    "suppress_tokens",
+    "begin_suppress_tokens",
+    "forced_bos_token_id",
+    "forced_eos_token_id",
+    "exponential_decay_length_penalty",
+    "sequence_bias",
+    "constraints",
+    "force_words_ids",
+    "watermarking_config",
+    "max_time",
+    "stop_strings",
+    "dola_layers",
+    "prompt_lookup_num_tokens",
+    "assistant_early_exit",
+)
+
+
+def _refuse_implicit_filters(model: nn.Module) -> None:
+    """``ValueError`` when the model's own ``generation_config`` sets a filter the settings cannot switch off."""
+    own = getattr(model, "generation_config", None)
+    if own is None:
+        return
+    found = {name: getattr(own, name, None) for name in _NONE_ONLY_FILTERS}
+    found = {name: value for name, value in found.items() if value is not None}
+    if found:
+        listed = ", ".join(f"{name}={value!r}" for name, value in found.items())
+        raise ValueError(
+            f"the model's generation_config sets {listed}, which would change decoding outside inspector's "
+            f"settings (and unseen by the capture); set it to None first, e.g. "
+            f"im.model.generation_config.{next(iter(found))} = None"
+        )
+
+
 class NonFiniteError(CaptureError):
     """The model produced NaN or inf; the message names the step and layer."""
 
@@ -142,8 +206,18 @@ class GenerationSettings:
         return out
 
     def generation_config(self, model: nn.Module, tokenizer: Any) -> Any:
+        """The ``GenerationConfig`` for ``generate``: every decoding filter comes from these settings alone.
+
+        ``generate`` fills each field left ``None`` from the model's own ``generation_config`` and
+        then from transformers' defaults (``top_k=50`` among them), and would apply those filters
+        after the recorder, unseen. So every field that can switch a processor or warper off is
+        set to its "off" value here (the sampling warpers run as custom processors, see
+        :meth:`warpers`), and a model ``generation_config`` setting one of the filters whose only
+        "off" value is ``None`` is refused with a ``ValueError`` naming it.
+        """
         from transformers import GenerationConfig
 
+        _refuse_implicit_filters(model)
         eos = model.config.eos_token_id if model.config.eos_token_id is not None else tokenizer.eos_token_id
         kwargs: dict[str, Any] = {
             "max_new_tokens": self.max_new_tokens,
@@ -155,11 +229,13 @@ class GenerationSettings:
             "bos_token_id": getattr(model.config, "bos_token_id", None),
             "use_cache": True,
             "return_dict_in_generate": True,
+            "repetition_penalty": float(self.repetition_penalty),
+            **_FILTERS_OFF,
         }
-        if self.repetition_penalty != 1.0:
-            kwargs["repetition_penalty"] = float(self.repetition_penalty)
+        if self.do_sample:
+            kwargs.update(_WARPERS_OFF)
         if self.num_beams > 1:
-            kwargs["early_stopping"] = True
+            kwargs.update(early_stopping=True, length_penalty=1.0)
         return GenerationConfig(**kwargs)
 
     def warpers(self) -> list[Any]:
