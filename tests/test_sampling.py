@@ -26,7 +26,8 @@ def hand_chain(logits: torch.Tensor, temperature: float, top_k: int | None, top_
     if temperature != 1.0:
         scores = scores / temperature
     if top_k:
-        kth = scores.sort(dim=-1, descending=True).values[:, min(top_k, scores.shape[-1]) - 1 : min(top_k, scores.shape[-1])]
+        k = min(top_k, scores.shape[-1])
+        kth = scores.sort(dim=-1, descending=True).values[:, k - 1 : k]
         scores = scores.masked_fill(scores < kth, float("-inf"))
     if top_p < 1.0:
         probs = torch.softmax(scores.double(), dim=-1)
