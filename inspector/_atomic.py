@@ -1,12 +1,133 @@
-"""Atomic file writing: write to a temporary file beside the target, then rename."""
+"""Atomic file writing: write to a temporary file beside the target, then rename.
+
+Every file the package writes goes through :func:`atomic_path`, which
+
+* leaves the target untouched unless the whole write succeeded (no half-written file);
+* gives the new file the mode the user's umask asks for (``mkstemp`` alone makes 0600);
+* turns "no space left on device", whichever library reports it and however, into one
+  :class:`DiskFullError` naming the target;
+* removes the temporaries of earlier writes to the same target whose writer is gone (a killed
+  process cannot clean up after itself), never one that a live writer still uses.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
+import socket
 import tempfile
+import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+
+#: A temporary of another host (or of an old inspector, whose names carry no writer) is stale after this.
+STALE_AFTER_S = 3600.0
+_DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+# How libraries that do not raise OSError report it (safetensors, pyarrow, the Rust standard library).
+_DISK_FULL_TEXT = re.compile(r"no space left on device|os error 28\b|errno 28\b|disk quota exceeded", re.IGNORECASE)
+# The part between ``.{target}.`` and ``.tmp``: host tag, writer pid, mkstemp's random part; before
+# temporaries named their writer, the random part alone.
+_TMP = re.compile(r"(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)-[a-z0-9_]{8}")
+_OLD_TMP = re.compile(r"[a-z0-9_]{8}")
+
+
+class DiskFullError(OSError):
+    """The disk (or quota) filled up while writing a file; the message names the file."""
+
+    @classmethod
+    def for_target(cls, target: Path, detail: str = "") -> DiskFullError:
+        message = f"cannot write {target}: the disk is full ({detail or 'no space left'}); free some space or " \
+                  "write somewhere else"
+        return cls(errno.ENOSPC, message, str(target))
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) reports a full disk or quota."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        if isinstance(current, OSError) and current.errno in _DISK_FULL_ERRNOS:
+            return True
+        if _DISK_FULL_TEXT.search(str(current)):
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows (other threads may be writing)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # pragma: no cover - systems without /proc: the only portable way
+    os.umask(mask)  # pragma: no cover
+    return mask  # pragma: no cover
+
+
+def _writer_tag() -> str:
+    """This host, shortly: process ids are only comparable between temporaries of one host."""
+    return f"{zlib.crc32(socket.gethostname().encode('utf-8', 'replace')):08x}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's process) or cannot tell: keep its file
+    return True
+
+
+def remove_stale_temporaries(target: Path, now: float | None = None) -> list[Path]:
+    """Remove temporaries of earlier writes to ``target`` whose writer is dead (or, unknown, that are old).
+
+    A temporary of a writer on this host is removed when that process no longer exists; one of
+    another host, or from before temporaries named their writer, when it is older than
+    :data:`STALE_AFTER_S`. Returns the removed paths. Errors (a file another cleaner removed
+    first, a read-only folder) are ignored: cleaning is a courtesy, the write goes on.
+    """
+    prefix, suffix = f".{target.name}.", ".tmp"
+    tag = _writer_tag()
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(target.parent if str(target.parent) else "."))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(suffix)):
+            continue
+        middle = name[len(prefix) : -len(suffix)]
+        ours = _TMP.fullmatch(middle)
+        if ours:
+            pid = int(ours["pid"])
+            stale = not _pid_alive(pid) if ours["host"] == tag else _older_than(entry, now)
+        elif _OLD_TMP.fullmatch(middle):
+            stale = _older_than(entry, now)
+        else:
+            continue  # not one of ours (another target whose name starts with this one's)
+        if stale:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def _older_than(entry: os.DirEntry[str], now: float) -> bool:
+    try:
+        return now - entry.stat(follow_symlinks=False).st_mtime > STALE_AFTER_S
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -15,15 +136,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     On any error the temporary file is removed and ``path`` is left untouched, so a
     reader never sees a half-written file. Raises ``OSError`` with the target named
-    when its folder cannot be written.
+    when its folder cannot be written, and :class:`DiskFullError` when the disk fills up.
     """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise OSError(f"cannot write {target}: folder {folder} does not exist")
+    remove_stale_temporaries(target)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{_writer_tag()}-{os.getpid()}-", suffix=".tmp",
+                                        dir=folder)
     except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError.for_target(target, exc.strerror or str(exc)) from exc
         raise OSError(f"cannot write {target}: {exc.strerror or exc}") from exc
     os.close(fd)
     tmp = Path(tmp_name)
@@ -31,11 +156,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, Exception) and not isinstance(exc, DiskFullError) and is_disk_full(exc):
+            raise DiskFullError.for_target(target, _first_line(exc)) from exc
         raise
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

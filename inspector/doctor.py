@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
-from inspector.capture import NonFiniteError
-from inspector.model import available_devices, load_model, resolve_device
+from inspector.capture.checks import NonFiniteError
+from inspector.devices import available_devices, resolve_device
+from inspector.model import load_model
 
 ATTENTION_TOL = 1e-3
 LOGIT_TOL = 1e-2

@@ -37,9 +37,6 @@ BUILTIN_CONFIG: dict[str, int] = {"n_layer": 4, "n_head": 4, "n_embd": 64, "n_po
 
 _PROJECT_SHARED = Path(__file__).resolve().parents[2] / "shared" / "models" / "gpt2-offline"
 
-LEVELS = ("requested", "local-config", "builtin")
-
-
 @lru_cache(maxsize=1)
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character table (the ByteLevel alphabet)."""
@@ -52,7 +49,7 @@ def _bytes_to_unicode() -> dict[int, str]:
             printable.append(b)
             chars.append(256 + extra)
             extra += 1
-    return dict(zip(printable, map(chr, chars)))
+    return dict(zip(printable, map(chr, chars), strict=True))
 
 
 def builtin_tokenizer() -> PreTrainedTokenizerFast:
@@ -89,12 +86,13 @@ def builtin_model(seed: int = 0, device: str | torch.device = "cpu", **config: i
     """
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from inspector.model import InspectorModel, resolve_device
+    from inspector.devices import resolve_device
+    from inspector.model import InspectorModel
 
     unknown = set(config) - set(BUILTIN_CONFIG)
     if unknown:  # a misspelt field would silently leave the default size
         raise ValueError(f"unknown built-in model setting(s) {sorted(unknown)}; known: {sorted(BUILTIN_CONFIG)}")
-    sizes = {**BUILTIN_CONFIG, **config}
+    sizes: dict[str, Any] = {**BUILTIN_CONFIG, **config}
     tokenizer = builtin_tokenizer()
     gpt_config = GPT2Config(
         vocab_size=len(tokenizer),
@@ -176,7 +174,8 @@ def load_with_fallback(
     ``name_or_path="builtin"`` asks for the built-in model directly. A bad ``device`` or
     ``dtype`` is the caller's mistake and raises ``ValueError`` rather than falling back.
     """
-    from inspector.model import ModelLoadError, load_model, resolve_device
+    from inspector.devices import resolve_device
+    from inspector.model import ModelLoadError, load_model
 
     dev = resolve_device(device)  # ValueError for an unavailable device: not a reason to fall back
     name = str(name_or_path).strip() or "gpt2"

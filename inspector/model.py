@@ -6,82 +6,34 @@ their weights under eager attention works the same way.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.metadata
 import os
-import platform
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-if TYPE_CHECKING:  # pragma: no cover
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from inspector.devices import available_devices, resolve_device, resolve_dtype
+from inspector.handle import ModelHandle
+from inspector.provenance import library_versions
 
+if TYPE_CHECKING:  # pragma: no cover
     from inspector.records import Capture
 
-DEVICE_ORDER = ("cuda", "mps", "cpu")
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Defined in the low modules above; importable from here as before.
+__all__ = [
+    "InspectorModel",
+    "ModelLoadError",
+    "available_devices",
+    "hub_reachable",
+    "library_versions",
+    "load_model",
+    "resolve_device",
+    "resolve_dtype",
+]
 
 
 class ModelLoadError(RuntimeError):
     """The model or tokenizer could not be loaded; the message says what to do."""
-
-
-def available_devices() -> list[str]:
-    """Device types usable here, in preference order (``cpu`` is always last)."""
-    found = []
-    if torch.cuda.is_available():
-        found.append("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        found.append("mps")
-    found.append("cpu")
-    return found
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks cuda, then mps, then cpu; an unavailable device is a ``ValueError``."""
-    if isinstance(device, torch.device):
-        device = str(device)
-    device = str(device).strip().lower()
-    available = available_devices()
-    if device == "auto":
-        return torch.device(available[0])
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {device!r}; available here: {', '.join(available)} (or 'auto')") from exc
-    if dev.type not in available:
-        raise ValueError(f"device {device!r} is not available here; available: {', '.join(available)} (or 'auto')")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"device {device!r} does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return dev
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """``None`` means float32. MPS is kept in float32 (half precision has given NaN logits there)."""
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, str):
-        if dtype not in _DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(_DTYPES)}")
-        dtype = _DTYPES[dtype]
-    if dtype not in _DTYPES.values():
-        raise ValueError(f"unsupported dtype {dtype}; choose one of {sorted(_DTYPES)}")
-    if device.type == "cpu" and dtype == torch.float16:
-        raise ValueError("float16 is not supported on the CPU; use float32 or bfloat16")
-    return dtype
-
-
-def library_versions() -> dict[str, str]:
-    """Versions recorded in every capture."""
-    out = {"python": platform.python_version(), "torch": torch.__version__}
-    for name in ("transformers", "inspector"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            out[name] = importlib.metadata.version(name)
-    return out
 
 
 def _hub_hint(name: str) -> str:
@@ -115,103 +67,18 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _ensure_eager(model: PreTrainedModel) -> None:
-    impl = getattr(model.config, "_attn_implementation", "eager")
-    if impl == "eager":
-        return
-    setter = getattr(model, "set_attn_implementation", None)
-    if setter is not None:
-        try:
-            setter("eager")
-        except Exception as exc:  # pragma: no cover - depends on the model class
-            raise ValueError(
-                f"model uses {impl!r} attention, which returns no attention weights, and could not be switched "
-                f"to eager attention ({exc}); load it with attn_implementation='eager'"
-            ) from exc
-    if getattr(model.config, "_attn_implementation", None) != "eager":
-        raise ValueError(
-            f"model uses {impl!r} attention, which returns no attention weights; "
-            "load it with attn_implementation='eager'"
-        )
-
-
-def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "left"
-    return tokenizer
-
-
-@dataclass
-class InspectorModel:
+class InspectorModel(ModelHandle):
     """A causal LM with eager attention, its tokenizer, and where it came from.
 
     Use :meth:`generate` to generate with capture. ``model`` and ``tokenizer`` are
-    the plain Hugging Face objects.
+    the plain Hugging Face objects; see :class:`inspector.handle.ModelHandle`.
     """
-
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
-    name: str = ""
-    random_weights: bool = False
-    revision: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        _ensure_eager(self.model)
-        _prepare_tokenizer(self.tokenizer)
-        self.model.eval()
-
-    @classmethod
-    def from_model(
-        cls,
-        model: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
-        name: str | None = None,
-        random_weights: bool = False,
-    ) -> InspectorModel:
-        """Wrap an already loaded model (switched to eager attention, or refused with a message)."""
-        return cls(model, tokenizer, name or getattr(model.config, "_name_or_path", "") or type(model).__name__,
-                   random_weights=random_weights)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
-
-    @property
-    def context_length(self) -> int:
-        cfg = self.model.config
-        for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
-            value = getattr(cfg, attr, None)
-            if isinstance(value, int) and value > 0:
-                return value
-        return int(getattr(self.tokenizer, "model_max_length", 1024))
-
-    @property
-    def num_layers(self) -> int:
-        return int(self.model.config.num_hidden_layers)
-
-    @property
-    def num_heads(self) -> int:
-        return int(self.model.config.num_attention_heads)
 
     def generate(self, prompts: str | list[str], **kwargs: Any) -> Capture | list[Capture]:
         """Generate and capture; see :func:`inspector.capture.generate` for the arguments."""
-        from inspector.capture import generate
+        from inspector.capture.engine import generate
 
         return generate(self, prompts, **kwargs)
-
-    def describe(self) -> str:
-        weights = "RANDOM weights (generated text is meaningless)" if self.random_weights else "pretrained weights"
-        n = sum(p.numel() for p in self.model.parameters())
-        return (
-            f"{self.name} [{type(self.model).__name__}, {n / 1e6:.3g}M parameters, {weights}] "
-            f"on {self.device} ({str(self.dtype).replace('torch.', '')})"
-        )
 
 
 def load_model(
@@ -269,8 +136,10 @@ def load_model(
                 torch.manual_seed(seed)
                 model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32)
         else:
-            model = AutoModelForCausalLM.from_pretrained(name, attn_implementation="eager", dtype=torch.float32, **common)
-    except (OSError, ValueError, EnvironmentError) as exc:
+            model = AutoModelForCausalLM.from_pretrained(
+                name, attn_implementation="eager", dtype=torch.float32, **common
+            )
+    except (OSError, ValueError) as exc:
         if random_weights and is_local:
             raise ModelLoadError(f"could not build a random-weights model from folder {name!r}: {exc}") from exc
         if is_local:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import torch
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
 StopReason = Literal["eos", "stop_string", "length"]
-STOP_REASONS: tuple[str, ...] = ("eos", "stop_string", "length")
+STOP_REASONS: tuple[str, ...] = get_args(StopReason)
 
 
 class CaptureError(ValueError):
@@ -180,7 +180,7 @@ class Capture:
         prompt_len: number of prompt tokens; generated step ``i`` is position ``prompt_len + i``.
         prompt_text: the prompt as given.
         generated_text: decoded generated tokens (special tokens skipped).
-        stop_reason: ``"eos"``, ``"stop_string"`` or ``"length"``.
+        stop_reason: why generation stopped: ``"eos"``, ``"stop_string"`` or ``"length"`` (:data:`StopReason`).
         raw: statistics under the raw model logits (``[step]`` / ``[step, k]``).
         processed: statistics under the processed scores decoding used.
         attentions: ``[layer, head, query, key]`` over the final sequence, or ``None``
@@ -198,7 +198,7 @@ class Capture:
     prompt_len: int
     prompt_text: str
     generated_text: str
-    stop_reason: str
+    stop_reason: StopReason
     raw: TokenScores
     processed: TokenScores
     attentions: torch.Tensor | None = None
@@ -280,7 +280,7 @@ class Capture:
         i %= n
         top = tuple(
             Candidate(int(tid), self.label(tid), float(lp))
-            for tid, lp in zip(self.raw.topk_ids[i].tolist(), self.raw.topk_logprobs[i].tolist())
+            for tid, lp in zip(self.raw.topk_ids[i].tolist(), self.raw.topk_logprobs[i].tolist(), strict=True)
         )
         pos = self.prompt_len + i
         return StepRecord(
@@ -338,11 +338,26 @@ class Capture:
             out["logits"] = self.logits
         return out
 
-    def save(self, path: str | Path) -> Path:
-        """Write to ``path`` (safetensors + JSON metadata); see :func:`inspector.store.save_capture`."""
-        from inspector.store import save_capture
+    def to_parts(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The storable form: tensors by storage name (``token_ids`` included) and a JSON-serialisable document."""
+        tensors = {"token_ids": self.token_ids, **self.tensors()}
+        doc = {
+            "tokens": self.tokens,
+            "prompt_len": self.prompt_len,
+            "prompt_text": self.prompt_text,
+            "generated_text": self.generated_text,
+            "stop_reason": self.stop_reason,
+            "labels": {str(k): v for k, v in self.labels.items()},
+            "meta": self.meta.to_dict(),
+        }
+        return tensors, doc
 
-        return save_capture(self, path)
+    def save(self, path: str | Path) -> Path:
+        """Write to ``path`` atomically (safetensors + JSON metadata); see :func:`inspector.store.save_capture`."""
+        from inspector import fileformat
+
+        tensors, doc = self.to_parts()
+        return fileformat.write(path, tensors, doc)
 
     def __repr__(self) -> str:
         att = "none" if self.attentions is None else "x".join(map(str, self.attentions.shape))

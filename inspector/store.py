@@ -1,25 +1,58 @@
-"""Saving and loading captures: tensors in safetensors, metadata as JSON in its header.
+"""Saving and loading captures: a :class:`Capture` to and from its file, checked on the way in.
 
-A capture file is one ``.safetensors`` file. Its header metadata holds
-``format = "inspector.capture"``, ``schema_version`` and ``capture`` (a JSON
-document with the token strings, texts, labels and :class:`CaptureMeta`).
-Loading parses JSON and raw tensor bytes only: no pickle, no code runs.
+The bytes are :mod:`inspector.fileformat`'s (tensors in safetensors, the JSON document and
+checksums in its header). Loading verifies the checksums, then the document's types and the
+record's consistency (token ids against their labels, finite attention), and reports any
+problem as a :class:`CaptureFileError` naming the file. Loading parses JSON and raw tensor
+bytes only: no pickle, no code runs.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from inspector._atomic import atomic_path
-from inspector.records import Capture, CaptureError, CaptureMeta, TokenScores
+from inspector.fileformat import FORMAT, SCHEMA_VERSION, FormatError
+from inspector.fileformat import encode as _encode
+from inspector.fileformat import read as _read
+from inspector.fileformat import write as _write
+from inspector.records import STOP_REASONS, Capture, CaptureError, CaptureMeta, TokenScores
 
-FORMAT = "inspector.capture"
-SCHEMA_VERSION = 1
+__all__ = [
+    "FORMAT",
+    "SCHEMA_VERSION",
+    "CaptureFileError",
+    "capture_bytes",
+    "capture_from_parts",
+    "capture_to_parts",
+    "load_capture",
+    "save_capture",
+]
+
+# The JSON type each CaptureMeta field must have in a file (``None`` allowed where listed).
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (str,),
+    "revision": (str, type(None)),
+    "random_weights": (bool,),
+    "tokenizer": (str,),
+    "generation": (dict,),
+    "device": (str,),
+    "dtype": (str,),
+    "attention_dtype": (str,),
+    "versions": (dict,),
+    "source": (dict,),
+    "sequence_index": (int,),
+    "sequence_score": (int, float, type(None)),
+    "created": (str,),
+    "extra": (dict,),
+}
+_INTEGER_TENSORS = ("token_ids", "raw.chosen_rank", "raw.topk_ids", "processed.chosen_rank", "processed.topk_ids")
+_REQUIRED_TENSORS = ("token_ids", *(f"{kind}.{f.name}" for kind in ("raw", "processed") for f in fields(TokenScores)))
 
 
 class CaptureFileError(CaptureError):
@@ -28,29 +61,21 @@ class CaptureFileError(CaptureError):
 
 def capture_to_parts(capture: Capture) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split a capture into storable tensors and a JSON-serialisable document."""
-    tensors = {"token_ids": capture.token_ids, **capture.tensors()}
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    doc = {
-        "tokens": capture.tokens,
-        "prompt_len": capture.prompt_len,
-        "prompt_text": capture.prompt_text,
-        "generated_text": capture.generated_text,
-        "stop_reason": capture.stop_reason,
-        "labels": {str(k): v for k, v in capture.labels.items()},
-        "meta": capture.meta.to_dict(),
-    }
-    return tensors, doc
+    tensors, doc = capture.to_parts()
+    return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, doc
 
 
 def capture_from_parts(tensors: dict[str, torch.Tensor], doc: dict[str, Any]) -> Capture:
-    """Inverse of :func:`capture_to_parts`."""
-    return Capture(
+    """Inverse of :func:`capture_to_parts`; ``CaptureError`` (a ``ValueError``) when the parts are not a capture."""
+    _check_document(doc)
+    _check_tensor_kinds(tensors)
+    capture = Capture(
         token_ids=tensors["token_ids"],
         tokens=list(doc["tokens"]),
-        prompt_len=int(doc["prompt_len"]),
-        prompt_text=str(doc["prompt_text"]),
-        generated_text=str(doc["generated_text"]),
-        stop_reason=str(doc["stop_reason"]),
+        prompt_len=doc["prompt_len"],
+        prompt_text=doc["prompt_text"],
+        generated_text=doc["generated_text"],
+        stop_reason=doc["stop_reason"],
         raw=TokenScores.from_tensors(tensors, "raw"),
         processed=TokenScores.from_tensors(tensors, "processed"),
         attentions=tensors.get("attentions"),
@@ -58,70 +83,119 @@ def capture_from_parts(tensors: dict[str, torch.Tensor], doc: dict[str, Any]) ->
         meta=CaptureMeta.from_dict(doc["meta"]),
         labels={int(k): v for k, v in doc.get("labels", {}).items()},
     )
+    _check_values(capture)
+    return capture
 
 
 def save_capture(capture: Capture, path: str | os.PathLike[str]) -> Path:
     """Write ``capture`` to ``path`` atomically; returns the path.
 
     The file appears only once completely written (temporary file + rename), so an
-    interrupted save never leaves something that loads as a capture.
+    interrupted save never leaves something that loads as a capture. A full disk raises
+    :class:`inspector._atomic.DiskFullError` (an ``OSError``) naming the file.
     """
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    tensors, doc = capture_to_parts(capture)
-    metadata = {
-        "format": FORMAT,
-        "schema_version": str(SCHEMA_VERSION),
-        "capture": json.dumps(doc, ensure_ascii=False),
-    }
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-    return path
+    tensors, doc = capture.to_parts()
+    return _write(path, tensors, doc)
 
 
 def capture_bytes(capture: Capture) -> bytes:
     """The bytes of the file :func:`save_capture` would write (e.g. for a download button)."""
-    from safetensors.torch import save
-
-    tensors, doc = capture_to_parts(capture)
-    metadata = {
-        "format": FORMAT,
-        "schema_version": str(SCHEMA_VERSION),
-        "capture": json.dumps(doc, ensure_ascii=False),
-    }
-    return save(tensors, metadata=metadata)
+    tensors, doc = capture.to_parts()
+    return _encode(tensors, doc)
 
 
 def load_capture(path: str | os.PathLike[str]) -> Capture:
-    """Read a capture written by :func:`save_capture`.
+    """Read a capture written by :func:`save_capture` (schema 2, or 1 from before checksums).
 
     Raises:
-        CaptureFileError: naming the file, when it is missing, truncated, corrupted,
-            of a newer schema, or not an inspector capture.
+        CaptureFileError: naming the file, when it is missing, truncated, corrupted (a checksum
+            or a check of its contents fails), of a newer schema, or not an inspector capture.
     """
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
     if not path.is_file():
         raise CaptureFileError(f"{path}: no such capture file")
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            metadata = fh.metadata() or {}
-            if metadata.get("format") != FORMAT:
-                raise CaptureFileError(
-                    f"{path}: not an inspector capture (a safetensors file without inspector metadata)"
-                )
-            version = int(metadata.get("schema_version", "0"))
-            if version > SCHEMA_VERSION or version < 1:
-                raise CaptureFileError(
-                    f"{path}: capture schema version {version} is not supported "
-                    f"(this inspector reads version {SCHEMA_VERSION}); upgrade inspector"
-                )
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - safe_open has no iterator
-        doc = json.loads(metadata["capture"])
+        tensors, doc, _ = _read(path)
         return capture_from_parts(tensors, doc)
-    except CaptureFileError:
-        raise
-    except (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except FormatError as exc:
+        raise CaptureFileError(f"{path}: {exc}") from exc
+    except CaptureError as exc:
+        raise CaptureFileError(f"{path}: not a valid inspector capture ({exc})") from exc
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, IndexError, AttributeError, OverflowError) as exc:
         raise CaptureFileError(f"{path}: not a readable inspector capture ({type(exc).__name__}: {exc})") from exc
+
+
+# ----------------------------------------------------------------------------------- checks
+def _fail(message: str) -> None:
+    raise CaptureError(message)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_document(doc: Any) -> None:
+    if not isinstance(doc, dict):
+        _fail(f"the capture document is a {type(doc).__name__}, not a JSON object")
+    for key in ("tokens", "prompt_len", "prompt_text", "generated_text", "stop_reason", "meta"):
+        if key not in doc:
+            _fail(f"the capture document has no {key!r}")
+    tokens = doc["tokens"]
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        _fail("'tokens' must be a list of strings")
+    if not _is_int(doc["prompt_len"]):
+        _fail(f"'prompt_len' must be an integer, got {doc['prompt_len']!r}")
+    for key in ("prompt_text", "generated_text"):
+        if not isinstance(doc[key], str):
+            _fail(f"{key!r} must be a string, got {type(doc[key]).__name__}")
+    if doc["stop_reason"] not in STOP_REASONS:
+        _fail(f"'stop_reason' must be one of {STOP_REASONS}, got {doc['stop_reason']!r}")
+    labels = doc.get("labels", {})
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and k.isdigit() and isinstance(v, str) for k, v in labels.items()
+    ):
+        _fail("'labels' must map token ids to strings")
+    meta = doc["meta"]
+    if not isinstance(meta, dict):
+        _fail(f"'meta' must be a JSON object, got {type(meta).__name__}")
+    for f in fields(CaptureMeta):
+        if f.name in meta and not isinstance(meta[f.name], _META_TYPES[f.name]):
+            _fail(f"meta {f.name!r} has the wrong type ({type(meta[f.name]).__name__})")
+        if f.name == "sequence_index" and isinstance(meta.get(f.name), bool):
+            _fail("meta 'sequence_index' must be an integer")
+
+
+def _check_tensor_kinds(tensors: dict[str, torch.Tensor]) -> None:
+    missing = [name for name in _REQUIRED_TENSORS if name not in tensors]
+    if missing:
+        _fail(f"the file has no tensor {missing[0]!r}")
+    for name in _INTEGER_TENSORS:
+        t = tensors[name]
+        if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+            _fail(f"tensor {name!r} must hold integers, not {t.dtype}")
+    for name, t in tensors.items():
+        if name not in _INTEGER_TENSORS and not t.dtype.is_floating_point:
+            _fail(f"tensor {name!r} must hold floating-point numbers, not {t.dtype}")
+
+
+def _check_values(cap: Capture) -> None:
+    ids = [cap.token_ids, cap.raw.topk_ids, cap.processed.topk_ids]
+    if any(bool((t < 0).any()) for t in ids if t.numel()):
+        _fail("negative token ids")
+    if cap.labels:
+        known = torch.tensor(sorted(cap.labels), dtype=torch.long)
+        for t in ids:
+            if t.numel() and not bool(torch.isin(t.long(), known).all()):
+                _fail("token ids without a label (outside the capture's vocabulary)")
+        if cap.tokens != [cap.labels[i] for i in cap.token_ids.tolist()]:
+            _fail("'tokens' do not match the labels of 'token_ids'")
+    if bool((cap.raw.chosen_rank < 1).any()) or bool((cap.processed.chosen_rank < 1).any()):
+        _fail("chosen ranks must be >= 1")
+    for name, t in {**cap.tensors()}.items():
+        if t.dtype.is_floating_point and bool(torch.isnan(t).any()):
+            _fail(f"NaN values in {name!r}")
+    if cap.attentions is not None and not bool(torch.isfinite(cap.attentions).all()):
+        _fail("infinite attention weights")
+    score = cap.meta.sequence_score
+    if score is not None and not math.isfinite(score):
+        _fail("meta 'sequence_score' is not finite")

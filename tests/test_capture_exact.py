@@ -71,7 +71,7 @@ def test_attention_invariants_default_float16(gpt2_random):
 def test_left_padded_batch_equals_each_prompt_alone(gpt2_random):
     caps = gpt2_random.generate(BATCH, max_new_tokens=8, attention_dtype=torch.float32, keep_logits=True)
     assert isinstance(caps, list) and len(caps) == 3
-    for prompt, cap in zip(BATCH, caps):
+    for prompt, cap in zip(BATCH, caps, strict=True):
         assert cap.prompt_text == prompt
         assert cap.token_ids[: cap.prompt_len].tolist() == gpt2_random.tokenizer(prompt)["input_ids"]
         assert_matches_reference(gpt2_random, cap)
@@ -84,7 +84,7 @@ def test_seeded_sampling_reproducible_and_exact(gpt2_random):
     kw = dict(max_new_tokens=8, do_sample=True, temperature=0.7, top_k=50, top_p=0.9, seed=1234)
     a = gpt2_random.generate(BATCH, attention_dtype=torch.float32, keep_logits=True, **kw)
     b = gpt2_random.generate(BATCH, attention_dtype=torch.float32, keep_logits=True, **kw)
-    for ca, cb in zip(a, b):
+    for ca, cb in zip(a, b, strict=True):
         assert torch.equal(ca.token_ids, cb.token_ids)
         rows = assert_matches_reference(gpt2_random, ca)
         # processed scores, recomputed by hand: temperature, then top-k 50, then top-p 0.9
@@ -102,7 +102,7 @@ def test_seeded_sampling_reproducible_and_exact(gpt2_random):
         assert torch.allclose(ca.processed.chosen_logprob.double(), exp, atol=1e-4)
         assert bool(torch.isfinite(ca.processed.chosen_logprob).all())  # never sampled a filtered token
     c = gpt2_random.generate(BATCH, **{**kw, "seed": 99})
-    assert any(not torch.equal(x.token_ids, y.token_ids) for x, y in zip(a, c))
+    assert any(not torch.equal(x.token_ids, y.token_ids) for x, y in zip(a, c, strict=True))
 
 
 def test_beam_search_each_beam_matches_its_own_forward_pass(gpt2_random):
@@ -133,66 +133,68 @@ def _boost_eos_after(model, trigger: int, eos: int, amount: float = 40.0):
     return model.register_forward_hook(hook, with_kwargs=True)
 
 
-def test_beam_search_with_early_eos_tiny(tiny):
+def test_beam_search_with_early_eos_tiny(byte_tiny):
     """Beams that end with EOS at different lengths each still match their own forward pass."""
-    eos = tiny.tokenizer.eos_token_id
-    free = tiny.generate(PROMPT, max_new_tokens=8, num_beams=4, num_return_sequences=4)
+    eos = byte_tiny.tokenizer.eos_token_id
+    free = byte_tiny.generate(PROMPT, max_new_tokens=8, num_beams=4, num_return_sequences=4)
     # a token some beam writes at step 2, not at step 0: after it, EOS becomes near-certain
     trigger = next(int(c.generated_ids[2]) for c in free if int(c.generated_ids[2]) != int(c.generated_ids[0]))
-    handle = _boost_eos_after(tiny.model, trigger, eos)
+    handle = _boost_eos_after(byte_tiny.model, trigger, eos)
     try:
-        caps = tiny.generate(PROMPT, max_new_tokens=8, num_beams=4, num_return_sequences=4,
+        caps = byte_tiny.generate(PROMPT, max_new_tokens=8, num_beams=4, num_return_sequences=4,
                              attention_dtype=torch.float32, keep_logits=True)
         assert any(c.stop_reason == "eos" for c in caps)
         assert len({c.num_steps for c in caps}) > 1
         for cap in caps:
-            assert_matches_reference(tiny, cap)
+            assert_matches_reference(byte_tiny, cap)
             assert (cap.stop_reason == "eos") == (int(cap.generated_ids[-1]) == eos)
     finally:
         handle.remove()
 
 
-def test_eos_in_batch_and_stop_reason(tiny):
-    base = tiny.generate(BATCH, max_new_tokens=6)
+def test_eos_in_batch_and_stop_reason(byte_tiny):
+    base = byte_tiny.generate(BATCH, max_new_tokens=6)
     eos = int(base[0].generated_ids[2])
-    old = tiny.model.config.eos_token_id
-    tiny.model.config.eos_token_id = eos
+    old = byte_tiny.model.config.eos_token_id
+    byte_tiny.model.config.eos_token_id = eos
     try:
-        caps = tiny.generate(BATCH, max_new_tokens=6, attention_dtype=torch.float32, keep_logits=True)
+        caps = byte_tiny.generate(BATCH, max_new_tokens=6, attention_dtype=torch.float32, keep_logits=True)
     finally:
-        tiny.model.config.eos_token_id = old
+        byte_tiny.model.config.eos_token_id = old
     assert len({c.num_steps for c in caps}) > 1  # rows of one batch stopped at different steps
-    for before, cap in zip(base, caps):
+    for before, cap in zip(base, caps, strict=True):
         free = before.generated_ids.tolist()
         if eos in free:  # stops right after the first EOS it writes
             assert cap.stop_reason == "eos" and cap.num_steps == free.index(eos) + 1
             assert int(cap.generated_ids[-1]) == eos
         else:
             assert cap.stop_reason == "length" and cap.num_steps == 6
-        assert_matches_reference(tiny, cap)
+        assert_matches_reference(byte_tiny, cap)
 
 
 def test_stop_strings(tiny):
+    """The real GPT-2 tokenizer: stop strings are matched against its BPE vocabulary."""
     free = tiny.generate(PROMPT, max_new_tokens=8)
     target = free.generated_tokens[3]  # a string the model writes at step 3
     stop = target.strip() or target
     first_hit = next(i for i, t in enumerate(free.generated_tokens) if stop in "".join(free.generated_tokens[: i + 1]))
-    cap = tiny.generate(PROMPT, max_new_tokens=8, stop_strings=[stop, "\n"], keep_logits=True, attention_dtype=torch.float32)
+    cap = tiny.generate(PROMPT, max_new_tokens=8, stop_strings=[stop, "\n"], keep_logits=True,
+                        attention_dtype=torch.float32)
     assert cap.stop_reason == "stop_string"
     assert cap.num_steps == first_hit + 1
     assert cap.generated_text.endswith(stop)
     assert_matches_reference(tiny, cap)
 
 
-def test_notebook_stacked_mean_reproduced(tiny):
+def test_notebook_stacked_mean_reproduced(byte_tiny):
     """capture.stacked_mean(step) equals torch.stack(output.attentions[step]).mean(dim=0) of the notebook's call."""
-    ids = tiny.tokenizer(PROMPT, return_tensors="pt")
+    ids = byte_tiny.tokenizer(PROMPT, return_tensors="pt")
     with torch.no_grad():
-        out = tiny.model.generate(
+        out = byte_tiny.model.generate(
             **ids, max_new_tokens=5, do_sample=False, output_logits=True, output_attentions=True,
-            return_dict_in_generate=True, use_cache=False, pad_token_id=tiny.tokenizer.eos_token_id,
+            return_dict_in_generate=True, use_cache=False, pad_token_id=byte_tiny.tokenizer.eos_token_id,
         )
-    cap = tiny.generate(PROMPT, max_new_tokens=5, attention_dtype=torch.float32, keep_logits=True)
+    cap = byte_tiny.generate(PROMPT, max_new_tokens=5, attention_dtype=torch.float32, keep_logits=True)
     assert torch.equal(out.sequences[0], cap.token_ids)
     for step in range(5):
         notebook = torch.stack(out.attentions[step]).mean(dim=0)[0]  # [head, q, k]
@@ -200,14 +202,14 @@ def test_notebook_stacked_mean_reproduced(tiny):
         assert torch.allclose(cap.logits[step], out.logits[step][0], atol=1e-5)
 
 
-def test_hooks_removed_even_after_errors(tiny):
-    modules = [m for m, _ in inspector.find_attention_modules(tiny.model)]
+def test_hooks_removed_even_after_errors(byte_tiny):
+    modules = [m for m, _ in inspector.find_attention_modules(byte_tiny.model)]
 
     def counts():
-        return [len(m._forward_hooks) for m in modules] + [len(tiny.model._forward_hooks)]
+        return [len(m._forward_hooks) for m in modules] + [len(byte_tiny.model._forward_hooks)]
 
     before = counts()
-    tiny.generate(PROMPT, max_new_tokens=2)
+    byte_tiny.generate(PROMPT, max_new_tokens=2)
     assert counts() == before
 
     def boom(module, args, output):
@@ -215,16 +217,16 @@ def test_hooks_removed_even_after_errors(tiny):
 
     h = modules[1].register_forward_hook(boom)
     with pytest.raises(RuntimeError, match="boom"):
-        tiny.generate(PROMPT, max_new_tokens=2)
+        byte_tiny.generate(PROMPT, max_new_tokens=2)
     h.remove()
     assert counts() == before
 
 
-def test_on_step_reports_progress_and_raising_cancels(tiny):
-    modules = [m for m, _ in inspector.find_attention_modules(tiny.model)]
+def test_on_step_reports_progress_and_raising_cancels(byte_tiny):
+    modules = [m for m, _ in inspector.find_attention_modules(byte_tiny.model)]
     before = [len(m._forward_hooks) for m in modules]
     seen = []
-    cap = tiny.generate(PROMPT, max_new_tokens=6, on_step=lambda done, total: seen.append((done, total)))
+    cap = byte_tiny.generate(PROMPT, max_new_tokens=6, on_step=lambda done, total: seen.append((done, total)))
     assert seen == [(i, 6) for i in range(1, cap.num_steps + 1)] and cap.num_steps == 6
 
     class Cancelled(BaseException):  # what Streamlit's rerun request is: not an Exception
@@ -237,23 +239,23 @@ def test_on_step_reports_progress_and_raising_cancels(tiny):
 
     seen.clear()
     with pytest.raises(Cancelled):
-        tiny.generate(PROMPT, max_new_tokens=50, on_step=cancel_at_3)
+        byte_tiny.generate(PROMPT, max_new_tokens=50, on_step=cancel_at_3)
     assert seen == [1, 2, 3]  # stopped at once, no further model work
     assert [len(m._forward_hooks) for m in modules] == before
-    again = tiny.generate(PROMPT, max_new_tokens=6)  # the model is left as it was
+    again = byte_tiny.generate(PROMPT, max_new_tokens=6)  # the model is left as it was
     assert torch.equal(again.token_ids, cap.token_ids) and torch.equal(again.attentions, cap.attentions)
 
 
-def test_nan_is_reported_with_step_and_layer(tokenizer):
-    from tests.conftest import make_tiny
+def test_nan_is_reported_with_step_and_layer():
+    from tests.conftest import make_byte_tiny
 
-    im = make_tiny(tokenizer, n_layer=3)
+    im = make_byte_tiny(n_layer=3)
     with torch.no_grad():
         im.model.transformer.h[2].attn.c_attn.weight[0, 0] = float("nan")
     with pytest.raises(inspector.NonFiniteError, match=r"layer 2.*prefill"):
         im.generate(PROMPT, max_new_tokens=3)
 
-    im2 = make_tiny(tokenizer, n_layer=2)
+    im2 = make_byte_tiny(n_layer=2)
     calls = {"n": 0}
 
     def nan_logits(module, args, output):  # NaN logits at the third forward (generated step 2)
@@ -269,8 +271,8 @@ def test_nan_is_reported_with_step_and_layer(tokenizer):
         h.remove()
 
 
-def test_aggregations(tiny):
-    cap = tiny.generate(PROMPT, max_new_tokens=4, attention_dtype=torch.float32)
+def test_aggregations(byte_tiny):
+    cap = byte_tiny.generate(PROMPT, max_new_tokens=4, attention_dtype=torch.float32)
     att = cap.attentions
     assert torch.allclose(cap.aggregate("mean", "mean"), att.mean(dim=(0, 1)))
     assert torch.allclose(cap.aggregate("max", None), att.amax(dim=0))

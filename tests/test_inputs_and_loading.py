@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 import inspector
 from inspector import model as model_mod
+from inspector.fallback import builtin_tokenizer
 
 PROMPT = "User: hey how are you? \nAgent:"
 
 
 @pytest.fixture
-def forward_counter(tiny):
+def forward_counter(byte_tiny):
     calls = {"n": 0}
 
     def hook(module, args, output):
         calls["n"] += 1
 
-    handle = tiny.model.register_forward_hook(hook)
+    handle = byte_tiny.model.register_forward_hook(hook)
     yield calls
     handle.remove()
 
@@ -42,18 +48,58 @@ def forward_counter(tiny):
         (PROMPT, {"num_beams": 2, "do_sample": True}, "beam sampling is not supported"),
         ("word " * 1100, {}, "context is 1024.*truncate_prompt=True"),
         (PROMPT, {"max_new_tokens": 1024}, "leaves no room"),
+        # issue 10: types, unpaired surrogates, bools for ints, unhashable dtypes, stop-string bounds
+        ({"a": 1}, {}, "prompts must be a str or a list of str, got dict"),
+        (7, {}, "prompts must be a str or a list of str, got int"),
+        (None, {}, "prompts must be a str or a list of str, got NoneType"),
+        (b"hello", {}, "prompts must be a str or a list of str, got bytes"),
+        ([1, 2], {}, "prompt 0 is int, not str: prompts must be a str or a list of str"),
+        (["ok", b"x"], {}, "prompt 1 is bytes, not str"),
+        ("\ud800", {}, r"prompt 0 \('\\ud800'\) is not valid text: it holds an unpaired surrogate"),
+        (["ok", "abc\udcff"], {}, "prompt 1 .* unpaired surrogate '\\\\udcff' at character 3"),
+        (PROMPT, {"max_new_tokens": True}, "max_new_tokens must be an integer, got True"),
+        (PROMPT, {"num_beams": True}, "num_beams must be an integer"),
+        (PROMPT, {"attention_dtype": []}, "attention_dtype must be one of"),
+        (PROMPT, {"stop_strings": ["x" * 257]}, "at most 256 are allowed"),
+        (PROMPT, {"stop_strings": [str(i) for i in range(33)]}, "at most 32 stop strings"),
     ],
 )
-def test_bad_input_raises_before_model_work(tiny, forward_counter, prompt, kwargs, message):
+def test_bad_input_raises_before_model_work(byte_tiny, forward_counter, prompt, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        tiny.generate(prompt, **kwargs)
+        byte_tiny.generate(prompt, **kwargs)
     assert forward_counter["n"] == 0
 
 
-def test_truncate_prompt_keeps_the_end(tiny):
+def test_prompt_budget_refuses_what_generate_refuses(byte_tiny):
+    from inspector.capture import GenerationSettings, prompt_budget
+
+    assert prompt_budget(byte_tiny, "", GenerationSettings()).prompt_tokens == 0
+    assert prompt_budget(byte_tiny, "abc", GenerationSettings()).prompt_tokens == 3
+    with pytest.raises(ValueError, match="unpaired surrogate"):
+        prompt_budget(byte_tiny, "a\ud800", GenerationSettings())
+    with pytest.raises(ValueError, match="str or a list of str"):
+        prompt_budget(byte_tiny, None, GenerationSettings())
+
+
+def test_undecodable_command_line_prompt_is_one_line_exit_2(tmp_path):
+    """Bytes that are not UTF-8 arrive as surrogates (surrogateescape); refused before loading any model."""
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-m", "inspector.cli.main", "capture", "--prompt", b"caf\xe9 \xff",
+         "--model", str(tmp_path / "no-such-model"), "--out", str(tmp_path / "c.safetensors")],
+        capture_output=True, cwd=root, env={**os.environ, "LC_ALL": "C.UTF-8"},
+    )
+    err = out.stderr.decode("utf-8", "replace")
+    assert out.returncode == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "--prompt holds bytes that are not valid UTF-8" in err
+    assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_truncate_prompt_keeps_the_end(byte_tiny):
     words = " ".join(f"w{i}" for i in range(800))
-    cap = tiny.generate(words, max_new_tokens=4, truncate_prompt=True, keep_attention=False)
-    ids = tiny.tokenizer(words)["input_ids"]
+    cap = byte_tiny.generate(words, max_new_tokens=4, truncate_prompt=True, keep_attention=False)
+    ids = byte_tiny.tokenizer(words)["input_ids"]
     assert cap.prompt_len == 1024 - 4
     assert cap.token_ids[: cap.prompt_len].tolist() == ids[-cap.prompt_len :]
     assert cap.meta.generation["prompt_truncated_tokens"] == len(ids) - cap.prompt_len
@@ -103,9 +149,10 @@ def test_random_weights_are_recorded_and_seeded(gpt2_dir):
     assert cap.meta.random_weights is True and "RANDOM" in a.describe()
 
 
-def test_sdpa_model_is_switched_to_eager(tokenizer):
+def test_sdpa_model_is_switched_to_eager():
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    tokenizer = builtin_tokenizer()
     config = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=len(tokenizer))
     model = GPT2LMHeadModel._from_config(config, attn_implementation="sdpa")
     assert model.config._attn_implementation == "sdpa"
@@ -115,9 +162,10 @@ def test_sdpa_model_is_switched_to_eager(tokenizer):
     assert cap.attentions is not None and cap.attentions.shape[:2] == (2, 2)
 
 
-def test_model_that_cannot_switch_is_refused(tokenizer):
+def test_model_that_cannot_switch_is_refused():
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    tokenizer = builtin_tokenizer()
     config = GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=len(tokenizer))
     model = GPT2LMHeadModel._from_config(config, attn_implementation="sdpa")
 

@@ -16,8 +16,8 @@ PROMPT = "User: hey how are you? \nAgent:"
 
 
 @pytest.fixture(scope="module")
-def capture(tiny):
-    return tiny.generate(PROMPT, max_new_tokens=5, keep_logits=True, sources={"kind": "text", "note": "ünïcode ✓"})
+def capture(byte_tiny):
+    return byte_tiny.generate(PROMPT, max_new_tokens=5, keep_logits=True, sources={"kind": "text", "note": "ünïcode ✓"})
 
 
 def test_round_trip_is_exact(capture, tmp_path):
@@ -44,7 +44,7 @@ def test_metadata_is_plain_json_header(capture, tmp_path):
     header = json.loads(raw[8 : 8 + header_len])
     assert header["__metadata__"]["format"] == "inspector.capture"
     doc = json.loads(header["__metadata__"]["capture"])
-    assert doc["meta"]["model"] == "tiny-gpt2"
+    assert doc["meta"]["model"] == capture.meta.model == "builtin"
 
 
 def test_truncated_file_names_the_file(capture, tmp_path):
@@ -133,8 +133,8 @@ def test_unwritable_folder_is_a_clear_error(capture, tmp_path):
         capture.save(tmp_path / "missing-folder" / "c.safetensors")
 
 
-def test_capture_without_attention_round_trips(tiny, tmp_path):
-    cap = tiny.generate(PROMPT, max_new_tokens=3, keep_attention=False)
+def test_capture_without_attention_round_trips(byte_tiny, tmp_path):
+    cap = byte_tiny.generate(PROMPT, max_new_tokens=3, keep_attention=False)
     assert cap.attentions is None
     loaded = inspector.load_capture(cap.save(tmp_path / "n.safetensors"))
     assert loaded.attentions is None

@@ -23,33 +23,50 @@ def add_model_args(parser: argparse.ArgumentParser, model_default: str = "gpt2")
     g.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="model dtype")
 
 
-def add_generation_args(parser: argparse.ArgumentParser, max_new_tokens: int = 40, truncate: bool = True) -> None:
-    """Decoding and capture options, mirroring :class:`inspector.GenerationSettings`.
+#: GenerationSettings fields without a command-line flag, and why (a test checks every other field has one).
+NOT_FLAGS: dict[str, str] = {
+    # `inspector capture` always keeps attention; `inspector run` chooses with --attention full/summary/none.
+    "keep_attention": "set by each command (inspector run --attention)",
+}
+# The argparse type of each field annotation (``from __future__ import annotations`` keeps them as text).
+_ARG_TYPES: dict[str, Any] = {"int": int, "int | None": int, "float": float, "str": None}
 
-    ``truncate=False`` leaves out ``--truncate-prompt`` (for commands that fit prompts themselves).
+
+def _default_text(f: Any) -> str:
+    if f.default is None:
+        return f.metadata.get("none", "none")
+    return "%(default)s"
+
+
+def add_generation_args(parser: argparse.ArgumentParser, max_new_tokens: int = 40, truncate: bool = True) -> None:
+    """Decoding and capture options, one per :class:`inspector.GenerationSettings` field with a flag.
+
+    Flags, help texts and defaults come from the fields' metadata. ``max_new_tokens`` is this
+    parser's default for ``--max-new-tokens``; ``truncate=False`` leaves out ``--truncate-prompt``
+    (for commands that fit prompts themselves).
     """
+    from dataclasses import fields
+
+    from inspector.capture.settings import GenerationSettings
+
     g = parser.add_argument_group("generation")
-    g.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
-    g.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
-    g.add_argument("--temperature", type=float, default=1.0)
-    g.add_argument("--top-k", type=int, default=None, help="sampling: keep the k most likely tokens")
-    g.add_argument("--top-p", type=float, default=1.0, help="sampling: nucleus probability mass")
-    g.add_argument("--num-beams", type=int, default=1)
-    g.add_argument("--num-return-sequences", type=int, default=1)
-    g.add_argument("--repetition-penalty", type=float, default=1.0)
-    g.add_argument(
-        "--stop-string",
-        dest="stop_strings",
-        action="append",
-        default=None,
-        help="stop when the text ends with this string (repeatable; use '\\n' for a newline)",
-    )
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--top-k-logits", type=int, default=10, help="candidates kept per step")
-    g.add_argument("--keep-logits", action="store_true", help="also keep full-vocabulary raw logits")
-    g.add_argument("--attention-dtype", default="float16", choices=["float16", "float32", "bfloat16"])
-    if truncate:
-        g.add_argument("--truncate-prompt", action="store_true", help="drop prompt tokens from the left to fit")
+    for f in fields(GenerationSettings):
+        flag = f.metadata.get("flag")
+        if flag is None or (f.name == "truncate_prompt" and not truncate):
+            continue
+        help_text = f.metadata["help"]
+        if "bounds" in f.metadata:
+            help_text += f"; {f.metadata['bounds']}"
+        if f.type == "bool":
+            g.add_argument(flag, action="store_true", help=help_text)
+        elif f.type == "tuple[str, ...]":
+            g.add_argument(flag, dest=f.name, action="append", default=None,
+                           help=f"{help_text} (default: {f.metadata.get('none', 'none')})")
+        else:
+            default = max_new_tokens if f.name == "max_new_tokens" else f.default
+            choices = list(f.metadata["choices"]) if "choices" in f.metadata else None
+            g.add_argument(flag, type=_ARG_TYPES[str(f.type)], default=default, choices=choices,
+                           help=f"{help_text} (default: {_default_text(f)})")
 
 
 def _unescape(text: str) -> str:
@@ -57,27 +74,36 @@ def _unescape(text: str) -> str:
 
 
 def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
-    """A validated :class:`inspector.GenerationSettings` from parsed options."""
-    from inspector.capture import GenerationSettings
+    """A validated :class:`inspector.GenerationSettings` from options added by :func:`add_generation_args`.
 
-    values = dict(
-        max_new_tokens=args.max_new_tokens,
-        do_sample=args.do_sample,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        num_beams=args.num_beams,
-        num_return_sequences=args.num_return_sequences,
-        repetition_penalty=args.repetition_penalty,
-        stop_strings=tuple(_unescape(s) for s in (args.stop_strings or ())),
-        seed=args.seed,
-        top_k_logits=args.top_k_logits,
-        keep_logits=args.keep_logits,
-        attention_dtype=args.attention_dtype,
-        truncate_prompt=getattr(args, "truncate_prompt", False),
-    )
+    A setting whose option the parser does not have keeps its default; ``overrides`` win.
+    """
+    from dataclasses import fields
+
+    from inspector.capture.settings import GenerationSettings
+
+    values: dict[str, Any] = {}
+    for f in fields(GenerationSettings):
+        if f.metadata.get("flag") is None or not hasattr(args, f.name):
+            continue
+        value = getattr(args, f.name)
+        if f.name == "stop_strings":
+            value = tuple(_unescape(_text_arg(s, "--stop-string")) for s in (value or ()))
+        values[f.name] = value
     values.update(overrides)
     return GenerationSettings(**values)
+
+
+def _text_arg(value: str, flag: str) -> str:
+    """``value`` unless it holds bytes that were not valid text on the command line (``ValueError``)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{flag} holds bytes that are not valid UTF-8 text ({value[exc.start]!r} at character {exc.start}); "
+            "pass the text in UTF-8"
+        ) from None
+    return value
 
 
 def load_model_from_args(args: argparse.Namespace) -> Any:
@@ -116,7 +142,7 @@ def run_capture(args: argparse.Namespace) -> int:
     from inspector.report import capture_report
 
     settings = settings_from_args(args)  # validated before the model loads
-    prompt = _unescape(args.prompt)
+    prompt = _unescape(_text_arg(args.prompt, "--prompt"))
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise ValueError(f"--out must end in .safetensors, got {out}")
@@ -142,7 +168,7 @@ def run_doctor(args: argparse.Namespace) -> int:
         args.model,
         device=args.device,
         random_weights=args.random_weights,
-        prompt=_unescape(args.prompt),
+        prompt=_unescape(_text_arg(args.prompt, "--prompt")),
         max_new_tokens=args.max_new_tokens,
     )
     print(format_parity(report))

@@ -16,10 +16,6 @@ COMMAND_MODULES = (
 )
 
 
-class CliError(Exception):
-    """An expected failure: printed as one line, exit code 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="inspector",
@@ -40,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CliError, ModelLoadError, CaptureError, ValueError, FileNotFoundError, OSError) as exc:
+    except (ModelLoadError, CaptureError, ValueError, FileNotFoundError, OSError) as exc:
         print(f"inspector {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,85 @@
+"""Generation with capture: per-step token scores and per-layer/head attention from one cached ``generate``.
+
+The flow, one module each:
+
+* :mod:`~inspector.capture.settings` - :class:`GenerationSettings`, their bounds, help and CLI flags;
+* :mod:`~inspector.capture.decoding` - settings -> ``GenerationConfig`` and sampling warpers;
+* :mod:`~inspector.capture.encode` - prompts checked, tokenized, left-padded; the context budget;
+* :mod:`~inspector.capture.modules` - the model's attention modules and cache argument;
+* :mod:`~inspector.capture.recorder` - hooks, processor, stopping criterion, per-step statistics;
+* :mod:`~inspector.capture.steps` - the per-step log and its stacked ``[row, step, ...]`` record;
+* :mod:`~inspector.capture.beams` - beam search: gathering through ``beam_indices``;
+* :mod:`~inspector.capture.checks` - NaN/inf checks and :class:`NonFiniteError`;
+* :mod:`~inspector.capture.assemble` - stacked steps -> :class:`~inspector.records.Capture` objects;
+* :mod:`~inspector.capture.engine` - :func:`generate`: one ``generate`` call and the extra cached step.
+
+The names below are importable from ``inspector.capture`` as before; each is loaded from its
+module on first use (PEP 562), so importing the settings alone does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "ATTENTION_DTYPES": "inspector.capture.settings",
+    "GenerationSettings": "inspector.capture.settings",
+    "MAX_STOP_STRINGS": "inspector.capture.settings",
+    "MAX_STOP_STRING_CHARS": "inspector.capture.settings",
+    "MAX_STOP_STRING_PRODUCT": "inspector.capture.settings",
+    "PromptBatch": "inspector.capture.encode",
+    "PromptBudget": "inspector.capture.encode",
+    "check_prompts": "inspector.capture.encode",
+    "encode_prompts": "inspector.capture.encode",
+    "prompt_budget": "inspector.capture.encode",
+    "find_attention_modules": "inspector.capture.modules",
+    "NonFiniteError": "inspector.capture.checks",
+    "StackedSteps": "inspector.capture.steps",
+    "generate": "inspector.capture.engine",
+}
+
+__all__ = [
+    "ATTENTION_DTYPES",
+    "MAX_STOP_STRINGS",
+    "MAX_STOP_STRING_CHARS",
+    "MAX_STOP_STRING_PRODUCT",
+    "GenerationSettings",
+    "NonFiniteError",
+    "PromptBatch",
+    "PromptBudget",
+    "StackedSteps",
+    "check_prompts",
+    "encode_prompts",
+    "find_attention_modules",
+    "generate",
+    "prompt_budget",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'inspector.capture' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from inspector.capture.checks import NonFiniteError
+    from inspector.capture.encode import PromptBatch, PromptBudget, check_prompts, encode_prompts, prompt_budget
+    from inspector.capture.engine import generate
+    from inspector.capture.modules import find_attention_modules
+    from inspector.capture.settings import (
+        ATTENTION_DTYPES,
+        MAX_STOP_STRING_CHARS,
+        MAX_STOP_STRING_PRODUCT,
+        MAX_STOP_STRINGS,
+        GenerationSettings,
+    )
+    from inspector.capture.steps import StackedSteps

@@ -1,0 +1,129 @@
+"""Stacked steps -> one :class:`~inspector.records.Capture` per returned sequence.
+
+Each returned sequence takes its own rows of the stacked statistics (through
+``beam_indices`` in beam search), its unpadded attention block, its stop reason, the
+labels of every token it shows, and the provenance of the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from inspector.capture.beams import beam_attention, beam_final_rows, beam_rows, beam_stop_reason, candidate_positions
+from inspector.capture.checks import check_finite_attention, check_finite_steps
+from inspector.capture.steps import REASONS, StackedSteps
+from inspector.devices import dtype_name
+from inspector.provenance import library_versions, utc_now
+from inspector.records import Capture, CaptureMeta, StopReason
+
+if TYPE_CHECKING:  # pragma: no cover
+    from inspector.capture.encode import PromptBatch
+    from inspector.capture.recorder import Recorder
+    from inspector.capture.settings import GenerationSettings
+    from inspector.handle import ModelHandle
+
+
+def token_strings(tokenizer: Any, ids: Sequence[int]) -> list[str]:
+    """Display string of each token id (``tokenizer.decode([id])``, spaces kept as they are)."""
+    return [tokenizer.decode([i], clean_up_tokenization_spaces=False) for i in ids]
+
+
+def assemble(
+    im: ModelHandle,
+    batch: PromptBatch,
+    settings: GenerationSettings,
+    sources: list[dict[str, Any]],
+    rec: Recorder,
+    steps: StackedSteps,
+    sequences: torch.Tensor,
+    beam_indices: torch.Tensor | None,
+    stopper: Any,
+) -> list[Capture]:
+    """One capture per row of ``sequences`` ``[rows_out, p_max + steps]``, prompt-major."""
+    tok = im.tokenizer
+    p_max = batch.p_max
+    total = steps.steps
+    nrs = settings.num_return_sequences
+    seq_cpu = sequences.cpu()
+    bi = beam_indices.cpu().long() if beam_indices is not None else None  # [rows_out, steps], -1 = unfilled
+    final_rows: list[torch.Tensor] = []
+    if bi is not None and settings.keep_attention:
+        final_rows = beam_final_rows(im, rec, seq_cpu, bi, batch)
+    versions = library_versions()
+    created = utc_now()
+    gen_dict = settings.to_dict()
+    captures: list[Capture] = []
+    for j in range(int(seq_cpu.shape[0])):
+        b = j // nrs
+        pad = batch.pads[b]
+        if bi is not None:
+            steps_j, row_at = beam_rows(bi[j])
+        else:
+            assert steps.finish_step is not None and steps.finish_reason is not None
+            fin = int(steps.finish_step[j])
+            finished = 0 <= fin < total
+            steps_j = fin + 1 if finished else total
+            row_at = torch.full((steps_j,), j, dtype=torch.long)
+            reason: StopReason = REASONS[int(steps.finish_reason[j])] if finished else "length"
+        gen_ids = seq_cpu[j, p_max : p_max + steps_j]
+        ids = torch.cat([batch.input_ids[b, pad:], gen_ids])
+        plen = p_max - pad
+        which = f"prompt {b}" + (f", sequence {j % nrs}" if nrs > 1 else "")
+        if bi is not None:
+            assert steps.cand_ids is not None
+            pos = candidate_positions(steps.cand_ids, row_at, gen_ids, which)
+            raw_scores, proc_scores = steps.raw.token_scores(row_at, pos), steps.processed.token_scores(row_at, pos)
+            reason = beam_stop_reason(rec, stopper, seq_cpu[j : j + 1, : p_max + steps_j], gen_ids)
+        else:
+            raw_scores, proc_scores = steps.raw.token_scores(row_at), steps.processed.token_scores(row_at)
+        seq_len = plen + steps_j
+        att = None
+        if settings.keep_attention:
+            if bi is not None:
+                att = beam_attention(rec, b, pad, plen, steps_j, row_at, final_rows[j])
+            else:
+                assert rec.buffer is not None
+                att = rec.buffer[j, :, :, pad : pad + seq_len, pad : pad + seq_len].cpu().clone()
+            check_finite_attention(att, plen, which)
+        idx = torch.arange(steps_j)
+        check_finite_steps(steps.finite[row_at, idx], which)
+        logits = steps.logits[row_at, idx] if steps.logits is not None else None
+        id_list = ids.tolist()
+        labels_ids = sorted(
+            set(id_list) | set(raw_scores.topk_ids.flatten().tolist()) | set(proc_scores.topk_ids.flatten().tolist())
+        )
+        labels = dict(zip(labels_ids, token_strings(tok, labels_ids), strict=True))
+        meta = CaptureMeta(
+            model=im.name,
+            revision=im.revision,
+            random_weights=im.random_weights,
+            tokenizer=str(getattr(tok, "name_or_path", "")),
+            generation={**gen_dict, "prompt_truncated_tokens": batch.truncated[b]},
+            device=str(im.device),
+            dtype=dtype_name(im.dtype),
+            attention_dtype=settings.attention_dtype,
+            versions=versions,
+            source=sources[b],
+            sequence_index=j % nrs,
+            created=created,
+        )
+        captures.append(
+            Capture(
+                token_ids=ids,
+                tokens=[labels[i] for i in id_list],
+                prompt_len=plen,
+                prompt_text=batch.prompts[b],
+                generated_text=str(tok.decode(gen_ids.tolist(), skip_special_tokens=True)),
+                stop_reason=reason,
+                raw=raw_scores,
+                processed=proc_scores,
+                attentions=att,
+                logits=logits,
+                meta=meta,
+                labels=labels,
+            )
+        )
+    return captures

@@ -1,0 +1,80 @@
+"""Beam search: following each returned beam back through ``beam_indices`` to its scores and attention.
+
+In beam search the running rows are reordered at every step, so the row that produced a
+returned sequence's token ``i`` is ``beam_indices[seq, i]``. Its statistics are gathered
+from that row's candidates, its attention row from that row's next decoding forward.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from inspector.records import CaptureError, StopReason
+
+if TYPE_CHECKING:  # pragma: no cover
+    from inspector.capture.encode import PromptBatch
+    from inspector.capture.recorder import Recorder
+    from inspector.handle import ModelHandle
+
+
+def beam_rows(beam_indices_row: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """``(steps, row_at)`` of one returned sequence from its ``beam_indices`` row (``-1`` = unfilled)."""
+    steps = int((beam_indices_row >= 0).sum())
+    return steps, beam_indices_row[:steps]
+
+
+def candidate_positions(
+    cand_ids: torch.Tensor, row_at: torch.Tensor, gen_ids: torch.Tensor, which: str
+) -> torch.Tensor:
+    """``[step]`` position of each generated token among its row's candidates ``cand_ids`` ``[row, step, c]``."""
+    idx = torch.arange(int(row_at.shape[0]))
+    cand = cand_ids[row_at, idx]  # [step, c]
+    pos = (cand == gen_ids[:, None]).int().argmax(-1)
+    if not bool((cand[idx, pos] == gen_ids).all()):  # pragma: no cover - would be a transformers change
+        raise CaptureError(f"{which}: a beam token was not among the recorded candidates")
+    return pos
+
+
+def beam_attention(
+    rec: Recorder, b: int, pad: int, plen: int, steps: int, row_at: torch.Tensor, final_row: torch.Tensor
+) -> torch.Tensor:
+    """Dense ``[layer, head, seq, seq]`` for a returned beam of prompt ``b``, gathered through ``beam_indices``."""
+    assert rec.prefill is not None
+    seq = plen + steps
+    p_max = rec.p_max
+    att = torch.zeros((rec.num_layers, rec.num_heads, seq, seq), dtype=rec.att_dtype)
+    att[:, :, :plen, :plen] = rec.prefill[int(row_at[0]) if steps else b * rec.s.num_beams, :, :, pad:, pad:].cpu()
+    for i in range(steps - 1):  # token i's row comes from forward i+1, on the row that produced token i+1
+        r = int(row_at[i + 1])
+        att[:, :, plen + i, : plen + i + 1] = rec.rows_by_step[i][r, :, :, pad : p_max + i + 1].cpu()
+    if steps:
+        att[:, :, seq - 1, :] = final_row
+    return att
+
+
+def beam_final_rows(
+    im: ModelHandle, rec: Recorder, seq_cpu: torch.Tensor, bi: torch.Tensor, batch: PromptBatch
+) -> list[torch.Tensor]:
+    """Attention row ``[layer, head, key]`` of each returned beam's last token (one forward per beam)."""
+    out = []
+    nrs = rec.s.num_return_sequences
+    for j in range(int(seq_cpu.shape[0])):
+        b = j // nrs
+        pad = batch.pads[b]
+        steps = int((bi[j] >= 0).sum())
+        ids = seq_cpu[j, pad : batch.p_max + steps][None].to(im.device)
+        res = im.model(input_ids=ids, output_attentions=True, use_cache=False, logits_to_keep=1)
+        out.append(torch.stack([a[0, :, -1, :] for a in res.attentions]).to(rec.att_dtype).cpu())
+    return out
+
+
+def beam_stop_reason(rec: Recorder, stopper: Any, sequence: torch.Tensor, gen_ids: torch.Tensor) -> StopReason:
+    """Why a returned beam ended: ``"eos"``, ``"stop_string"`` (``sequence``: ``[1, len]``) or ``"length"``."""
+    last = int(gen_ids[-1]) if gen_ids.numel() else -1
+    if last in rec.eos_ids.tolist():
+        return "eos"
+    if stopper is not None and bool(stopper(sequence.to(rec.device), ())[0]):
+        return "stop_string"
+    return "length"

@@ -1,0 +1,196 @@
+"""Generation with capture: one cached ``generate`` call, recorded, plus one extra cached step.
+
+Nothing is asked of ``generate`` that it would accumulate (no ``output_attentions`` or
+``output_logits``): the :class:`~inspector.capture.recorder.Recorder` reads each step's
+attention weights and logits as they are produced and reduces them at once. The last
+generated token's attention row needs one more cached decoding step, taken after
+``generate`` returns. The per-step statistics are then stacked
+(:class:`~inspector.capture.steps.StackedSteps`) and assembled into captures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from inspector.capture.assemble import assemble
+from inspector.capture.encode import PromptBatch, check_prompts, encode_prompts
+from inspector.capture.modules import cache_kwarg
+from inspector.capture.recorder import Recorder
+from inspector.capture.settings import GenerationSettings
+from inspector.capture.steps import StackedSteps
+
+if TYPE_CHECKING:  # pragma: no cover
+    from inspector.handle import ModelHandle
+    from inspector.records import Capture
+
+
+def generate(
+    im: ModelHandle,
+    prompts: str | Sequence[str],
+    *,
+    max_new_tokens: int = 40,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float = 1.0,
+    num_beams: int = 1,
+    num_return_sequences: int = 1,
+    repetition_penalty: float = 1.0,
+    stop_strings: Sequence[str] | str | None = None,
+    seed: int | None = None,
+    top_k_logits: int = 10,
+    keep_logits: bool = False,
+    keep_attention: bool = True,
+    attention_dtype: torch.dtype | str = torch.float16,
+    truncate_prompt: bool = False,
+    sources: Sequence[dict[str, Any]] | dict[str, Any] | None = None,
+    settings: GenerationSettings | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> Capture | list[Capture]:
+    """Generate from one prompt or a batch and capture every step.
+
+    Args:
+        im: a model from :func:`inspector.load_model`.
+        prompts: a string, or a list of strings generated together in one left-padded batch.
+        max_new_tokens, do_sample, temperature, top_k, top_p, num_beams, num_return_sequences,
+            repetition_penalty, stop_strings: decoding settings, as in Hugging Face ``generate``
+            (``top_k=None`` or 0 and ``top_p=1.0`` are off); no other decoding filter is applied.
+        seed: seed for sampling (the global RNG is restored afterwards).
+        top_k_logits: candidates kept per step.
+        keep_logits: also keep full raw logits ``[step, vocab]``.
+        keep_attention: keep ``[layer, head, query, key]`` attention (default).
+        attention_dtype: ``torch.float16`` (default), ``torch.float32`` or ``torch.bfloat16``.
+        truncate_prompt: drop prompt tokens from the left to fit the context instead of raising.
+        sources: where each prompt came from (stored in ``capture.meta.source``).
+        settings: a ready :class:`GenerationSettings` (overrides the keyword arguments).
+        on_step: called after every decoding step as ``on_step(steps_done, max_new_tokens)``
+            (for a progress bar). To cancel, raise from it: the exception propagates out of
+            ``generate``, the model's hooks are removed and nothing is returned.
+
+    Returns:
+        A :class:`Capture` for a single string with one returned sequence; otherwise a list,
+        prompt-major (all sequences of prompt 0, then prompt 1, ...).
+
+    Raises:
+        ValueError: bad settings or prompts, before any model work.
+        NonFiniteError: the model produced NaN/inf (names step and layer).
+    """
+    if settings is None:
+        settings = GenerationSettings(
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            num_beams=num_beams,
+            num_return_sequences=num_return_sequences,
+            repetition_penalty=repetition_penalty,
+            stop_strings=stop_strings,  # type: ignore[arg-type]
+            seed=seed,
+            top_k_logits=top_k_logits,
+            keep_logits=keep_logits,
+            keep_attention=keep_attention,
+            attention_dtype=attention_dtype,  # type: ignore[arg-type]
+            truncate_prompt=truncate_prompt,
+        )
+    single, prompt_list = check_prompts(prompts)
+    if isinstance(sources, dict) or sources is None:
+        source_list = [dict(sources or {"kind": "text"}) for _ in prompt_list]
+    else:
+        source_list = [dict(s) for s in sources]
+        if len(source_list) != len(prompt_list):
+            raise ValueError(f"got {len(source_list)} sources for {len(prompt_list)} prompts")
+    batch = encode_prompts(im, prompt_list, settings)
+    captures = _run(im, batch, settings, source_list, on_step)
+    if single and settings.num_return_sequences == 1:
+        return captures[0]
+    return captures
+
+
+def stop_string_criteria(tokenizer: Any, stop_strings: Sequence[str]) -> Any:
+    """transformers' ``StopStringCriteria``, leaving at most this one table in its module-level cache.
+
+    Building the criteria costs a table of about vocabulary x (strings x longest) entries, which
+    transformers keeps in a cache of up to 9 entries; with changing stop strings that memory
+    would stay long after the call. Keeping only the newest entry bounds it to one table while
+    a repeated call with the same strings still finds it.
+    """
+    from transformers.generation import stopping_criteria as sc
+
+    criteria = sc.StopStringCriteria(tokenizer, list(stop_strings))
+    cache = getattr(sc, "STOP_STRING_EMBEDDING_CACHE", None)
+    if cache is not None:
+        for key in list(cache)[:-1]:  # an OrderedDict, most recently used last
+            cache.pop(key, None)
+    return criteria
+
+
+@torch.no_grad()
+def _run(
+    im: ModelHandle,
+    batch: PromptBatch,
+    settings: GenerationSettings,
+    sources: list[dict[str, Any]],
+    on_step: Callable[[int, int], None] | None = None,
+) -> list[Capture]:
+    from transformers import LogitsProcessorList, StoppingCriteriaList
+
+    model: Any = im.model
+    tok = im.tokenizer
+    dev = im.device
+    n_prompts = len(batch.prompts)
+    expand = settings.num_beams if settings.num_beams > 1 else settings.num_return_sequences
+    rows = n_prompts * expand
+    gen_config = settings.generation_config(model, tok)
+    stopper = stop_string_criteria(tok, settings.stop_strings) if settings.stop_strings else None
+    rec = Recorder(im, settings, rows, batch.p_max, stopper)
+    rec.on_step = on_step
+    processor, criterion = rec.hf_objects()
+    input_ids = batch.input_ids.to(dev)
+    mask = batch.attention_mask.to(dev)
+    rng: Any = contextlib.nullcontext()
+    if settings.seed is not None:
+        rng = torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
+    with rng, rec.attached():
+        if settings.seed is not None:
+            torch.manual_seed(settings.seed)
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=mask,
+            generation_config=gen_config,
+            logits_processor=LogitsProcessorList([*settings.warpers(), processor]),
+            stopping_criteria=StoppingCriteriaList([criterion]),
+        )
+        sequences = out.sequences  # [rows_out, p_max + T]
+        total_steps = int(sequences.shape[1]) - batch.p_max
+        if not settings.num_beams > 1 and settings.keep_attention and rec.forward_calls < total_steps + 1:
+            _final_cached_step(rec, out, sequences, mask, expand)
+    beam_indices = getattr(out, "beam_indices", None) if settings.num_beams > 1 else None
+    steps = StackedSteps.from_log(rec.log, total_steps, rec.finish_step, rec.finish_reason)
+    return assemble(im, batch, settings, sources, rec, steps, sequences, beam_indices, stopper)
+
+
+def _final_cached_step(rec: Recorder, out: Any, sequences: torch.Tensor, mask: torch.Tensor, expand: int) -> None:
+    """One more cached decoding step over the last generated token, for its attention row."""
+    model = rec.im.model
+    cache = getattr(out, "cache", None)
+    if cache is None:
+        cache = getattr(out, "past_key_values", None)
+    full_mask = mask.repeat_interleave(expand, dim=0) if expand > 1 else mask
+    steps = int(sequences.shape[1]) - int(mask.shape[1])
+    full_mask = torch.cat([full_mask, full_mask.new_ones((full_mask.shape[0], steps))], dim=1)
+    position_ids = (full_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -1:]
+    rec.record_logits = False
+    kwargs = {cache_kwarg(model): cache}
+    model(
+        input_ids=sequences[:, -1:],
+        attention_mask=full_mask,
+        position_ids=position_ids,
+        use_cache=True,
+        logits_to_keep=1,
+        **kwargs,
+    )

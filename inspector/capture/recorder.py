@@ -1,0 +1,236 @@
+"""Recording one ``generate`` call: hooks, the logits processor, the stopping criterion, per-step statistics.
+
+* attention weights: forward hooks on every attention module (eager attention returns
+  ``(output, weights)``), written into one ``[row, layer, head, seq, seq]`` buffer
+  (greedy/sampling) or kept per step for gathering through ``beam_indices`` (beam search);
+* raw logits: a forward hook on the model (``outputs.logits[:, -1]``);
+* processed scores: a logits processor placed last, which sees what decoding picks from;
+* the chosen token: a stopping criterion, called right after each selection.
+
+Each step's scores are reduced at once (entropy, top-k, chosen-token rank) into a
+:class:`~inspector.capture.steps.StepLog`, so memory stays flat however long the generation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from inspector.capture.modules import find_attention_modules
+from inspector.capture.steps import EOS, STOP_STRING, StepLog
+from inspector.devices import torch_dtype
+from inspector.records import CaptureError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from inspector.capture.settings import GenerationSettings
+    from inspector.handle import ModelHandle
+
+
+def entropy_and_topk(
+    logp: torch.Tensor, k: int, masked: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Entropy ``[row]`` and top-k values and ids ``[row, k]`` of log-probabilities ``[row, vocab]``.
+
+    ``masked``: some entries may be ``-inf`` (filtered by top-k/top-p); their
+    ``0 * -inf`` terms are taken as 0. Otherwise the entropy is one batched dot
+    product ``-p . log p`` per row, the cheapest exact form.
+    """
+    p = logp.exp()
+    if masked:
+        ent = -(p * logp.masked_fill(p == 0, 0.0)).sum(-1)
+    else:
+        ent = -torch.bmm(p[:, None, :], logp[:, :, None])[:, 0, 0]
+    topv, topi = logp.topk(k, dim=-1)
+    return ent, topv, topi
+
+
+def logprob_and_rank(logp: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability and 1-based rank of ``ids`` ``[n]`` (or ``[n, c]``) under ``logp`` ``[n, vocab]``."""
+    squeeze = ids.dim() == 1
+    ids2 = ids[:, None] if squeeze else ids
+    lp = logp.gather(-1, ids2)
+    rank = (logp[:, None, :] > lp[:, :, None]).sum(-1) + 1
+    return (lp[:, 0], rank[:, 0]) if squeeze else (lp, rank)
+
+
+class Recorder:
+    """Hooks, logits processor and stopping criterion that record one ``generate`` call."""
+
+    def __init__(self, im: ModelHandle, settings: GenerationSettings, rows: int, p_max: int, stopper: Any):
+        self.im = im
+        self.s = settings
+        self.rows = rows
+        self.p_max = p_max
+        self.k = min(settings.top_k_logits, int(im.model.config.vocab_size))
+        self.att_dtype = torch_dtype(settings.attention_dtype)
+        self.modules = find_attention_modules(im.model)
+        self.num_layers = len(self.modules)
+        self.num_heads = im.num_heads
+        self.device = im.device
+        self.s_max = p_max + settings.max_new_tokens + 1
+        self.log = StepLog()
+        self.forward_calls = 0
+        self.record_logits = True
+        self.raw: torch.Tensor | None = None
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._layer_w: list[torch.Tensor | None] = [None] * self.num_layers
+        self.stop_criteria = stopper
+        self.on_step: Callable[[int, int], None] | None = None
+        self.steps_done = 0
+        eos = im.model.config.eos_token_id if im.model.config.eos_token_id is not None else im.tokenizer.eos_token_id
+        eos_list = eos if isinstance(eos, list) else [eos]
+        self.eos_ids = torch.tensor([e for e in eos_list if e is not None], dtype=torch.long, device=self.device)
+        self.finish_step = torch.full((rows,), -1, dtype=torch.long, device=self.device)
+        self.finish_reason = torch.zeros((rows,), dtype=torch.long, device=self.device)
+        self.beam = settings.num_beams > 1
+        self.unprocessed = not settings.do_sample and settings.repetition_penalty == 1.0 and not self.beam
+        self.cand_k = min(int(im.model.config.vocab_size), 2 * settings.num_beams * max(1, len(eos_list)) + 2)
+        self.buffer: torch.Tensor | None = None
+        self.prefill: torch.Tensor | None = None  # beam: [row, layer, head, p, p]
+        self.rows_by_step: list[torch.Tensor] = []  # beam: [row, layer, head, key] per decode forward
+        if settings.keep_attention and not self.beam:
+            shape = (rows, self.num_layers, self.num_heads, self.s_max, self.s_max)
+            self.buffer = torch.zeros(shape, dtype=self.att_dtype, device=self.device)
+
+    # -- hooks --------------------------------------------------------------------------
+    def _attention_hook(self, layer: int, index: int) -> Callable[[nn.Module, Any, Any], None]:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            weights = output[index] if isinstance(output, (tuple, list)) else None
+            if weights is None:
+                raise RuntimeError(
+                    "attention module returned no weights; the model must use eager attention "
+                    "(attn_implementation='eager')"
+                )
+            if not self.s.keep_attention:
+                return
+            if self.buffer is not None:
+                q, kk = int(weights.shape[-2]), int(weights.shape[-1])
+                self.buffer[:, layer, :, kk - q : kk, :kk].copy_(weights)
+            else:
+                self._layer_w[layer] = weights.to(self.att_dtype)
+
+        return hook
+
+    def _model_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        first = self.forward_calls == 0
+        self.forward_calls += 1
+        if self.beam and self.s.keep_attention:
+            ws = self._layer_w
+            if first:
+                self.prefill = torch.stack(ws, dim=1)  # type: ignore[arg-type]
+            else:
+                self.rows_by_step.append(torch.stack([w[:, :, -1, :] for w in ws], dim=1))  # type: ignore[index]
+            self._layer_w = [None] * self.num_layers
+        if self.record_logits:
+            self.raw = output.logits[:, -1, :]
+
+    @contextlib.contextmanager
+    def attached(self) -> Iterator[Recorder]:
+        """The hooks on the model for the duration; removed however the block ends."""
+        handles = [m.register_forward_hook(self._attention_hook(i, idx)) for i, (m, idx) in enumerate(self.modules)]
+        handles.append(self.im.model.register_forward_hook(self._model_hook, with_kwargs=True))
+        try:
+            yield self
+        finally:
+            for h in handles:
+                h.remove()
+
+    # -- per step ---------------------------------------------------------------------
+    def process(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """Called by ``generate`` with the final processed scores; returns them unchanged."""
+        if self.raw is None:  # pragma: no cover - defensive
+            raise RuntimeError("logits processor called before the model's forward hook")
+        raw = self.raw.float()
+        self.raw = None
+        log = self.log
+        if self.s.keep_logits:
+            log.logits.append(raw.clone())
+        raw_lp = torch.log_softmax(raw, dim=-1)
+        ent, topv, topi = entropy_and_topk(raw_lp, self.k)
+        # -p.log p is finite exactly when every raw logit is (NaN, +inf or -inf all make it NaN)
+        log.finite.append(torch.isfinite(ent))
+        log.raw_entropy.append(ent)
+        log.raw_topv.append(topv)
+        log.raw_topi.append(topi)
+        if self.unprocessed:
+            # nothing processes greedy scores here (no processor is configured); checked once
+            if len(log.raw_entropy) == 1 and not torch.allclose(scores, raw, rtol=0, atol=0, equal_nan=True):
+                raise CaptureError("generate processed greedy scores unexpectedly; please report this")
+            proc_lp = raw_lp
+            log.proc_entropy.append(ent)
+            log.proc_topv.append(topv)
+            log.proc_topi.append(topi)
+        else:  # beam scores are already log-probabilities, processed; sampling scores are warped logits
+            proc_lp = torch.log_softmax(scores.float(), dim=-1)
+            pe, pv, pi = entropy_and_topk(proc_lp, self.k, masked=True)
+            log.proc_entropy.append(pe)
+            log.proc_topv.append(pv)
+            log.proc_topi.append(pi)
+        if self.beam:
+            cand = proc_lp.topk(self.cand_k, dim=-1).indices
+            log.cand_ids.append(cand)
+            for lp_list, rank_list, logp in ((log.raw_chosen_lp, log.raw_chosen_rank, raw_lp),
+                                             (log.proc_chosen_lp, log.proc_chosen_rank, proc_lp)):
+                lp, rank = logprob_and_rank(logp, cand)
+                lp_list.append(lp)
+                rank_list.append(rank)
+        else:
+            self._pending = (raw_lp, proc_lp)
+        return scores
+
+    def stop(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        """Called by ``generate`` right after each token selection."""
+        last = input_ids[:, -1]
+        eos_hit = torch.isin(last, self.eos_ids)
+        stop_hit = (
+            self.stop_criteria(input_ids, scores)
+            if self.stop_criteria is not None
+            else torch.zeros_like(eos_hit)
+        )
+        if not self.beam and self._pending is not None:
+            raw_lp, proc_lp = self._pending
+            self._pending = None
+            if proc_lp is raw_lp:  # greedy on raw scores: the chosen token is the argmax, rank 1 by definition
+                lp, rank = raw_lp.gather(-1, last[:, None])[:, 0], torch.ones_like(last)
+            else:
+                lp, rank = logprob_and_rank(raw_lp, last)
+            self.log.raw_chosen_lp.append(lp)
+            self.log.raw_chosen_rank.append(rank)
+            if proc_lp is raw_lp:
+                self.log.proc_chosen_lp.append(lp)
+                self.log.proc_chosen_rank.append(rank)
+            else:
+                plp, prank = logprob_and_rank(proc_lp, last)
+                self.log.proc_chosen_lp.append(plp)
+                self.log.proc_chosen_rank.append(prank)
+            step = len(self.log.raw_chosen_lp) - 1
+            new = (self.finish_step < 0) & (eos_hit | stop_hit)
+            self.finish_step = torch.where(new, torch.full_like(self.finish_step, step), self.finish_step)
+            reason = torch.where(eos_hit, torch.full_like(last, EOS), torch.full_like(last, STOP_STRING))
+            self.finish_reason = torch.where(new, reason, self.finish_reason)
+        self.steps_done += 1
+        if self.on_step is not None:
+            self.on_step(self.steps_done, self.s.max_new_tokens)
+        return eos_hit | stop_hit
+
+    def hf_objects(self) -> tuple[Any, Any]:
+        """The ``LogitsProcessor`` and ``StoppingCriteria`` that call :meth:`process` and :meth:`stop`."""
+        from transformers import LogitsProcessor, StoppingCriteria
+
+        rec = self
+
+        class _Process(LogitsProcessor):
+            def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+                return rec.process(input_ids, scores)  # type: ignore[return-value]
+
+        class _Stop(StoppingCriteria):
+            def __call__(
+                self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
+            ) -> torch.BoolTensor:
+                return rec.stop(input_ids, scores, **kwargs)  # type: ignore[return-value]
+
+        return _Process(), _Stop()

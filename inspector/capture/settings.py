@@ -1,0 +1,204 @@
+"""Generation settings: every decoding and capture option of one call, its bounds, help text and CLI flag.
+
+:class:`GenerationSettings` is the one list of settings. Each field carries, in its
+``metadata``, the help text and the command-line flag (``inspector.cli.capture`` derives
+its options from them); a field without a flag is listed, with the reason, in the CLI's
+exclusions. Nothing here imports torch, so argument parsing stays quick.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from inspector.capture.decoding import build_generation_config, build_warpers
+from inspector.devices import dtype_name
+
+#: Dtypes attention weights can be stored in (the CLI lists them in this order).
+ATTENTION_DTYPES = ("float16", "float32", "bfloat16")
+#: Bounds on stop strings: matching them needs a table of about vocabulary x (number of strings x
+#: longest string) entries, which transformers builds for every call.
+MAX_STOP_STRINGS = 32
+MAX_STOP_STRING_CHARS = 256
+#: Bound on (number of stop strings) x (characters of the longest one): about 200 MB of table for GPT-2.
+MAX_STOP_STRING_PRODUCT = 1024
+
+_INT_FIELDS = ("max_new_tokens", "num_beams", "num_return_sequences", "top_k", "top_k_logits", "seed")
+_BOOL_FIELDS = ("do_sample", "keep_logits", "keep_attention", "truncate_prompt")
+_FLOAT_FIELDS = ("temperature", "top_p", "repetition_penalty")
+
+
+def _opt(default: Any, help: str, flag: str | None = None, **extra: Any) -> Any:
+    """A field with its help text and (``flag``) command-line option; ``extra`` goes to the metadata too."""
+    return field(default=default, metadata={"help": help, "flag": flag, **extra})
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Every setting of one capture, validated before any model work.
+
+    ``top_k=None`` (or 0) and ``top_p=1.0`` switch those filters off; ``temperature``,
+    ``top_k`` and ``top_p`` apply to sampling only. ``top_k_logits`` is how many
+    candidates are kept per step (not a decoding setting). No other decoding filter is
+    applied: see :meth:`generation_config`.
+    """
+
+    max_new_tokens: int = _opt(40, "new tokens to generate at most", "--max-new-tokens")
+    do_sample: bool = _opt(False, "sample instead of greedy decoding", "--do-sample")
+    temperature: float = _opt(1.0, "sampling: divide the logits by this before top-k and top-p", "--temperature")
+    top_k: int | None = _opt(None, "sampling: keep the k most likely tokens", "--top-k", none="off; 0 is off too")
+    top_p: float = _opt(1.0, "sampling: nucleus probability mass", "--top-p", off=1.0)
+    num_beams: int = _opt(1, "beam search with this many beams", "--num-beams", off=1)
+    num_return_sequences: int = _opt(1, "sequences returned per prompt, with sampling or beam search",
+                                     "--num-return-sequences")
+    repetition_penalty: float = _opt(1.0, "penalise tokens already in the text by this factor",
+                                     "--repetition-penalty", off=1.0)
+    stop_strings: tuple[str, ...] = _opt(
+        (),
+        "stop when the text ends with this string (repeatable; use '\\n' for a newline)",
+        "--stop-string",
+        none="none",
+        bounds=f"at most {MAX_STOP_STRINGS} strings of at most {MAX_STOP_STRING_CHARS} characters, and their "
+        f"number times the longest one's length at most {MAX_STOP_STRING_PRODUCT}",
+    )
+    seed: int | None = _opt(None, "seed for sampling (the global random state is restored afterwards)", "--seed",
+                            none="none: not reproducible")
+    top_k_logits: int = _opt(10, "candidates kept per step", "--top-k-logits")
+    keep_logits: bool = _opt(False, "also keep full-vocabulary raw logits", "--keep-logits")
+    keep_attention: bool = _opt(True, "keep [layer, head, query, key] attention weights")
+    attention_dtype: str = _opt("float16", "dtype attention weights are stored in", "--attention-dtype",
+                                choices=ATTENTION_DTYPES)
+    truncate_prompt: bool = _opt(False, "drop prompt tokens from the left to fit", "--truncate-prompt")
+
+    def __post_init__(self) -> None:
+        stops = self.stop_strings
+        if isinstance(stops, str):
+            stops = (stops,)
+        elif stops is None:
+            stops = ()
+        elif isinstance(stops, (list, tuple)):
+            stops = tuple(stops)
+        else:
+            raise ValueError(f"stop_strings must be a string or a list of strings, got {type(stops).__name__}")
+        object.__setattr__(self, "stop_strings", stops)
+        dtype = self.attention_dtype
+        if not isinstance(dtype, str) and type(dtype).__module__ == "torch":
+            object.__setattr__(self, "attention_dtype", dtype_name(dtype))
+        self.validate()
+
+    def validate(self) -> None:
+        """``ValueError`` saying what to change, for the first setting out of its bounds."""
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, int) or (value is None and name in ("top_k", "seed"))):
+                what = "an integer or None" if name in ("top_k", "seed") else "an integer"
+                raise ValueError(f"{name} must be {what}, got {value!r}")
+        for name in _BOOL_FIELDS:
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.max_new_tokens <= 0:
+            raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        if self.num_beams < 1:
+            raise ValueError(f"num_beams must be an integer >= 1, got {self.num_beams!r}")
+        if self.num_return_sequences < 1:
+            raise ValueError(f"num_return_sequences must be an integer >= 1, got {self.num_return_sequences!r}")
+        if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
+            raise ValueError(
+                f"num_return_sequences ({self.num_return_sequences}) cannot exceed num_beams ({self.num_beams})"
+            )
+        if self.num_beams == 1 and not self.do_sample and self.num_return_sequences > 1:
+            raise ValueError("greedy decoding returns one sequence; set num_return_sequences=1, do_sample or num_beams")
+        if self.num_beams > 1 and self.do_sample:
+            raise ValueError("beam sampling is not supported; use num_beams>1 without do_sample, or do_sample alone")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature!r}")
+        if self.do_sample and self.temperature == 0:
+            raise ValueError("temperature 0 means greedy decoding; set do_sample=False or a temperature > 0")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.top_k is not None and self.top_k < 0:
+            raise ValueError(f"top_k must be a non-negative integer or None, got {self.top_k!r}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty!r}")
+        if self.top_k_logits < 1:
+            raise ValueError(f"top_k_logits must be an integer >= 1, got {self.top_k_logits!r}")
+        if not isinstance(self.attention_dtype, str) or self.attention_dtype not in ATTENTION_DTYPES:
+            raise ValueError(f"attention_dtype must be one of {sorted(ATTENTION_DTYPES)}, got {self.attention_dtype!r}")
+        check_stop_strings(self.stop_strings)
+
+    def prompt_token_budget(self, context_length: int) -> int:
+        """Prompt tokens that fit a ``context_length``-token context with room for ``max_new_tokens``.
+
+        Raises ``ValueError`` when ``max_new_tokens`` leaves no room at all.
+        """
+        budget = int(context_length) - self.max_new_tokens
+        if budget < 1:
+            raise ValueError(
+                f"max_new_tokens={self.max_new_tokens} leaves no room for a prompt in the model's "
+                f"{context_length}-token context; lower max_new_tokens"
+            )
+        return budget
+
+    @property
+    def mode(self) -> str:
+        return "beam" if self.num_beams > 1 else ("sample" if self.do_sample else "greedy")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["stop_strings"] = list(self.stop_strings)
+        out["mode"] = self.mode
+        return out
+
+    def generation_config(self, model: Any, tokenizer: Any) -> Any:
+        """The ``GenerationConfig`` for ``generate``: every decoding filter comes from these settings alone.
+
+        See :func:`inspector.capture.decoding.build_generation_config`.
+        """
+        return build_generation_config(
+            model,
+            tokenizer,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=self.do_sample,
+            num_beams=self.num_beams,
+            num_return_sequences=self.num_return_sequences,
+            repetition_penalty=float(self.repetition_penalty),
+        )
+
+    def warpers(self) -> list[Any]:
+        """Hugging Face's own sampling warpers, in ``generate``'s order (temperature, top-k, top-p).
+
+        They are passed as custom processors, so the recorder placed after them sees
+        the scores that sampling actually draws from.
+        """
+        if not self.do_sample:
+            return []
+        return build_warpers(float(self.temperature), self.top_k, float(self.top_p))
+
+
+def check_stop_strings(stop_strings: tuple[Any, ...]) -> None:
+    """``ValueError`` unless ``stop_strings`` are non-empty, encodable strings within the bounds above."""
+    if any(not isinstance(s, str) or not s for s in stop_strings):
+        raise ValueError(f"stop_strings must be non-empty strings, got {list(stop_strings)[:MAX_STOP_STRINGS]!r}")
+    if len(stop_strings) > MAX_STOP_STRINGS:
+        raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings are allowed, got {len(stop_strings)}")
+    for i, s in enumerate(stop_strings):
+        if len(s) > MAX_STOP_STRING_CHARS:
+            raise ValueError(
+                f"stop string {i} has {len(s)} characters; at most {MAX_STOP_STRING_CHARS} are allowed"
+            )
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"stop string {i} ({s!r}) is not valid text (an unpaired surrogate)") from None
+    if stop_strings and len(stop_strings) * max(map(len, stop_strings)) > MAX_STOP_STRING_PRODUCT:
+        longest = max(map(len, stop_strings))
+        raise ValueError(
+            f"{len(stop_strings)} stop strings with the longest of {longest} characters need too much memory to "
+            f"match: (number of stop strings) x (longest length) must be at most {MAX_STOP_STRING_PRODUCT}, "
+            f"got {len(stop_strings) * longest}; use fewer or shorter stop strings"
+        )
