@@ -48,15 +48,6 @@ SHARE_COLUMNS: tuple[str, ...] = (
     "attn_speaker_user",
     "attn_speaker_agent",
 )
-#: Next-token statistic columns.
-SCORE_COLUMNS: tuple[str, ...] = (
-    "prompt_tokens",
-    "generated_tokens",
-    "entropy_mean",
-    "entropy_max",
-    "chosen_prob_mean",
-    "chosen_rank_mean",
-)
 _NAN = float("nan")
 
 
@@ -90,7 +81,8 @@ def score_metrics(capture: Capture) -> dict[str, float | int]:
     return out
 
 
-def key_masks(prompt_len: int, seq_len: int, segments: Sequence[Segment] | None, turn: int | None) -> dict[str, torch.Tensor]:
+def key_masks(prompt_len: int, seq_len: int, segments: Sequence[Segment] | None,
+              turn: int | None) -> dict[str, torch.Tensor]:
     """Boolean ``[seq]`` key sets for every share in :data:`SHARE_COLUMNS` (``None`` when undefined)."""
     pos = torch.arange(seq_len)
     masks: dict[str, Any] = {

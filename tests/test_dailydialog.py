@@ -138,7 +138,7 @@ def test_missing_source_and_missing_split(tmp_path):
 
 # --------------------------------------------------------------------------- tables
 def _records():
-    return [{"dialog": d, "act": a, "emotion": e} for d, a, e in zip(DIALOGS, ACTS, EMOS)]
+    return [{"dialog": d, "act": a, "emotion": e} for d, a, e in zip(DIALOGS, ACTS, EMOS, strict=True)]
 
 
 def test_parquet_csv_and_jsonl_tables(tmp_path):
@@ -152,7 +152,7 @@ def test_parquet_csv_and_jsonl_tables(tmp_path):
 
     # names instead of numbers, and the hub's layout of padded utterances
     rows = [{"dialog": [f" {t} " for t in d], "act": [ACT_NAMES[x] for x in a],
-             "emotion": [EMOTION_NAMES[x] for x in e]} for d, a, e in zip(DIALOGS, ACTS, EMOS)]
+             "emotion": [EMOTION_NAMES[x] for x in e]} for d, a, e in zip(DIALOGS, ACTS, EMOS, strict=True)]
     (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
     assert as_lists(load_dailydialog("validation", tmp_path / "t.jsonl")) == EXPECTED
 
@@ -191,7 +191,8 @@ def _fake_datasets(monkeypatch, behaviour):
 
 def test_hub_reads_the_parquet_conversion(monkeypatch):
     # The Hub copy: ClassLabel ids (act 0 is an unused placeholder), utterances padded with spaces.
-    rows = [{"dialog": [f" {t} " for t in d] + [""], "act": a, "emotion": e} for d, a, e in zip(DIALOGS, ACTS, EMOS)]
+    rows = [{"dialog": [f" {t} " for t in d] + [""], "act": a, "emotion": e}
+            for d, a, e in zip(DIALOGS, ACTS, EMOS, strict=True)]
     calls = _fake_datasets(monkeypatch, lambda *a, **k: rows)
     monkeypatch.delenv("INSPECTOR_DAILYDIALOG_DIR", raising=False)
     data = load_dailydialog("validation")
@@ -231,7 +232,7 @@ def test_turn_table_shape(table):
 
 
 def test_filters(table):
-    keys = lambda df: list(zip(df["dial_id"], df["turn"]))  # noqa: E731
+    keys = lambda df: list(zip(df["dial_id"], df["turn"], strict=True))  # noqa: E731
     assert keys(filter_turns(table, act="question")) == [(0, 0)]
     assert keys(filter_turns(table, act=["inform", 4])) == [(0, 1), (0, 2), (1, 1)]
     assert keys(filter_turns(table, response_emotion="happiness")) == [(0, 0), (0, 1)]
@@ -254,3 +255,14 @@ def test_parse_filters():
             parse_filters([bad])
     with pytest.raises(DailyDialogError, match="given twice"):
         parse_filters(["act=question", "act=inform"])
+
+
+def test_names_importable_from_dailydialog_before_it_was_split():
+    old = ["ACT_NAMES", "EMOTION_NAMES", "LABEL_COLUMNS", "TURN_COLUMNS", "SPLITS", "HUB_REPO", "HUB_REVISION",
+           "ENV_VAR", "EOU", "TABLE_SUFFIXES", "FILTER_KEYS", "DailyDialogError", "Dialogue", "DailyDialog",
+           "split_utterances", "find_original_files", "read_original", "dialogues_from_records", "read_table",
+           "find_table_files", "load_from_hub", "load_dailydialog", "turn_table", "filter_turns", "parse_filters",
+           "parse_int_set"]
+    assert [n for n in old if not hasattr(dd, n)] == []
+    assert dd.FILTER_KEYS == ("act", "emotion", "response_act", "response_emotion", "dial_id", "turn", "text",
+                              "response_text", "has_response", "split")

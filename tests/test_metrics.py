@@ -79,9 +79,10 @@ def test_without_segments_turn_shares_are_nan_and_heads_mean_keeps_shares():
         attention_metrics(att, 0)
 
 
-def test_turn_metrics_of_a_real_capture(tiny, tokenizer):
+def test_turn_metrics_of_a_real_capture(byte_tiny):
+    tiny = byte_tiny  # a real engine capture; which tokenizer split the prompt does not matter here
     dialog = ["Hello , is the bank open today ?", "Yes , until five .", "Great , thanks !"]
-    prompt = build_prompt(dialog, 2, tokenizer, context_turns=3)
+    prompt = build_prompt(dialog, 2, tiny.tokenizer, context_turns=3)
     cap = tiny.generate(prompt.text, max_new_tokens=6, sources=prompt.source())
     m = turn_metrics(cap)  # segments and turn read from capture.meta.source
     assert m["prompt_tokens"] == len(prompt) and m["generated_tokens"] == cap.num_steps == 6

@@ -8,6 +8,7 @@ import pytest
 
 from inspector.data import build_prompt, get_template, load_dailydialog, segments_from_source
 from inspector.data.prompts import PromptTemplate
+from inspector.fallback import builtin_tokenizer
 
 DIALOG = [
     "Good morning , sir . Is there a bank near here ?",
@@ -15,6 +16,18 @@ DIALOG = [
     "Well , that's too far.Can you change some money for me ?",
     "Surely , of course . What kind of currency have you got ?",
 ]
+
+
+@pytest.fixture(scope="module")
+def byte_tokenizer():
+    """One token per byte, built in code: prompt mechanics need no tokenizer file."""
+    return builtin_tokenizer()
+
+
+@pytest.fixture(params=["byte", "gpt2"])
+def any_tokenizer(request):
+    """The byte-level tokenizer, and the real GPT-2 one (whose merges cross piece boundaries) when present."""
+    return request.param, request.getfixturevalue("byte_tokenizer" if request.param == "byte" else "tokenizer")
 
 
 def check_segments(prompt, tokenizer):
@@ -36,14 +49,21 @@ def test_notebook_prompt_ids(tokenizer):
         (0, 2, 0, "User", "marker"), (2, 9, 0, "User", "text"), (9, 11, 1, "Agent", "cue")]
 
 
-def test_last_k_turns_alternate_and_the_answered_turn_is_user(tokenizer):
+def test_last_k_turns_alternate_and_the_answered_turn_is_user(any_tokenizer):
+    name, tokenizer = any_tokenizer
     p = build_prompt(DIALOG, 3, tokenizer, context_turns=3, dial_id=7, split="validation")
     assert p.text == (f"User: {DIALOG[1]} \nAgent: {DIALOG[2]} \nUser: {DIALOG[3]} \nAgent:")
     assert p.context_turns == (1, 2, 3) and p.dropped_turns == 0
     check_segments(p, tokenizer)
-    # every segment decodes to the piece it claims
+    # every segment decodes to the piece it claims; a token belongs to the piece holding its last
+    # character, so GPT-2's " Well" joins the text while a byte-level " " stays with its marker
     pieces = [tokenizer.decode(list(p.token_ids[s.start : s.end])) for s in p.segments]
-    assert pieces == ["User:", f" {DIALOG[1]} \n", "Agent:", f" {DIALOG[2]} \n", "User:", f" {DIALOG[3]} \n", "Agent:"]
+    if name == "gpt2":
+        assert pieces == ["User:", f" {DIALOG[1]} \n", "Agent:", f" {DIALOG[2]} \n", "User:", f" {DIALOG[3]} \n",
+                          "Agent:"]
+    else:
+        assert pieces == ["User: ", f"{DIALOG[1]} \n", "Agent: ", f"{DIALOG[2]} \n", "User: ", f"{DIALOG[3]} \n",
+                          "Agent:"]
     assert [(s.turn, s.speaker, s.role) for s in p.segments] == [
         (1, "User", "marker"), (1, "User", "text"), (2, "Agent", "marker"), (2, "Agent", "text"),
         (3, "User", "marker"), (3, "User", "text"), (4, "Agent", "cue")]
@@ -54,15 +74,16 @@ def test_last_k_turns_alternate_and_the_answered_turn_is_user(tokenizer):
     assert build_prompt(DIALOG, 0, tokenizer, context_turns=3).context_turns == (0,)
 
 
-def test_source_is_json_and_round_trips(tokenizer):
-    p = build_prompt(DIALOG, 2, tokenizer, dial_id=3, split="validation", extra={"act": "directive"})
+def test_source_is_json_and_round_trips(byte_tokenizer):
+    p = build_prompt(DIALOG, 2, byte_tokenizer, dial_id=3, split="validation", extra={"act": "directive"})
     src = json.loads(json.dumps(p.source()))
     assert src["kind"] == "dailydialog" and src["dial_id"] == 3 and src["turn"] == 2 and src["act"] == "directive"
     assert src["num_tokens"] == len(p)
     assert tuple(segments_from_source(src)) == p.segments
 
 
-def test_templates(tokenizer):
+def test_templates(byte_tokenizer):
+    tokenizer = byte_tokenizer
     plain = build_prompt(DIALOG, 1, tokenizer, template="plain")
     assert plain.text == f"Agent: {DIALOG[0]}\nUser: {DIALOG[1]}\nAgent:"
     check_segments(plain, tokenizer)
@@ -80,13 +101,16 @@ def test_templates(tokenizer):
         PromptTemplate(line="{role}")
 
 
-def test_budget_drops_turns_from_the_left_then_cuts(tokenizer):
+def test_budget_drops_turns_from_the_left_then_cuts(any_tokenizer):
+    name, tokenizer = any_tokenizer
+    # "User:" + " " ... " \n" + "Agent:" is 14 bytes: one byte-level token each, and one more keeps a character
+    too_small_below = {"byte": 15, "gpt2": 12}[name]
     full = build_prompt(DIALOG, 3, tokenizer, context_turns=4)
     for budget in range(len(full), 5, -1):
         try:
             p = build_prompt(DIALOG, 3, tokenizer, context_turns=4, max_tokens=budget)
         except ValueError as exc:
-            assert "too small" in str(exc) and budget < 12
+            assert "too small" in str(exc) and budget < too_small_below
             continue
         assert len(p) <= budget
         check_segments(p, tokenizer)
@@ -117,8 +141,8 @@ def test_real_turns_tokenize_consistently(tokenizer, dd_dir):
     assert n > 400
 
 
-def test_bad_arguments(tokenizer):
+def test_bad_arguments(byte_tokenizer):
     with pytest.raises(ValueError, match="out of range"):
-        build_prompt(DIALOG, 4, tokenizer)
+        build_prompt(DIALOG, 4, byte_tokenizer)
     with pytest.raises(ValueError, match="context_turns"):
-        build_prompt(DIALOG, 1, tokenizer, context_turns=0)
+        build_prompt(DIALOG, 1, byte_tokenizer, context_turns=0)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from run_helpers import write_byte_model_folder, write_dailydialog
 
 import inspector
 from inspector.capture import GenerationSettings
@@ -33,28 +34,28 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory, gpt2_dir):
-    """A model folder for a tiny GPT-2 (config only) with the real tokenizer files linked in."""
-    from transformers import GPT2Config
-
-    folder = tmp_path_factory.mktemp("tiny-gpt2")
-    GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=1024).save_pretrained(folder)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
-        if (gpt2_dir / name).exists():
-            (folder / name).symlink_to(gpt2_dir / name)
-    return folder
+def tiny_dir(tmp_path_factory):
+    """A model folder for a tiny GPT-2 (config only) with the byte-level tokenizer built in code."""
+    return write_byte_model_folder(tmp_path_factory.mktemp("tiny-gpt2"))
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_dir):
     im = inspector.load_model(tiny_dir, device="cpu", random_weights=True)
     assert im.num_layers == 2 and im.num_heads == 2 and im.model.config.n_embd == 32
+    assert len(im.tokenizer) == 257
     return im
 
 
-def config(dd_dir, **kw) -> RunConfig:
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A handmade DailyDialog validation split (the run mechanics do not need the real one)."""
+    return write_dailydialog(tmp_path_factory.mktemp("dailydialog"))
+
+
+def config(data_dir, **kw) -> RunConfig:
     settings = GenerationSettings(max_new_tokens=kw.pop("max_new_tokens", 8))
-    base = dict(data=str(dd_dir), limit=10, batch_size=4)
+    base = dict(data=str(data_dir), limit=10, batch_size=4)
     base.update(kw)
     return RunConfig(settings=settings, **base)
 
@@ -65,13 +66,13 @@ def same_summary(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 
 # --------------------------------------------------------------------------- the run folder
-def test_run_folder_summary_and_captures(tmp_path, tiny_model, tokenizer, dd_dir):
+def test_run_folder_summary_and_captures(tmp_path, tiny_model, data_dir):
     out = tmp_path / "run"
-    run = run_corpus(config(dd_dir), out, tiny_model, progress=False)
+    run = run_corpus(config(data_dir), out, tiny_model, progress=False)
     df = run.summary
     assert set(CONTRACT) <= set(df.columns) and len(df) == 10
     assert [c for c in df.columns if c.startswith("attn_entropy_L")] == ["attn_entropy_L0", "attn_entropy_L1"]
-    data = load_dailydialog("validation", dd_dir)
+    data = load_dailydialog("validation", data_dir)
     table = data.turns().head(10)
     assert df[["dial_id", "turn"]].values.tolist() == table[["dial_id", "turn"]].values.tolist()
     for col in ("act", "emotion", "response_act", "response_emotion", "response"):
@@ -94,7 +95,7 @@ def test_run_folder_summary_and_captures(tmp_path, tiny_model, tokenizer, dd_dir
     assert not list(out.rglob("*.tmp"))
 
     for row in df.itertuples():
-        p = build_prompt(data[row.dial_id], row.turn, tokenizer, context_turns=3)
+        p = build_prompt(data[row.dial_id], row.turn, tiny_model.tokenizer, context_turns=3)
         assert row.prompt_text == p.text and row.prompt_tokens == len(p)
     row = df.iloc[7]
     cap = run.load_capture(row.dial_id, row.turn)
@@ -112,8 +113,8 @@ def test_run_folder_summary_and_captures(tmp_path, tiny_model, tokenizer, dd_dir
         run.load_capture(999, 0)
 
 
-def test_attention_none_and_no_captures(tmp_path, tiny_model, dd_dir, capsys):
-    run = run_corpus(config(dd_dir, limit=3, batch_size=2, attention="none"), tmp_path / "none", tiny_model)
+def test_attention_none_and_no_captures(tmp_path, tiny_model, data_dir, capsys):
+    run = run_corpus(config(data_dir, limit=3, batch_size=2, attention="none"), tmp_path / "none", tiny_model)
     bar = capsys.readouterr().err  # the progress bar: turns done, rate, and the time left
     assert re.search(r"2/3 \[[0-9:]+<[0-9:?]+, +[0-9.?]+(turn/s|s/turn)\]", bar), bar
     assert "3/3" in bar
@@ -122,7 +123,7 @@ def test_attention_none_and_no_captures(tmp_path, tiny_model, dd_dir, capsys):
     assert df["entropy_mean"].notna().all()
     assert run.load_capture(0, 1).attentions is None
 
-    run = run_corpus(config(dd_dir, limit=3, keep_captures=False), tmp_path / "bare", tiny_model, progress=False)
+    run = run_corpus(config(data_dir, limit=3, keep_captures=False), tmp_path / "bare", tiny_model, progress=False)
     assert run.summary["capture_file"].isna().all() and not (tmp_path / "bare" / "captures").exists()
     with pytest.raises(RunError, match="kept no captures"):
         run.load_capture(0, 1)
@@ -147,27 +148,27 @@ def test_summary_attention_fits_2mb_for_a_64_plus_40_token_gpt2_turn(tmp_path, g
 
 
 # --------------------------------------------------------------------------- refusing and resuming
-def test_different_command_is_refused_and_same_command_is_a_no_op(tmp_path, tiny_model, dd_dir):
+def test_different_command_is_refused_and_same_command_is_a_no_op(tmp_path, tiny_model, data_dir):
     out = tmp_path / "run"
-    first = run_corpus(config(dd_dir, limit=4), out, tiny_model, progress=False).summary
+    first = run_corpus(config(data_dir, limit=4), out, tiny_model, progress=False).summary
     with pytest.raises(RunMismatchError, match=r"max_new_tokens: 8 -> 9"):
-        run_corpus(config(dd_dir, limit=4, max_new_tokens=9), out, tiny_model, progress=False)
+        run_corpus(config(data_dir, limit=4, max_new_tokens=9), out, tiny_model, progress=False)
     with pytest.raises(RunMismatchError, match=r"limit: 4 -> 5"):
-        run_corpus(config(dd_dir, limit=5), out, tiny_model, progress=False)
-    again = run_corpus(config(dd_dir, limit=4), out, tiny_model, progress=False).summary
+        run_corpus(config(data_dir, limit=5), out, tiny_model, progress=False)
+    again = run_corpus(config(data_dir, limit=4), out, tiny_model, progress=False).summary
     pd.testing.assert_frame_equal(first, again)  # nothing was redone: even the timings are the same
     # a folder killed before its run.json appeared holds only the lock file: it is started afresh
     (tmp_path / "early").mkdir()
     (tmp_path / "early" / ".lock").touch()
-    assert len(run_corpus(config(dd_dir, limit=2), tmp_path / "early", tiny_model, progress=False).summary) == 2
+    assert len(run_corpus(config(data_dir, limit=2), tmp_path / "early", tiny_model, progress=False).summary) == 2
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(RunError, match="not an inspector run folder"):
-        run_corpus(config(dd_dir, limit=4), tmp_path / "other", tiny_model, progress=False)
+        run_corpus(config(data_dir, limit=4), tmp_path / "other", tiny_model, progress=False)
 
 
-def test_resume_after_an_interrupt_in_process(tmp_path, tiny_model, dd_dir):
-    cfg = config(dd_dir, limit=9, batch_size=2)
+def test_resume_after_an_interrupt_in_process(tmp_path, tiny_model, data_dir):
+    cfg = config(data_dir, limit=9, batch_size=2)
     reference = run_corpus(cfg, tmp_path / "ref", tiny_model, progress=False).summary
 
     def stop_after_two(batch: int) -> None:
@@ -191,27 +192,27 @@ CLI_ARGS = ["--limit", "16", "--batch-size", "2", "--max-new-tokens", "6", "--no
 
 
 @pytest.fixture(scope="module")
-def reference_summary(tmp_path_factory, tiny_model, dd_dir):
+def reference_summary(tmp_path_factory, tiny_model, data_dir):
     """The uninterrupted run that the CLI arguments above describe."""
     out = tmp_path_factory.mktemp("reference") / "run"
-    cfg = RunConfig(data=str(dd_dir), limit=16, batch_size=2, settings=GenerationSettings(max_new_tokens=6))
+    cfg = RunConfig(data=str(data_dir), limit=16, batch_size=2, settings=GenerationSettings(max_new_tokens=6))
     return run_corpus(cfg, out, tiny_model, progress=False).summary
 
 
-def _cli(out: Path, tiny_dir: Path, dd_dir: Path) -> list[str]:
+def _cli(out: Path, tiny_dir: Path, data_dir: Path) -> list[str]:
     return [sys.executable, "-m", "inspector.cli.main", "run", "--model", str(tiny_dir), "--random-weights",
-            "--data", str(dd_dir), *CLI_ARGS, "--out", str(out)]
+            "--data", str(data_dir), *CLI_ARGS, "--out", str(out)]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
-def test_killed_cli_run_resumes_to_the_same_summary(tmp_path, tiny_dir, dd_dir, reference_summary, sig):
+def test_killed_cli_run_resumes_to_the_same_summary(tmp_path, tiny_dir, data_dir, reference_summary, sig):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     log = open(tmp_path / "stderr.txt", "w+")  # noqa: SIM115
     # a shell without job control starts background jobs with SIGINT ignored, and children inherit
     # that; restore the default so the child's Python turns SIGINT into KeyboardInterrupt, as in a terminal
-    proc = subprocess.Popen(_cli(out, tiny_dir, dd_dir), stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=tmp_path,
+    proc = subprocess.Popen(_cli(out, tiny_dir, data_dir), stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=tmp_path,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while len(list((out / "parts").glob("batch-*.parquet"))) < 2 and proc.poll() is None:
@@ -229,7 +230,7 @@ def test_killed_cli_run_resumes_to_the_same_summary(tmp_path, tiny_dir, dd_dir, 
     done = len(list((out / "parts").glob("batch-*.parquet")))
     assert 2 <= done < 8
 
-    again = subprocess.run(_cli(out, tiny_dir, dd_dir), capture_output=True, text=True, env=env, cwd=tmp_path,
+    again = subprocess.run(_cli(out, tiny_dir, data_dir), capture_output=True, text=True, env=env, cwd=tmp_path,
                            timeout=400)
     assert again.returncode == 0, again.stderr
     assert "resuming" in again.stderr
@@ -241,20 +242,20 @@ def test_killed_cli_run_resumes_to_the_same_summary(tmp_path, tiny_dir, dd_dir, 
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
-def test_cli_refuses_a_different_command_before_loading_the_model(tmp_path, tiny_model, dd_dir, capsys):
+def test_cli_refuses_a_different_command_before_loading_the_model(tmp_path, tiny_model, data_dir, capsys):
     out = tmp_path / "run"
-    run_corpus(config(dd_dir, limit=2), out, tiny_model, progress=False)
-    rc = cli_main(["run", "--model", "/nonexistent/model", "--data", str(dd_dir), "--limit", "2", "--out", str(out)])
+    run_corpus(config(data_dir, limit=2), out, tiny_model, progress=False)
+    rc = cli_main(["run", "--model", "/nonexistent/model", "--data", str(data_dir), "--limit", "2", "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 2 and "different command" in err and "model:" in err and "max_new_tokens: 8 -> 40" in err
-    rc = cli_main(["run", "--data", str(dd_dir), "--filter", "mood=happy", "--out", str(tmp_path / "x")])
+    rc = cli_main(["run", "--data", str(data_dir), "--filter", "mood=happy", "--out", str(tmp_path / "x")])
     assert rc == 2 and "unknown filter key 'mood'" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- stats
-def test_stats_table_and_csv(tmp_path, tiny_model, dd_dir, capsys):
+def test_stats_table_and_csv(tmp_path, tiny_model, data_dir, capsys):
     out = tmp_path / "run"
-    df = run_corpus(config(dd_dir, limit=12), out, tiny_model, progress=False).summary
+    df = run_corpus(config(data_dir, limit=12), out, tiny_model, progress=False).summary
     csv = tmp_path / "by_act.csv"
     assert cli_main(["stats", str(out), "--by", "act", "--csv", str(csv)]) == 0
     printed = capsys.readouterr().out
@@ -274,8 +275,20 @@ def test_stats_table_and_csv(tmp_path, tiny_model, dd_dir, capsys):
     assert "not an inspector run folder" in capsys.readouterr().err
 
 
-def test_stats_skip_nan_attention(tmp_path, tiny_model, dd_dir):
-    run = run_corpus(config(dd_dir, limit=3, attention="none"), tmp_path / "none", tiny_model, progress=False)
+def test_stats_skip_nan_attention(tmp_path, tiny_model, data_dir):
+    run = run_corpus(config(data_dir, limit=3, attention="none"), tmp_path / "none", tiny_model, progress=False)
     table = run.stats("emotion")
     assert table["count"].sum() == 3 and table["attn_prompt_share"].isna().all()
     assert not any(math.isnan(v) for v in table["entropy_mean"])
+
+
+# --------------------------------------------------------------------------- the package's names
+def test_names_importable_from_inspector_runs_before_it_became_a_package():
+    import inspector.runs as runs
+
+    old = ["ATTENTION_MODES", "SHARE_COLUMNS", "STATS_BY", "STATS_COLUMNS", "Run", "RunConfig", "RunError",
+           "RunMismatchError", "RunPlan", "WorkItem", "attention_columns", "capture_relpath", "check_resumable",
+           "command_identity", "load_run", "plan_run", "run_corpus", "stats", "RUN_FORMAT", "RUN_SCHEMA_VERSION"]
+    assert [n for n in old if not hasattr(runs, n)] == []
+    assert set(runs.__all__) >= set(old) - {"RUN_FORMAT", "RUN_SCHEMA_VERSION"}
+    assert runs.STATS_BY == ("emotion", "act", "response_emotion", "response_act")

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from inspector.cli.capture import add_generation_args, add_model_args, load_model_from_args, settings_from_args
+from inspector.data.schema import LABEL_COLUMNS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from inspector.runs.config import RunConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from inspector.runs.config import ATTENTION_MODES
+
     p = sub.add_parser(
         "run",
         help="capture across many DailyDialog turns (batched, resumable) and write a summary table",
@@ -51,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--out", required=True, help="run folder, e.g. runs/NAME")
     g.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default: %(default)s)")
-    g.add_argument("--attention", choices=["full", "summary", "none"], default="summary",
+    g.add_argument("--attention", choices=list(ATTENTION_MODES), default="summary",
                    help="attention kept per turn: full [layer, head, seq, seq]; summary: mean over heads "
                    "(default); none: no attention (attention columns are NaN)")
     g.add_argument("--no-captures", dest="keep_captures", action="store_false",
@@ -65,14 +72,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Group a run's summary.parquet by a label and print count and means; optionally write CSV.",
     )
     s.add_argument("run", help="run folder (runs/NAME)")
-    s.add_argument("--by", default="emotion", choices=["emotion", "act", "response_emotion", "response_act"])
+    s.add_argument("--by", default=LABEL_COLUMNS[0], choices=list(LABEL_COLUMNS),
+                   help="label column to group by (default: %(default)s)")
     s.add_argument("--csv", default=None, help="also write the table to this CSV file")
     s.set_defaults(func=run_stats)
 
 
-def _config_from_args(args: argparse.Namespace):  # noqa: ANN202
-    from inspector.data.dailydialog import parse_filters
-    from inspector.runs import RunConfig
+def _config_from_args(args: argparse.Namespace) -> RunConfig:
+    from inspector.data.filters import parse_filters
+    from inspector.runs.config import RunConfig
 
     settings = settings_from_args(args, truncate_prompt=False, keep_attention=args.attention != "none")
     return RunConfig(
@@ -92,16 +100,20 @@ def _config_from_args(args: argparse.Namespace):  # noqa: ANN202
 
 def run_run(args: argparse.Namespace) -> int:
     from inspector.model import resolve_device, resolve_dtype
-    from inspector.runs import check_resumable, command_identity, run_corpus
+    from inspector.runs.execute import run_corpus
+    from inspector.runs.folder import check_resumable, command_identity
 
     config = _config_from_args(args)  # everything validated before the model loads
     device = resolve_device(args.device)
+    # TODO(merge): the capture helper adds a shared ``dtype_name``; switch to it
     dtype = str(resolve_dtype(args.dtype, device)).replace("torch.", "")
-    check_resumable(args.out, command_identity(config, args.model, args.random_weights, device.type, dtype))
+    before = check_resumable(args.out, command_identity(config, args.model, args.random_weights, device.type, dtype))
     im = load_model_from_args(args)
     print(f"loaded {im.describe()}", file=sys.stderr)
     run = run_corpus(config, args.out, im, model_id=args.model, progress=args.progress, command=sys.argv)
-    counts = run.settings.get("counts", {})
+    if before is not None and before.get("status") == "complete" and run.settings == before:
+        return 0  # already complete: run_corpus said so and wrote nothing
+    counts = run.settings.get("counts") or {}
     print(f"wrote {run.path}: {counts.get('turns', len(run.summary))} turns in summary.parquet "
           f"({run.settings.get('total_seconds', 0.0):.1f} s of generation)")
     return 0
@@ -110,7 +122,7 @@ def run_run(args: argparse.Namespace) -> int:
 def run_stats(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from inspector.runs import load_run
+    from inspector.runs.load import load_run
 
     run = load_run(args.run)
     table = run.stats(args.by)
@@ -119,9 +131,12 @@ def run_stats(args: argparse.Namespace) -> int:
     with pd.option_context("display.max_columns", None, "display.width", 200, "display.float_format", "{:.4f}".format):
         print(table.to_string())
     if args.csv:
-        from inspector._atomic import atomic_path
+        from pathlib import Path
 
-        with atomic_path(args.csv) as tmp:
+        from inspector._atomic import atomic_path
+        from inspector.runs.folder import writing
+
+        with writing(Path(args.csv)), atomic_path(args.csv) as tmp:
             table.to_csv(tmp)
         print(f"wrote {args.csv}", file=sys.stderr)
     return 0

@@ -1,17 +1,14 @@
-"""Dialogue data for corpus runs: DailyDialog loading, the turn table and prompt building."""
+"""Dialogue data for corpus runs: DailyDialog loading, the turn table and prompt building.
 
-from inspector.data.dailydialog import (
-    ACT_NAMES,
-    EMOTION_NAMES,
-    HUB_REPO,
-    DailyDialog,
-    DailyDialogError,
-    Dialogue,
-    filter_turns,
-    load_dailydialog,
-    parse_filters,
-    turn_table,
-)
+``schema`` (label names and order, splits, columns) -> ``dialogues`` (records, the turn
+table) -> ``readers`` (original release, tables, the Hub) -> ``dailydialog``
+(:func:`load_dailydialog`, and the old import path of every name) ; ``filters`` (selecting
+turns) ; ``prompts`` (prompts with per-token provenance).
+"""
+
+from inspector.data.dailydialog import load_dailydialog
+from inspector.data.dialogues import DailyDialog, Dialogue, turn_table
+from inspector.data.filters import filter_turns, parse_filters
 from inspector.data.prompts import (
     TEMPLATES,
     Prompt,
@@ -21,6 +18,7 @@ from inspector.data.prompts import (
     get_template,
     segments_from_source,
 )
+from inspector.data.schema import ACT_NAMES, EMOTION_NAMES, HUB_REPO, DailyDialogError
 
 __all__ = [
     "ACT_NAMES",

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 USER, AGENT = "User", "Agent"
-ROLES: tuple[str, ...] = ("marker", "text", "cue", "header")
 
 
 @dataclass(frozen=True)
@@ -152,10 +151,6 @@ class Prompt:
     def token_turns(self) -> list[int | None]:
         """Dialogue turn of every prompt token."""
         return self._per_token("turn")
-
-    def token_speakers(self) -> list[str | None]:
-        """Speaker (``"User"``/``"Agent"``/``None``) of every prompt token."""
-        return self._per_token("speaker")
 
     def token_roles(self) -> list[str]:
         """Role (marker/text/cue/header) of every prompt token."""

@@ -1,0 +1,45 @@
+"""Corpus runs: batched captures over many DailyDialog turns, resumable, with one summary table.
+
+The modules, in the order a run uses them:
+
+* :mod:`~inspector.runs.config`: :class:`RunConfig`, what a run does; :data:`ATTENTION_MODES`;
+* :mod:`~inspector.runs.plan`: :func:`plan_run`, the turns, their prompts and the fixed batches;
+* :mod:`~inspector.runs.folder`: the folder layout, run.json and the command identity, the lock;
+* :mod:`~inspector.runs.execute`: :func:`run_corpus`, generation, captures and summary parts;
+* :mod:`~inspector.runs.summary`: the summary's columns and dtypes, reading and checking tables;
+* :mod:`~inspector.runs.load`: :func:`load_run` and :class:`Run`; :mod:`~inspector.runs.stats`: :func:`stats`.
+
+Errors are :class:`RunError` (and :class:`RunMismatchError`), both ``ValueError``.
+"""
+
+from inspector.metrics import SHARE_COLUMNS, attention_columns
+from inspector.runs.config import ATTENTION_MODES, RunConfig
+from inspector.runs.errors import RunError, RunMismatchError
+from inspector.runs.execute import run_corpus
+from inspector.runs.folder import RUN_FORMAT, RUN_SCHEMA_VERSION, capture_relpath, check_resumable, command_identity
+from inspector.runs.load import Run, load_run
+from inspector.runs.plan import RunPlan, WorkItem, plan_run
+from inspector.runs.stats import STATS_BY, STATS_COLUMNS, stats
+
+__all__ = [
+    "ATTENTION_MODES",
+    "RUN_FORMAT",
+    "RUN_SCHEMA_VERSION",
+    "SHARE_COLUMNS",
+    "STATS_BY",
+    "STATS_COLUMNS",
+    "Run",
+    "RunConfig",
+    "RunError",
+    "RunMismatchError",
+    "RunPlan",
+    "WorkItem",
+    "attention_columns",
+    "capture_relpath",
+    "check_resumable",
+    "command_identity",
+    "load_run",
+    "plan_run",
+    "run_corpus",
+    "stats",
+]

@@ -1,0 +1,78 @@
+"""What a corpus run does: :class:`RunConfig` (data, selection, prompts, batching, attention kept, generation)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from inspector.capture import GenerationSettings
+from inspector.data.prompts import get_template
+
+#: What a kept capture holds: ``"full"`` (``[layer, head, seq, seq]`` float16; 3.1 MB for a
+#: 64+40-token GPT-2 small turn), ``"summary"`` (the default: the mean over heads, stored as
+#: ``[layer, 1, seq, seq]`` with ``meta.extra["attention"] == "summary"``; 0.26 MB for such a
+#: turn) or ``"none"`` (no attention weights, and NaN attention columns). The summary's
+#: attention columns are always computed from the full weights before reduction.
+ATTENTION_MODES: tuple[str, ...] = ("full", "summary", "none")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What a corpus run does (everything but the model).
+
+    Attributes:
+        split: DailyDialog split.
+        data: DailyDialog source for :func:`~inspector.data.dailydialog.load_dailydialog`
+            (folder, table file, ``"hub"``; ``None``: ``INSPECTOR_DAILYDIALOG_DIR`` or the Hub).
+        filters: keyword arguments of :func:`~inspector.data.dailydialog.filter_turns`.
+        limit: keep the first ``limit`` selected turns (in ``(dial_id, turn)`` order).
+        batch_size: prompts generated together.
+        context_turns: ``k``, dialogue turns shown in each prompt.
+        template: prompt template name or line format (see :mod:`inspector.data.prompts`).
+        max_prompt_tokens: prompt token budget (default: context length minus ``max_new_tokens``).
+        attention: ``"full"``, ``"summary"`` or ``"none"`` (see :data:`ATTENTION_MODES`).
+        keep_captures: write one capture file per turn.
+        settings: generation settings; with sampling and no seed, seed 0 is used, and batch
+            ``b`` is generated with seed ``seed + b`` (reproducible, so resumable).
+    """
+
+    split: str = "validation"
+    data: str | None = None
+    filters: Mapping[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    batch_size: int = 16
+    context_turns: int = 3
+    template: str = "notebook"
+    max_prompt_tokens: int | None = None
+    attention: str = "summary"
+    keep_captures: bool = True
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+
+    def __post_init__(self) -> None:
+        if self.attention not in ATTENTION_MODES:
+            raise ValueError(f"attention must be one of {list(ATTENTION_MODES)}, got {self.attention!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+            raise ValueError(f"limit must be a positive integer, got {self.limit!r}")
+        if not isinstance(self.context_turns, int) or self.context_turns < 1:
+            raise ValueError(f"context_turns must be an integer >= 1, got {self.context_turns!r}")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
+            raise ValueError(f"max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
+        if self.settings.num_return_sequences != 1:
+            raise ValueError("corpus runs keep one sequence per turn; use num_return_sequences=1")
+        get_template(self.template)  # validates
+        s = self.settings
+        wanted: dict[str, Any] = {"keep_attention": self.attention != "none", "truncate_prompt": False}
+        if s.do_sample and s.seed is None:
+            wanted["seed"] = 0
+        if any(getattr(s, k) != v for k, v in wanted.items()):
+            object.__setattr__(self, "settings", dataclasses.replace(s, **wanted))
+
+    def batch_settings(self, batch: int) -> GenerationSettings:
+        """Settings of batch ``batch`` (sampling seeds differ per batch, reproducibly)."""
+        if self.settings.do_sample:
+            return dataclasses.replace(self.settings, seed=int(self.settings.seed or 0) + batch)
+        return self.settings

@@ -1,0 +1,288 @@
+"""Executing a corpus run: generate batch by batch with capture, write captures and summary parts, finalize.
+
+See :mod:`inspector.runs.folder` for what the folder holds and how a killed run resumes,
+:mod:`inspector.runs.summary` for the summary's columns, and
+:data:`~inspector.runs.config.ATTENTION_MODES` for what a kept capture holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from inspector.metrics import turn_metrics
+from inspector.runs.config import RunConfig
+from inspector.runs.errors import RunError
+from inspector.runs.folder import (
+    RUN_FORMAT,
+    RUN_SCHEMA_VERSION,
+    capture_relpath,
+    check_resumable,
+    command_identity,
+    folder_lock,
+    now,
+    part_path,
+    remove_stale_temporaries,
+    write_run_json,
+    writing,
+)
+from inspector.runs.load import SUMMARY_FILE, Run, load_run
+from inspector.runs.plan import RunPlan, WorkItem, plan_run
+from inspector.runs.summary import coerce, done_batches, read_parts, write_table
+
+if TYPE_CHECKING:  # pragma: no cover
+    import os
+
+    from inspector.model import InspectorModel
+    from inspector.records import Capture
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    # TODO(merge): the capture helper adds a shared ``dtype_name``; switch to it
+    return str(dtype).replace("torch.", "")
+
+
+def _reduce_attention(capture: Capture, mode: str) -> Capture:
+    if mode != "summary" or capture.attentions is None:
+        return capture
+    att = capture.attentions
+    heads = int(att.shape[1])
+    mean = att.sum(dim=1, keepdim=True, dtype=torch.float32).div_(heads).to(att.dtype)
+    meta = dataclasses.replace(
+        capture.meta,
+        extra={**capture.meta.extra, "attention": "summary",
+               "attention_reduction": f"mean over {heads} heads; the head axis has size 1"},
+    )
+    return dataclasses.replace(capture, attentions=mean, meta=meta)
+
+
+def _row(item: WorkItem, capture: Capture, metrics: Mapping[str, Any], capture_file: str | None,
+         seconds: float, batch: int) -> dict[str, Any]:
+    lab = item.labels
+    return {
+        "dial_id": lab["dial_id"],
+        "turn": lab["turn"],
+        "split": lab["split"],
+        "act": lab["act"],
+        "emotion": lab["emotion"],
+        "response_act": lab["response_act"],
+        "response_emotion": lab["response_emotion"],
+        "prompt_text": item.prompt.text,
+        "generated_text": capture.generated_text,
+        "response": lab["response"],
+        "stop_reason": capture.stop_reason,
+        **metrics,
+        "seconds": seconds,
+        "capture_file": capture_file,
+        "utterance": lab["utterance"],
+        "context_turns": len(item.prompt.context_turns),
+        "dropped_turns": item.prompt.dropped_turns,
+        "truncated_chars": item.prompt.truncated_chars,
+        "batch": batch,
+    }
+
+
+def _model_info(im: InspectorModel) -> dict[str, Any]:
+    return {
+        "name": im.name,
+        "random_weights": bool(im.random_weights),
+        "revision": im.revision,
+        "device": str(im.device),
+        "dtype": _dtype_name(im.dtype),
+        "num_layers": im.num_layers,
+        "num_heads": im.num_heads,
+        "context_length": im.context_length,
+        **({"seed": im.info["seed"]} if "seed" in im.info else {}),
+    }
+
+
+def _new_run_json(config: RunConfig, plan: RunPlan, im: InspectorModel, identity: dict[str, Any],
+                  command: Sequence[str] | None) -> dict[str, Any]:
+    from inspector.model import library_versions
+
+    return {
+        "format": RUN_FORMAT,
+        "schema_version": RUN_SCHEMA_VERSION,
+        "status": "running",
+        "identity": identity,
+        "command": list(command) if command is not None else None,
+        "split": config.split,
+        "data_source": plan.dataset.source,
+        "filters": identity["filters"],
+        "limit": config.limit,
+        "batch_size": config.batch_size,
+        "prompt": {"context_turns": config.context_turns, "template": identity["template"],
+                   "max_prompt_tokens": plan.max_prompt_tokens},
+        "attention": config.attention,
+        "keep_captures": config.keep_captures,
+        "generation": config.settings.to_dict(),
+        "model": _model_info(im),
+        "versions": library_versions(),
+        "storage": {
+            "summary": "summary.parquet: one row per turn, sorted by (dial_id, turn)",
+            "parts": "parts/batch-NNNNNN.parquet: summary rows of one batch; present = batch done",
+            "captures": ("captures/DDDDD-TTT.safetensors, one capture per turn (inspector.load_capture)"
+                         if config.keep_captures else None),
+            "attention": config.attention,
+        },
+        "created": now(),
+    }
+
+
+def _complete_run(out: Path, doc: Mapping[str, Any] | None, plan: RunPlan) -> Run | None:
+    """The folder's run when it is already complete for this plan (read only, nothing written), else ``None``."""
+    if doc is None or doc.get("status") != "complete" or not (out / SUMMARY_FILE).is_file():
+        return None  # unfinished, or its summary went missing: the normal path redoes what is missing
+    run = load_run(out)
+    keys = sorted(zip(run.summary["dial_id"].tolist(), run.summary["turn"].tolist(), strict=True))
+    if keys != sorted(it.key for it in plan.items):
+        raise RunError(
+            f"{out / SUMMARY_FILE} does not hold the turns this run planned; the run folder was modified. "
+            "Delete summary.parquet and rerun the same command to rebuild it from parts/"
+        )
+    return run
+
+
+def run_corpus(
+    config: RunConfig,
+    out: str | os.PathLike[str],
+    im: InspectorModel,
+    *,
+    model_id: str | None = None,
+    progress: bool = True,
+    command: Sequence[str] | None = None,
+    plan: RunPlan | None = None,
+    log: Callable[[str], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> Run:
+    """Run (or resume) a corpus run into ``out`` and return it loaded.
+
+    A run that is already complete is only read: nothing in ``out`` is written.
+
+    Args:
+        config: what to run.
+        out: the run folder (created; an existing one is resumed if started with the same command).
+        im: the model (:func:`inspector.load_model`).
+        model_id: how the model was named (default ``im.name``), part of the command identity.
+        progress: show a progress bar (turns done, turns/s, ETA) on stderr.
+        command: the command line, recorded in run.json.
+        plan: a ready :func:`~inspector.runs.plan.plan_run` result (else planned here).
+        log: where one-line messages go (default: stderr).
+        on_batch: called with each finished batch index (for tests and embedding).
+
+    Raises:
+        RunMismatchError: ``out`` holds a run started with a different command.
+        RunError, DailyDialogError, ValueError: bad settings or data, before any model work.
+        OSError: a file could not be written (the message names it).
+    """
+    out = Path(out)
+    say = log or (lambda msg: print(msg, file=sys.stderr))
+    identity = command_identity(config, model_id or im.name, im.random_weights, im.device.type,
+                                _dtype_name(im.dtype))
+    check_resumable(out, identity)
+    plan = plan or plan_run(config, im.tokenizer, im.context_length)
+    identity["work_hash"] = plan.work_hash
+    identity["num_turns"] = len(plan.items)
+    doc = check_resumable(out, identity)
+    complete = _complete_run(out, doc, plan)
+    if complete is not None:
+        say(f"{out} is already complete ({len(plan.items)} turns); nothing to generate or write")
+        return complete
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out):
+        remove_stale_temporaries(out)
+        done = done_batches(out, plan)
+        if doc is None:
+            doc = _new_run_json(config, plan, im, identity, command)
+        doc["counts"] = _counts(plan, done)
+        doc["updated"] = now()
+        if len(done) < len(plan.batches):
+            doc["status"] = "running"
+            if done:
+                doc.setdefault("resumed", []).append(doc["updated"])
+        # run.json first: a folder killed before it exists holds nothing but the lock
+        write_run_json(out, doc)
+        for sub in ("parts", "captures") if config.keep_captures else ("parts",):
+            with writing(out / sub):
+                (out / sub).mkdir(exist_ok=True)
+        if len(done) == len(plan.batches):
+            say(f"{out}: every batch is done; writing its summary")
+        elif done:
+            say(f"resuming {out}: {doc['counts']['turns_done']} of {len(plan.items)} turns already done")
+        _run_batches(config, out, im, plan, done, progress, doc, on_batch, say)
+        _finalize(out, plan, doc)
+    return load_run(out)
+
+
+def _counts(plan: RunPlan, done: set[int]) -> dict[str, int]:
+    turns_done = sum(len(plan.batches[b]) for b in done)
+    return {"turns": len(plan.items), "batches": len(plan.batches), "turns_done": turns_done,
+            "batches_done": len(done)}
+
+
+def _run_batches(config: RunConfig, out: Path, im: InspectorModel, plan: RunPlan, done: set[int],
+                 progress: bool, doc: dict[str, Any], on_batch: Callable[[int], None] | None,
+                 say: Callable[[str], None]) -> None:
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from inspector.capture import generate
+
+    todo = [b for b in range(len(plan.batches)) if b not in done]
+    bar = tqdm(total=len(plan.items), initial=doc["counts"]["turns_done"], unit="turn", desc=out.name,
+               disable=not progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.3,
+               mininterval=0, miniters=1)  # a batch takes seconds: show every one
+    num_layers = im.num_layers
+    try:
+        for b in todo:
+            batch = plan.batches[b]
+            t0 = time.perf_counter()
+            captures = generate(im, [it.prompt.text for it in batch], settings=config.batch_settings(b),
+                                sources=[it.prompt.source() for it in batch])
+            assert isinstance(captures, list)
+            metrics, kept = [], []
+            for it, cap in zip(batch, captures, strict=True):
+                if cap.token_ids[: cap.prompt_len].tolist() != list(it.prompt.token_ids):
+                    raise RunError(
+                        f"dialogue {it.key[0]} turn {it.key[1]}: the model's tokenizer split the prompt "
+                        "differently from the prompt builder; use the model's own tokenizer"
+                    )
+                metrics.append(turn_metrics(cap, it.prompt.segments, it.prompt.turn, num_layers=num_layers))
+                kept.append(_reduce_attention(cap, config.attention))
+            files: list[str | None] = [None] * len(batch)
+            if config.keep_captures:
+                for i, (it, cap) in enumerate(zip(batch, kept, strict=True)):
+                    rel = files[i] = capture_relpath(*it.key)
+                    with writing(out / rel):
+                        cap.save(out / rel)
+            seconds = (time.perf_counter() - t0) / len(batch)
+            rows = [_row(it, cap, m, f, seconds, b)
+                    for it, cap, m, f in zip(batch, captures, metrics, files, strict=True)]
+            write_table(coerce(pd.DataFrame(rows)), part_path(out, b))
+            done.add(b)
+            bar.update(len(batch))
+            if on_batch is not None:
+                on_batch(b)
+    except KeyboardInterrupt:
+        bar.close()
+        turns = sum(len(plan.batches[i]) for i in done)
+        say(f"interrupted: {turns} of {len(plan.items)} turns are saved in {out}; rerun the same command to resume")
+        raise
+    bar.close()
+
+
+def _finalize(out: Path, plan: RunPlan, doc: dict[str, Any]) -> None:
+    summary = read_parts(out, len(plan.batches))
+    write_table(summary, out / SUMMARY_FILE)
+    doc["status"] = "complete"
+    doc["counts"] = _counts(plan, set(range(len(plan.batches))))
+    doc["updated"] = doc["finished"] = now()
+    doc["total_seconds"] = float(summary["seconds"].sum()) if len(summary) else 0.0
+    write_run_json(out, doc)

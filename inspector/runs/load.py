@@ -1,0 +1,93 @@
+"""Reading a run folder: :func:`load_run` gives a :class:`Run` (its run.json, checked summary and captures)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from inspector.runs.errors import RunError
+from inspector.runs.folder import read_run_json
+from inspector.runs.stats import stats
+from inspector.runs.summary import read_parts, read_summary
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from inspector.records import Capture
+
+SUMMARY_FILE = "summary.parquet"
+
+
+@dataclass
+class Run:
+    """A run folder, loaded by :func:`load_run`.
+
+    Attributes:
+        path: the folder.
+        settings: the contents of its run.json (settings, model, versions, counts, status).
+    """
+
+    path: Path
+    settings: dict[str, Any]
+    _summary: Any = field(default=None, repr=False)
+
+    @property
+    def complete(self) -> bool:
+        return self.settings.get("status") == "complete"
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """One row per turn (``summary.parquet``; for an unfinished run, the rows done so far).
+
+        Raises:
+            RunError: naming the file, when the table is unreadable, does not have the summary's
+                columns and dtypes, repeats a turn, or (for a complete run) holds another number of
+                turns than run.json records.
+        """
+        if self._summary is None:
+            f = self.path / SUMMARY_FILE
+            if f.is_file() and self.complete:
+                df = read_summary(f)
+                expected = (self.settings.get("counts") or {}).get("turns")
+                if isinstance(expected, int) and len(df) != expected:
+                    raise RunError(
+                        f"{f} holds {len(df)} turns but {self.path / 'run.json'} records {expected}; the run "
+                        "folder was modified. Delete summary.parquet and rerun the same command to rebuild it "
+                        "from parts/"
+                    )
+                self._summary = df
+            else:
+                self._summary = read_parts(self.path)
+        return self._summary
+
+    def load_capture(self, dial_id: int, turn: int) -> Capture:
+        """The capture of one turn.
+
+        Raises:
+            RunError: the turn is not in this run, or the run kept no captures.
+        """
+        from inspector.store import load_capture
+
+        df = self.summary
+        hit = df[(df["dial_id"] == int(dial_id)) & (df["turn"] == int(turn))]
+        if hit.empty:
+            raise RunError(f"dialogue {dial_id} turn {turn} is not in the run {self.path}")
+        rel = hit.iloc[0]["capture_file"]
+        if rel is None or (isinstance(rel, float) and rel != rel):
+            raise RunError(
+                f"the run {self.path} kept no captures (started with --no-captures); only its summary is "
+                "available. Rerun into a new folder without --no-captures to keep them"
+            )
+        return load_capture(self.path / str(rel))
+
+    def stats(self, by: str = "emotion") -> pd.DataFrame:
+        """See :func:`~inspector.runs.stats.stats`."""
+        return stats(self.summary, by)
+
+
+def load_run(path: str | os.PathLike[str]) -> Run:
+    """Open a run folder written by :func:`~inspector.runs.execute.run_corpus` (finished or not)."""
+    p = Path(path)
+    return Run(p, read_run_json(p))

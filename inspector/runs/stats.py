@@ -1,0 +1,49 @@
+"""Per-label statistics of a run summary: count and means grouped by an act or emotion column."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from inspector.data.schema import LABEL_COLUMNS, LABEL_NAMES
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+#: Columns a summary can be grouped by (``inspector stats --by``): the label columns.
+STATS_BY: tuple[str, ...] = LABEL_COLUMNS
+#: Columns averaged by :func:`stats`.
+STATS_COLUMNS: tuple[str, ...] = (
+    "entropy_mean",
+    "chosen_prob_mean",
+    "attn_prompt_share",
+    "attn_generated_share",
+    "attn_first_share",
+    "attn_last_user_turn",
+    "attn_earlier_turns",
+    "attn_speaker_user",
+    "attn_speaker_agent",
+)
+
+
+def stats(summary: pd.DataFrame, by: str = "emotion", columns: Sequence[str] = STATS_COLUMNS) -> pd.DataFrame:
+    """Per-label table: ``count`` and the mean of every column in ``columns``.
+
+    ``by`` is one of :data:`STATS_BY`. Rows follow the label order (inform, question, ...;
+    no emotion, anger, ...); turns without the label (the last turn has no response) form
+    a ``"(none)"`` row. NaN values (e.g. attention with ``--attention none``) are skipped.
+    """
+    if by not in STATS_BY:
+        raise ValueError(f"cannot group by {by!r}; choose one of {list(STATS_BY)}")
+    if by not in summary.columns:
+        raise ValueError(f"the summary has no {by!r} column")
+    cols = [c for c in columns if c in summary.columns]
+    key = summary[by].astype(object).where(summary[by].notna(), "(none)")
+    grouped = summary[cols].groupby(key, sort=False)
+    table = grouped.mean()
+    table.insert(0, "count", grouped.size())
+    names = list(LABEL_NAMES[by].values())
+    order = [n for n in names if n in table.index] + sorted(i for i in table.index if i not in names)
+    table = table.loc[order]
+    table.index.name = by
+    return table
