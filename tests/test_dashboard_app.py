@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, dailydialog_dir
+from dashboard_helpers import free_text, new_app, ok, set_server_address, texts, widgets
 
-APP = str(ROOT / "dashboard" / "app.py")
 st_testing = pytest.importorskip("streamlit.testing.v1")
 
 
@@ -24,12 +23,9 @@ st_testing = pytest.importorskip("streamlit.testing.v1")
 def _bound_locally():
     """AppTest runs no server: say the page is bound to this machine, as every documented start does
     (the shipped .streamlit/config.toml is read only when pytest starts in the repository root)."""
-    from streamlit import config
-
-    before = config.get_option("server.address")
-    config.set_option("server.address", "127.0.0.1")
+    before = set_server_address("127.0.0.1")
     yield
-    config.set_option("server.address", before)
+    set_server_address(before)
 
 
 @pytest.fixture
@@ -50,38 +46,6 @@ def fresh(monkeypatch):
     state.clear_caches()
     yield state
     state.clear_caches()
-
-
-def new_app():
-    return st_testing.AppTest.from_file(APP, default_timeout=180)
-
-
-def ok(at) -> None:
-    """No uncaught exception in the page."""
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
-
-
-def walk(node):
-    yield node
-    for child in getattr(node, "children", {}).values():
-        yield from walk(child)
-
-
-def widgets(at) -> list:
-    from streamlit.testing.v1.element_tree import Widget
-
-    return [n for n in walk(at._tree) if isinstance(n, Widget)]
-
-
-def free_text(at, prompt: str):
-    at.radio(key="prompt_source").set_value("Free text").run()
-    ok(at)
-    at.text_area(key="free_text").set_value(prompt)
-    return at
 
 
 @pytest.fixture(scope="module")
@@ -591,14 +555,14 @@ def test_cli_builds_a_local_headless_streamlit_command(monkeypatch, tmp_path):
                                       "--capture", "c.safetensors"])
     cmd = cli.streamlit_command(args)
     assert cmd[1:4] == ["-m", "streamlit", "run"] and Path(cmd[4]) == ROOT / "dashboard" / "app.py"
-    flags = dict(zip(cmd[5::2], cmd[6::2]))
+    flags = dict(zip(cmd[5::2], cmd[6::2], strict=False))
     assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8501"
     assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
     assert cmd[cmd.index("--") + 1 :] == ["--model", "builtin", "--run", "runs/x", "--capture", "c.safetensors",
                                           "--random-weights"]
     args = build_parser().parse_args(["dashboard", "--host", "0.0.0.0", "--port", "9000"])
     cmd = cli.streamlit_command(args)
-    flags = dict(zip(cmd[5::2], cmd[6::2]))
+    flags = dict(zip(cmd[5::2], cmd[6::2], strict=False))
     assert flags["--server.address"] == "0.0.0.0" and flags["--server.port"] == "9000"
     assert cmd[cmd.index("--") + 1 :] == ["--remote"]  # shared on purpose: the page restricts its paths
 

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from browser import ARTIFACTS, chromium, dashboard_server, open_tab, page_text, settle, shot, wait_visible
 from browser import browser_tools as find_browser_tools
 from conftest import dailydialog_dir, gpt2_offline_dir
