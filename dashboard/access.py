@@ -35,8 +35,8 @@ def exposure_refusal(address: str | None, remote: bool) -> str | None:
         f"This dashboard is bound to {where}, so other machines can reach it, and it was not started to be "
         "shared: it shows nothing. Start it with `inspector dashboard` (this machine only) or "
         "`streamlit run dashboard/app.py --server.address 127.0.0.1`. To share it on purpose, use "
-        "`inspector dashboard --host ADDRESS`: the page then opens only the run, capture, model and data "
-        "folders it was started with."
+        "`inspector dashboard --host ADDRESS` (or end the `streamlit run` line with `-- --remote`): the page "
+        "then opens only the run, capture, model and data folders it was started with."
     )
 
 

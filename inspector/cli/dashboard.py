@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 #: The name the dashboard's folder (``dashboard/`` in a source checkout) is installed under.
 APP_PACKAGE = "inspector_dashboard"
 
