@@ -22,7 +22,6 @@ capture on the CPU here".
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys

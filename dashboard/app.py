@@ -1,36 +1,53 @@
-"""inspector dashboard: page layout only (``streamlit run dashboard/app.py`` or ``inspector dashboard``).
+"""inspector dashboard: page layout only (``inspector dashboard``, or ``streamlit run dashboard/app.py``).
 
-Sidebar: model and decoding. Main page: banners, then one tab per view. Panels live
-in :mod:`dashboard.panels`, caches and session keys in :mod:`dashboard.state`.
+Sidebar: model and decoding. Main page: banners, then one tab per view; each view lives
+in its own module of this folder, caches and session keys in ``state.py``. The folder is
+the package ``dashboard`` in a source checkout and ``inspector_dashboard`` when installed.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
+from types import ModuleType
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dashboard/ on the path
-    sys.path.insert(0, str(_ROOT))
+import streamlit as st
 
-import streamlit as st  # noqa: E402
+# Streamlit runs this file as a script, not as part of its package: import the sibling modules
+# through the folder's own name, whatever it is installed as.
+_HERE = Path(__file__).resolve().parent
+if str(_HERE.parent) not in sys.path:
+    sys.path.insert(0, str(_HERE.parent))
 
-from dashboard import panels, state  # noqa: E402
+
+def _view(name: str) -> ModuleType:
+    return importlib.import_module(f"{_HERE.name}.{name}")
+
+
+access, launch, state = _view("access"), _view("launch"), _view("state")
+banners, sidebar, decoding = _view("banners"), _view("sidebar"), _view("decoding")
+prompt_view, generation_view, attention_view = _view("prompt_view"), _view("generation_view"), _view("attention_view")
+corpus_view, export_view = _view("corpus_view"), _view("export_view")
 
 st.set_page_config(page_title="inspector · inside GPT-2", page_icon=":material/search:", layout="wide")
-opts = state.launch_options()
+opts = launch.launch_options()
+refusal = access.exposure_refusal(st.get_option("server.address"), opts.remote)
+if refusal:
+    st.error(refusal, icon=":material/lock:")
+    st.stop()
 
 with st.sidebar:
-    request = panels.sidebar_model(opts)
-    loaded = panels.load_model(request)
-    panels.sidebar_loaded(loaded)
+    request = sidebar.sidebar_model(opts)
+    loaded = sidebar.load_model(request)
+    sidebar.sidebar_loaded(loaded)
 with st.sidebar:
-    settings, settings_error = panels.sidebar_decoding()
+    settings, settings_error = decoding.sidebar_decoding()
 
-panels.open_launch_capture(opts)
-panels.header(loaded)
-panels.flash()
-panels.capture_line(settings)
+banners.open_launch_capture(opts)
+banners.header(loaded)
+banners.flash()
+banners.capture_line(settings)
 
 state.apply_pending_view()
 tabs = st.tabs(list(state.VIEWS), key=state.VIEW, on_change="rerun")
@@ -38,16 +55,16 @@ prompt_tab, generation_tab, attention_tab, corpus_tab, export_tab = tabs
 capture = state.current_capture()
 with prompt_tab:
     if prompt_tab.open:
-        panels.prompt_panel(loaded, request, settings, settings_error)
+        prompt_view.prompt_panel(loaded, request, settings, settings_error)
 with generation_tab:
     if generation_tab.open:
-        panels.generation_panel(capture)
+        generation_view.generation_panel(capture)
 with attention_tab:
     if attention_tab.open:
-        panels.attention_panel(capture)
+        attention_view.attention_panel(capture)
 with corpus_tab:
     if corpus_tab.open:
-        panels.corpus_panel(opts)
+        corpus_view.corpus_panel(opts)
 with export_tab:
     if export_tab.open:
-        panels.export_panel(capture)
+        export_view.export_panel(capture)

@@ -1,4 +1,4 @@
-"""Dashboard state: launch options, session keys, cached loaders and serialised generation.
+"""Dashboard state: session keys, cached loaders (model, captures, DailyDialog, runs) and serialised generation.
 
 * The model loads once per process (``st.cache_resource``), through
   :func:`inspector.fallback.load_with_fallback`, so the page always gets a model.
@@ -11,10 +11,8 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -24,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+
+from .access import check_model, check_path
 
 # ----------------------------------------------------------------------------- limits
 #: Hard cap on new tokens per generation in the dashboard (long generations are capped, not queued).
@@ -45,64 +45,12 @@ FLASH = "_flash"
 #: Progress of the generation this session's current run is doing ({"done", "total"}); still set
 #: when the next run starts means that generation was interrupted (Stop or another click).
 GENERATING = "_generating"
-#: The open corpus run (see :func:`open_run`) and the path it came from.
-RUN = "run"
+#: The path of the open corpus run (see :func:`open_run`).
 RUN_PATH = "run_path"
 #: Tab widget key.
 VIEW = "view"
 
 VIEWS = ("Prompt", "Generation", "Attention", "Corpus", "Export")
-
-
-# ----------------------------------------------------------------------------- launch options
-@dataclass(frozen=True)
-class LaunchOptions:
-    """What ``inspector dashboard`` (or ``streamlit run dashboard/app.py -- ...``) was started with."""
-
-    model: str = "gpt2"
-    random_weights: bool = False
-    device: str = "auto"
-    run: str | None = None
-    config_dir: str | None = None
-    capture: str | None = None
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def launch_options(argv: list[str] | None = None) -> LaunchOptions:
-    """Options from ``-- --model X --run Y ...`` after the app's path, else ``INSPECTOR_DASHBOARD_*`` env vars.
-
-    Env vars: ``INSPECTOR_DASHBOARD_MODEL``, ``INSPECTOR_DASHBOARD_RANDOM_WEIGHTS``,
-    ``INSPECTOR_DASHBOARD_DEVICE``, ``INSPECTOR_DASHBOARD_RUN``, ``INSPECTOR_DASHBOARD_CONFIG_DIR``,
-    ``INSPECTOR_DASHBOARD_CAPTURE`` (a capture file every new session opens with).
-    """
-    env = os.environ
-    defaults = LaunchOptions(
-        model=env.get("INSPECTOR_DASHBOARD_MODEL") or "gpt2",
-        random_weights=_truthy(env.get("INSPECTOR_DASHBOARD_RANDOM_WEIGHTS")),
-        device=env.get("INSPECTOR_DASHBOARD_DEVICE") or "auto",
-        run=env.get("INSPECTOR_DASHBOARD_RUN") or None,
-        config_dir=env.get("INSPECTOR_DASHBOARD_CONFIG_DIR") or None,
-        capture=env.get("INSPECTOR_DASHBOARD_CAPTURE") or None,
-    )
-    if argv is None:
-        # Only parse sys.argv when streamlit runs this app (``streamlit run app.py -- args``);
-        # under pytest/AppTest sys.argv belongs to someone else.
-        argv = sys.argv[1:] if sys.argv and Path(sys.argv[0]).name == "app.py" else []
-    if not argv:
-        return defaults
-    p = argparse.ArgumentParser(prog="dashboard/app.py", add_help=False)
-    p.add_argument("--model", default=defaults.model)
-    p.add_argument("--random-weights", action="store_true", default=defaults.random_weights)
-    p.add_argument("--device", default=defaults.device)
-    p.add_argument("--run", default=defaults.run)
-    p.add_argument("--config-dir", default=defaults.config_dir)
-    p.add_argument("--capture", default=defaults.capture)
-    args, _unknown = p.parse_known_args(argv)
-    return LaunchOptions(args.model, bool(args.random_weights), args.device, args.run, args.config_dir,
-                         args.capture)
 
 
 # ----------------------------------------------------------------------------- model
@@ -130,8 +78,12 @@ def _load_model(name: str, device: str, random_weights: bool, config_dir: str | 
 def load_model(req: ModelRequest) -> Any:
     """A :class:`inspector.fallback.LoadResult`, loaded once per process per request.
 
-    ``ValueError`` for an unavailable device (the caller shows it).
+    ``ValueError`` for an unavailable device (the caller shows it);
+    :class:`dashboard.access.PathNotAllowed` for a model or config folder a shared page may not open.
     """
+    check_model(req.name)
+    if req.config_dir:
+        check_path(req.config_dir)
     return _load_model(req.name, req.device, req.random_weights, req.config_dir)
 
 
@@ -239,14 +191,22 @@ def load_dialogues(split: str, source: str | None) -> Any:
 
     ``source``: a local folder or table file; ``None`` means ``INSPECTOR_DAILYDIALOG_DIR``,
     else the Hub, which, when it cannot be reached, fails at once rather than after the
-    download client's retries.
+    download client's retries. A folder a shared page may not open raises
+    :class:`dashboard.access.PathNotAllowed`.
     """
-    return _load_dialogues(split, source or dailydialog_source() or "hub")
+    return _load_dialogues(split, _dailydialog_where(source))
 
 
 def load_turns(split: str, source: str | None) -> Any:
     """The turn table of a DailyDialog split (see :func:`load_dialogues`)."""
-    return _load_turns(split, source or dailydialog_source() or "hub")
+    return _load_turns(split, _dailydialog_where(source))
+
+
+def _dailydialog_where(source: str | None) -> str:
+    if source:
+        check_path(source)
+        return source
+    return dailydialog_source() or "hub"
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -289,9 +249,9 @@ def _open_run(path: str, stamp: float) -> Any:  # noqa: ARG001 - stamp only keys
 
 def open_run(path: str) -> Any:
     """A loaded corpus run (``inspector.runs.load_run``); errors propagate with their message."""
-    p = Path(path).expanduser()
     if not str(path).strip():
         raise ValueError("no run folder given: type the path of a folder written by `inspector run`")
+    p = check_path(path)
     if not p.exists():
         raise FileNotFoundError(f"run folder {str(p)!r} does not exist")
     if not p.is_dir():
@@ -305,7 +265,7 @@ def _run_capture(path: str, stamp: float, dial_id: int, turn: int) -> Any:  # no
 
 
 def run_capture(path: str, dial_id: int, turn: int) -> Any:
-    p = Path(path).expanduser().resolve()
+    p = check_path(path).resolve()
     return _run_capture(str(p), _run_stamp(p), int(dial_id), int(turn))
 
 
@@ -318,7 +278,7 @@ def _capture_file(path: str, mtime: float) -> Any:  # noqa: ARG001
 
 def capture_file(path: str) -> Any:
     """A capture loaded from a ``.safetensors`` file (``CaptureFileError`` when it isn't one)."""
-    p = Path(path).expanduser()
+    p = check_path(path)
     if not p.is_file():
         raise FileNotFoundError(f"capture file {str(p)!r} does not exist")
     return _capture_file(str(p.resolve()), p.stat().st_mtime)
@@ -351,6 +311,12 @@ def remembered(key: str, default: Any = None) -> Any:
     """A widget's current or remembered value, even while its tab is closed."""
     ss = st.session_state
     return ss[key] if key in ss else ss.get(_SHADOW + key, default)
+
+
+def remember(key: str, value: Any) -> None:
+    """Set the widget ``key`` (and its remembered copy) to ``value``, e.g. from another widget's callback."""
+    st.session_state[key] = value
+    st.session_state[_SHADOW + key] = value
 
 
 def forget(key: str) -> None:

@@ -1,10 +1,15 @@
-"""Plain-text reports of captures: the per-step table the CLI prints."""
+"""Presentation of captures: the per-step text table the CLI prints and the step table the dashboard shows."""
 
 from __future__ import annotations
 
 import math
+import numbers
+from typing import TYPE_CHECKING
 
 from inspector.records import Capture
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 RANDOM_WEIGHTS_BANNER = "NOTE: random weights: the generated text is meaningless; the numbers are still exact."
 
@@ -41,6 +46,27 @@ def step_table(capture: Capture, alternatives: int = 3, token_width: int = 14) -
             line += f" {_prob(math.exp(rec.processed_logprob)):>7}"
         lines.append(f"{line}  {alt_text}")
     return "\n".join(lines)
+
+
+def step_rows(capture: Capture, k: int) -> pd.DataFrame:
+    """One row per generated step: the chosen token, its probability and rank, the entropy, and the top ``k``.
+
+    Columns: ``step``, ``chosen`` (the token, escaped), ``prob`` (raw probability, 4 decimals),
+    ``rank`` (1-based, under the raw logits), ``entropy`` (nats, 3 decimals), then ``#1`` ...
+    ``#k``: each candidate as ``"token 12.3%"`` (at most the candidates the capture kept).
+    """
+    import pandas as pd
+
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"k must be a positive integer (candidates per step), got {k!r}")
+    rows = []
+    for s in capture.steps:
+        row: dict[str, object] = {"step": s.step, "chosen": repr(s.token)[1:-1], "prob": round(s.prob, 4),
+                                  "rank": s.rank, "entropy": round(s.entropy, 3)}
+        for i, c in enumerate(s.top[: int(k)], 1):
+            row[f"#{i}"] = f"{repr(c.token)[1:-1]} {c.prob:.1%}"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=None if rows else ["step", "chosen", "prob", "rank", "entropy"])
 
 
 def capture_report(capture: Capture) -> str:

@@ -12,14 +12,22 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, dailydialog_dir
+from dashboard_helpers import free_text, new_app, ok, set_server_address, texts, widgets
 
-APP = str(ROOT / "dashboard" / "app.py")
 st_testing = pytest.importorskip("streamlit.testing.v1")
 
 
 # ----------------------------------------------------------------------------- fixtures
+@pytest.fixture(autouse=True)
+def _bound_locally():
+    """AppTest runs no server: say the page is bound to this machine, as every documented start does
+    (the shipped .streamlit/config.toml is read only when pytest starts in the repository root)."""
+    before = set_server_address("127.0.0.1")
+    yield
+    set_server_address(before)
+
+
 @pytest.fixture
 def fresh(monkeypatch):
     """Built-in model, caches cleared, DailyDialog from the shared copy when present."""
@@ -29,6 +37,7 @@ def fresh(monkeypatch):
     monkeypatch.delenv("INSPECTOR_DASHBOARD_RUN", raising=False)
     monkeypatch.delenv("INSPECTOR_DASHBOARD_CAPTURE", raising=False)
     monkeypatch.delenv("INSPECTOR_DASHBOARD_RANDOM_WEIGHTS", raising=False)
+    monkeypatch.delenv("INSPECTOR_DASHBOARD_REMOTE", raising=False)
     dd = dailydialog_dir()
     if dd is not None:
         monkeypatch.setenv("INSPECTOR_DAILYDIALOG_DIR", str(dd))
@@ -37,38 +46,6 @@ def fresh(monkeypatch):
     state.clear_caches()
     yield state
     state.clear_caches()
-
-
-def new_app():
-    return st_testing.AppTest.from_file(APP, default_timeout=180)
-
-
-def ok(at) -> None:
-    """No uncaught exception in the page."""
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
-
-
-def walk(node):
-    yield node
-    for child in getattr(node, "children", {}).values():
-        yield from walk(child)
-
-
-def widgets(at) -> list:
-    from streamlit.testing.v1.element_tree import Widget
-
-    return [n for n in walk(at._tree) if isinstance(n, Widget)]
-
-
-def free_text(at, prompt: str):
-    at.radio(key="prompt_source").set_value("Free text").run()
-    ok(at)
-    at.text_area(key="free_text").set_value(prompt)
-    return at
 
 
 @pytest.fixture(scope="module")
@@ -411,9 +388,9 @@ def test_launch_with_capture_file_opens_it_and_a_bad_one_is_said(fresh, monkeypa
 
 # ----------------------------------------------------------------------------- export, speed, lock
 def test_export_bytes_are_real_files(tmp_path):
-    from dashboard import panels
+    from dashboard import export_view as panels
     from inspector.fallback import builtin_model
-    from inspector.store import load_capture
+    from inspector.store import capture_bytes, load_capture
 
     cap = builtin_model().generate("User: hi\nAgent:", max_new_tokens=6)
     png = panels.figure_bytes("heatmap", cap, "png", layer=1, head=None, agg="max")
@@ -424,7 +401,7 @@ def test_export_bytes_are_real_files(tmp_path):
     assert b"<html" in html[:2000].lower() and b"plotly" in html
     text = panels.figure_bytes("text", cap, "html", color_by="entropy")
     assert b"<html" in text[:500].lower()
-    data = panels.capture_bytes(cap)
+    data = capture_bytes(cap)
     (tmp_path / "c.safetensors").write_bytes(data)
     back = load_capture(tmp_path / "c.safetensors")
     assert back.tokens == cap.tokens and back.meta.random_weights
@@ -558,15 +535,16 @@ def test_same_request_from_two_sessions_generates_once(fresh):
 
 # ----------------------------------------------------------------------------- launch
 def test_launch_options_from_args_and_env(monkeypatch):
-    from dashboard.state import launch_options
+    from dashboard.launch import launch_options
 
     monkeypatch.setenv("INSPECTOR_DASHBOARD_MODEL", "envmodel")
     monkeypatch.setenv("INSPECTOR_DASHBOARD_RANDOM_WEIGHTS", "1")
     assert launch_options([]).model == "envmodel" and launch_options([]).random_weights
+    assert not launch_options([]).remote
     opts = launch_options(["--model", "builtin", "--run", "runs/x", "--device", "cpu", "--config-dir", "/c",
-                           "--capture", "c.safetensors"])
-    assert (opts.model, opts.run, opts.device, opts.config_dir, opts.capture) == (
-        "builtin", "runs/x", "cpu", "/c", "c.safetensors")
+                           "--capture", "c.safetensors", "--remote"])
+    assert (opts.model, opts.run, opts.device, opts.config_dir, opts.capture, opts.remote) == (
+        "builtin", "runs/x", "cpu", "/c", "c.safetensors", True)
 
 
 def test_cli_builds_a_local_headless_streamlit_command(monkeypatch, tmp_path):
@@ -577,18 +555,22 @@ def test_cli_builds_a_local_headless_streamlit_command(monkeypatch, tmp_path):
                                       "--capture", "c.safetensors"])
     cmd = cli.streamlit_command(args)
     assert cmd[1:4] == ["-m", "streamlit", "run"] and Path(cmd[4]) == ROOT / "dashboard" / "app.py"
-    flags = dict(zip(cmd[5::2], cmd[6::2]))
+    flags = dict(zip(cmd[5::2], cmd[6::2], strict=False))
     assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8501"
     assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
     assert cmd[cmd.index("--") + 1 :] == ["--model", "builtin", "--run", "runs/x", "--capture", "c.safetensors",
                                           "--random-weights"]
     args = build_parser().parse_args(["dashboard", "--host", "0.0.0.0", "--port", "9000"])
-    flags = dict(zip(cli.streamlit_command(args)[5::2], cli.streamlit_command(args)[6::2]))
+    cmd = cli.streamlit_command(args)
+    flags = dict(zip(cmd[5::2], cmd[6::2], strict=False))
     assert flags["--server.address"] == "0.0.0.0" and flags["--server.port"] == "9000"
+    assert cmd[cmd.index("--") + 1 :] == ["--remote"]  # shared on purpose: the page restricts its paths
+
+    from browser import free_port
 
     seen = {}
-    monkeypatch.setattr(cli.subprocess, "call", lambda c, env: seen.update(cmd=c, env=env) or 0)
-    assert main(["dashboard", "--dailydialog", str(tmp_path)]) == 0
+    monkeypatch.setattr(cli, "exec_streamlit", lambda c, env: seen.update(cmd=c, env=env) or 0)
+    assert main(["dashboard", "--dailydialog", str(tmp_path), "--port", str(free_port())]) == 0
     assert seen["env"]["INSPECTOR_DAILYDIALOG_DIR"] == str(tmp_path)
     monkeypatch.setattr(cli, "app_path", lambda: tmp_path / "missing" / "app.py")
     assert main(["dashboard"]) == 2  # a clear error, not a traceback

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from browser import ARTIFACTS, chromium, dashboard_server, open_tab, page_text, settle, shot, wait_visible
 from browser import browser_tools as find_browser_tools
 from conftest import dailydialog_dir, gpt2_offline_dir
@@ -235,6 +234,6 @@ def test_stop_button_cancels_a_long_generation(full_size_server, driver):
 
     # The lock was released and the model's hooks removed: a short generation works at once.
     assert _slider_to(driver, "max_new_tokens", "HOME") == 1
-    driver.find_element(By.CSS_SELECTOR, ".st-key-generate button").click()
+    wait_visible(driver, "generate_after_stop", ".st-key-generate button").click()
     WebDriverWait(driver, 60, poll_frequency=0.1).until(lambda d: "Generated 1 tokens" in page_text(d))
     assert "Generation stopped after" not in page_text(driver)

@@ -1,19 +1,51 @@
-"""``inspector dashboard``: launch the Streamlit dashboard (``dashboard/app.py``) on this machine."""
+"""``inspector dashboard``: launch the Streamlit dashboard on this machine (127.0.0.1 unless ``--host``)."""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import importlib.util
+import ipaddress
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: The name the dashboard's folder (``dashboard/`` in a source checkout) is installed under.
+APP_PACKAGE = "inspector_dashboard"
+
+
+def is_local_address(address: str | None) -> bool:
+    """Whether a server bound to ``address`` can be reached from this machine only.
+
+    ``None`` or empty (Streamlit's default) means every interface: not local.
+    """
+    if not address or not address.strip():
+        return False
+    a = address.strip()
+    if a.startswith("unix://") or a.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(a.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def app_path() -> Path:
-    """``dashboard/app.py`` next to the ``inspector`` package (the dashboard is not part of the installed package)."""
-    return Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+    """The dashboard's ``app.py``: installed next to this package (``inspector_dashboard``), or in the source
+    checkout this package runs from (``dashboard/``)."""
+    base = Path(__file__).resolve().parents[2]
+    installed = base / APP_PACKAGE / "app.py"
+    if installed.is_file():
+        return installed
+    checkout = base / "dashboard" / "app.py"
+    if checkout.is_file() and (base / "pyproject.toml").is_file():
+        return checkout
+    spec = importlib.util.find_spec(APP_PACKAGE)  # e.g. an editable install
+    if spec is not None and spec.origin:
+        return Path(spec.origin).with_name("app.py")
+    return installed
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="local DailyDialog copy (sets INSPECTOR_DAILYDIALOG_DIR)")
     p.add_argument("--port", type=int, default=8501, help="port (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default: %(default)s, this machine only)")
+                   help="address to bind (default: %(default)s, this machine only); any other address shares "
+                   "the page, which then opens only the run, capture, model and data folders given here")
     p.set_defaults(func=run)
 
 
@@ -52,6 +85,8 @@ def app_args(args: argparse.Namespace) -> list[str]:
             out += [flag, str(value)]
     if args.random_weights:
         out.append("--random-weights")
+    if not is_local_address(args.host):
+        out.append("--remote")
     return out
 
 
@@ -60,8 +95,8 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
     app = app_path()
     if not app.is_file():
         raise FileNotFoundError(
-            f"dashboard app not found at {app}: the dashboard lives in the project's dashboard/ folder, next to "
-            "the inspector package; run from a source checkout (pip install -e .)"
+            f"dashboard app not found at {app}: reinstall inspector (the wheel ships it as {APP_PACKAGE}), or run "
+            "from a source checkout"
         )
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be in 1..65535, got {args.port}")
@@ -77,8 +112,44 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
     ]
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise ``OSError`` with a one-line message when ``host:port`` cannot be bound (e.g. a server still on it)."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(f"--host {host!r} is not an address of this machine ({exc.strerror})") from None
+    for family, kind, proto, _name, address in addresses:
+        with socket.socket(family, kind, proto) as s:
+            # As Tornado binds: a port left in TIME_WAIT by a stopped server counts as free.
+            if os.name != "nt":
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                s.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise OSError(f"port {port} on {host} is already in use (is another dashboard still "
+                                  "running?); stop it, or choose another port with --port") from None
+                if exc.errno == errno.EACCES:
+                    raise OSError(f"not allowed to listen on {host}:{port} ({exc.strerror}); choose a port "
+                                  "above 1023 with --port") from None
+                # Anything else (e.g. no IPv6 for 'localhost'): Tornado skips or reports it itself.
+
+
+def exec_streamlit(cmd: list[str], env: dict[str, str]) -> int:
+    """Become the Streamlit server, so that signals sent to this process (``kill PID``, Ctrl-C) reach it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "nt":  # no exec there: the child shares the console, so Ctrl-C reaches it too
+        return subprocess.call(cmd, env=env)
+    os.execve(cmd[0], cmd, env)
+    return 0  # pragma: no cover - execve does not return
+
+
 def run(args: argparse.Namespace) -> int:
     cmd = streamlit_command(args)
+    check_port_free(args.host, args.port)
     if args.run and not Path(args.run).expanduser().is_dir():
         print(f"inspector dashboard: note: run folder {args.run!r} does not exist; the Corpus view will say so",
               file=sys.stderr)
@@ -90,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
         env["INSPECTOR_DAILYDIALOG_DIR"] = str(Path(args.dailydialog).expanduser())
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"inspector dashboard: serving on http://{host}:{args.port}  (Ctrl-C to stop)", file=sys.stderr)
-    if args.host not in LOCAL_HOSTS:
+    if not is_local_address(args.host):
         print(f"inspector dashboard: warning: bound to {args.host}: anyone who can reach this address can use "
-              "the dashboard (there is no login)", file=sys.stderr)
-    return subprocess.call(cmd, env=env)
+              "the dashboard (there is no login); it opens only the run, capture, model and data folders given "
+              "here", file=sys.stderr)
+    return exec_streamlit(cmd, env)

@@ -1,0 +1,77 @@
+"""Above every view: the title, the model banners, one-off messages and the line naming the shown capture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from . import state
+from .launch import LaunchOptions
+from .text import md, md_paragraphs, stop_label
+
+
+def header(load: Any) -> None:
+    """Title, what the page is, and the model banners (shown above every view)."""
+    st.title("inspector: inside GPT-2 as it generates")
+    st.caption(
+        "Pick a prompt and press **Generate**; then see how sure the model was of every token (Generation) "
+        "and where each token looked (Attention), or compare many dialogue turns from a corpus run (Corpus)."
+    )
+    m = load.model
+    if load.fell_back:
+        asked = st.session_state.get("model_name") or "the model"
+        where = m.name if load.level == "local-config" else "the built-in tiny model"
+        st.error(
+            f"**Could not load {asked!r}, so the page uses a GPT-2 with random weights instead "
+            f"({where}): every view works, but the generated text is meaningless.**",
+            icon=":material/error:",
+        )
+        with st.expander("Why, and how to load real weights"):
+            st.markdown(md_paragraphs(load.message))
+    elif m.random_weights:
+        st.warning("**Random weights: the generated text is meaningless.** The views still show the real "
+                   "mechanics (probabilities, attention) of this untrained network.", icon=":material/warning:")
+
+
+def capture_line(settings: Any) -> None:
+    """One line naming the capture every view shows (and whether the sidebar has changed since)."""
+    cap = state.current_capture()
+    if cap is None:
+        st.info("No capture yet: choose a prompt in the **Prompt** tab and press **Generate**, or open a corpus "
+                "run in the **Corpus** tab.", icon=":material/arrow_forward:")
+        return
+    origin = st.session_state.get(state.CAPTURE_ORIGIN, "")
+    rnd = " · **random weights**" if cap.meta.random_weights else ""
+    st.markdown(f"**Showing:** {md(origin)} · {cap.prompt_len} prompt + {cap.num_steps} generated tokens · "
+                f"stopped at: {stop_label(cap.stop_reason)}{rnd}")
+    skey = st.session_state.get(state.CAPTURE_SETTINGS)
+    if skey and settings is not None and skey != state.settings_key(settings):
+        st.caption("The decoding settings have changed since this capture; press Generate to apply them.")
+
+
+def flash() -> None:
+    """The message the previous run left, and a note when it was stopped while generating."""
+    msg = state.pop_flash()
+    if msg:
+        kind, text = msg
+        getattr(st, kind, st.info)(text)
+    stopped = st.session_state.pop(state.GENERATING, None)
+    if stopped:  # the run that generated ended without finishing: Stop, or another click meanwhile
+        st.warning(f"Generation stopped after {stopped['done']} of up to {stopped['total']} tokens (Stop, or "
+                   "another change on the page while it ran); nothing was kept. Press **Generate** to start again.")
+
+
+def open_launch_capture(opts: LaunchOptions) -> None:
+    """Open the capture file the dashboard was launched with (``--capture``), once per browser session."""
+    if not opts.capture or st.session_state.get("_launch_capture_tried"):
+        return
+    st.session_state["_launch_capture_tried"] = True
+    try:
+        cap = state.capture_file(opts.capture)
+    except Exception as exc:  # noqa: BLE001 - missing, truncated, not a capture: say so, keep the page
+        state.flash(f"Could not open the capture file given at launch ({opts.capture!r}): {exc}", "error")
+        return
+    state.set_capture(cap, f"file {Path(opts.capture).name}", switch_to="Generation")
+    state.flash(f"Opened capture file {opts.capture}.")

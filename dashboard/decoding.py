@@ -1,0 +1,111 @@
+"""Sidebar, decoding part: one widget per generation setting, and the settings they make.
+
+:data:`SETTING_WIDGETS` and :data:`NOT_IN_DASHBOARD` together name every field of
+:class:`inspector.capture.GenerationSettings` (a test holds them to
+``dataclasses.fields``), so a new setting cannot be left out of the page unnoticed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from inspector.capture import MAX_STOP_STRING_CHARS, MAX_STOP_STRINGS
+
+from . import state
+
+#: Settings field -> the key of the widget that sets it.
+SETTING_WIDGETS = {
+    "max_new_tokens": "max_new_tokens",
+    "do_sample": "decoding",
+    "temperature": "temperature",
+    "top_k": "top_k",
+    "top_p": "top_p",
+    "num_beams": "num_beams",
+    "repetition_penalty": "repetition_penalty",
+    "stop_strings": "stop_strings",
+    "seed": "seed",
+    "top_k_logits": "top_k_logits",
+    "truncate_prompt": "truncate_prompt",
+}
+#: Settings the page leaves at their defaults, and why.
+NOT_IN_DASHBOARD = {
+    # The views show one sequence (beam search captures the best beam).
+    "num_return_sequences": "one sequence per capture",
+    # No view shows full [step, vocab] logits; every cached capture would hold them.
+    "keep_logits": "not shown, costs memory",
+    # The Attention views need the weights.
+    "keep_attention": "always kept",
+    # float16 halves cached captures; the views cannot show the difference.
+    "attention_dtype": "the default (float16)",
+}
+
+_DECODING = {"greedy": "Greedy (most likely token)", "sample": "Sampling", "beam": "Beam search"}
+#: The stop-string box holds at most this many characters: the most strings, each at its longest, with commas.
+STOP_BOX_CHARS = MAX_STOP_STRINGS * (MAX_STOP_STRING_CHARS + 1)
+
+
+def parse_stop_strings(text: str) -> tuple[str, ...]:
+    """The stop strings typed in the box (comma-separated, ``\\n`` for a newline).
+
+    ``ValueError`` beyond the package's bounds (:data:`inspector.capture.MAX_STOP_STRINGS` strings of at most
+    :data:`inspector.capture.MAX_STOP_STRING_CHARS` characters), before any model work.
+    """
+    strings = tuple(s.replace("\\n", "\n") for s in (x.strip() for x in text.split(",")) if s)
+    if len(strings) > MAX_STOP_STRINGS:
+        raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings, got {len(strings)}; remove some")
+    for i, s in enumerate(strings, 1):
+        if len(s) > MAX_STOP_STRING_CHARS:
+            raise ValueError(f"stop string {i} has {len(s)} characters, at most {MAX_STOP_STRING_CHARS} are "
+                             "allowed; shorten it")
+    return strings
+
+
+def sidebar_decoding() -> tuple[Any, str | None]:
+    """Decoding settings; returns ``(GenerationSettings or None, error message or None)``."""
+    from inspector.capture import GenerationSettings
+
+    st.header("Decoding")
+    mode = st.radio("Decoding", list(_DECODING), format_func=_DECODING.get, key="decoding",
+                    label_visibility="collapsed")
+    sample, beam = mode == "sample", mode == "beam"
+    max_new = st.slider("Max new tokens", 1, state.MAX_NEW_TOKENS_CAP, 40, key="max_new_tokens",
+                        help=f"Generation stops here at the latest (capped at {state.MAX_NEW_TOKENS_CAP} in the "
+                        "dashboard; use `inspector capture` for longer ones).")
+    temperature = st.slider("Temperature", 0.05, 2.0, 1.0, 0.05, key="temperature", disabled=not sample,
+                            help="Sampling only: below 1 sharpens the distribution, above 1 flattens it.")
+    top_k = st.number_input("Top-k (0 = off)", 0, 50000, 0, key="top_k", disabled=not sample,
+                            help="Sampling only: keep the k most likely tokens.")
+    top_p = st.slider("Top-p", 0.05, 1.0, 1.0, 0.05, key="top_p", disabled=not sample,
+                      help="Sampling only: keep the smallest set of tokens whose probability reaches p.")
+    num_beams = st.slider("Beams", 2, 8, 4, key="num_beams", disabled=not beam,
+                          help="Beam search only: the best beam is captured.")
+    with st.expander("More settings"):
+        stops = st.text_input("Stop strings (comma-separated; \\n is a newline)", "", key="stop_strings",
+                              max_chars=STOP_BOX_CHARS,
+                              help="Generation stops once the text ends with one of these, e.g. \\n or User: "
+                              f"(at most {MAX_STOP_STRINGS} strings of {MAX_STOP_STRING_CHARS} characters).")
+        seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="seed", help="Makes sampling repeatable.")
+        rep = st.slider("Repetition penalty", 1.0, 2.0, 1.0, 0.05, key="repetition_penalty")
+        keep_k = st.slider("Candidates kept per step", 1, 50, 10, key="top_k_logits",
+                           help="How many alternatives the top-k views can show.")
+        truncate = st.checkbox("Drop prompt tokens from the left if it is too long", False, key="truncate_prompt")
+    try:
+        settings = GenerationSettings(
+            max_new_tokens=int(max_new),
+            do_sample=sample,
+            temperature=float(temperature) if sample else 1.0,
+            top_k=(int(top_k) or None) if sample else None,
+            top_p=float(top_p) if sample else 1.0,
+            num_beams=int(num_beams) if beam else 1,
+            repetition_penalty=float(rep),
+            stop_strings=parse_stop_strings(stops),
+            seed=int(seed),
+            top_k_logits=int(keep_k),
+            truncate_prompt=bool(truncate),
+        )
+    except ValueError as exc:
+        st.error(f"Settings: {exc}")
+        return None, str(exc)
+    return settings, None
