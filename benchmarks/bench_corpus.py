@@ -99,14 +99,16 @@ def main(argv: list[str] | None = None) -> int:
             spent = {"plain": 0.0}
             plain_b: dict[int, float] = {}
             corpus_b: dict[int, float] = {}
+            mark: dict[str, float] = {"t": 0.0}
 
-            def timed_plain(b: int) -> None:
+            def timed_plain(b: int, plain_b: dict[int, float] = plain_b, spent: dict[str, float] = spent) -> None:
                 t = time.perf_counter()
                 plain_batch(b)
                 plain_b[b] = time.perf_counter() - t
                 spent["plain"] += plain_b[b]
 
-            def after_batch(b: int, r: int = r) -> None:
+            def after_batch(b: int, r: int = r, corpus_b: dict[int, float] = corpus_b,
+                            mark: dict[str, float] = mark) -> None:
                 now = time.perf_counter()
                 corpus_b[b] = now - mark["t"]
                 nxt = b + 1 if r % 2 == 0 else b
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 timed_plain(0)
                 before = spent["plain"]
             t0 = time.perf_counter()
-            mark = {"t": t0}
+            mark["t"] = t0
             run = run_corpus(cfg, tmp / f"run-{r}", im, progress=False, plan=plan, log=lambda m: None,
                              on_batch=after_batch)
             sync()
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     plain_tps = n_turns * args.repeats / sum(times["plain"])
     corpus_tps = n_turns * args.repeats / sum(times["corpus"])
-    per_repeat = [round(p / c, 3) for p, c in zip(times["plain"], times["corpus"])]
+    per_repeat = [round(p / c, 3) for p, c in zip(times["plain"], times["corpus"], strict=True)]
     result = {
         "benchmark": "bench_corpus",
         "device": str(im.device),

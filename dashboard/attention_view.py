@@ -77,8 +77,7 @@ def _heatmap(capture: Any) -> None:
 
 @st.fragment
 def _token_view(capture: Any) -> None:
-    from inspector.plots import interactive
-    from inspector.plots._common import default_position
+    from inspector.plots import default_position, interactive
 
     st.subheader("Pick a token, see where it looks")
     positions = list(range(capture.seq_len))

@@ -31,7 +31,7 @@ def figure_options(kind: str) -> dict[str, Any]:
         return {"layer": None if layer == ALL else layer, "head": None if head == ALL else head,
                 "agg": get("att_agg") or "mean"}
     if kind == "token":
-        from inspector.plots._common import default_position
+        from inspector.plots import default_position
 
         cap = state.current_capture()
         default = default_position(cap) if cap is not None else 0

@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         sm = cap.stacked_mean(step)
         last_row = sm.mean(0)[-1]  # mean over heads of the newest token's row
         top = last_row.topk(min(3, last_row.numel()))
-        looks = ", ".join(f"{cap.tokens[int(i)]!r} {float(v):.2f}" for v, i in zip(top.values, top.indices))
+        looks = ", ".join(f"{cap.tokens[int(i)]!r} {float(v):.2f}"
+                          for v, i in zip(top.values, top.indices, strict=True))
         print(f"step {step}: stacked-mean attention {tuple(sm.shape)}; newest token looks at {looks}")
 
     # per-step logits, as the notebook read them from output.logits

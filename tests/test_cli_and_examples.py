@@ -54,7 +54,8 @@ def test_capture_command_bad_input_is_one_line(tiny_dir, tmp_path, capsys):
 def test_capture_command_missing_model_no_traceback(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "inspector.cli.main", "capture", "--model", "gpt2", "--out", str(tmp_path / "c.safetensors")],
+        [sys.executable, "-m", "inspector.cli.main", "capture", "--model", "gpt2",
+         "--out", str(tmp_path / "c.safetensors")],
         capture_output=True, text=True, env=env, timeout=120,
     )
     assert proc.returncode == 2
@@ -69,7 +70,8 @@ def test_doctor_reports_parity(tiny_dir, tmp_path, capsys):
     text = capsys.readouterr().out
     assert rc == 0 and "PARITY OK" in text and "max |attention diff|" in text
     data = json.loads(report.read_text())
-    assert data["ok"] is True and data["max_attention_diff"] <= 1e-3 and data["nan"] == {"cpu": False, "cpu (second copy)": False}
+    assert data["ok"] is True and data["max_attention_diff"] <= 1e-3
+    assert data["nan"] == {"cpu": False, "cpu (second copy)": False}
 
 
 def test_notebook_example_runs_offline(gpt2_dir, tmp_path):

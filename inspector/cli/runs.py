@@ -99,14 +99,14 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def run_run(args: argparse.Namespace) -> int:
+    from inspector.devices import dtype_name
     from inspector.model import resolve_device, resolve_dtype
     from inspector.runs.execute import run_corpus
     from inspector.runs.folder import check_resumable, command_identity
 
     config = _config_from_args(args)  # everything validated before the model loads
     device = resolve_device(args.device)
-    # TODO(merge): the capture helper adds a shared ``dtype_name``; switch to it
-    dtype = str(resolve_dtype(args.dtype, device)).replace("torch.", "")
+    dtype = dtype_name(resolve_dtype(args.dtype, device))
     before = check_resumable(args.out, command_identity(config, args.model, args.random_weights, device.type, dtype))
     im = load_model_from_args(args)
     print(f"loaded {im.describe()}", file=sys.stderr)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from inspector.devices import dtype_name
 from inspector.metrics import turn_metrics
 from inspector.runs.config import RunConfig
 from inspector.runs.errors import RunError
@@ -43,9 +44,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from inspector.records import Capture
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
-    # TODO(merge): the capture helper adds a shared ``dtype_name``; switch to it
-    return str(dtype).replace("torch.", "")
 
 
 def _reduce_attention(capture: Capture, mode: str) -> Capture:
@@ -94,7 +92,7 @@ def _model_info(im: InspectorModel) -> dict[str, Any]:
         "random_weights": bool(im.random_weights),
         "revision": im.revision,
         "device": str(im.device),
-        "dtype": _dtype_name(im.dtype),
+        "dtype": dtype_name(im.dtype),
         "num_layers": im.num_layers,
         "num_heads": im.num_heads,
         "context_length": im.context_length,
@@ -184,7 +182,7 @@ def run_corpus(
     out = Path(out)
     say = log or (lambda msg: print(msg, file=sys.stderr))
     identity = command_identity(config, model_id or im.name, im.random_weights, im.device.type,
-                                _dtype_name(im.dtype))
+                                dtype_name(im.dtype))
     check_resumable(out, identity)
     plan = plan or plan_run(config, im.tokenizer, im.context_length)
     identity["work_hash"] = plan.work_hash
