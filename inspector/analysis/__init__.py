@@ -1,0 +1,1 @@
+"""Analysis of captures: logit lens, value norms, rollout, head statistics, comparisons."""
