@@ -7,64 +7,17 @@ import math
 import pytest
 import torch
 import transformers as tf
+from analysis_models import ARCHS, V, forward_hidden, tiny_model
 
 from inspector.analysis.lens import LensResult, logit_lens, next_token_targets
 from inspector.analysis.readout import find_readout
 
-V = 53
-
-
-def _tiny(name: str, **extra):
-    """A tiny model of one architecture, built from a config (eager attention), with its size asserted."""
-    gqa = dict(num_attention_heads=4, num_key_value_heads=2, hidden_size=16, intermediate_size=32)
-    configs = {
-        "gpt2": lambda: tf.GPT2Config(n_layer=2, n_head=2, n_embd=16),
-        "gptj": lambda: tf.GPTJConfig(n_layer=2, n_head=2, n_embd=16, rotary_dim=4),
-        "neox": lambda: tf.GPTNeoXConfig(num_hidden_layers=2, num_attention_heads=2, hidden_size=16,
-                                         intermediate_size=32),
-        "opt": lambda: tf.OPTConfig(num_hidden_layers=2, num_attention_heads=2, hidden_size=16, ffn_dim=32,
-                                    word_embed_proj_dim=16),
-        "opt_project": lambda: tf.OPTConfig(num_hidden_layers=2, num_attention_heads=2, hidden_size=16, ffn_dim=32,
-                                            word_embed_proj_dim=8),
-        "llama": lambda: tf.LlamaConfig(num_hidden_layers=2, tie_word_embeddings=False, **gqa),
-        "mistral": lambda: tf.MistralConfig(num_hidden_layers=2, **gqa),
-        "qwen2": lambda: tf.Qwen2Config(num_hidden_layers=2, **gqa),
-        "gemma": lambda: tf.GemmaConfig(num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                                        hidden_size=16, intermediate_size=32, head_dim=8),
-        "gemma2": lambda: tf.Gemma2Config(num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                                          hidden_size=16, intermediate_size=32, head_dim=8,
-                                          final_logit_softcapping=2.0),
-    }
-    config = configs[name]()
-    config.vocab_size = V
-    config.bos_token_id = config.eos_token_id = config.pad_token_id = 0
-    for key, value in extra.items():
-        setattr(config, key, value)
-    config._attn_implementation = "eager"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = tf.AutoModelForCausalLM.from_config(config).eval()
-        # Large head weights so soft-capping and the softmax are far from linear.
-        with torch.no_grad():
-            model.get_output_embeddings().weight.mul_(8.0)
-    assert model.config.num_hidden_layers == 2 and model.config.vocab_size == V
-    return model
-
-
-def _forward(model, ids: torch.Tensor):
-    with torch.no_grad():
-        out = model(ids.unsqueeze(0), output_hidden_states=True)
-    return [h[0] for h in out.hidden_states], out.logits[0].float()
-
-
-ARCHS = ["gpt2", "gptj", "neox", "opt", "opt_project", "llama", "mistral", "qwen2", "gemma", "gemma2"]
-
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_last_entry_equals_model_logits(arch):
-    model = _tiny(arch)
+    model = tiny_model(arch)
     ids = torch.tensor([3, 17, 5, 42, 8, 8, 30])
-    hidden, logits = _forward(model, ids)
+    hidden, logits = forward_hidden(model, ids)
     stacked = hidden if arch == "opt_project" else torch.stack(hidden)
     res = logit_lens(stacked, model, targets=next_token_targets(ids), k=V)
     ref = torch.log_softmax(logits, -1)
@@ -80,9 +33,9 @@ def test_last_entry_equals_model_logits(arch):
 
 
 def test_intermediate_entries_go_through_final_norm_gpt2():
-    model = _tiny("gpt2")
+    model = tiny_model("gpt2")
     ids = torch.tensor([1, 2, 3, 4, 5])
-    hidden, _ = _forward(model, ids)
+    hidden, _ = forward_hidden(model, ids)
     res = logit_lens(torch.stack(hidden), model, k=5)
     for e in (0, 1):
         ref = torch.softmax(model.lm_head(model.transformer.ln_f(hidden[e])), -1)
@@ -90,10 +43,10 @@ def test_intermediate_entries_go_through_final_norm_gpt2():
 
 
 def test_llama_untied_rmsnorm_intermediate_entries():
-    model = _tiny("llama")
+    model = tiny_model("llama")
     assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
     ids = torch.tensor([7, 9, 11, 13])
-    hidden, _ = _forward(model, ids)
+    hidden, _ = forward_hidden(model, ids)
     res = logit_lens(torch.stack(hidden), model, k=3)
     readout = find_readout(model)
     assert readout.norm is model.model.norm and readout.head is model.lm_head
@@ -135,7 +88,7 @@ def test_hand_built_one_layer_model():
 
 def test_positions_chunks_and_storage_round_trip(byte_tiny):
     ids = torch.tensor(list(b"hello there, how are you?"))
-    hidden, _ = _forward(byte_tiny.model, ids)
+    hidden, _ = forward_hidden(byte_tiny.model, ids)
     stacked = torch.stack(hidden)
     full = logit_lens(stacked, byte_tiny, targets=next_token_targets(ids), k=4)
     part = logit_lens(stacked, byte_tiny, targets=next_token_targets(ids), k=4, positions=[2, 5, 20], chunk_rows=2)
@@ -162,6 +115,6 @@ def test_bad_input_is_a_clear_error(byte_tiny):
 
 
 def test_model_without_final_norm_names_its_class():
-    model = _tiny("opt", do_layer_norm_before=False)
+    model = tiny_model("opt", do_layer_norm_before=False)
     with pytest.raises(ValueError, match="OPTForCausalLM"):
         find_readout(model)
