@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from inspector.analysis.head_stats import HeadStats, aggregate_head_stats, head_stats, query_rows
+from inspector.analysis.head_stats import HeadStats, aggregate_head_stats, attention_head_stats, query_rows
 from inspector.records import Capture, TokenScores
 
 SEQ, PROMPT = 8, 5
@@ -36,7 +36,7 @@ def _heads() -> torch.Tensor:
 
 
 def test_known_heads_all_rows():
-    s = head_stats(_heads(), PROMPT)
+    s = attention_head_stats(_heads(), PROMPT)
     rows = torch.arange(1, SEQ).float()  # row 0 is never used
     assert s.num_rows == SEQ - 1 and s.rows == "all"
     prev, uni, sink, self_ = 0, 1, 2, 3
@@ -56,21 +56,21 @@ def test_known_heads_all_rows():
 
 
 def test_row_choices():
-    gen = head_stats(_heads(), PROMPT, rows="generated")
+    gen = attention_head_stats(_heads(), PROMPT, rows="generated")
     assert gen.num_rows == SEQ - PROMPT and query_rows(SEQ, PROMPT, "generated").tolist() == [5, 6, 7]
     assert gen.sink[0, 1] == pytest.approx((1 / 6 + 1 / 7 + 1 / 8) / 3)
     assert gen.generated_share[0, 3] == 1
-    prompt = head_stats(_heads(), PROMPT, rows="prompt")
+    prompt = attention_head_stats(_heads(), PROMPT, rows="prompt")
     assert prompt.num_rows == PROMPT - 1 and torch.all(prompt.generated_share == 0)
     torch.testing.assert_close(prompt.entropy[0, 1], torch.tensor([math.log(n) for n in (2, 3, 4, 5)]).mean())
     with pytest.raises(ValueError, match="no 'generated' query rows"):
-        head_stats(_heads(), SEQ, rows="generated")
+        attention_head_stats(_heads(), SEQ, rows="generated")
     with pytest.raises(ValueError, match="rows must be one of"):
-        head_stats(_heads(), PROMPT, rows="last")
+        attention_head_stats(_heads(), PROMPT, rows="last")
 
 
 def test_frame_and_storage():
-    s = head_stats(torch.cat([_heads(), _heads().flip(1)]), PROMPT)  # 2 layers
+    s = attention_head_stats(torch.cat([_heads(), _heads().flip(1)]), PROMPT)  # 2 layers
     frame = s.to_frame()
     assert len(frame) == 8 and list(frame.columns[:2]) == ["layer", "head"]
     row = frame[(frame["layer"] == 1) & (frame["head"] == 3)].iloc[0]
@@ -80,11 +80,11 @@ def test_frame_and_storage():
 
 
 def test_aggregate_by_label_with_counts():
-    a = head_stats(_heads(), PROMPT)  # previous head scores 1
+    a = attention_head_stats(_heads(), PROMPT)  # previous head scores 1
     other = _heads().clone()
     other[0, 0] = _sink()
-    b = head_stats(other, PROMPT)  # head 0 is a sink head here: previous 1/7
-    c = head_stats(_heads(), PROMPT)
+    b = attention_head_stats(other, PROMPT)  # head 0 is a sink head here: previous 1/7
+    c = attention_head_stats(_heads(), PROMPT)
     labels = [{"act": "question", "emotion": "none"}, {"act": "question", "emotion": "joy"},
               {"act": "inform", "emotion": "none"}]
     out = aggregate_head_stats([a, b, c], labels, by="act")
@@ -100,9 +100,9 @@ def test_aggregate_by_label_with_counts():
 
 
 def test_aggregate_errors():
-    a = head_stats(_heads(), PROMPT)
+    a = attention_head_stats(_heads(), PROMPT)
     with pytest.raises(ValueError, match="aggregate like with like"):
-        aggregate_head_stats([a, head_stats(_heads(), PROMPT, rows="generated")])
+        aggregate_head_stats([a, attention_head_stats(_heads(), PROMPT, rows="generated")])
     with pytest.raises(ValueError, match="no label 'act'"):
         aggregate_head_stats([a], [{"emotion": "joy"}], by="act")
     with pytest.raises(ValueError, match="needs labels"):

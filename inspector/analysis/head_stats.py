@@ -117,7 +117,7 @@ def query_rows(seq: int, prompt_len: int, rows: str = "all") -> torch.Tensor:
     return torch.arange(start, stop)
 
 
-def head_stats(att: torch.Tensor, prompt_len: int, rows: str = "all") -> HeadStats:
+def attention_head_stats(att: torch.Tensor, prompt_len: int, rows: str = "all") -> HeadStats:
     """Statistics of every head of attention ``[layer, head, query, key]`` over the chosen rows."""
     if att.dim() != 4 or att.shape[2] != att.shape[3]:
         raise ValueError(f"att must be [layer, head, seq, seq], got {tuple(att.shape)}")
@@ -143,8 +143,8 @@ def head_stats(att: torch.Tensor, prompt_len: int, rows: str = "all") -> HeadSta
 
 
 def capture_head_stats(capture: Capture, rows: str = "all") -> HeadStats:
-    """:func:`head_stats` of a capture's attention (raises ``CaptureError`` when it kept none)."""
-    return head_stats(capture.require_attentions(), capture.prompt_len, rows)
+    """:func:`attention_head_stats` of a capture's attention (raises ``CaptureError`` when it kept none)."""
+    return attention_head_stats(capture.require_attentions(), capture.prompt_len, rows)
 
 
 def aggregate_head_stats(

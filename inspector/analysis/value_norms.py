@@ -135,14 +135,14 @@ def transformed_values(x: torch.Tensor, weights: ValueWeights) -> torch.Tensor:
     return torch.einsum("hkc,hcd->hkd", v, weights.w_o.float().to(x.device))
 
 
-def value_norms(x: torch.Tensor, weights: ValueWeights) -> torch.Tensor:
+def value_norms_from_weights(x: torch.Tensor, weights: ValueWeights) -> torch.Tensor:
     """``||f_h(x_j)||`` per head and key: ``[key, d_model]`` -> ``[head, key]`` float32."""
     return transformed_values(x, weights).norm(dim=-1)
 
 
 def layer_value_norms(x: torch.Tensor, attn: nn.Module) -> torch.Tensor:
-    """:func:`value_norms` with the weights of attention module ``attn``: ``[key, d_model]`` -> ``[head, key]``."""
-    return value_norms(x, value_weights(attn))
+    """Value norms with the weights of attention module ``attn``: ``[key, d_model]`` -> ``[head, key]``."""
+    return value_norms_from_weights(x, value_weights(attn))
 
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:
@@ -183,7 +183,7 @@ def model_value_norms(model: Any, input_ids: torch.Tensor) -> torch.Tensor:
     finally:
         for h in handles:
             h.remove()
-    return torch.stack([value_norms(inputs[i], w).cpu() for i, w in enumerate(weights)])
+    return torch.stack([value_norms_from_weights(inputs[i], w).cpu() for i, w in enumerate(weights)])
 
 
 def norm_weighted_attention(att: torch.Tensor, norms: torch.Tensor, renormalise: bool = False) -> torch.Tensor:
