@@ -118,3 +118,21 @@ def test_model_without_final_norm_names_its_class():
     model = tiny_model("opt", do_layer_norm_before=False)
     with pytest.raises(ValueError, match="OPTForCausalLM"):
         find_readout(model)
+
+
+@pytest.mark.slow
+def test_full_size_gpt2_lens_matches_forward(gpt2_random):
+    """Full-size GPT-2 (tied 50257-token head): last entry = logits, entry 6 = lm_head(ln_f(h))."""
+    ids = torch.randint(0, 50257, (48,), generator=torch.Generator().manual_seed(0))
+    hidden, logits = forward_hidden(gpt2_random.model, ids)
+    res = logit_lens(torch.stack(hidden), gpt2_random, targets=next_token_targets(ids), k=5)
+    assert tuple(res.topk_ids.shape) == (13, 48, 5)
+    ref = torch.log_softmax(logits, -1)
+    torch.testing.assert_close(res.topk_probs[-1], ref.exp().topk(5, -1).values, atol=1e-4, rtol=0)
+    torch.testing.assert_close(res.entropy[-1], -(ref.exp() * ref).sum(-1), atol=1e-4, rtol=1e-5)
+    tr = gpt2_random.model.transformer
+    with torch.no_grad():
+        mid = torch.log_softmax(gpt2_random.model.lm_head(tr.ln_f(hidden[6])), -1)
+    t = mid[:-1].gather(1, ids[1:, None])[:, 0]
+    torch.testing.assert_close(res.target_prob[6, :-1], t.exp(), atol=1e-5, rtol=1e-4)
+    assert torch.equal(res.target_rank[6, :-1], (mid[:-1] > t[:, None]).sum(-1) + 1)

@@ -12,6 +12,10 @@ Weights are read from the attention module as Hugging Face lays them out: GPT-2'
 and ``v_proj`` with ``o_proj`` or ``out_proj`` (Llama, Mistral, Qwen2, Gemma, OPT,
 GPT-J), including grouped-query attention, where kv head ``g`` serves query heads
 ``g * n_rep .. (g + 1) * n_rep - 1`` (``repeat_kv``).
+
+``||f_h(x_j)||`` depends on token ``j``'s own input only, so a cached generation can
+compute it once per token, at the step that consumes the token (prefill for the
+prompt): :func:`value_norms_from_weights` takes any ``[key, d_model]`` rows.
 """
 
 from __future__ import annotations
