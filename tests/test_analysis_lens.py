@@ -136,3 +136,17 @@ def test_full_size_gpt2_lens_matches_forward(gpt2_random):
     t = mid[:-1].gather(1, ids[1:, None])[:, 0]
     torch.testing.assert_close(res.target_prob[6, :-1], t.exp(), atol=1e-5, rtol=1e-4)
     assert torch.equal(res.target_rank[6, :-1], (mid[:-1] > t[:, None]).sum(-1) + 1)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_target_rank_ties_in_targets_favour_whether_or_not_in_top_k(k):
+    """Final logits [1, 2, 2, 0] (identity head): ranks of ids 0..3 are 3, 1, 1, 4 for any k."""
+    config = tf.GPT2Config(n_layer=1, n_head=1, n_embd=4, vocab_size=4)
+    config._attn_implementation = "eager"
+    model = tf.GPT2LMHeadModel(config).eval()
+    with torch.no_grad():
+        model.transformer.wte.weight.copy_(torch.eye(4))
+    final = torch.tensor([[1.0, 2.0, 2.0, 0.0]]).expand(4, 4)
+    hidden = torch.stack([torch.zeros(4, 4), final])
+    res = logit_lens(hidden, model, targets=torch.arange(4), k=k)
+    assert res.target_rank[1].tolist() == [3, 1, 1, 4]
