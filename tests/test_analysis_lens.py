@@ -150,3 +150,15 @@ def test_target_rank_ties_in_targets_favour_whether_or_not_in_top_k(k):
     hidden = torch.stack([torch.zeros(4, 4), final])
     res = logit_lens(hidden, model, targets=torch.arange(4), k=k)
     assert res.target_rank[1].tolist() == [3, 1, 1, 4]
+
+
+def test_capture_lens_teacher_forced_matches_the_capture(byte_tiny):
+    """A greedy capture's steps are the lens's last-entry top-1 at positions prompt_len - 1 .. seq - 2."""
+    from inspector.analysis.lens import capture_lens
+
+    cap = byte_tiny.generate("The cat sat", max_new_tokens=5)
+    res = capture_lens(cap, byte_tiny, k=3)
+    p = cap.prompt_len
+    assert res.top1_ids[-1, p - 1 : -1].tolist() == cap.generated_ids.tolist()
+    torch.testing.assert_close(res.topk_probs[-1, p - 1 : -1], cap.raw.topk_logprobs[:, :3].exp(), atol=1e-5, rtol=0)
+    assert torch.all(res.target_rank[-1, p - 1 : -1] == cap.raw.chosen_rank)

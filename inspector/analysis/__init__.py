@@ -29,7 +29,13 @@ from inspector.analysis.head_stats import (
     capture_head_stats,
     query_rows,
 )
-from inspector.analysis.lens import LensResult, logit_lens, next_token_targets
+from inspector.analysis.lens import (
+    LensResult,
+    capture_lens,
+    logit_lens,
+    next_token_targets,
+    teacher_forced_hidden_states,
+)
 from inspector.analysis.readout import Readout, find_readout
 from inspector.analysis.rollout import attention_rollout
 from inspector.analysis.value_norms import (
@@ -59,6 +65,7 @@ __all__ = [
     "attention_modules",
     "attention_rollout",
     "capture_head_stats",
+    "capture_lens",
     "compare_beams",
     "compare_captures",
     "find_readout",
@@ -68,6 +75,7 @@ __all__ = [
     "next_token_targets",
     "norm_weighted_attention",
     "query_rows",
+    "teacher_forced_hidden_states",
     "transformed_values",
     "value_norms_from_weights",
     "value_weights",

@@ -14,6 +14,9 @@ Rows (``rows=``): ``"all"`` is rows ``1 .. seq - 1``, ``"prompt"`` rows
 ``1 .. prompt_len - 1``, ``"generated"`` rows ``prompt_len .. seq - 1``. Row 0 is
 never used: it has a single key, so every head puts all its weight there (entropy 0,
 sink 1, self 1) and it would only blur the statistics.
+
+For norm-weighted statistics pass ``norm_weighted_attention(att, norms, renormalise=True)``
+(:mod:`inspector.analysis.value_norms`) instead of raw attention.
 """
 
 from __future__ import annotations

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from inspector.analysis.readout import Readout, find_readout
+
+if TYPE_CHECKING:  # pragma: no cover
+    from inspector.records import Capture
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,39 @@ def logit_lens(
         target_rank=torch.stack(parts["rank"]),
         target_prob=torch.stack(parts["tprob"]),
     )
+
+
+def teacher_forced_hidden_states(model: Any, token_ids: torch.Tensor) -> list[torch.Tensor]:
+    """The ``layer + 1`` hidden states ``[seq, d]`` of one teacher-forced forward pass over ``token_ids [seq]``.
+
+    For a capture that kept no hidden states: with the KV cache the states of a
+    generation match these up to float rounding (each position sees the same tokens).
+    """
+    module = _as_module(model)
+    if token_ids.dim() != 1 or token_ids.numel() == 0:
+        raise ValueError(f"token_ids must be a non-empty [seq], got {tuple(token_ids.shape)}")
+    device = next(module.parameters()).device
+    with torch.no_grad():
+        out = module(token_ids.unsqueeze(0).to(device), output_hidden_states=True)
+    return [h[0].detach() for h in out.hidden_states]
+
+
+def capture_lens(
+    capture: Capture,
+    model: Any,
+    hidden_states: torch.Tensor | Sequence[torch.Tensor] | None = None,
+    **options: Any,
+) -> LensResult:
+    """The lens of a capture, targets the tokens it generated (and the prompt's next tokens).
+
+    ``hidden_states`` default to the capture's own ``hidden_states`` when it has them,
+    else to :func:`teacher_forced_hidden_states`. ``options`` go to :func:`logit_lens`.
+    """
+    if hidden_states is None:
+        hidden_states = getattr(capture, "hidden_states", None)
+    if hidden_states is None:
+        hidden_states = teacher_forced_hidden_states(model, capture.token_ids)
+    return logit_lens(hidden_states, model, targets=next_token_targets(capture.token_ids), **options)
 
 
 def _decode(logits: torch.Tensor, targets: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
