@@ -118,14 +118,11 @@ def _entries(hidden_states: torch.Tensor | Sequence[torch.Tensor]) -> list[torch
         if hidden_states.dim() != 3:
             raise ValueError(f"hidden_states must be [layer + 1, seq, d_model], got {tuple(hidden_states.shape)}")
         return list(hidden_states.unbind(0))
-    entries = list(hidden_states)
+    # A batch of one, as output_hidden_states gives it, is accepted too.
+    entries = [t[0] if t.dim() == 3 and t.shape[0] == 1 else t for t in hidden_states]
     for t in entries:
-        # A batch of one, as output_hidden_states gives it, is accepted too.
-        if t.dim() == 3 and t.shape[0] == 1:
-            t = t[0]
         if t.dim() != 2:
             raise ValueError(f"each hidden state must be [seq, d_model], got {tuple(t.shape)}")
-    entries = [t[0] if t.dim() == 3 else t for t in entries]
     if not entries or len({int(t.shape[0]) for t in entries}) != 1:
         raise ValueError("hidden_states must be a non-empty list of [seq, d] tensors of one length")
     return entries
@@ -153,8 +150,8 @@ def logit_lens(
         positions: the sequence positions to decode (default: all).
         last_is_final: the last entry already had the final norm applied (the Hugging
             Face convention; see the module docstring).
-        chunk_rows: positions decoded per matrix product (bounds memory to
-            ``chunk_rows x vocab`` floats).
+        chunk_rows: positions decoded per matrix product (bounds memory to a few
+            ``chunk_rows x vocab`` float32 arrays).
         readout: the norm/head to use; default :func:`find_readout` of the model.
 
     Returns:
@@ -189,9 +186,11 @@ def logit_lens(
         rows: dict[str, list[torch.Tensor]] = {name: [] for name in parts}
         for start in range(0, pos.numel(), chunk_rows):
             idx = pos[start : start + chunk_rows]
-            logits = readout.logits(states[idx.to(states.device)], finalised=finalised).cpu()
-            for name, t in zip(parts, _decode(logits, tgt[start : start + chunk_rows], k), strict=True):
-                rows[name].append(t)
+            # Decoded where the head lives (a GPU when the model is on one); only the top-k comes back.
+            logits = readout.logits(states[idx.to(states.device)], finalised=finalised)
+            decoded = _decode(logits, tgt[start : start + chunk_rows].to(logits.device), k)
+            for name, t in zip(parts, decoded, strict=True):
+                rows[name].append(t.cpu())
         for name in parts:
             parts[name].append(torch.cat(rows[name]))
     return LensResult(
