@@ -139,3 +139,40 @@ def test_token_ids_outside_the_vocabulary_are_refused(byte_tiny):
         score_tokens(byte_tiny, [[1, 2]], [[300]])
     with pytest.raises(ValueError, match="continuation 0 has no tokens"):
         score_tokens(byte_tiny, [[1, 2]], [[]])
+
+
+ARCHITECTURES = {  # tiny configs over the 257-id byte-level vocabulary (eos/pad 256)
+    "llama": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2},
+    "qwen2": {"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2},
+    "gpt_neox": {"model_type": "gpt_neox", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                 "num_attention_heads": 4},
+    "opt": {"model_type": "opt", "hidden_size": 32, "ffn_dim": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "word_embed_proj_dim": 32},
+    "gemma": {"model_type": "gemma", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 8},
+    "gptj": {"model_type": "gptj", "n_embd": 32, "n_layer": 2, "n_head": 4, "rotary_dim": 4},
+}
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_other_architectures_match_teacher_forced_pass(arch):
+    """Position ids and padding handled for rotary, learned-offset (OPT) and grouped-query attention too."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from inspector.fallback import builtin_tokenizer
+    from inspector.model import InspectorModel
+
+    kw = dict(ARCHITECTURES[arch])
+    cfg = AutoConfig.for_model(kw.pop("model_type"), vocab_size=257, bos_token_id=256, eos_token_id=256,
+                               pad_token_id=256, **kw)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval()
+    assert model.config.num_hidden_layers == 2 and model.config.num_attention_heads == 4
+    im = InspectorModel.from_model(model, builtin_tokenizer(), name=arch, random_weights=True)
+    caps = score(im, PROMPTS[:2], REPLIES[:2], attention_dtype=torch.float32, keep_logits=True)
+    assert caps[1].seq_len < caps[0].seq_len  # the second item is left-padded in the batch
+    for cap, p, r in zip(caps, PROMPTS, REPLIES[:2], strict=False):
+        assert_matches_reference(im, cap, p, r)
