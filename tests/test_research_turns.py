@@ -61,3 +61,14 @@ def test_without_targets_only_difficulty(byte_tiny):
     assert all(math.isnan(v) for v in research_columns(byte_tiny, prompts, ["  "])[0].values())
     with pytest.raises(ValueError, match="one response"):
         research_columns(byte_tiny, prompts, [DIALOGUE[1], DIALOGUE[2]])
+
+
+def test_turns_that_do_not_fit_the_context_get_nan(byte_tiny):
+    tok = byte_tiny.tokenizer
+    prompts = [build_prompt(DIALOGUE, 0, tok), build_prompt(DIALOGUE, 1, tok)]
+    room = byte_tiny.context_length - len(prompts[1])
+    just_fits = "x" * (room - 1)  # forced as " " + text: exactly `room` byte tokens
+    rows = research_columns(byte_tiny, prompts, ["y" * 1100, just_fits], ["joy", "joy"])
+    assert all(math.isnan(v) for v in rows[0].values())  # reply longer than the context
+    assert rows[1]["ref_tokens"] == room  # the plain prompt and reply fill the context exactly
+    assert math.isnan(rows[1]["cond_kl_mean"])  # " (joy)" makes the conditioned prompt too long

@@ -6,7 +6,10 @@ teacher-forced pass scores each turn's reference reply after its plain prompt (d
 scores it after the conditioned prompt (:func:`~inspector.research.condition.condition_prompt`),
 giving :data:`~inspector.research.difficulty.CONDITION_COLUMNS` and ``attn_condition``, the
 continuation's mean attention share on the condition tokens. A turn without a reference reply (a
-dialogue's last turn) or without a target gets NaN in the columns it cannot have.
+dialogue's last turn) or without a target gets NaN in the columns it cannot have, and so does a
+turn whose prompt and reply together exceed the model's context (a truncated reply's likelihood
+would not be comparable with the others'): its difficulty columns when the plain prompt does not
+fit, its condition columns when the conditioned one does not.
 
 The reply is forced as ``" " + response.strip()``: the prompt ends with the cue ``Agent:`` and the
 model's own continuation would start with a space there.
@@ -65,18 +68,24 @@ def research_columns(
                          + ("" if targets is None else f", {len(targets)} targets"))
     nan = float("nan")
     out: list[dict[str, float]] = [dict.fromkeys(RESEARCH_COLUMNS, nan) for _ in range(n)]
+    ctx = im.context_length
     replies: dict[int, str] = {}
+    reply_len: dict[int, int] = {}
     for i, r in enumerate(responses):
         text = reply_text(r)
         if text is not None:
-            replies[i] = text
+            reply_len[i] = len(im.tokenizer(text, add_special_tokens=False)["input_ids"])
+            if len(prompts[i].token_ids) + reply_len[i] <= ctx:
+                replies[i] = text
     todo = sorted(replies)
     if not todo:
         return out
-    conditioned = {
-        i: condition_prompt(prompts[i], str(targets[i]), im.tokenizer, style=style)
-        for i in todo if targets is not None and targets[i] is not None and str(targets[i]).strip()
-    }
+    conditioned = {}
+    for i in todo:
+        if targets is not None and targets[i] is not None and str(targets[i]).strip():
+            cond_prompt = condition_prompt(prompts[i], str(targets[i]), im.tokenizer, style=style)
+            if len(cond_prompt.token_ids) + reply_len[i] <= ctx:
+                conditioned[i] = cond_prompt
     plain = score(im, [prompts[i].text for i in todo], [replies[i] for i in todo],
                   keep_logits=bool(conditioned), keep_attention=False)
     assert isinstance(plain, list)
