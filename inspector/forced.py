@@ -154,6 +154,8 @@ def score_tokens(
     ctx = im.context_length
     items: list[tuple[list[int], list[int]]] = []
     for i, (p, c) in enumerate(zip(prompt_ids, continuation_ids, strict=True)):
+        if not isinstance(p, Sequence) or not isinstance(c, Sequence) or isinstance(p, str) or isinstance(c, str):
+            raise ValueError(f"item {i}: give a list of token id lists (one per item), e.g. [[464, 3290]]")
         p, c = [int(x) for x in p], [int(x) for x in c]
         if not p:
             raise ValueError(f"prompt {i} has no tokens; give some text to condition on")

@@ -139,6 +139,8 @@ def test_token_ids_outside_the_vocabulary_are_refused(byte_tiny):
         score_tokens(byte_tiny, [[1, 2]], [[300]])
     with pytest.raises(ValueError, match="continuation 0 has no tokens"):
         score_tokens(byte_tiny, [[1, 2]], [[]])
+    with pytest.raises(ValueError, match="list of token id lists"):
+        score_tokens(byte_tiny, [1, 2], [3, 4])
 
 
 ARCHITECTURES = {  # tiny configs over the 257-id byte-level vocabulary (eos/pad 256)
