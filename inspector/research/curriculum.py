@@ -9,8 +9,8 @@ Rules, chosen so the order is deterministic and every bin is the same size:
 
 * **ties** are ordered by ``(split, dial_id, turn)``; bins are cut by position, so tied values
   can fall on both sides of a bin boundary;
-* **bins** are equal-count: with ``n`` ranked turns and ``b`` bins, the turn at 0-based position
-  ``i`` gets bin ``floor(i * b / n)`` (0 = easiest); sizes differ by at most one, larger first;
+* **bins** are equal-count, as ``numpy.array_split`` cuts: with ``n`` ranked turns and ``b`` bins
+  (0 = easiest), the first ``n % b`` bins hold ``n // b + 1`` turns and the others ``n // b``;
 * **NaN** (no value, e.g. a dialogue's last turn, which has no reference reply) is not ranked
   among the others: with ``nan="last"`` such turns follow every ranked turn, in key order, with
   an empty bin; with ``nan="drop"`` they are left out. ``inf`` is a value and sorts last.
@@ -86,7 +86,9 @@ def order_turns(
     if n < bins:
         raise ValueError(f"bins={bins} but only {n} turns have a value of {by!r}; lower bins")
     ranked = known.sort_values([by, *keys], ascending=[not descending] + [True] * len(keys), kind="mergesort")
-    ranked = ranked.assign(bin=pd.array([i * bins // n for i in range(n)], dtype="Int64"))
+    size, extra = divmod(n, bins)
+    labels = [b for b in range(bins) for _ in range(size + (1 if b < extra else 0))]
+    ranked = ranked.assign(bin=pd.array(labels, dtype="Int64"))
     parts = [ranked]
     if nan == "last" and len(unknown):
         parts.append(unknown.sort_values(keys, kind="mergesort").assign(bin=pd.array([pd.NA] * len(unknown),
