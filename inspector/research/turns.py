@@ -1,0 +1,104 @@
+"""Per-turn research columns for a batch of corpus-run turns: reference-reply difficulty and condition effect.
+
+:func:`research_columns` is what a corpus run adds per turn (see :mod:`inspector.runs`): one batched
+teacher-forced pass scores each turn's reference reply after its plain prompt (difficulty columns,
+:data:`~inspector.research.difficulty.DIFFICULTY_COLUMNS`); with targets, a second batched pass
+scores it after the conditioned prompt (:func:`~inspector.research.condition.condition_prompt`),
+giving :data:`~inspector.research.difficulty.CONDITION_COLUMNS` and ``attn_condition``, the
+continuation's mean attention share on the condition tokens. A turn without a reference reply (a
+dialogue's last turn) or without a target gets NaN in the columns it cannot have, and so does a
+turn whose prompt and reply together exceed the model's context (a truncated reply's likelihood
+would not be comparable with the others'): its difficulty columns when the plain prompt does not
+fit, its condition columns when the conditioned one does not.
+
+The reply is forced as ``" " + response.strip()``: the prompt ends with the cue ``Agent:`` and the
+model's own continuation would start with a space there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from inspector.forced import score
+from inspector.research.condition import (
+    CONDITION_SHARE_COLUMN,
+    condition_attention_share,
+    condition_positions,
+    condition_prompt,
+)
+from inspector.research.difficulty import CONDITION_COLUMNS, DIFFICULTY_COLUMNS, condition_effect, reply_difficulty
+
+if TYPE_CHECKING:  # pragma: no cover
+    from inspector.data.prompts import Prompt
+    from inspector.model import InspectorModel
+
+#: Every column :func:`research_columns` returns, in order.
+RESEARCH_COLUMNS: tuple[str, ...] = (*DIFFICULTY_COLUMNS, *CONDITION_COLUMNS, CONDITION_SHARE_COLUMN)
+
+
+def reply_text(response: str | None) -> str | None:
+    """The continuation forced for a reference ``response`` (``None`` when there is none)."""
+    if response is None or not isinstance(response, str) or not response.strip():
+        return None
+    return " " + response.strip()
+
+
+def research_columns(
+    im: InspectorModel,
+    prompts: Sequence[Prompt],
+    responses: Sequence[str | None],
+    targets: Sequence[str | None] | None = None,
+    *,
+    style: str = "paren",
+) -> list[dict[str, float]]:
+    """The :data:`RESEARCH_COLUMNS` of each turn (one dict per prompt, in order).
+
+    Args:
+        im: the run's model.
+        prompts: the turns' plain prompts (:func:`~inspector.data.prompts.build_prompt`).
+        responses: each turn's reference reply, ``None`` where there is none.
+        targets: the condition stated per turn (e.g. its ``response_emotion``), ``None`` where
+            none; ``targets=None`` skips the conditioned pass (condition columns all NaN).
+        style: how the target is written (see :data:`~inspector.research.condition.CONDITION_STYLES`).
+    """
+    n = len(prompts)
+    if len(responses) != n or (targets is not None and len(targets) != n):
+        raise ValueError(f"give one response (and target) per prompt: {n} prompts, {len(responses)} responses"
+                         + ("" if targets is None else f", {len(targets)} targets"))
+    nan = float("nan")
+    out: list[dict[str, float]] = [dict.fromkeys(RESEARCH_COLUMNS, nan) for _ in range(n)]
+    ctx = im.context_length
+    replies: dict[int, str] = {}
+    reply_len: dict[int, int] = {}
+    for i, r in enumerate(responses):
+        text = reply_text(r)
+        if text is not None:
+            reply_len[i] = len(im.tokenizer(text, add_special_tokens=False)["input_ids"])
+            if len(prompts[i].token_ids) + reply_len[i] <= ctx:
+                replies[i] = text
+    todo = sorted(replies)
+    if not todo:
+        return out
+    conditioned = {}
+    for i in todo:
+        if targets is not None and targets[i] is not None and str(targets[i]).strip():
+            cond_prompt = condition_prompt(prompts[i], str(targets[i]), im.tokenizer, style=style)
+            if len(cond_prompt.token_ids) + reply_len[i] <= ctx:
+                conditioned[i] = cond_prompt
+    plain = score(im, [prompts[i].text for i in todo], [replies[i] for i in todo],
+                  keep_logits=bool(conditioned), keep_attention=False)
+    assert isinstance(plain, list)
+    for i, cap in zip(todo, plain, strict=True):
+        out[i].update(reply_difficulty(cap).columns())
+    if conditioned:
+        order = sorted(conditioned)
+        cond = score(im, [conditioned[i].text for i in order], [replies[i] for i in order], keep_logits=True)
+        assert isinstance(cond, list)
+        by_turn = dict(zip(todo, plain, strict=True))
+        for i, cap in zip(order, cond, strict=True):
+            out[i].update(condition_effect(by_turn[i], cap).columns())
+            share = condition_attention_share(cap.require_attentions(), cap.prompt_len,
+                                              condition_positions(conditioned[i].segments))
+            out[i][CONDITION_SHARE_COLUMN] = float(share.mean())
+    return out
