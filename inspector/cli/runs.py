@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from inspector.cli.capture import add_generation_args, add_model_args, load_model_from_args, settings_from_args
+from inspector.data.prompts import DEFAULT_CONTEXT_TURNS
 from inspector.data.schema import LABEL_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     add_generation_args(p, max_new_tokens=40, truncate=False)
     g = p.add_argument_group("prompts")
-    g.add_argument("--context-turns", type=int, default=3,
+    g.add_argument("--context-turns", type=int, default=DEFAULT_CONTEXT_TURNS,
                    help="dialogue turns shown before the reply cue (default: %(default)s; 1 = the notebook's prompt)")
     g.add_argument("--template", default="notebook",
                    help="prompt template: notebook ('{role}: {text} \\n' lines), plain ('{role}: {text}\\n'), "
@@ -122,13 +123,19 @@ def run_run(args: argparse.Namespace) -> int:
 def run_stats(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from inspector.formatting import format_value
+    from inspector.report import RANDOM_WEIGHTS_BANNER
     from inspector.runs.load import load_run
+    from inspector.runs.stats import used_random_weights
 
     run = load_run(args.run)
     table = run.stats(args.by)
     if not run.complete:
         print(f"note: {run.path} is not finished; {len(run.summary)} turns so far", file=sys.stderr)
-    with pd.option_context("display.max_columns", None, "display.width", 200, "display.float_format", "{:.4f}".format):
+    if used_random_weights(run.settings):
+        print(RANDOM_WEIGHTS_BANNER)
+    # Significant digits, not fixed decimals: with random weights probabilities are ~2e-05, not 0.0000.
+    with pd.option_context("display.max_columns", None, "display.width", 200, "display.float_format", format_value):
         print(table.to_string())
     if args.csv:
         from pathlib import Path
