@@ -16,11 +16,11 @@ from .text import md
 def corpus_panel(opts: LaunchOptions) -> None:
     """Open a run folder; grouped statistics, distributions, a sortable table; open a turn's capture."""
     st.subheader("Open a corpus run")
-    st.caption("A run folder is written by `inspector run --split validation --out runs/NAME`: one capture per "
+    st.caption("A run folder is written by `inspector run --split validation --out out/runs/NAME`: one capture per "
                "turn plus a summary table.")
     c1, c2 = st.columns([4, 1])
     state.sticky("run_dir", opts.run or "")
-    path = c1.text_input("Run folder", key="run_dir", placeholder="runs/NAME")
+    path = c1.text_input("Run folder", key="run_dir", placeholder="out/runs/NAME")
     c2.write("")
     opened = c2.button("Open run", key="open_run")
     if opened or (path and st.session_state.get(state.RUN_PATH) is None and path == (opts.run or "")
@@ -165,7 +165,7 @@ def _capture_file_opener() -> None:
     with st.expander("Open a single capture file (.safetensors)"):
         state.sticky("capture_path", "")
         path = st.text_input("Capture file", key="capture_path",
-                             placeholder="captures/hi.safetensors")
+                             placeholder="out/captures/hi.safetensors")
         if st.button("Open capture", key="open_capture"):
             try:
                 cap = state.capture_file(path)

@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="prompt token budget; turns are dropped from the left to fit "
                    "(default: context length minus --max-new-tokens)")
     g = p.add_argument_group("run")
-    g.add_argument("--out", required=True, help="run folder, e.g. runs/NAME")
+    g.add_argument("--out", required=True, help="run folder, e.g. out/runs/NAME")
     g.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default: %(default)s)")
     g.add_argument("--attention", choices=list(ATTENTION_MODES), default="summary",
                    help="attention kept per turn: full [layer, head, seq, seq]; summary: mean over heads "
@@ -72,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a run's summary by label: count, mean entropy, chosen-token probability, attention shares",
         description="Group a run's summary.parquet by a label and print count and means; optionally write CSV.",
     )
-    s.add_argument("run", help="run folder (runs/NAME)")
+    s.add_argument("run", help="run folder (e.g. out/runs/NAME)")
     s.add_argument("--by", default=LABEL_COLUMNS[0], choices=list(LABEL_COLUMNS),
                    help="label column to group by (default: %(default)s)")
     s.add_argument("--csv", default=None, help="also write the table to this CSV file")
