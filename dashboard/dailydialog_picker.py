@@ -62,7 +62,7 @@ def dailydialog_picker(load: Any, settings: Any) -> tuple[str, dict[str, Any]] |
     shown = found.head(TURN_OPTIONS_LIMIT)
     keys = [(int(r.dial_id), int(r.turn)) for r in shown.itertuples()]
     labels = {k: f"dialogue {r.dial_id} · turn {r.turn} · {r.act}/{r.emotion} → "
-                 f"{r.response_act or NO_LABEL}/{r.response_emotion or NO_LABEL} · {short(r.utterance, 70)}"
+                 f"{_label(r.response_act, NO_LABEL)}/{_label(r.response_emotion, NO_LABEL)} · {short(r.utterance, 70)}"
               for k, r in zip(keys, shown.itertuples(), strict=True)}
     more = f" (the first {TURN_OPTIONS_LIMIT} are listed; narrow with the filters)" if len(found) > len(shown) else ""
     state.sticky("dd_turn", keys[0], keys)
@@ -93,6 +93,11 @@ def dailydialog_picker(load: Any, settings: Any) -> tuple[str, dict[str, Any]] |
     source = prompt.source()
     source["label"] = f"DailyDialog {split}, dialogue {dial_id}, turn {turn}"
     return prompt.text, source
+
+
+def _label(value: Any, missing: str) -> str:
+    """A label cell as text; the turn table holds NaN where there is none (the last turn has no response)."""
+    return value if isinstance(value, str) and value else missing
 
 
 def _show_dialogue(turns: Any, dial_id: int, turn: int, context: tuple[int, ...]) -> None:
