@@ -191,11 +191,15 @@ def _check_values(cap: Capture) -> None:
             _fail("'tokens' do not match the labels of 'token_ids'")
     if bool((cap.raw.chosen_rank < 1).any()) or bool((cap.processed.chosen_rank < 1).any()):
         _fail("chosen ranks must be >= 1")
-    for name, t in {**cap.tensors()}.items():
-        if t.dtype.is_floating_point and bool(torch.isnan(t).any()):
+    for name, t in cap.tensors().items():
+        if not t.dtype.is_floating_point or not t.numel():
+            continue
+        # one min/max pass (NaN propagates into both) instead of an elementwise mask: 20x faster on attention
+        lo, hi = (float(v) for v in torch.aminmax(t))
+        if math.isnan(lo) or math.isnan(hi):
             _fail(f"NaN values in {name!r}")
-    if cap.attentions is not None and not bool(torch.isfinite(cap.attentions).all()):
-        _fail("infinite attention weights")
+        if name == "attentions" and not (lo >= 0.0 and hi <= 1.0 + 1e-3):
+            _fail(f"attention weights outside [0, 1] (from {lo} to {hi})")
     score = cap.meta.sequence_score
     if score is not None and not math.isfinite(score):
         _fail("meta 'sequence_score' is not finite")

@@ -19,8 +19,10 @@ def add_model_args(parser: argparse.ArgumentParser, model_default: str = "gpt2")
         action="store_true",
         help="build the model from the folder's config.json with random weights (text is meaningless)",
     )
-    g.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    g.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="model dtype")
+    g.add_argument("--device", default="auto",
+                   help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default: %(default)s)")
+    g.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="model dtype (default: float32; float16 is not available on the CPU)")
 
 
 #: GenerationSettings fields without a command-line flag, and why (a test checks every other field has one).
@@ -130,10 +132,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run the same short capture on the CPU and on --device and report max differences.",
     )
     d.add_argument("--model", default="gpt2", help="hub id or local folder (default: %(default)s)")
-    d.add_argument("--random-weights", action="store_true")
+    d.add_argument("--random-weights", action="store_true",
+                   help="build the model from the folder's config.json with random weights")
     d.add_argument("--device", default="auto", help="device to compare with the CPU (default: %(default)s)")
-    d.add_argument("--prompt", default=DEFAULT_PROMPT)
-    d.add_argument("--max-new-tokens", type=int, default=16)
+    d.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt text; '\\n' is a newline (default: %(default)r)")
+    d.add_argument("--max-new-tokens", type=int, default=16, help="new tokens per capture (default: %(default)s)")
     d.add_argument("--json", dest="json_out", default=None, help="also write the report as JSON to this file")
     d.set_defaults(func=run_doctor)
 
