@@ -14,6 +14,9 @@ _KIND_OPTIONS: dict[str, tuple[str, ...]] = {
     "token": ("position", "head", "gamma", "max_labels"),
     "corpus": ("by", "metrics"),
 }
+# = inspector.aggregate.AGGREGATE_MODES (a test keeps them equal); that module imports torch, which
+# `inspector plot --help` must not.
+AGG_CHOICES: tuple[str, ...] = ("mean", "max", "stacked-mean")
 _FLAG = {
     "layer": "--layer",
     "head": "--head",
@@ -31,7 +34,6 @@ _FLAG = {
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from inspector.aggregate import AGGREGATE_MODES
     from inspector.plots.options import COLOR_BY, GROUP_COLUMNS, KINDS, SCORES
 
     p = sub.add_parser(
@@ -57,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("attention (heatmap, heads, token)")
     g.add_argument("--layer", type=int, default=None, help="heatmap: one layer (default: all, combined by --agg)")
     g.add_argument("--head", type=int, default=None, help="heatmap, token: one head (default: all)")
-    g.add_argument("--agg", choices=AGGREGATE_MODES, default=None,
+    g.add_argument("--agg", choices=AGG_CHOICES, default=None,
                    help="heatmap: how to combine the layers/heads not chosen (default: mean)")
     g.add_argument("--position", type=int, default=None,
                    help="token: position of the token (negative counts from the end; default: first generated)")
