@@ -66,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--gamma", type=float, default=None,
                    help="colour ~ weight^gamma (default 0.5, so small weights show; 1 is linear)")
     g.add_argument("--max-cells", type=int, default=None,
-                   help="heads: longer sequences are averaged into blocks so a panel has at most this many cells")
+                   help="heads: longer sequences are averaged into blocks so a panel has at most this many cells "
+                   "(default: 128 in .png/.svg/.pdf, 64 in .html)")
     g = p.add_argument_group("generation (topk, text)")
     g.add_argument("--k", type=int, default=None, help="topk: candidates per step (default: all kept)")
     g.add_argument("--scores", choices=SCORES, default=None,
@@ -80,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="corpus: comma-separated summary columns (default: entropy, chosen probability and the "
                    "attention shares the run kept)")
     g = p.add_argument_group("size")
-    g.add_argument("--max-labels", type=int, default=None, help="at most about this many token labels per axis")
+    g.add_argument("--max-labels", type=int, default=None,
+                   help="at most about this many token labels per axis (default: 60 to 80, by kind)")
     g.add_argument("--width", type=int, default=None, help="width in pixels (default: from the data)")
     g.add_argument("--height", type=int, default=None, help="height in pixels (default: from the data)")
     g.add_argument("--dpi", type=float, default=150.0, help="pixels per inch of .png output (default: %(default)s)")
