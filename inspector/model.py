@@ -54,8 +54,10 @@ def _hub_error(name: str, reachable: bool, cause: object = None) -> ModelLoadErr
     """Model ``name`` is neither a local folder nor loadable from the hub: how to pass a folder instead."""
     from inspector.locations import find_gpt2_offline_dir
 
-    if not reachable:
-        why = "the Hugging Face Hub cannot be reached from here (HF_HUB_OFFLINE=1 skips this check)"
+    if hub_offline():
+        why = "the Hugging Face Hub could not be reached: HF_HUB_OFFLINE is set, so it was not asked"
+    elif not reachable:
+        why = "the Hugging Face Hub could not be reached from here (HF_HUB_OFFLINE=1 skips this check)"
     elif cause is not None:
         why = f"the Hugging Face Hub did not give it ({_clause(str(cause).strip().splitlines()[0])})"
     else:
@@ -161,7 +163,7 @@ def load_model(
                     "tokenizer files and the weights (or, for random weights from config.json and the tokenizer "
                     "alone, pass ")
             raise ModelLoadError(need + "random_weights=True)", need + "--random-weights)") from exc
-        raise _hub_error(name, reachable=True, cause=exc) from exc
+        raise _hub_error(name, reachable=not hub_offline(), cause=exc) from exc
     model = model.to(device=dev, dtype=torch_dtype)
     return InspectorModel(
         model=model,

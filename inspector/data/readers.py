@@ -255,8 +255,8 @@ def load_from_hub(split: str = "validation", repo: str = HUB_REPO, revision: str
     from inspector.hub import hub_reachable
 
     if not hub_reachable():  # at once, instead of the download client's retries (half a minute)
-        raise _local_copy_error("no local DailyDialog copy was found and the Hugging Face Hub cannot be reached "
-                                "from here (HF_HUB_OFFLINE=1 skips this check)")
+        raise _local_copy_error(f"DailyDialog {split!r} was to come from the Hugging Face Hub, which could not be "
+                                "reached from here (offline? HF_HUB_OFFLINE=1 skips this check)")
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover - a dependency of the package
@@ -277,7 +277,7 @@ def _local_copy_error(problem: str) -> DailyDialogError:
     """``problem`` and how to point at a local copy, for Python callers and for the command line."""
     what = "a folder in the original release layout, or Parquet/CSV/JSONL files"
     return DailyDialogError(
-        f"{problem}. Use a local copy ({what}): load_dailydialog(split, source='/path/to/dailydialog'), "
-        f"RunConfig(data=...), or set {ENV_VAR}=/path/to/dailydialog",
+        f"{problem}. Use a local copy ({what}): pass source='/path/to/dailydialog' to load_dailydialog "
+        f"(data= to RunConfig), or set {ENV_VAR}=/path/to/dailydialog",
         f"{problem}. Use a local copy ({what}): --data /path/to/dailydialog, or set {ENV_VAR}=/path/to/dailydialog",
     )
