@@ -194,3 +194,20 @@ def test_conftest_benchmarks_and_examples_use_the_package_lookup():
         text = (root / rel).read_text()
         assert "inspector.locations import" in text, rel
         assert '"gpt2-offline"' not in text and "shared/models/gpt2-offline\"" not in text, rel
+
+
+def test_dashboard_launcher_passes_the_found_dailydialog(monkeypatch, tmp_path):
+    """`inspector dashboard` without --dailydialog or the variable: the page gets the copy the CLI would use."""
+    from browser import free_port
+
+    import inspector.cli.dashboard as cli
+
+    monkeypatch.delenv("INSPECTOR_DAILYDIALOG_DIR", raising=False)
+    monkeypatch.setattr("inspector.locations.find_dailydialog_dir", lambda: tmp_path / "dd")
+    seen: dict = {}
+    monkeypatch.setattr(cli, "exec_streamlit", lambda c, env: seen.update(env=env) or 0)
+    assert main(["dashboard", "--port", str(free_port())]) == 0
+    assert seen["env"]["INSPECTOR_DAILYDIALOG_DIR"] == str(tmp_path / "dd")
+    seen.clear()  # a page shared beyond this machine opens only what is given on the command line
+    assert main(["dashboard", "--host", "0.0.0.0", "--port", str(free_port())]) == 0
+    assert "INSPECTOR_DAILYDIALOG_DIR" not in seen["env"]

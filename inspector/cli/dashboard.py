@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: $INSPECTOR_GPT2_OFFLINE_DIR, else ../shared/models/gpt2-offline)")
     p.add_argument("--dailydialog", default=None, metavar="DIR",
                    help="local DailyDialog copy (sets INSPECTOR_DAILYDIALOG_DIR; default: that variable, else "
-                   "../shared/data/dailydialog, else the Hub)")
+                   "../shared/data/dailydialog beside this folder or the project, else the Hub)")
     p.add_argument("--port", type=int, default=8501, help="port (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: %(default)s, this machine only); any other address shares "
@@ -162,6 +162,13 @@ def run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.dailydialog:
         env["INSPECTOR_DAILYDIALOG_DIR"] = str(Path(args.dailydialog).expanduser())
+    elif is_local_address(args.host) and not env.get("INSPECTOR_DAILYDIALOG_DIR"):
+        # The page finds DailyDialog as the other commands do (a shared page opens only folders given here).
+        from inspector.locations import find_dailydialog_dir
+
+        found = find_dailydialog_dir()
+        if found is not None:
+            env["INSPECTOR_DAILYDIALOG_DIR"] = str(found)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"inspector dashboard: serving on http://{host}:{args.port}  (Ctrl-C to stop)", file=sys.stderr)
     if not is_local_address(args.host):
