@@ -14,6 +14,7 @@ import torch
 
 from inspector.devices import available_devices, resolve_device, resolve_dtype
 from inspector.handle import ModelHandle
+from inspector.hub import hub_offline, hub_reachable
 from inspector.provenance import library_versions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,38 +34,50 @@ __all__ = [
 
 
 class ModelLoadError(RuntimeError):
-    """The model or tokenizer could not be loaded; the message says what to do."""
+    """The model or tokenizer could not be loaded; the message says what to do.
 
-
-def _hub_hint(name: str) -> str:
-    return (
-        f"could not load model {name!r}: it is not a local folder and the Hugging Face Hub could not be "
-        "reached (or has no such model). Pass a local folder holding config.json, the tokenizer files and "
-        "the weights, e.g. --model /path/to/gpt2 (download once elsewhere with "
-        f"`huggingface-cli download {name} --local-dir gpt2`), or use --random-weights with a folder that "
-        "holds config.json and the tokenizer."
-    )
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face Hub answers a TCP connection (``HF_ENDPOINT`` respected) within ``timeout``.
-
-    ``False`` at once when ``HF_HUB_OFFLINE`` is set. Used to fail in a second instead of
-    a minute of the hub client's retries when offline.
+    ``str(error)`` is worded for Python callers (``random_weights=True``); :attr:`cli_message`
+    says the same with the command line's flags (``--random-weights``).
     """
-    import socket
-    from urllib.parse import urlparse
 
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return False
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    host = url.hostname or "huggingface.co"
-    port = url.port or (80 if url.scheme == "http" else 443)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    def __init__(self, message: str, cli_message: str | None = None) -> None:
+        super().__init__(message)
+        self.cli_message = cli_message or message
+
+
+def _clause(text: object) -> str:
+    """``text`` without a final full stop, to be followed by more of a sentence (no "..")."""
+    return str(text).strip().rstrip(".").rstrip()
+
+
+def _hub_error(name: str, reachable: bool, cause: object = None) -> ModelLoadError:
+    """Model ``name`` is neither a local folder nor loadable from the hub: how to pass a folder instead."""
+    from inspector.locations import find_gpt2_offline_dir
+
+    if hub_offline():
+        why = "the Hugging Face Hub could not be reached: HF_HUB_OFFLINE is set, so it was not asked"
+    elif not reachable:
+        why = "the Hugging Face Hub could not be reached from here (HF_HUB_OFFLINE=1 skips this check)"
+    elif cause is not None:
+        why = f"the Hugging Face Hub did not give it ({_clause(str(cause).strip().splitlines()[0])})"
+    else:
+        why = "the Hugging Face Hub has no such model"
+    short = name.split("/")[-1]
+    head = f"could not load model {name!r}: it is not a local folder, and {why}. "
+    download = f"(download it once where the Hub can be reached: `hf download {name} --local-dir {short}`)"
+    offline = find_gpt2_offline_dir()
+    example = str(offline) if offline is not None else "/path/to/gpt2-config"
+    python = (
+        f"{head}Pass a local folder holding config.json, the tokenizer files and the weights, "
+        f"e.g. load_model('/path/to/{short}') {download}, or random weights from a folder with "
+        f"config.json and the tokenizer: load_model({example!r}, random_weights=True)."
+    )
+    cli = (
+        f"{head}Pass a local folder holding config.json, the tokenizer files and the weights, "
+        f"e.g. --model /path/to/{short} {download}, or random weights from a folder with "
+        f"config.json and the tokenizer: --model {example} --random-weights."
+    )
+    return ModelLoadError(python, cli)
 
 
 class InspectorModel(ModelHandle):
@@ -118,7 +131,7 @@ def load_model(
     elif Path(name).expanduser().exists() or name.startswith((".", "/", "~")):
         raise ModelLoadError(f"model folder {name!r} does not exist (or is not a folder)")
     if local_files_only is None:
-        local_files_only = is_local or os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "TRUE")
+        local_files_only = is_local or hub_offline()
     if not local_files_only and not is_local:
         # a cached copy works offline; otherwise fail fast instead of a minute of retries
         try:
@@ -126,7 +139,7 @@ def load_model(
             local_files_only = True
         except (OSError, ValueError):
             if not hub_reachable():
-                raise ModelLoadError(_hub_hint(name)) from None
+                raise _hub_error(name, reachable=False) from None
     common: dict[str, Any] = {"revision": revision, "local_files_only": local_files_only}
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **common)
@@ -141,13 +154,16 @@ def load_model(
             )
     except (OSError, ValueError) as exc:
         if random_weights and is_local:
-            raise ModelLoadError(f"could not build a random-weights model from folder {name!r}: {exc}") from exc
-        if is_local:
             raise ModelLoadError(
-                f"could not load model from folder {name!r}: {exc}. A folder needs config.json, the tokenizer "
-                "files and the weights (or pass --random-weights to use only config.json and the tokenizer)."
+                f"could not build a random-weights model from folder {name!r}: {_clause(exc)}. The folder needs "
+                "config.json and the tokenizer files"
             ) from exc
-        raise ModelLoadError(_hub_hint(name)) from exc
+        if is_local:
+            need = (f"could not load model from folder {name!r}: {_clause(exc)}. A folder needs config.json, the "
+                    "tokenizer files and the weights (or, for random weights from config.json and the tokenizer "
+                    "alone, pass ")
+            raise ModelLoadError(need + "random_weights=True)", need + "--random-weights)") from exc
+        raise _hub_error(name, reachable=not hub_offline(), cause=exc) from exc
     model = model.to(device=dev, dtype=torch_dtype)
     return InspectorModel(
         model=model,

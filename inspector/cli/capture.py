@@ -22,7 +22,7 @@ def add_model_args(parser: argparse.ArgumentParser, model_default: str = "gpt2")
     g.add_argument("--device", default="auto",
                    help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default: %(default)s)")
     g.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
-                   help="model dtype (default: float32; float16 is not available on the CPU)")
+                   help="model dtype; float16 needs a GPU (default: float32)")
 
 
 #: GenerationSettings fields without a command-line flag, and why (a test checks every other field has one).
@@ -108,6 +108,14 @@ def _text_arg(value: str, flag: str) -> str:
     return value
 
 
+def prompt_arg(value: str, flag: str = "--prompt") -> str:
+    """The prompt given as ``flag``, with ``\\n`` unescaped; ``ValueError`` when empty (checked before any load)."""
+    prompt = _unescape(_text_arg(value, flag))
+    if not prompt.strip():
+        raise ValueError(f"{flag} is empty; give some text to continue, e.g. {flag} 'User: hi\\nAgent:'")
+    return prompt
+
+
 def load_model_from_args(args: argparse.Namespace) -> Any:
     from inspector.model import load_model
 
@@ -133,19 +141,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     d.add_argument("--model", default="gpt2", help="hub id or local folder (default: %(default)s)")
     d.add_argument("--random-weights", action="store_true",
-                   help="build the model from the folder's config.json with random weights")
+                   help="build the model from the folder's config.json with random weights (default: off)")
     d.add_argument("--device", default="auto", help="device to compare with the CPU (default: %(default)s)")
-    d.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt text; '\\n' is a newline (default: %(default)r)")
-    d.add_argument("--max-new-tokens", type=int, default=16, help="new tokens per capture (default: %(default)s)")
-    d.add_argument("--json", dest="json_out", default=None, help="also write the report as JSON to this file")
+    d.add_argument("--prompt", default=DEFAULT_PROMPT,
+                   help="prompt of the compared capture; '\\n' is a newline (default: %(default)r)")
+    d.add_argument("--max-new-tokens", type=int, default=16,
+                   help="tokens generated on each device (default: %(default)s)")
+    d.add_argument("--json", dest="json_out", default=None,
+                   help="also write the report as JSON to this file (default: print only)")
     d.set_defaults(func=run_doctor)
 
 
 def run_capture(args: argparse.Namespace) -> int:
     from inspector.report import capture_report
 
-    settings = settings_from_args(args)  # validated before the model loads
-    prompt = _unescape(_text_arg(args.prompt, "--prompt"))
+    settings = settings_from_args(args)  # everything validated before the model loads
+    prompt = prompt_arg(args.prompt)
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise ValueError(f"--out must end in .safetensors, got {out}")
@@ -167,11 +178,14 @@ def run_doctor(args: argparse.Namespace) -> int:
 
     from inspector.doctor import format_parity, parity_check
 
+    prompt = prompt_arg(args.prompt)  # validated before the model loads
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     report = parity_check(
         args.model,
         device=args.device,
         random_weights=args.random_weights,
-        prompt=_unescape(_text_arg(args.prompt, "--prompt")),
+        prompt=prompt,
         max_new_tokens=args.max_new_tokens,
     )
     print(format_parity(report))

@@ -14,6 +14,9 @@ _KIND_OPTIONS: dict[str, tuple[str, ...]] = {
     "token": ("position", "head", "gamma", "max_labels"),
     "corpus": ("by", "metrics"),
 }
+# = inspector.aggregate.AGGREGATE_MODES (a test keeps them equal); that module imports torch, which
+# `inspector plot --help` must not.
+AGG_CHOICES: tuple[str, ...] = ("mean", "max", "stacked-mean")
 _FLAG = {
     "layer": "--layer",
     "head": "--head",
@@ -31,7 +34,6 @@ _FLAG = {
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from inspector.aggregate import AGGREGATE_MODES
     from inspector.plots.options import COLOR_BY, GROUP_COLUMNS, KINDS, SCORES
 
     p = sub.add_parser(
@@ -57,14 +59,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("attention (heatmap, heads, token)")
     g.add_argument("--layer", type=int, default=None, help="heatmap: one layer (default: all, combined by --agg)")
     g.add_argument("--head", type=int, default=None, help="heatmap, token: one head (default: all)")
-    g.add_argument("--agg", choices=AGGREGATE_MODES, default=None,
+    g.add_argument("--agg", choices=AGG_CHOICES, default=None,
                    help="heatmap: how to combine the layers/heads not chosen (default: mean)")
     g.add_argument("--position", type=int, default=None,
                    help="token: position of the token (negative counts from the end; default: first generated)")
     g.add_argument("--gamma", type=float, default=None,
                    help="colour ~ weight^gamma (default 0.5, so small weights show; 1 is linear)")
     g.add_argument("--max-cells", type=int, default=None,
-                   help="heads: longer sequences are averaged into blocks so a panel has at most this many cells")
+                   help="heads: longer sequences are averaged into blocks so a panel has at most this many cells "
+                   "(default: 128 in .png/.svg/.pdf, 64 in .html)")
     g = p.add_argument_group("generation (topk, text)")
     g.add_argument("--k", type=int, default=None, help="topk: candidates per step (default: all kept)")
     g.add_argument("--scores", choices=SCORES, default=None,
@@ -78,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="corpus: comma-separated summary columns (default: entropy, chosen probability and the "
                    "attention shares the run kept)")
     g = p.add_argument_group("size")
-    g.add_argument("--max-labels", type=int, default=None, help="at most about this many token labels per axis")
+    g.add_argument("--max-labels", type=int, default=None,
+                   help="at most about this many token labels per axis (default: 60 to 80, by kind)")
     g.add_argument("--width", type=int, default=None, help="width in pixels (default: from the data)")
     g.add_argument("--height", type=int, default=None, help="height in pixels (default: from the data)")
     g.add_argument("--dpi", type=float, default=150.0, help="pixels per inch of .png output (default: %(default)s)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from inspector.cli.capture import add_generation_args, add_model_args, load_model_from_args, settings_from_args
 from inspector.data.schema import LABEL_COLUMNS
@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--data",
         default=None,
         help="DailyDialog folder (original release layout) or Parquet/CSV/JSONL file or folder, or 'hub' "
-        "(default: $INSPECTOR_DAILYDIALOG_DIR, else the Hugging Face Hub)",
+        "(default: $INSPECTOR_DAILYDIALOG_DIR, else ../shared/data/dailydialog beside this folder or the "
+        "project, else the Hugging Face Hub)",
     )
     g.add_argument(
         "--filter",
@@ -41,9 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="keep matching turns (repeatable): act=question, emotion=anger,sadness, response_act=..., "
-        "response_emotion=..., dial_id=1,4,10-12, turn=0, text=bank, response_text=..., has_response=yes",
+        "response_emotion=..., dial_id=1,4,10-12, turn=0, text=bank, response_text=..., has_response=yes "
+        "(default: every turn)",
     )
-    g.add_argument("--limit", type=int, default=None, help="only the first N selected turns")
+    g.add_argument("--limit", type=int, default=None, help="only the first N selected turns (default: all)")
     add_model_args(p)
     add_generation_args(p, max_new_tokens=40, truncate=False)
     g = p.add_argument_group("prompts")
@@ -74,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("run", help="run folder (runs/NAME)")
     s.add_argument("--by", default=LABEL_COLUMNS[0], choices=list(LABEL_COLUMNS),
                    help="label column to group by (default: %(default)s)")
-    s.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    s.add_argument("--csv", default=None, help="also write the table to this CSV file (default: print only)")
     s.set_defaults(func=run_stats)
 
 
@@ -98,19 +100,42 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
     )
 
 
+def _selected_turns(config: RunConfig) -> tuple[Any, int]:
+    """The dataset and how many turns the run selects: data, split and filter errors before any model load."""
+    from inspector.data.dailydialog import load_dailydialog
+    from inspector.data.filters import filter_turns
+    from inspector.runs.errors import RunError
+
+    dataset = load_dailydialog(config.split, config.data)
+    table = filter_turns(dataset.turns(), **dict(config.filters))
+    if config.limit is not None:
+        table = table.head(config.limit)
+    if table.empty:
+        raise RunError(f"no DailyDialog {config.split} turns match the filters {dict(config.filters)}")
+    return dataset, len(table)
+
+
 def run_run(args: argparse.Namespace) -> int:
     from inspector.devices import dtype_name
     from inspector.model import resolve_device, resolve_dtype
     from inspector.runs.execute import run_corpus
     from inspector.runs.folder import check_resumable, command_identity
+    from inspector.runs.plan import plan_run
 
-    config = _config_from_args(args)  # everything validated before the model loads
+    # Validate first, load last: settings, the folder, the data and the filters before the model (~10 s).
+    config = _config_from_args(args)
     device = resolve_device(args.device)
     dtype = dtype_name(resolve_dtype(args.dtype, device))
     before = check_resumable(args.out, command_identity(config, args.model, args.random_weights, device.type, dtype))
+    dataset, num_turns = _selected_turns(config)
+    if (before is not None and before.get("status") == "complete"
+            and (before.get("identity") or {}).get("num_turns") == num_turns):
+        print(f"{args.out} is already complete ({num_turns} turns); nothing to generate or write", file=sys.stderr)
+        return 0
     im = load_model_from_args(args)
     print(f"loaded {im.describe()}", file=sys.stderr)
-    run = run_corpus(config, args.out, im, model_id=args.model, progress=args.progress, command=sys.argv)
+    plan = plan_run(config, im.tokenizer, im.context_length, dataset=dataset)
+    run = run_corpus(config, args.out, im, model_id=args.model, progress=args.progress, command=sys.argv, plan=plan)
     if before is not None and before.get("status") == "complete" and run.settings == before:
         return 0  # already complete: run_corpus said so and wrote nothing
     counts = run.settings.get("counts") or {}

@@ -12,14 +12,35 @@ The modules, in the order a run uses them:
 Errors are :class:`RunError` (and :class:`RunMismatchError`), both ``ValueError``.
 """
 
-from inspector.metrics import SHARE_COLUMNS, attention_columns
-from inspector.runs.config import ATTENTION_MODES, RunConfig
-from inspector.runs.errors import RunError, RunMismatchError
-from inspector.runs.execute import run_corpus
-from inspector.runs.folder import RUN_FORMAT, RUN_SCHEMA_VERSION, capture_relpath, check_resumable, command_identity
-from inspector.runs.load import Run, load_run
-from inspector.runs.plan import RunPlan, WorkItem, plan_run
-from inspector.runs.stats import STATS_BY, STATS_COLUMNS, stats
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Loaded from its module on first use (PEP 562), so that `inspector run --help` and the run's
+# configuration do not import torch.
+_EXPORTS: dict[str, str] = {
+    "SHARE_COLUMNS": "inspector.metrics",
+    "attention_columns": "inspector.metrics",
+    "ATTENTION_MODES": "inspector.runs.config",
+    "RunConfig": "inspector.runs.config",
+    "RunError": "inspector.runs.errors",
+    "RunMismatchError": "inspector.runs.errors",
+    "run_corpus": "inspector.runs.execute",
+    "RUN_FORMAT": "inspector.runs.folder",
+    "RUN_SCHEMA_VERSION": "inspector.runs.folder",
+    "capture_relpath": "inspector.runs.folder",
+    "check_resumable": "inspector.runs.folder",
+    "command_identity": "inspector.runs.folder",
+    "Run": "inspector.runs.load",
+    "load_run": "inspector.runs.load",
+    "RunPlan": "inspector.runs.plan",
+    "WorkItem": "inspector.runs.plan",
+    "plan_run": "inspector.runs.plan",
+    "STATS_BY": "inspector.runs.stats",
+    "STATS_COLUMNS": "inspector.runs.stats",
+    "stats": "inspector.runs.stats",
+}
 
 __all__ = [
     "ATTENTION_MODES",
@@ -43,3 +64,27 @@ __all__ = [
     "run_corpus",
     "stats",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'inspector.runs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from inspector.metrics import SHARE_COLUMNS, attention_columns
+    from inspector.runs.config import ATTENTION_MODES, RunConfig
+    from inspector.runs.errors import RunError, RunMismatchError
+    from inspector.runs.execute import run_corpus
+    from inspector.runs.folder import RUN_FORMAT, RUN_SCHEMA_VERSION, capture_relpath, check_resumable, command_identity
+    from inspector.runs.load import Run, load_run
+    from inspector.runs.plan import RunPlan, WorkItem, plan_run
+    from inspector.runs.stats import STATS_BY, STATS_COLUMNS, stats
