@@ -16,11 +16,11 @@ from .text import md
 def corpus_panel(opts: LaunchOptions) -> None:
     """Open a run folder; grouped statistics, distributions, a sortable table; open a turn's capture."""
     st.subheader("Open a corpus run")
-    st.caption("A run folder is written by `inspector run --split validation --out runs/NAME`: one capture per "
+    st.caption("A run folder is written by `inspector run --split validation --out out/runs/NAME`: one capture per "
                "turn plus a summary table.")
     c1, c2 = st.columns([4, 1])
     state.sticky("run_dir", opts.run or "")
-    path = c1.text_input("Run folder", key="run_dir", placeholder="runs/NAME")
+    path = c1.text_input("Run folder", key="run_dir", placeholder="out/runs/NAME")
     c2.write("")
     opened = c2.button("Open run", key="open_run")
     if opened or (path and st.session_state.get(state.RUN_PATH) is None and path == (opts.run or "")
@@ -90,13 +90,14 @@ def _corpus_stats(run: Any, summary: Any) -> None:
 
 def _metric_columns(columns: Any) -> dict[str, Any]:
     """Readable headers (the plots' metric labels) for summary columns, keeping their names as help."""
+    from inspector.formatting import PRINTF_FORMAT
     from inspector.plots import METRIC_LABELS
 
     out: dict[str, Any] = {}
     for col in columns:
         label = METRIC_LABELS.get(col)
         if label:
-            out[col] = st.column_config.NumberColumn(label, help=f"{label} (column {col})", format="%.3f")
+            out[col] = st.column_config.NumberColumn(label, help=f"{label} (column {col})", format=PRINTF_FORMAT)
     return out
 
 
@@ -110,12 +111,23 @@ TABLE_COLUMNS = ("dial_id", "turn", "act", "emotion", "response_act", "response_
                  "chosen_prob_mean", "attn_prompt_share", "attn_first_share", "generated_text", "prompt_text")
 
 
+def with_no_label(table: Any) -> Any:
+    """``table`` with empty label cells (the last turn has no response) shown as the package's NO_LABEL."""
+    from inspector.data.schema import LABEL_COLUMNS, NO_LABEL
+
+    table = table.copy()
+    for col in LABEL_COLUMNS:
+        if col in table.columns:
+            table[col] = table[col].astype(object).where(table[col].notna(), NO_LABEL)
+    return table
+
+
 def _corpus_table(run_path: str, summary: Any) -> None:
     st.subheader("Turns")
     st.caption("Click a column header to sort; select a row (or use the list below) to open that turn's capture "
                "in the Generation, Attention and Export views.")
     cols = [c for c in TABLE_COLUMNS if c in summary.columns]
-    table = summary[cols].reset_index(drop=True)
+    table = with_no_label(summary[cols].reset_index(drop=True))
     keys = [(int(d), int(t)) for d, t in zip(table["dial_id"], table["turn"], strict=True)]
 
     def on_select() -> None:
@@ -153,7 +165,7 @@ def _capture_file_opener() -> None:
     with st.expander("Open a single capture file (.safetensors)"):
         state.sticky("capture_path", "")
         path = st.text_input("Capture file", key="capture_path",
-                             placeholder="captures/hi.safetensors")
+                             placeholder="out/captures/hi.safetensors")
         if st.button("Open capture", key="open_capture"):
             try:
                 cap = state.capture_file(path)

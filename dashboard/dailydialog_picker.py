@@ -16,7 +16,8 @@ TURN_OPTIONS_LIMIT = 400
 def dailydialog_picker(load: Any, settings: Any) -> tuple[str, dict[str, Any]] | None:
     """Split, filters, a turn list, the dialogue with its labels and the reference response."""
     from inspector.data.dailydialog import ACT_NAMES, EMOTION_NAMES, filter_turns
-    from inspector.data.prompts import build_prompt
+    from inspector.data.prompts import DEFAULT_CONTEXT_TURNS, build_prompt
+    from inspector.data.schema import NO_LABEL
 
     c1, c2 = st.columns([1, 3])
     splits = ["validation", "test", "train"]
@@ -61,11 +62,11 @@ def dailydialog_picker(load: Any, settings: Any) -> tuple[str, dict[str, Any]] |
     shown = found.head(TURN_OPTIONS_LIMIT)
     keys = [(int(r.dial_id), int(r.turn)) for r in shown.itertuples()]
     labels = {k: f"dialogue {r.dial_id} · turn {r.turn} · {r.act}/{r.emotion} → "
-                 f"{r.response_act or '–'}/{r.response_emotion or '–'} · {short(r.utterance, 70)}"
+                 f"{_label(r.response_act, NO_LABEL)}/{_label(r.response_emotion, NO_LABEL)} · {short(r.utterance, 70)}"
               for k, r in zip(keys, shown.itertuples(), strict=True)}
     more = f" (the first {TURN_OPTIONS_LIMIT} are listed; narrow with the filters)" if len(found) > len(shown) else ""
     state.sticky("dd_turn", keys[0], keys)
-    state.sticky("dd_context", 4)
+    state.sticky("dd_context", DEFAULT_CONTEXT_TURNS)
     picked = st.selectbox(f"Turn: {len(found)} of {len(turns)} match{more}", keys,
                           format_func=lambda k: labels[k], key="dd_turn")
     if picked is None:
@@ -92,6 +93,11 @@ def dailydialog_picker(load: Any, settings: Any) -> tuple[str, dict[str, Any]] |
     source = prompt.source()
     source["label"] = f"DailyDialog {split}, dialogue {dial_id}, turn {turn}"
     return prompt.text, source
+
+
+def _label(value: Any, missing: str) -> str:
+    """A label cell as text; the turn table holds NaN where there is none (the last turn has no response)."""
+    return value if isinstance(value, str) and value else missing
 
 
 def _show_dialogue(turns: Any, dial_id: int, turn: int, context: tuple[int, ...]) -> None:

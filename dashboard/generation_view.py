@@ -12,6 +12,7 @@ from .text import stop_label
 
 def generation_panel(capture: Any) -> None:
     """Coloured text, summary numbers, top-k candidates per step and the entropy curve."""
+    from inspector.formatting import format_prob, format_value
     from inspector.metrics import score_metrics
 
     if capture is None:
@@ -23,10 +24,10 @@ def generation_panel(capture: Any) -> None:
               "reached; stop string: the text ended with one of the stop strings.")
     if capture.num_steps:
         scores = score_metrics(capture)
-        m3.metric("Mean entropy (nats)", f"{scores['entropy_mean']:.2f}",
+        m3.metric("Mean entropy (nats)", format_value(scores['entropy_mean']),
                   help="How spread out the next-token distribution was, averaged over steps: 0 means certain; "
                   "the log of the vocabulary size means no preference at all.")
-        m4.metric("Mean chosen probability", f"{scores['chosen_prob_mean']:.1%}",
+        m4.metric("Mean chosen probability", format_prob(scores['chosen_prob_mean']),
                   help="The probability the model gave each token it actually produced, averaged over steps.")
     _coloured_text(capture)
     if not capture.num_steps:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -24,6 +25,9 @@ from typing import Any
 import streamlit as st
 
 from .access import check_model, check_path
+
+#: The server log (stderr): says once per load when the page serves random weights instead of the model asked for.
+log = logging.getLogger("inspector.dashboard")
 
 # ----------------------------------------------------------------------------- limits
 #: Hard cap on new tokens per generation in the dashboard (long generations are capped, not queued).
@@ -72,7 +76,13 @@ class ModelRequest:
 def _load_model(name: str, device: str, random_weights: bool, config_dir: str | None) -> Any:
     from inspector.fallback import load_with_fallback
 
-    return load_with_fallback(name, device=device, random_weights=random_weights, config_dir=config_dir)
+    result = load_with_fallback(name, device=device, random_weights=random_weights, config_dir=config_dir)
+    if result.fell_back:
+        # Logged here, inside the cache, so the line appears once per load and not on every rerun.
+        why = " ".join(str(result.errors[0]).split()) if result.errors else "unknown error"
+        log.warning("could not load model %r; the page uses %s with RANDOM WEIGHTS instead (generated text is "
+                    "meaningless). Error: %s", name, result.model.name, why)
+    return result
 
 
 def load_model(req: ModelRequest) -> Any:

@@ -27,7 +27,8 @@ import inspector
 from inspector.report import capture_report
 
 ROOT = Path(__file__).resolve().parents[1]
-# A DailyDialog-style exchange (the notebook used the dataset's turns; see examples/dailydialog_turns.py)
+# A DailyDialog-style exchange. The notebook used the dataset's turns: `inspector.build_prompt` and
+# `inspector run` make those prompts (README, "DailyDialog and corpus runs").
 USER_TURN = "Say, Jim, how about going for a few beers after dinner?"
 REFERENCE_RESPONSE = "You know that is tempting but is really not good for our fitness."
 

@@ -1,7 +1,7 @@
 """HTML a capture shows in a notebook (``Capture._repr_html_``): small, self-contained, no network.
 
-Depends on nothing else in the package (records call it lazily), so it can sit below every layer:
-it takes plain values, not a :class:`~inspector.records.Capture`.
+Depends on nothing else in the package but :mod:`inspector.formatting` (records call it lazily), so it
+can sit below every layer: it takes plain values, not a :class:`~inspector.records.Capture`.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
+
+from inspector.formatting import format_prob
 
 #: Light yellow (sure) to red (surprising): the colour of a chosen-token probability.
 _RAMP = ((255, 255, 204), (254, 217, 118), (253, 141, 60), (227, 26, 28), (128, 0, 38))
@@ -30,14 +32,6 @@ def _visible(token: str) -> str:
     shown = token.replace("\r\n", "↵").replace("\n", "↵").replace("\r", "↵").replace("\t", "⇥")
     shown = "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in shown)
     return shown if shown.strip() else "␣" * max(len(shown), 1)
-
-
-def _percent(p: float) -> str:
-    if p >= 0.995:
-        return "100%"
-    if p >= 0.1:
-        return f"{p:.0%}"
-    return f"{100 * p:.2g}%" if p >= 1e-6 else "<0.0001%"
 
 
 def capture_html(
@@ -68,7 +62,7 @@ def capture_html(
         bg, ink = _colour(p if p == p else 0.0)
         parts.append(
             f'<span style="background:{bg};color:{ink};border-radius:3px" '
-            f'title="step {i}: p = {_percent(p)}">{html.escape(_visible(tok) if not tok.strip() else tok)}</span>'
+            f'title="step {i}: p = {format_prob(p)}">{html.escape(_visible(tok) if not tok.strip() else tok)}</span>'
         )
     att = "not kept" if attention_shape is None else " × ".join(str(int(n)) for n in attention_shape)
     head = (

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import torch
 
+from inspector.formatting import format_prob
+
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
@@ -104,6 +106,11 @@ class Candidate:
     def prob(self) -> float:
         return math.exp(self.logprob)
 
+    def __repr__(self) -> str:
+        # The probability first: "the candidates with their probabilities" is what users read this for.
+        p = format_prob(self.prob)
+        return f"Candidate({self.token!r}, prob={p}, logprob={self.logprob:.4g}, id={self.token_id})"
+
 
 @dataclass(frozen=True)
 class StepRecord:
@@ -124,6 +131,12 @@ class StepRecord:
     @property
     def prob(self) -> float:
         return math.exp(self.logprob)
+
+    def __repr__(self) -> str:
+        top = ", ".join(f"{c.token!r} {format_prob(c.prob)}" for c in self.top[:5])
+        more = f", +{len(self.top) - 5} more" if len(self.top) > 5 else ""
+        return (f"StepRecord(step={self.step}, token={self.token!r}, prob={format_prob(self.prob)}, "
+                f"logprob={self.logprob:.4g}, rank={self.rank}, entropy={self.entropy:.4g}, top=[{top}{more}])")
 
 
 @dataclass
@@ -366,3 +379,11 @@ class Capture:
             f"attentions={att}, model={self.meta.model!r}, random_weights={self.meta.random_weights}, "
             f"text={self.generated_text[:40]!r})"
         )
+
+    def _repr_html_(self) -> str:
+        """How a notebook shows a capture: the text coloured by probability, counts, stop reason, weights."""
+        from inspector.notebook_html import capture_html
+
+        return capture_html(self.tokens, self.prompt_len, self.raw.chosen_logprob.tolist(), model=self.meta.model,
+                            random_weights=self.meta.random_weights, stop_reason=self.stop_reason,
+                            attention_shape=None if self.attentions is None else tuple(self.attentions.shape))

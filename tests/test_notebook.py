@@ -19,6 +19,8 @@ def test_notebook_runs_in_a_real_kernel(gpt2_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("INSPECTOR_GPT2_OFFLINE_DIR", str(gpt2_dir))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # The kernel must import this checkout's package, not whichever one the environment installed.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})

@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_PROMPT = "User: hey how are you? \nAgent:"
+#: Where commands write when not told otherwise: one folder that .gitignore covers, so trying the
+#: README's commands in a checkout leaves no untracked files in the repository root.
+OUTPUT_DIR = "out"
+DEFAULT_CAPTURE_OUT = f"{OUTPUT_DIR}/captures/capture.safetensors"
 
 
 def add_model_args(parser: argparse.ArgumentParser, model_default: str = "gpt2") -> None:
@@ -131,7 +135,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt text; '\\n' is a newline (default: %(default)r)")
     add_generation_args(p)
-    p.add_argument("--out", default="captures/capture.safetensors", help="capture file to write (default: %(default)s)")
+    p.add_argument("--out", default=DEFAULT_CAPTURE_OUT, help="capture file to write (default: %(default)s)")
     p.set_defaults(func=run_capture)
 
     d = sub.add_parser(

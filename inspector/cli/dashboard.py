@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "says so and falls back to a random-weights GPT-2 (its text is meaningless)."
         ),
     )
-    p.add_argument("--run", default=None, metavar="runs/NAME",
+    p.add_argument("--run", default=None, metavar="out/runs/NAME",
                    help="corpus run folder to open in the Corpus view (default: none; the view asks for one)")
     p.add_argument("--capture", default=None, metavar="FILE.safetensors",
                    help="capture file (from `inspector capture --out`) that every new page opens with (default: none)")

@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from inspector.cli.capture import add_generation_args, add_model_args, load_model_from_args, settings_from_args
+from inspector.data.prompts import DEFAULT_CONTEXT_TURNS
 from inspector.data.schema import LABEL_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     add_generation_args(p, max_new_tokens=40, truncate=False)
     g = p.add_argument_group("prompts")
-    g.add_argument("--context-turns", type=int, default=3,
+    g.add_argument("--context-turns", type=int, default=DEFAULT_CONTEXT_TURNS,
                    help="dialogue turns shown before the reply cue (default: %(default)s; 1 = the notebook's prompt)")
     g.add_argument("--template", default="notebook",
                    help="prompt template: notebook ('{role}: {text} \\n' lines), plain ('{role}: {text}\\n'), "
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="prompt token budget; turns are dropped from the left to fit "
                    "(default: context length minus --max-new-tokens)")
     g = p.add_argument_group("run")
-    g.add_argument("--out", required=True, help="run folder, e.g. runs/NAME")
+    g.add_argument("--out", required=True, help="run folder, e.g. out/runs/NAME")
     g.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default: %(default)s)")
     g.add_argument("--attention", choices=list(ATTENTION_MODES), default="summary",
                    help="attention kept per turn: full [layer, head, seq, seq]; summary: mean over heads "
@@ -73,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a run's summary by label: count, mean entropy, chosen-token probability, attention shares",
         description="Group a run's summary.parquet by a label and print count and means; optionally write CSV.",
     )
-    s.add_argument("run", help="run folder (runs/NAME)")
+    s.add_argument("run", help="run folder (e.g. out/runs/NAME)")
     s.add_argument("--by", default=LABEL_COLUMNS[0], choices=list(LABEL_COLUMNS),
                    help="label column to group by (default: %(default)s)")
     s.add_argument("--csv", default=None, help="also write the table to this CSV file (default: print only)")
@@ -147,13 +148,19 @@ def run_run(args: argparse.Namespace) -> int:
 def run_stats(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from inspector.formatting import format_value
+    from inspector.report import RANDOM_WEIGHTS_BANNER
     from inspector.runs.load import load_run
+    from inspector.runs.stats import used_random_weights
 
     run = load_run(args.run)
     table = run.stats(args.by)
     if not run.complete:
         print(f"note: {run.path} is not finished; {len(run.summary)} turns so far", file=sys.stderr)
-    with pd.option_context("display.max_columns", None, "display.width", 200, "display.float_format", "{:.4f}".format):
+    if used_random_weights(run.settings):
+        print(RANDOM_WEIGHTS_BANNER)
+    # Significant digits, not fixed decimals: with random weights probabilities are ~2e-05, not 0.0000.
+    with pd.option_context("display.max_columns", None, "display.width", 200, "display.float_format", format_value):
         print(table.to_string())
     if args.csv:
         from pathlib import Path

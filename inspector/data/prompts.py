@@ -27,6 +27,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 USER, AGENT = "User", "Agent"
+#: Dialogue turns written into a prompt when nothing else is asked for: the one default of
+#: :func:`build_prompt`, ``RunConfig.context_turns``, ``inspector run --context-turns`` and the
+#: dashboard's "Context turns" slider, so the same turn gives the same prompt everywhere.
+DEFAULT_CONTEXT_TURNS = 3
 
 
 @dataclass(frozen=True)
@@ -248,7 +252,7 @@ def build_prompt(
     turn: int,
     tokenizer: Any,
     *,
-    context_turns: int = 3,
+    context_turns: int = DEFAULT_CONTEXT_TURNS,
     template: str | PromptTemplate = "notebook",
     max_tokens: int | None = None,
     split: str | None = None,

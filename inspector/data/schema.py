@@ -25,6 +25,9 @@ EMOTION_NAMES: Mapping[int, str] = {
 #: Label columns of the turn table and of run summaries that results can be grouped by
 #: (the first is the default). The one list: ``inspector stats --by``, corpus figures and the dashboard use it.
 LABEL_COLUMNS: tuple[str, ...] = ("emotion", "act", "response_emotion", "response_act")
+#: The label shown for a turn without one (the last turn of a dialogue has no response): the
+#: group name in ``inspector stats``, corpus figures and the dashboard's tables.
+NO_LABEL = "(none)"
 #: The label names of each column of :data:`LABEL_COLUMNS`.
 LABEL_NAMES: Mapping[str, Mapping[int, str]] = {
     "act": ACT_NAMES,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inspector.data.dailydialog import ACT_NAMES, EMOTION_NAMES
+from inspector.data.schema import NO_LABEL as NO_LABEL  # also importable from here, its old home
 from inspector.plots.options import GROUP_COLUMNS, METRIC_LABELS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,10 +46,6 @@ class CorpusData:
     def metric_label(self, metric: str) -> str:
         """The readable name of ``metric`` (:data:`~inspector.plots.options.METRIC_LABELS`), else the column name."""
         return METRIC_LABELS.get(metric, metric)
-
-
-#: The group of rows without a label (the last turn of a dialogue has no response).
-NO_LABEL = "(none)"
 
 
 def _group_keys(col: pd.Series) -> pd.Series:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import html
 
-from inspector.plots.labels import display_token, escape_controls, format_prob, quoted_token
+from inspector.formatting import format_prob
+from inspector.plots.labels import display_token, escape_controls, quoted_token
 from inspector.plots.text_data import TextData, TextToken, colour_of, rgba_hex
 
 # Every rule is scoped to .insp-text: the page may be embedded in another (the dashboard's st.html).

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+# Kept importable from here (its old home); the one definition is in inspector.formatting.
+from inspector.formatting import format_prob as format_prob
+
 if TYPE_CHECKING:  # pragma: no cover
     from inspector.records import Capture
 
@@ -110,17 +113,6 @@ def capture_title(capture: Capture, what: str) -> str:
     if capture.meta.random_weights:
         return f"{what}\n{model}: RANDOM WEIGHTS (not real GPT-2)"
     return f"{what}\n{model}"
-
-
-def format_prob(p: float) -> str:
-    """A probability as a short percentage that stays informative when tiny (``0.0021%``)."""
-    if p >= 0.995:
-        return "100%"
-    if p >= 0.1:
-        return f"{p:.0%}"
-    if p >= 1e-6:
-        return f"{100 * p:.2g}%"
-    return "<0.0001%" if p > 0 else "0%"
 
 
 def check_index(value: int | None, size: int, what: str) -> int | None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inspector.capture import GenerationSettings
-from inspector.data.prompts import get_template
+from inspector.data.prompts import DEFAULT_CONTEXT_TURNS, get_template
 
 #: What a kept capture holds: ``"full"`` (``[layer, head, seq, seq]`` float16; 3.1 MB for a
 #: 64+40-token GPT-2 small turn), ``"summary"`` (the default: the mean over heads, stored as
@@ -43,7 +43,7 @@ class RunConfig:
     filters: Mapping[str, Any] = field(default_factory=dict)
     limit: int | None = None
     batch_size: int = 16
-    context_turns: int = 3
+    context_turns: int = DEFAULT_CONTEXT_TURNS
     template: str = "notebook"
     max_prompt_tokens: int | None = None
     attention: str = "summary"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from inspector.data.schema import LABEL_COLUMNS, LABEL_NAMES
+from inspector.data.schema import LABEL_COLUMNS, LABEL_NAMES, NO_LABEL
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -31,14 +31,15 @@ def stats(summary: pd.DataFrame, by: str = "emotion", columns: Sequence[str] = S
 
     ``by`` is one of :data:`STATS_BY`. Rows follow the label order (inform, question, ...;
     no emotion, anger, ...); turns without the label (the last turn has no response) form
-    a ``"(none)"`` row. NaN values (e.g. attention with ``--attention none``) are skipped.
+    a :data:`~inspector.data.schema.NO_LABEL` (``"(none)"``) row. NaN values (e.g. attention with
+    ``--attention none``) are skipped.
     """
     if by not in STATS_BY:
         raise ValueError(f"cannot group by {by!r}; choose one of {list(STATS_BY)}")
     if by not in summary.columns:
         raise ValueError(f"the summary has no {by!r} column")
     cols = [c for c in columns if c in summary.columns]
-    key = summary[by].astype(object).where(summary[by].notna(), "(none)")
+    key = summary[by].astype(object).where(summary[by].notna(), NO_LABEL)
     grouped = summary[cols].groupby(key, sort=False)
     table = grouped.mean()
     table.insert(0, "count", grouped.size())
@@ -47,3 +48,14 @@ def stats(summary: pd.DataFrame, by: str = "emotion", columns: Sequence[str] = S
     table = table.loc[order]
     table.index.name = by
     return table
+
+
+def used_random_weights(settings: Mapping[str, Any]) -> bool:
+    """Whether the run whose run.json is ``settings`` generated with random weights (its texts are meaningless).
+
+    run.json records it under ``model.random_weights``; a folder from before that keeps it at the top level.
+    """
+    model = settings.get("model")
+    if isinstance(model, Mapping) and "random_weights" in model:
+        return bool(model["random_weights"])
+    return bool(settings.get("random_weights", False))

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from inspector.formatting import format_prob
 from inspector.plots.interactive._draw import BOUNDARY, LAYOUT, plotly_go, title_layout
-from inspector.plots.labels import format_prob, html_label, thin_indices
+from inspector.plots.labels import html_label, thin_indices
 from inspector.plots.scores_data import TOPK_TEXT_LIMIT, topk_data
 
 if TYPE_CHECKING:  # pragma: no cover

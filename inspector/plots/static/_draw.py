@@ -28,10 +28,10 @@ MASKED = "#eeeeee"
 
 
 def new_figure(figsize: tuple[float, float], layout: Literal["constrained"] | None = "constrained") -> Figure:
-    """A figure made without pyplot: no global state, no GUI backend, nothing to close."""
-    from matplotlib.figure import Figure
+    """A figure made without pyplot: no global state, no GUI backend, nothing to close; shown inline in Jupyter."""
+    from inspector.plots.static._figure import InspectorFigure
 
-    return Figure(figsize=figsize, layout=layout)
+    return InspectorFigure(figsize=figsize, layout=layout)
 
 
 def colormap(name: str) -> Colormap:

@@ -69,6 +69,9 @@ def corpus_distributions(
             if rotate:
                 lbl.set_horizontalalignment("right")
                 lbl.set_rotation_mode("anchor")
+        # No offset or multiplier text ("+1.067e1", "1e-5"): it sits over the panel title and hides the
+        # values; with random weights entropy barely varies and probabilities are ~2e-5.
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)
         ax.grid(axis="y", alpha=0.3)
     for j in range(n_m, nrows * ncols):
         axes[j // ncols, j % ncols].set_visible(False)

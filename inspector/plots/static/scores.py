@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inspector.plots.labels import format_prob, thin_indices
+from inspector.formatting import format_prob
+from inspector.plots.labels import thin_indices
 from inspector.plots.scores_data import TOPK_TEXT_LIMIT, topk_data
 from inspector.plots.static._draw import BOUNDARY, figure_size, label_fontsize, new_figure, suptitle
 
