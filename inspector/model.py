@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from inspector.architectures import UnsupportedModelError, check_supported
 from inspector.devices import available_devices, resolve_device, resolve_dtype
 from inspector.handle import ModelHandle
 from inspector.provenance import library_versions
@@ -23,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "InspectorModel",
     "ModelLoadError",
+    "UnsupportedModelError",
     "available_devices",
     "hub_reachable",
     "library_versions",
@@ -44,6 +46,25 @@ def _hub_hint(name: str) -> str:
         f"`huggingface-cli download {name} --local-dir gpt2`), or use --random-weights with a folder that "
         "holds config.json and the tokenizer."
     )
+
+
+def _remote_code_hint(name: str) -> str:
+    return (
+        f"model {name!r} needs to run code from its own folder or repository (its config names custom "
+        "classes). Read that code first; if you trust it, pass trust_remote_code=True to load_model "
+        "(CLI: --trust-remote-code)."
+    )
+
+
+def _check_config(config: Any, trust_remote_code: bool) -> None:
+    """Refuse an unsupported architecture from its config alone: the skeleton is built on ``meta``, no weights."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(
+            config, attn_implementation="eager", trust_remote_code=trust_remote_code
+        )
+    check_supported(skeleton)
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -89,6 +110,7 @@ def load_model(
     revision: str | None = None,
     seed: int = 0,
     local_files_only: bool | None = None,
+    trust_remote_code: bool = False,
 ) -> InspectorModel:
     """Load a causal LM and its tokenizer with eager attention (attention weights available).
 
@@ -102,10 +124,15 @@ def load_model(
         revision: hub revision (branch, tag or commit).
         seed: seed for the random weights.
         local_files_only: never contact the hub (defaults to ``True`` for local folders).
+        trust_remote_code: run the model's own code from its folder or hub repository (off by
+            default; a model that needs it is refused with a message naming this flag).
 
     Raises:
         ValueError: unknown or unavailable device, unsupported dtype.
-        ModelLoadError: model or tokenizer not found; the message says how to pass a local folder.
+        UnsupportedModelError: an architecture whose attention cannot be captured, refused before
+            any weights are loaded (a ``ValueError``).
+        ModelLoadError: model or tokenizer not found, or it needs ``trust_remote_code``; the message
+            says what to do.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -122,24 +149,37 @@ def load_model(
     if not local_files_only and not is_local:
         # a cached copy works offline; otherwise fail fast instead of a minute of retries
         try:
-            AutoConfig.from_pretrained(name, revision=revision, local_files_only=True)
+            AutoConfig.from_pretrained(name, revision=revision, local_files_only=True,
+                                       trust_remote_code=bool(trust_remote_code))
             local_files_only = True
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
+            if "trust_remote_code" in str(exc):
+                raise ModelLoadError(_remote_code_hint(name)) from exc
             if not hub_reachable():
                 raise ModelLoadError(_hub_hint(name)) from None
-    common: dict[str, Any] = {"revision": revision, "local_files_only": local_files_only}
+    common: dict[str, Any] = {
+        "revision": revision,
+        "local_files_only": local_files_only,
+        "trust_remote_code": bool(trust_remote_code),
+    }
     try:
+        config = AutoConfig.from_pretrained(name, **common)
+        _check_config(config, bool(trust_remote_code))
         tokenizer = AutoTokenizer.from_pretrained(name, **common)
         if random_weights:
-            config = AutoConfig.from_pretrained(name, **common)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32)
+                model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32,
+                                                         trust_remote_code=bool(trust_remote_code))
         else:
             model = AutoModelForCausalLM.from_pretrained(
                 name, attn_implementation="eager", dtype=torch.float32, **common
             )
+    except UnsupportedModelError:
+        raise
     except (OSError, ValueError) as exc:
+        if "trust_remote_code" in str(exc):
+            raise ModelLoadError(_remote_code_hint(name)) from exc
         if random_weights and is_local:
             raise ModelLoadError(f"could not build a random-weights model from folder {name!r}: {exc}") from exc
         if is_local:

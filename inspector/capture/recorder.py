@@ -109,21 +109,42 @@ class Recorder:
                 return
             if self.buffer is not None:
                 q, kk = int(weights.shape[-2]), int(weights.shape[-1])
-                self.buffer[:, layer, :, kk - q : kk, :kk].copy_(weights)
+                # Where the queries are comes from the step count, not the key length: a
+                # sliding-window cache (Mistral, Gemma 2, ...) hands the layer only its last keys.
+                end = self.p_max + self.forward_calls
+                self.buffer[:, layer, :, end - q : end, end - self._keys(kk, end) : end].copy_(weights)
             else:
                 self._layer_w[layer] = weights.to(self.att_dtype)
 
         return hook
 
+    @staticmethod
+    def _keys(kk: int, end: int) -> int:
+        """Checks that ``kk`` keys end at position ``end`` (a cache of fixed size would not)."""
+        if kk > end:
+            raise CaptureError(
+                f"attention saw {kk} keys for {end} positions: the model's cache has a fixed size "
+                "(static cache), which attention capture does not support"
+            )
+        return kk
+
     def _model_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         first = self.forward_calls == 0
+        end = self.p_max + self.forward_calls
         self.forward_calls += 1
         if self.beam and self.s.keep_attention:
             ws = self._layer_w
             if first:
                 self.prefill = torch.stack(ws, dim=1)  # type: ignore[arg-type]
             else:
-                self.rows_by_step.append(torch.stack([w[:, :, -1, :] for w in ws], dim=1))  # type: ignore[index]
+                w0 = ws[0]
+                assert w0 is not None
+                row = w0.new_zeros((int(w0.shape[0]), self.num_layers, int(w0.shape[1]), end))
+                for i, w in enumerate(ws):
+                    assert w is not None
+                    # right-aligned at the query's position: sliding-window layers hold only the last keys
+                    row[:, i, :, end - self._keys(int(w.shape[-1]), end) :] = w[:, :, -1, :]
+                self.rows_by_step.append(row)
             self._layer_w = [None] * self.num_layers
         if self.record_logits:
             self.raw = output.logits[:, -1, :]

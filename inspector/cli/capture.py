@@ -11,7 +11,7 @@ DEFAULT_PROMPT = "User: hey how are you? \nAgent:"
 
 
 def add_model_args(parser: argparse.ArgumentParser, model_default: str = "gpt2") -> None:
-    """``--model``, ``--random-weights``, ``--device``, ``--dtype``."""
+    """``--model``, ``--random-weights``, ``--device``, ``--dtype``, ``--trust-remote-code``."""
     g = parser.add_argument_group("model")
     g.add_argument("--model", default=model_default, help="hub id or local folder (default: %(default)s)")
     g.add_argument(
@@ -21,6 +21,12 @@ def add_model_args(parser: argparse.ArgumentParser, model_default: str = "gpt2")
     )
     g.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     g.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="model dtype")
+    g.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run the model's own code from its folder or hub repository (only for code you have read and "
+        "trust; default: off)",
+    )
 
 
 #: GenerationSettings fields without a command-line flag, and why (a test checks every other field has one).
@@ -109,7 +115,8 @@ def _text_arg(value: str, flag: str) -> str:
 def load_model_from_args(args: argparse.Namespace) -> Any:
     from inspector.model import load_model
 
-    return load_model(args.model, device=args.device, dtype=args.dtype, random_weights=args.random_weights)
+    return load_model(args.model, device=args.device, dtype=args.dtype, random_weights=args.random_weights,
+                      trust_remote_code=getattr(args, "trust_remote_code", False))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
