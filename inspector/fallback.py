@@ -162,8 +162,10 @@ def load_with_fallback(
     """Load ``name_or_path``; if that fails, a random-weights GPT-2 from a local config; else :func:`builtin_model`.
 
     ``name_or_path="builtin"`` asks for the built-in model directly. A bad ``device`` or
-    ``dtype`` is the caller's mistake and raises ``ValueError`` rather than falling back.
+    ``dtype`` is the caller's mistake and raises ``ValueError`` rather than falling back;
+    an architecture that capture does not support falls back, and the message names it.
     """
+    from inspector.architectures import UnsupportedModelError
     from inspector.devices import resolve_device
     from inspector.model import ModelLoadError, load_model
 
@@ -177,7 +179,7 @@ def load_with_fallback(
         im = load_model(name, device=dev, dtype=dtype, random_weights=random_weights, seed=seed)
         what = "with RANDOM weights: its text is meaningless" if random_weights else "with pretrained weights"
         return LoadResult(im, f"Loaded {name!r} {what}.", "requested")
-    except ModelLoadError as exc:
+    except (ModelLoadError, UnsupportedModelError) as exc:
         errors.append(str(exc))
     failed = f"Could not load {name!r}: {_reason(errors[0], name)}"
     tried: list[str] = []
@@ -189,7 +191,7 @@ def load_with_fallback(
             continue  # that exact attempt just failed
         try:
             im = load_model(folder, device=dev, dtype=dtype, random_weights=True, seed=seed)
-        except ModelLoadError as exc:
+        except (ModelLoadError, UnsupportedModelError) as exc:
             errors.append(str(exc))
             tried.append(f"{folder} ({exc})")
             continue

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from inspector.architectures import UnsupportedModelError, check_supported
 from inspector.devices import available_devices, resolve_device, resolve_dtype
 from inspector.handle import ModelHandle
 from inspector.hub import hub_offline, hub_reachable
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "InspectorModel",
     "ModelLoadError",
+    "UnsupportedModelError",
     "available_devices",
     "hub_reachable",
     "library_versions",
@@ -48,6 +50,23 @@ class ModelLoadError(RuntimeError):
 def _clause(text: object) -> str:
     """``text`` without a final full stop, to be followed by more of a sentence (no "..")."""
     return str(text).strip().rstrip(".").rstrip()
+
+
+def _remote_code_hint(name: str) -> ModelLoadError:
+    head = (f"model {name!r} needs to run code from its own folder or repository (its config names custom "
+            "classes). Read that code first; if you trust it, ")
+    return ModelLoadError(head + "pass trust_remote_code=True to load_model", head + "pass --trust-remote-code")
+
+
+def _check_config(config: Any, trust_remote_code: bool) -> None:
+    """Refuse an unsupported architecture from its config alone: the skeleton is built on ``meta``, no weights."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(
+            config, attn_implementation="eager", trust_remote_code=trust_remote_code
+        )
+    check_supported(skeleton)
 
 
 def _hub_error(name: str, reachable: bool, cause: object = None) -> ModelLoadError:
@@ -102,6 +121,7 @@ def load_model(
     revision: str | None = None,
     seed: int = 0,
     local_files_only: bool | None = None,
+    trust_remote_code: bool = False,
 ) -> InspectorModel:
     """Load a causal LM and its tokenizer with eager attention (attention weights available).
 
@@ -115,10 +135,15 @@ def load_model(
         revision: hub revision (branch, tag or commit).
         seed: seed for the random weights.
         local_files_only: never contact the hub (defaults to ``True`` for local folders).
+        trust_remote_code: run the model's own code from its folder or hub repository (off by
+            default; a model that needs it is refused with a message naming this flag).
 
     Raises:
         ValueError: unknown or unavailable device, unsupported dtype.
-        ModelLoadError: model or tokenizer not found; the message says how to pass a local folder.
+        UnsupportedModelError: an architecture whose attention cannot be captured, refused before
+            any weights are loaded (a ``ValueError``).
+        ModelLoadError: model or tokenizer not found, or it needs ``trust_remote_code``; the message
+            says what to do.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -135,24 +160,37 @@ def load_model(
     if not local_files_only and not is_local:
         # a cached copy works offline; otherwise fail fast instead of a minute of retries
         try:
-            AutoConfig.from_pretrained(name, revision=revision, local_files_only=True)
+            AutoConfig.from_pretrained(name, revision=revision, local_files_only=True,
+                                       trust_remote_code=bool(trust_remote_code))
             local_files_only = True
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
+            if "trust_remote_code" in str(exc):
+                raise _remote_code_hint(name) from exc
             if not hub_reachable():
                 raise _hub_error(name, reachable=False) from None
-    common: dict[str, Any] = {"revision": revision, "local_files_only": local_files_only}
+    common: dict[str, Any] = {
+        "revision": revision,
+        "local_files_only": local_files_only,
+        "trust_remote_code": bool(trust_remote_code),
+    }
     try:
+        config = AutoConfig.from_pretrained(name, **common)
+        _check_config(config, bool(trust_remote_code))
         tokenizer = AutoTokenizer.from_pretrained(name, **common)
         if random_weights:
-            config = AutoConfig.from_pretrained(name, **common)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32)
+                model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32,
+                                                         trust_remote_code=bool(trust_remote_code))
         else:
             model = AutoModelForCausalLM.from_pretrained(
                 name, attn_implementation="eager", dtype=torch.float32, **common
             )
+    except UnsupportedModelError:
+        raise
     except (OSError, ValueError) as exc:
+        if "trust_remote_code" in str(exc):
+            raise _remote_code_hint(name) from exc
         if random_weights and is_local:
             raise ModelLoadError(
                 f"could not build a random-weights model from folder {name!r}: {_clause(exc)}. The folder needs "

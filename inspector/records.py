@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import torch
 
 from inspector.formatting import format_prob
+from inspector.layer_records import CaptureLens, HiddenStates, layer_fields_problem, layer_tensors
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -204,6 +205,12 @@ class Capture:
             token ``i``), only when captured with ``keep_logits=True``.
         meta: provenance, see :class:`CaptureMeta`.
         labels: display string of every token id in ``token_ids`` and in the top-k lists.
+        hidden_states: ``[layer + 1, seq, d_model]`` residual stream (entry 0 before the first layer,
+            the last already normed, as ``output_hidden_states``; a tuple of ``[seq, d_i]`` when the
+            last entry is narrower), exact like ``attentions``; with ``keep_hidden_states=True``.
+        value_norms: ``[layer, head, key]`` float32, ``||(x_k W_V^h + b_V^h) W_O^h||`` (Kobayashi et al.
+            2020), with ``keep_value_norms=True``; see :mod:`inspector.layer_records`.
+        lens: the compact logit lens (:class:`~inspector.layer_records.CaptureLens`), with ``lens_k > 0``.
     """
 
     token_ids: torch.Tensor
@@ -218,6 +225,9 @@ class Capture:
     logits: torch.Tensor | None = None
     meta: CaptureMeta = field(default_factory=CaptureMeta)
     labels: dict[int, str] = field(default_factory=dict)
+    hidden_states: HiddenStates | None = None
+    value_norms: torch.Tensor | None = None
+    lens: CaptureLens | None = None
 
     def __post_init__(self) -> None:
         seq = int(self.token_ids.shape[0]) if self.token_ids.dim() == 1 else -1
@@ -240,6 +250,9 @@ class Capture:
                 self.logits.dim() == 2 and self.logits.shape[0] == steps,
                 f"logits must be [step={steps}, vocab], got {tuple(self.logits.shape)}",
             )
+        att_shape = () if self.attentions is None else tuple(self.attentions.shape)
+        problem = layer_fields_problem(self.hidden_states, self.value_norms, self.lens, seq, att_shape)
+        _check(problem is None, str(problem))
 
     # ----------------------------------------------------------------- sizes
     @property
@@ -324,6 +337,12 @@ class Capture:
             )
         return self.attentions
 
+    def require_value_norms(self) -> torch.Tensor:
+        if self.value_norms is None:
+            raise CaptureError("this capture kept no value norms; capture again with keep_value_norms=True "
+                               "(CLI: --keep-value-norms)")
+        return self.value_norms
+
     def aggregate(self, layers: str | int | None = "mean", heads: str | int | None = "mean") -> torch.Tensor:
         """Attention reduced over layers and/or heads; see :func:`inspector.aggregate.aggregate_attention`."""
         from inspector.aggregate import aggregate_attention
@@ -349,7 +368,7 @@ class Capture:
             out["attentions"] = self.attentions
         if self.logits is not None:
             out["logits"] = self.logits
-        return out
+        return {**out, **layer_tensors(self.hidden_states, self.value_norms, self.lens)}
 
     def to_parts(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """The storable form: tensors by storage name (``token_ids`` included) and a JSON-serialisable document."""

@@ -15,7 +15,7 @@ DEFAULT_CAPTURE_OUT = f"{OUTPUT_DIR}/captures/capture.safetensors"
 
 
 def add_model_args(parser: argparse.ArgumentParser, model_default: str = "gpt2") -> None:
-    """``--model``, ``--random-weights``, ``--device``, ``--dtype``."""
+    """``--model``, ``--random-weights``, ``--device``, ``--dtype``, ``--trust-remote-code``."""
     g = parser.add_argument_group("model")
     g.add_argument("--model", default=model_default, help="hub id or local folder (default: %(default)s)")
     g.add_argument(
@@ -27,6 +27,12 @@ def add_model_args(parser: argparse.ArgumentParser, model_default: str = "gpt2")
                    help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default: %(default)s)")
     g.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                    help="model dtype; float16 needs a GPU (default: float32)")
+    g.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run the model's own code from its folder or hub repository (only for code you have read and "
+        "trust; default: off)",
+    )
 
 
 #: GenerationSettings fields without a command-line flag, and why (a test checks every other field has one).
@@ -123,7 +129,8 @@ def prompt_arg(value: str, flag: str = "--prompt") -> str:
 def load_model_from_args(args: argparse.Namespace) -> Any:
     from inspector.model import load_model
 
-    return load_model(args.model, device=args.device, dtype=args.dtype, random_weights=args.random_weights)
+    return load_model(args.model, device=args.device, dtype=args.dtype, random_weights=args.random_weights,
+                      trust_remote_code=getattr(args, "trust_remote_code", False))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
