@@ -70,7 +70,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 class InspectorModel(ModelHandle):
     """A causal LM with eager attention, its tokenizer, and where it came from.
 
-    Use :meth:`generate` to generate with capture. ``model`` and ``tokenizer`` are
+    Use :meth:`generate` to generate with capture, :meth:`score` to score a given continuation. ``model`` and ``tokenizer`` are
     the plain Hugging Face objects; see :class:`inspector.handle.ModelHandle`.
     """
 
@@ -79,6 +79,12 @@ class InspectorModel(ModelHandle):
         from inspector.capture.engine import generate
 
         return generate(self, prompts, **kwargs)
+
+    def score(self, prompt: str | list[str], continuation: str | list[str], **kwargs: Any) -> Capture | list[Capture]:
+        """Teacher-force ``continuation`` after ``prompt``; see :func:`inspector.capture.forced.score`."""
+        from inspector.capture.forced import score
+
+        return score(self, prompt, continuation, **kwargs)
 
 
 def load_model(

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from inspector.data.prompts import build_prompt
-from inspector.forced import score
+from inspector.capture.forced import score
 from inspector.research.condition import (
     capture_condition_share,
     condition_attention_share,

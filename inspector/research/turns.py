@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from inspector.forced import score
+from inspector.capture.forced import score
 from inspector.research.condition import (
     CONDITION_SHARE_COLUMN,
     condition_attention_share,
