@@ -70,8 +70,8 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 class InspectorModel(ModelHandle):
     """A causal LM with eager attention, its tokenizer, and where it came from.
 
-    Use :meth:`generate` to generate with capture, :meth:`score` to score a given continuation. ``model`` and ``tokenizer`` are
-    the plain Hugging Face objects; see :class:`inspector.handle.ModelHandle`.
+    Use :meth:`generate` to generate with capture, :meth:`score` to score a given continuation.
+    ``model`` and ``tokenizer`` are the plain Hugging Face objects; see :class:`inspector.handle.ModelHandle`.
     """
 
     def generate(self, prompts: str | list[str], **kwargs: Any) -> Capture | list[Capture]:
