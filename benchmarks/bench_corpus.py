@@ -198,6 +198,7 @@ def research_mode(args: argparse.Namespace) -> int:
     plans = {k: plan_run(c, im.tokenizer, im.context_length) for k, c in configs.items()}
     n_turns = len(plans["base"].items)
     times: dict[str, list[float]] = {"base": [], "research": []}
+    scored = 0
     tmp = Path(tempfile.mkdtemp(prefix="bench-research-"))
     try:
         im.generate(plans["base"].batches[0][0].prompt.text, max_new_tokens=2)  # warm-up
@@ -210,9 +211,10 @@ def research_mode(args: argparse.Namespace) -> int:
                     torch.cuda.synchronize()
                 times[name].append(time.perf_counter() - t0)
                 assert len(run.summary) == n_turns
+                if name == "research":
+                    scored = int(run.summary["ref_ppl"].notna().sum())
             print(f"repeat {r}: base {times['base'][-1]:.2f} s, research {times['research'][-1]:.2f} s",
                   file=sys.stderr, flush=True)
-        scored = int(run.summary["ref_ppl"].notna().sum()) if "ref_ppl" in run.summary else 0
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     ratio = sum(times["research"]) / sum(times["base"])
