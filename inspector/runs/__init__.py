@@ -25,7 +25,8 @@ turn cannot have them, e.g. a dialogue's last turn, which has no reference reply
   ``cond_kl_max`` (``KL(P_cond || P_plain)`` of the next-token distributions before each reply token,
   nats), and ``attn_condition``: the generation's attention on the condition tokens (per layer and
   head, summed over those keys and averaged over the generated rows; kept ``[layer, head]`` in the
-  capture's ``meta.extra["condition_attention"]``), averaged over layers and heads.
+  capture's ``meta.extra["condition_attention"]``), averaged over layers and heads (NaN with
+  ``attention="none"``).
 
 :data:`CONDITIONS` names the conditions; the research options are part of the command identity.
 """
