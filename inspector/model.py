@@ -102,8 +102,8 @@ def _hub_error(name: str, reachable: bool, cause: object = None) -> ModelLoadErr
 class InspectorModel(ModelHandle):
     """A causal LM with eager attention, its tokenizer, and where it came from.
 
-    Use :meth:`generate` to generate with capture. ``model`` and ``tokenizer`` are
-    the plain Hugging Face objects; see :class:`inspector.handle.ModelHandle`.
+    Use :meth:`generate` to generate with capture, :meth:`score` to score a given continuation.
+    ``model`` and ``tokenizer`` are the plain Hugging Face objects; see :class:`inspector.handle.ModelHandle`.
     """
 
     def generate(self, prompts: str | list[str], **kwargs: Any) -> Capture | list[Capture]:
@@ -111,6 +111,12 @@ class InspectorModel(ModelHandle):
         from inspector.capture.engine import generate
 
         return generate(self, prompts, **kwargs)
+
+    def score(self, prompt: str | list[str], continuation: str | list[str], **kwargs: Any) -> Capture | list[Capture]:
+        """Teacher-force ``continuation`` after ``prompt``; see :func:`inspector.capture.forced.score`."""
+        from inspector.capture.forced import score
+
+        return score(self, prompt, continuation, **kwargs)
 
 
 def load_model(

@@ -26,7 +26,8 @@ from inspector.layer_records import CaptureLens, HiddenStates, layer_fields_prob
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
-StopReason = Literal["eos", "stop_string", "length"]
+# "forced": a teacher-forced continuation (inspector.capture.forced), which did not stop, it was given
+StopReason = Literal["eos", "stop_string", "length", "forced"]
 STOP_REASONS: tuple[str, ...] = get_args(StopReason)
 
 
@@ -194,7 +195,8 @@ class Capture:
         prompt_len: number of prompt tokens; generated step ``i`` is position ``prompt_len + i``.
         prompt_text: the prompt as given.
         generated_text: decoded generated tokens (special tokens skipped).
-        stop_reason: why generation stopped: ``"eos"``, ``"stop_string"`` or ``"length"`` (:data:`StopReason`).
+        stop_reason: why generation stopped: ``"eos"``, ``"stop_string"`` or ``"length"``; ``"forced"`` for a
+            teacher-forced continuation (:data:`StopReason`).
         raw: statistics under the raw model logits (``[step]`` / ``[step, k]``).
         processed: statistics under the processed scores decoding used.
         attentions: ``[layer, head, query, key]`` over the final sequence, or ``None``

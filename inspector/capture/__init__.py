@@ -12,7 +12,8 @@ The flow, one module each:
 * :mod:`~inspector.capture.beams` - beam search: gathering through ``beam_indices``;
 * :mod:`~inspector.capture.checks` - NaN/inf checks and :class:`NonFiniteError`;
 * :mod:`~inspector.capture.assemble` - stacked steps -> :class:`~inspector.records.Capture` objects;
-* :mod:`~inspector.capture.engine` - :func:`generate`: one ``generate`` call and the extra cached step.
+* :mod:`~inspector.capture.engine` - :func:`generate`: one ``generate`` call and the extra cached step;
+* :mod:`~inspector.capture.forced` - :func:`score`: a given continuation teacher-forced in one pass.
 
 The names below are importable from ``inspector.capture`` as before; each is loaded from its
 module on first use (PEP 562), so importing the settings alone does not import torch.
@@ -38,6 +39,9 @@ _EXPORTS: dict[str, str] = {
     "NonFiniteError": "inspector.capture.checks",
     "StackedSteps": "inspector.capture.steps",
     "generate": "inspector.capture.engine",
+    "is_forced": "inspector.capture.forced",
+    "score": "inspector.capture.forced",
+    "score_tokens": "inspector.capture.forced",
 }
 
 __all__ = [
@@ -54,7 +58,10 @@ __all__ = [
     "encode_prompts",
     "find_attention_modules",
     "generate",
+    "is_forced",
     "prompt_budget",
+    "score",
+    "score_tokens",
 ]
 
 
@@ -76,6 +83,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from inspector.capture.checks import NonFiniteError
     from inspector.capture.encode import PromptBatch, PromptBudget, check_prompts, encode_prompts, prompt_budget
     from inspector.capture.engine import generate
+    from inspector.capture.forced import is_forced, score, score_tokens
     from inspector.capture.settings import (
         ATTENTION_DTYPES,
         MAX_STOP_STRING_CHARS,

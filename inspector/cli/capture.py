@@ -141,6 +141,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_model_args(p)
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt text; '\\n' is a newline (default: %(default)r)")
+    p.add_argument("--continuation", default=None, metavar="TEXT",
+                   help="score this text after the prompt by teacher forcing instead of generating (decoding "
+                        "options are then unused); start it with a space after a cue like 'Agent:'; '\\n' is a "
+                        "newline (default: none, generate)")
     add_generation_args(p)
     p.add_argument("--out", default=DEFAULT_CAPTURE_OUT, help="capture file to write (default: %(default)s)")
     p.set_defaults(func=run_capture)
@@ -171,9 +175,18 @@ def run_capture(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise ValueError(f"--out must end in .safetensors, got {out}")
+    continuation = None if args.continuation is None else _unescape(_text_arg(args.continuation, "--continuation"))
+    if continuation is not None and not continuation:
+        raise ValueError("--continuation is empty; give the text to score, or leave the option out to generate")
+    if continuation is not None and not prompt.strip():
+        raise ValueError("--prompt is empty; give some text to condition the continuation on")
     im = load_model_from_args(args)
     print(f"loaded {im.describe()}", file=sys.stderr)
-    result = im.generate(prompt, settings=settings)
+    if continuation is not None:
+        result = im.score(prompt, continuation, top_k_logits=settings.top_k_logits, keep_logits=settings.keep_logits,
+                          attention_dtype=settings.attention_dtype)
+    else:
+        result = im.generate(prompt, settings=settings)
     captures = result if isinstance(result, list) else [result]
     out.parent.mkdir(parents=True, exist_ok=True)
     for i, cap in enumerate(captures):

@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "inspector.cli.runs",  # run, stats
     "inspector.cli.plot",  # plot
     "inspector.cli.dashboard",  # dashboard
+    "inspector.cli.research",  # order, compare
 )
 
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from inspector.runs.config import ATTENTION_MODES
+    from inspector.runs.config import ATTENTION_MODES, CONDITIONS
 
     p = sub.add_parser(
         "run",
@@ -67,6 +67,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--no-captures", dest="keep_captures", action="store_false",
                    help="write only the summary, no capture files")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    g = p.add_argument_group("research")
+    g.add_argument("--score-reference", action="store_true",
+                   help="also score each turn's reference reply by teacher forcing: columns ref_nll, ref_nll_mean, "
+                        "ref_ppl, ref_tokens (one extra forward pass per batch; default: off)")
+    g.add_argument("--condition", choices=list(CONDITIONS), default="none",
+                   help="state the reference reply's emotion or act in the cue of the generation prompt, e.g. "
+                        "'Agent (happiness):', and add the columns cond_delta_loglik(_mean), cond_kl_mean, "
+                        "cond_kl_max, attn_condition; implies --score-reference (default: %(default)s)")
+    g.add_argument("--condition-style", choices=["paren", "bracket"], default="paren",
+                   help="how the condition is written: paren 'Agent (happiness):' or bracket 'Agent [inform]:' "
+                        "(default: %(default)s)")
     p.set_defaults(func=run_run)
 
     s = sub.add_parser(
@@ -98,6 +109,9 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
         attention=args.attention,
         keep_captures=args.keep_captures,
         settings=settings,
+        score_reference=args.score_reference,
+        condition=args.condition,
+        condition_style=args.condition_style,
     )
 
 

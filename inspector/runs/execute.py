@@ -86,6 +86,38 @@ def _row(item: WorkItem, capture: Capture, metrics: Mapping[str, Any], capture_f
     }
 
 
+def _add_research(config: RunConfig, im: InspectorModel, batch: Sequence[WorkItem], captures: Sequence[Capture],
+                  kept: list[Capture], metrics: list[dict[str, Any]]) -> list[Capture]:
+    """Merge each turn's research columns into its metrics; keep the condition's attention share in the capture.
+
+    The reference reply is scored after the plain prompt (and after the conditioned one with a
+    condition) by :func:`~inspector.research.turns.research_columns`. ``attn_condition`` is read off
+    the generation itself, whose prompt is the conditioned one: the ``[layer, head]`` share goes into
+    the kept capture's ``meta.extra["condition_attention"]`` (a summary capture has no heads left to
+    recompute it from) and its mean into the summary.
+    """
+    from inspector.research.condition import CONDITION_SHARE_COLUMN, condition_attention_share, condition_positions
+    from inspector.research.turns import research_columns
+
+    conditioned = config.condition != "none"
+    columns = research_columns(im, [it.plain_prompt for it in batch], [it.labels["response"] for it in batch],
+                               [it.target for it in batch] if conditioned else None,
+                               style=config.condition_style, condition_share=False)
+    out = []
+    for it, cap, small, m, cols in zip(batch, captures, kept, metrics, columns, strict=True):
+        m.update(cols)
+        positions = condition_positions(it.prompt.segments)
+        if positions and cap.attentions is not None:
+            share = condition_attention_share(cap.attentions, cap.prompt_len, positions)  # [layer, head]
+            m[CONDITION_SHARE_COLUMN] = float(share.mean())
+            extra = {**small.meta.extra, "condition_attention": [[round(float(v), 6) for v in row] for row in share],
+                     "condition_attention_dims": "[layer, head]: mean over generated rows of the attention summed "
+                                                 "over the condition tokens"}
+            small = dataclasses.replace(small, meta=dataclasses.replace(small.meta, extra=extra))
+        out.append(small)
+    return out
+
+
 def _model_info(im: InspectorModel) -> dict[str, Any]:
     return {
         "name": im.name,
@@ -120,6 +152,7 @@ def _new_run_json(config: RunConfig, plan: RunPlan, im: InspectorModel, identity
         "attention": config.attention,
         "keep_captures": config.keep_captures,
         "generation": config.settings.to_dict(),
+        **({"research": config.research} if config.research is not None else {}),
         "model": _model_info(im),
         "versions": library_versions(),
         "storage": {
@@ -254,6 +287,8 @@ def _run_batches(config: RunConfig, out: Path, im: InspectorModel, plan: RunPlan
                     )
                 metrics.append(turn_metrics(cap, it.prompt.segments, it.prompt.turn, num_layers=num_layers))
                 kept.append(_reduce_attention(cap, config.attention))
+            if config.score_reference:
+                kept = _add_research(config, im, batch, captures, kept, metrics)
             files: list[str | None] = [None] * len(batch)
             if config.keep_captures:
                 for i, (it, cap) in enumerate(zip(batch, kept, strict=True)):
