@@ -33,6 +33,7 @@ from inspector.runs.folder import (
     write_run_json,
     writing,
 )
+from inspector.runs.head_stats import turn_head_stats, write_batch_head_stats
 from inspector.runs.load import SUMMARY_FILE, Run, load_run
 from inspector.runs.plan import RunPlan, WorkItem, plan_run
 from inspector.runs.summary import coerce, done_batches, read_parts, write_table
@@ -161,6 +162,9 @@ def _new_run_json(config: RunConfig, plan: RunPlan, im: InspectorModel, identity
             "captures": ("captures/DDDDD-TTT.safetensors, one capture per turn (inspector.load_capture)"
                          if config.keep_captures else None),
             "attention": config.attention,
+            "headstats": ("parts/headstats-NNNNNN.safetensors: per-turn head statistics [turn, layer, head] of "
+                          "batch NNNNNN, from the full attention (Run.head_stats)"
+                          if config.attention != "none" else None),
         },
         "created": now(),
     }
@@ -278,7 +282,7 @@ def _run_batches(config: RunConfig, out: Path, im: InspectorModel, plan: RunPlan
             captures = generate(im, [it.prompt.text for it in batch], settings=config.batch_settings(b),
                                 sources=[it.prompt.source() for it in batch])
             assert isinstance(captures, list)
-            metrics, kept = [], []
+            metrics, kept, head_stats = [], [], []
             for it, cap in zip(batch, captures, strict=True):
                 if cap.token_ids[: cap.prompt_len].tolist() != list(it.prompt.token_ids):
                     raise RunError(
@@ -286,6 +290,7 @@ def _run_batches(config: RunConfig, out: Path, im: InspectorModel, plan: RunPlan
                         "differently from the prompt builder; use the model's own tokenizer"
                     )
                 metrics.append(turn_metrics(cap, it.prompt.segments, it.prompt.turn, num_layers=num_layers))
+                head_stats.append(turn_head_stats(cap))  # from the full attention, before any reduction
                 kept.append(_reduce_attention(cap, config.attention))
             if config.score_reference:
                 kept = _add_research(config, im, batch, captures, kept, metrics)
@@ -298,6 +303,8 @@ def _run_batches(config: RunConfig, out: Path, im: InspectorModel, plan: RunPlan
             seconds = (time.perf_counter() - t0) / len(batch)
             rows = [_row(it, cap, m, f, seconds, b)
                     for it, cap, m, f in zip(batch, captures, metrics, files, strict=True)]
+            if all(s is not None for s in head_stats):  # before the part: a done batch has its statistics
+                write_batch_head_stats(out, b, [it.key for it in batch], [s for s in head_stats if s is not None])
             write_table(coerce(pd.DataFrame(rows)), part_path(out, b))
             done.add(b)
             bar.update(len(batch))
