@@ -21,6 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # this checkout's inspector, not whichever one is installed
+    sys.path.insert(0, str(ROOT))
+
 
 def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     import inspector

@@ -173,3 +173,21 @@ def test_resume_across_backends(cfg, tiny_model, tiny_dir, reference, tmp_path):
     run = run_corpus(cfg, out, tiny_model, model_id=str(tiny_dir), progress=False, runner=runner)
     assert sorted(runner.pids) == list(range(3, NUM_BATCHES))
     _assert_same_run(run, reference)
+
+
+def test_batches_hold_turns_of_similar_prompt_length(cfg, tiny_model):
+    """The plan (both backends run it) cuts batches from turns sorted by prompt length: less padding."""
+    from inspector.runs import plan_run
+
+    plan = plan_run(cfg, tiny_model.tokenizer, tiny_model.context_length)
+    length = {it.key: len(tiny_model.tokenizer(it.prompt.text, add_special_tokens=False)["input_ids"])
+              for it in plan.items}
+    lengths = [[length[it.key] for it in batch] for batch in plan.batches]
+    for a, b in zip(lengths, lengths[1:], strict=False):
+        assert max(a) <= min(b)
+    unsorted = [[length[it.key] for it in plan.items[i : i + BATCH]] for i in range(0, NUM_TURNS, BATCH)]
+
+    def padding(batches):
+        return sum(max(b) * len(b) - sum(b) for b in batches)
+
+    assert padding(lengths) < padding(unsorted)
