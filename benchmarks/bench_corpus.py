@@ -63,12 +63,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", default="plain", choices=["plain", "research"],
                     help="plain: corpus run vs plain generate; research: a run with reference scoring and "
                          "conditioning vs one without (default: %(default)s)")
+    ap.add_argument("--ray-workers", default=None, metavar="1,2",
+                    help="instead: corpus-run throughput on a local Ray cluster with each of these worker counts, "
+                    "interleaved (needs inspector[ray]; default: off)")
+    ap.add_argument("--batching", action="store_true",
+                    help="instead: capture throughput of length-bucketed (the plan's) vs unsorted batches, "
+                    "interleaved (default: off)")
     args = ap.parse_args(argv)
     if not args.model or not args.data:
         print("need --model (GPT-2 config + tokenizer folder) and --data (DailyDialog)", file=sys.stderr)
         return 2
     if args.mode == "research":
         return research_mode(args)
+    if args.ray_workers or args.batching:
+        from _corpus_ray import bench_batching, bench_ray_workers
+
+        result = bench_ray_workers(args) if args.ray_workers else bench_batching(args)
+        print(json.dumps(result))
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        return 0
 
     import torch
 

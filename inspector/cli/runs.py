@@ -78,6 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--condition-style", choices=["paren", "bracket"], default="paren",
                    help="how the condition is written: paren 'Agent (happiness):' or bracket 'Agent [inform]:' "
                         "(default: %(default)s)")
+    add_ray_args(p)
     p.set_defaults(func=run_run)
 
     s = sub.add_parser(
@@ -90,6 +91,41 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="label column to group by (default: %(default)s)")
     s.add_argument("--csv", default=None, help="also write the table to this CSV file (default: print only)")
     s.set_defaults(func=run_stats)
+
+
+def add_ray_args(parser: argparse.ArgumentParser) -> None:
+    """``--ray [auto|ADDRESS]``, ``--workers N``, ``--gpus-per-worker G`` (needs the ``ray`` extra)."""
+    g = parser.add_argument_group("Ray (pip install 'inspector[ray]')")
+    g.add_argument("--ray", nargs="?", const="auto", default=None, metavar="auto|ADDRESS",
+                   help="run the batches on a Ray cluster with Ray Data: 'auto' (the value when given alone) joins "
+                   "the running cluster or starts a local one; ADDRESS (ray://host:10001, host:6379) joins that "
+                   "cluster, whose workers must all reach --out, --model and --data at the same paths "
+                   "(default: no Ray, one process)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="model actors, each loading the model once (default: 2; needs --ray)")
+    g.add_argument("--gpus-per-worker", type=float, default=None,
+                   help="GPUs each worker reserves; > 0 runs the workers on cuda (default: 0, CPU workers; "
+                   "needs --ray)")
+
+
+def _ray_runner_options(args: argparse.Namespace) -> dict[str, object] | None:
+    """The Ray options, checked before any model work (``None`` without ``--ray``)."""
+    from inspector.runs.ray_backend import require_ray
+
+    if args.ray is None:
+        if args.workers is not None or args.gpus_per_worker is not None:
+            raise ValueError("--workers and --gpus-per-worker need --ray (e.g. --ray auto)")
+        return None
+    require_ray()
+    workers = 2 if args.workers is None else args.workers
+    gpus = 0.0 if args.gpus_per_worker is None else args.gpus_per_worker
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    if gpus < 0:
+        raise ValueError(f"--gpus-per-worker must be >= 0, got {gpus}")
+    if gpus > 0 and args.device not in ("auto", "cuda"):
+        raise ValueError(f"--gpus-per-worker {gpus} runs the workers on cuda; drop --device {args.device}")
+    return {"address": args.ray, "workers": workers, "gpus_per_worker": gpus}
 
 
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -131,6 +167,8 @@ def _selected_turns(config: RunConfig) -> tuple[Any, int]:
 
 
 def run_run(args: argparse.Namespace) -> int:
+    from torch import device as torch_device
+
     from inspector.devices import dtype_name
     from inspector.model import resolve_device, resolve_dtype
     from inspector.runs.execute import run_corpus
@@ -139,7 +177,9 @@ def run_run(args: argparse.Namespace) -> int:
 
     # Validate first, load last: settings, the folder, the data and the filters before the model (~10 s).
     config = _config_from_args(args)
-    device = resolve_device(args.device)
+    ray_options = _ray_runner_options(args)
+    gpu_workers = ray_options is not None and float(ray_options["gpus_per_worker"]) > 0  # type: ignore[arg-type]
+    device = torch_device("cuda") if gpu_workers else resolve_device(args.device)
     dtype = dtype_name(resolve_dtype(args.dtype, device))
     before = check_resumable(args.out, command_identity(config, args.model, args.random_weights, device.type, dtype))
     dataset, num_turns = _selected_turns(config)
@@ -147,10 +187,21 @@ def run_run(args: argparse.Namespace) -> int:
             and (before.get("identity") or {}).get("num_turns") == num_turns):
         print(f"{args.out} is already complete ({num_turns} turns); nothing to generate or write", file=sys.stderr)
         return 0
-    im = load_model_from_args(args)
+    if gpu_workers:  # the driver only plans (tokenizer, sizes): keep the GPUs for the workers
+        from inspector.model import load_model
+
+        im = load_model(args.model, device="cpu", random_weights=args.random_weights)
+    else:
+        im = load_model_from_args(args)
     print(f"loaded {im.describe()}", file=sys.stderr)
     plan = plan_run(config, im.tokenizer, im.context_length, dataset=dataset)
-    run = run_corpus(config, args.out, im, model_id=args.model, progress=args.progress, command=sys.argv, plan=plan)
+    runner = None
+    if ray_options is not None:
+        from inspector.runs.ray_backend import RayRunner
+
+        runner = RayRunner.for_model(im, args.model, device=device.type, dtype=dtype, **ray_options)
+    run = run_corpus(config, args.out, im, model_id=args.model, progress=args.progress, command=sys.argv,
+                     plan=plan, runner=runner)
     if before is not None and before.get("status") == "complete" and run.settings == before:
         return 0  # already complete: run_corpus said so and wrote nothing
     counts = run.settings.get("counts") or {}
