@@ -18,12 +18,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def gpt2_offline_dir() -> Path:
-    env = os.environ.get("INSPECTOR_GPT2_OFFLINE_DIR")
-    path = Path(env) if env else ROOT.parent / "shared" / "models" / "gpt2-offline"
-    if not (path / "config.json").is_file():
+    from inspector.locations import find_gpt2_offline_dir, gpt2_offline_dirs
+
+    path = find_gpt2_offline_dir()
+    if path is None:
         raise SystemExit(
-            f"GPT-2 config/tokenizer folder not found at {path}; set INSPECTOR_GPT2_OFFLINE_DIR "
-            "(see ../shared/README.md)"
+            f"GPT-2 config/tokenizer folder not found (looked in {', '.join(map(str, gpt2_offline_dirs()))}); "
+            "set INSPECTOR_GPT2_OFFLINE_DIR (see ../shared/README.md)"
         )
     return path
 

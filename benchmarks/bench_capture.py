@@ -9,7 +9,10 @@ in this one process, interleaved, on the same model:
   ``output_attentions``, ``output_logits``, ``return_dict_in_generate``) followed by
   its stacked mean per step, ``torch.stack(output.attentions[step]).mean(dim=0)``;
 * ``inspector``: ``inspector.generate`` with default settings (fp16 attention,
-  top-10 logits per step, every attention row kept).
+  top-10 logits per step, every attention row kept);
+* ``+layers``: the same, also keeping hidden states (fp16) and value norms
+  (``keep_hidden_states=True, keep_value_norms=True``); its cost over ``inspector``
+  is reported as ``layers_over_capture``.
 
 Usage::
 
@@ -55,6 +58,10 @@ def tensor_bytes(obj: Any) -> int:
     return 0
 
 
+#: The method that also keeps hidden states and value norms.
+LAYERS = "+layers"
+
+
 def run_case(im: Any, batch: int, prompt_tokens: int, new_tokens: int, reps: int, notebook: bool) -> dict[str, Any]:
     tok, model, dev = im.tokenizer, im.model, im.device
     prompts = make_prompts(tok, batch, prompt_tokens)
@@ -77,13 +84,19 @@ def run_case(im: Any, batch: int, prompt_tokens: int, new_tokens: int, reps: int
         caps = inspector.generate(im, prompts, max_new_tokens=new_tokens)
         return caps if isinstance(caps, list) else [caps]
 
-    methods = {"plain": plain, "inspector": capture}
+    def capture_layers() -> list[inspector.Capture]:
+        caps = inspector.generate(im, prompts, max_new_tokens=new_tokens, keep_hidden_states=True,
+                                  keep_value_norms=True)
+        return caps if isinstance(caps, list) else [caps]
+
+    methods = {"plain": plain, "inspector": capture, LAYERS: capture_layers}
     if notebook:
         methods["notebook"] = notebook_method
     # warm-up (allocator, kernels): one short run each
     with torch.no_grad():
         model.generate(**enc, max_new_tokens=2, pad_token_id=tok.pad_token_id)
     inspector.generate(im, prompts, max_new_tokens=2)
+    inspector.generate(im, prompts, max_new_tokens=2, keep_hidden_states=True, keep_value_norms=True)
 
     times: dict[str, list[float]] = {m: [] for m in methods}
     peaks: dict[str, list[int]] = {m: [] for m in methods}
@@ -134,6 +147,8 @@ def run_case(im: Any, batch: int, prompt_tokens: int, new_tokens: int, reps: int
     res["peak_mem_capture_minus_plain_bytes"] = (
         res["peak_mem_above_start_bytes"]["inspector"] - res["peak_mem_above_start_bytes"]["plain"]
     )
+    if LAYERS in med:
+        res["layers_over_capture"] = med[LAYERS] / med["inspector"]
     if notebook and "notebook" in med:
         res["notebook_over_capture"] = med["notebook"] / med["inspector"]
         res["notebook_bytes_over_capture"] = kept["notebook"] / kept["inspector"]
@@ -151,6 +166,8 @@ def print_case(r: dict[str, Any]) -> None:
           f"capture peak memory minus plain's: {r['peak_mem_capture_minus_plain_bytes'] / mb:.1f} MB")
     for m, why in r.get("failed", {}).items():
         print(f"{m}: did not complete ({why})")
+    if "layers_over_capture" in r:
+        print(f"capture with hidden states and value norms / capture: {r['layers_over_capture']:.3f}x")
     if "notebook_over_capture" in r:
         print(f"notebook / capture: {r['notebook_over_capture']:.2f}x slower; "
               f"notebook keeps {r['notebook_bytes_over_capture']:.0f}x the bytes per prompt")

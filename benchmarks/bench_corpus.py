@@ -15,7 +15,13 @@ turns/s of each (total over the repeats) and their ratio; the target on CPU is a
 Also reported: the median, over every batch, of plain/corpus time for that batch run back
 to back (robust to load spikes that hit one path only).
 
-    python benchmarks/bench_corpus.py [--device cpu] [--json out.json]
+With ``--mode research`` (issue 12) it times instead a corpus run with reference scoring and
+conditioning (``score_reference=True, condition="emotion"``: two extra teacher-forced passes per
+batch, the conditioned prompt generated) against the same run without them, over the same turns, in
+one process: whole runs alternate ABBA over ``--repeats`` (A first on even repeats, B first on odd
+ones). Reports the seconds of each and their ratio; the target is at most 1.5.
+
+    python benchmarks/bench_corpus.py [--device cpu] [--mode plain|research] [--json out.json]
 """
 
 from __future__ import annotations
@@ -54,10 +60,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=2, help="timed passes of each (default: %(default)s)")
     ap.add_argument("--json", dest="json_out", default=None, help="also write the result to this file")
+    ap.add_argument("--mode", default="plain", choices=["plain", "research"],
+                    help="plain: corpus run vs plain generate; research: a run with reference scoring and "
+                         "conditioning vs one without (default: %(default)s)")
+    ap.add_argument("--ray-workers", default=None, metavar="1,2",
+                    help="instead: corpus-run throughput on a local Ray cluster with each of these worker counts, "
+                    "interleaved (needs inspector[ray]; default: off)")
+    ap.add_argument("--batching", action="store_true",
+                    help="instead: capture throughput of length-bucketed (the plan's) vs unsorted batches, "
+                    "interleaved (default: off)")
     args = ap.parse_args(argv)
     if not args.model or not args.data:
         print("need --model (GPT-2 config + tokenizer folder) and --data (DailyDialog)", file=sys.stderr)
         return 2
+    if args.mode == "research":
+        return research_mode(args)
+    if args.ray_workers or args.batching:
+        from _corpus_ray import bench_batching, bench_ray_workers
+
+        result = bench_ray_workers(args) if args.ray_workers else bench_batching(args)
+        print(json.dumps(result))
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        return 0
 
     import torch
 
@@ -165,6 +190,60 @@ def main(argv: list[str] | None = None) -> int:
     print(f"corpus run     : {corpus_tps:7.2f} turns/s (captures, summary and run.json written)")
     print(f"ratio          : {result['ratio']:.3f} (target >= 0.85); median over back-to-back batch pairs: "
           f"{result['ratio_median_of_batch_pairs']:.3f}")
+    print(json.dumps(result))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def research_mode(args: argparse.Namespace) -> int:
+    """A run with ``score_reference`` and ``condition="emotion"`` against the same run without, ABBA."""
+    import torch
+
+    import inspector
+    from inspector.capture import GenerationSettings
+    from inspector.runs import RunConfig, plan_run, run_corpus
+
+    im = inspector.load_model(args.model, device=args.device, random_weights=True)
+    common = dict(split="validation", data=args.data, limit=args.turns, batch_size=args.batch_size,
+                  attention=args.attention, settings=GenerationSettings(max_new_tokens=args.max_new_tokens))
+    configs = {"base": RunConfig(**common),
+               "research": RunConfig(score_reference=True, condition="emotion", **common)}
+    plans = {k: plan_run(c, im.tokenizer, im.context_length) for k, c in configs.items()}
+    n_turns = len(plans["base"].items)
+    times: dict[str, list[float]] = {"base": [], "research": []}
+    scored = 0
+    tmp = Path(tempfile.mkdtemp(prefix="bench-research-"))
+    try:
+        im.generate(plans["base"].batches[0][0].prompt.text, max_new_tokens=2)  # warm-up
+        for r in range(args.repeats):
+            for name in (("base", "research") if r % 2 == 0 else ("research", "base")):
+                t0 = time.perf_counter()
+                run = run_corpus(configs[name], tmp / f"{name}-{r}", im, progress=False, plan=plans[name],
+                                 log=lambda m: None)
+                if im.device.type == "cuda":
+                    torch.cuda.synchronize()
+                times[name].append(time.perf_counter() - t0)
+                assert len(run.summary) == n_turns
+                if name == "research":
+                    scored = int(run.summary["ref_ppl"].notna().sum())
+            print(f"repeat {r}: base {times['base'][-1]:.2f} s, research {times['research'][-1]:.2f} s",
+                  file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    ratio = sum(times["research"]) / sum(times["base"])
+    result = {
+        "benchmark": "bench_corpus", "mode": "research", "device": str(im.device),
+        "torch_threads": torch.get_num_threads(), "model": im.name, "random_weights": True, "turns": n_turns,
+        "turns_with_reference": scored, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
+        "attention": args.attention, "repeats": args.repeats, "base_seconds": times["base"],
+        "research_seconds": times["research"], "ratio": round(ratio, 3),
+        "ratio_per_repeat": [round(b / a, 3) for a, b in zip(times["base"], times["research"], strict=True)],
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "target_ratio": 1.5,
+    }
+    print(f"run without research columns: {sum(times['base']):7.2f} s over {args.repeats} repeats")
+    print(f"run with reference + emotion : {sum(times['research']):7.2f} s")
+    print(f"ratio                        : {ratio:.3f} (target <= 1.5)")
     print(json.dumps(result))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -29,6 +29,7 @@ access, launch, state = _view("access"), _view("launch"), _view("state")
 banners, sidebar, decoding = _view("banners"), _view("sidebar"), _view("decoding")
 prompt_view, generation_view, attention_view = _view("prompt_view"), _view("generation_view"), _view("attention_view")
 corpus_view, export_view = _view("corpus_view"), _view("export_view")
+analysis_view = _view("analysis_view")
 
 st.set_page_config(page_title="inspector · inside GPT-2", page_icon=":material/search:", layout="wide")
 opts = launch.launch_options()
@@ -51,7 +52,7 @@ banners.capture_line(settings)
 
 state.apply_pending_view()
 tabs = st.tabs(list(state.VIEWS), key=state.VIEW, on_change="rerun")
-prompt_tab, generation_tab, attention_tab, corpus_tab, export_tab = tabs
+prompt_tab, generation_tab, attention_tab, analysis_tab, corpus_tab, export_tab = tabs
 capture = state.current_capture()
 with prompt_tab:
     if prompt_tab.open:
@@ -62,6 +63,9 @@ with generation_tab:
 with attention_tab:
     if attention_tab.open:
         attention_view.attention_panel(capture)
+with analysis_tab:
+    if analysis_tab.open:
+        analysis_view.analysis_panel(capture, loaded, request, settings)
 with corpus_tab:
     if corpus_tab.open:
         corpus_view.corpus_panel(opts)

@@ -44,7 +44,8 @@ def capture_line(settings: Any) -> None:
         return
     origin = st.session_state.get(state.CAPTURE_ORIGIN, "")
     rnd = " · **random weights**" if cap.meta.random_weights else ""
-    st.markdown(f"**Showing:** {md(origin)} · {cap.prompt_len} prompt + {cap.num_steps} generated tokens · "
+    made = "forced (teacher-forced continuation)" if cap.meta.generation.get("mode") == "forced" else "generated"
+    st.markdown(f"**Showing:** {md(origin)} · {cap.prompt_len} prompt + {cap.num_steps} {made} tokens · "
                 f"stopped at: {stop_label(cap.stop_reason)}{rnd}")
     skey = st.session_state.get(state.CAPTURE_SETTINGS)
     if skey and settings is not None and skey != state.settings_key(settings):

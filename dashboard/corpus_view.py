@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from . import state
+from . import research_view, state
 from .launch import LaunchOptions
 from .text import md
 
@@ -43,6 +43,8 @@ def corpus_panel(opts: LaunchOptions) -> None:
         st.info("This run has no finished turns yet.")
         return
     _corpus_stats(run, summary)
+    research_view.difficulty_panel(summary)
+    research_view.compare_panel(run_path, summary)
     _corpus_table(run_path, summary)
     _capture_file_opener()
 

@@ -54,7 +54,7 @@ RUN_PATH = "run_path"
 #: Tab widget key.
 VIEW = "view"
 
-VIEWS = ("Prompt", "Generation", "Attention", "Corpus", "Export")
+VIEWS = ("Prompt", "Generation", "Attention", "Analysis", "Corpus", "Export")
 
 
 # ----------------------------------------------------------------------------- model

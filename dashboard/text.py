@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-STOP_LABELS = {"eos": "end of text", "stop_string": "stop string", "length": "token limit"}
+STOP_LABELS = {"eos": "end of text", "stop_string": "stop string", "length": "token limit",
+               "forced": "end of the given continuation (teacher-forced)"}
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
 
 

@@ -39,7 +39,12 @@ def load(args: argparse.Namespace) -> inspector.InspectorModel:
     try:
         return inspector.load_model("gpt2", device=args.device)
     except inspector.ModelLoadError as exc:
-        offline = Path(os.environ.get("INSPECTOR_GPT2_OFFLINE_DIR", ROOT.parent / "shared/models/gpt2-offline"))
+        from inspector.locations import find_gpt2_offline_dir
+
+        offline = find_gpt2_offline_dir()
+        if offline is None:
+            raise SystemExit(f"{exc}\nNo GPT-2 config folder for random weights either: "
+                             "set INSPECTOR_GPT2_OFFLINE_DIR") from None
         print(f"{exc}\n-> falling back to random weights from {offline}", file=sys.stderr)
         return inspector.load_model(offline, device=args.device, random_weights=True)
 

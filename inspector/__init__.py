@@ -50,6 +50,26 @@ _EXPORTS: dict[str, str] = {
     "CaptureMeta": "inspector.records",
     "StepRecord": "inspector.records",
     "TokenScores": "inspector.records",
+    "score": "inspector.capture.forced",
+    "score_tokens": "inspector.capture.forced",
+    "is_forced": "inspector.capture.forced",
+    "UnsupportedModelError": "inspector.architectures",
+    "check_supported": "inspector.architectures",
+    "logit_lens": "inspector.analysis.lens",
+    "capture_lens": "inspector.analysis.lens",
+    "LensResult": "inspector.analysis.lens",
+    "model_value_norms": "inspector.analysis.value_norms",
+    "norm_weighted_attention": "inspector.analysis.value_norms",
+    "attention_rollout": "inspector.analysis.rollout",
+    "HeadStats": "inspector.analysis.head_stats",
+    "attention_head_stats": "inspector.analysis.head_stats",
+    "aggregate_head_stats": "inspector.analysis.head_stats",
+    "CaptureComparison": "inspector.analysis.compare",
+    "CompareError": "inspector.analysis.compare",
+    "compare_captures": "inspector.analysis.compare",
+    "compare_beams": "inspector.analysis.compare",
+    "order_turns": "inspector.research.curriculum",
+    "compare_runs": "inspector.research.compare_runs",
     "CaptureFileError": "inspector.store",
     "load_capture": "inspector.store",
     "save_capture": "inspector.store",
@@ -81,10 +101,19 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         attention_from,
         stacked_mean,
     )
+    from inspector.analysis.compare import CaptureComparison, CompareError, compare_beams, compare_captures
+    from inspector.analysis.head_stats import HeadStats, aggregate_head_stats, attention_head_stats
+    from inspector.analysis.lens import LensResult, capture_lens, logit_lens
+    from inspector.analysis.rollout import attention_rollout
+    from inspector.analysis.value_norms import model_value_norms, norm_weighted_attention
+    from inspector.architectures import UnsupportedModelError, check_supported
     from inspector.capture import GenerationSettings, NonFiniteError, find_attention_modules, generate
+    from inspector.capture.forced import is_forced, score, score_tokens
     from inspector.data.dailydialog import load_dailydialog
     from inspector.fallback import LoadResult, builtin_model, load_with_fallback
     from inspector.model import InspectorModel, ModelLoadError, available_devices, load_model, resolve_device
     from inspector.records import Candidate, Capture, CaptureError, CaptureMeta, StepRecord, TokenScores
+    from inspector.research.compare_runs import compare_runs
+    from inspector.research.curriculum import order_turns
     from inspector.runs import RunConfig, load_run, run_corpus
     from inspector.store import CaptureFileError, load_capture, save_capture

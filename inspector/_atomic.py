@@ -6,18 +6,23 @@ Every file the package writes goes through :func:`atomic_path`, which
 * gives the new file the mode the user's umask asks for (``mkstemp`` alone makes 0600);
 * turns "no space left on device", whichever library reports it and however, into one
   :class:`DiskFullError` naming the target;
-* removes the temporaries of earlier writes to the same target whose writer is gone (a killed
-  process cannot clean up after itself), never one that a live writer still uses.
+* removes the temporaries of earlier writes to the same folder whose writer is gone (a killed
+  process cannot clean up after itself), never one that a live writer still uses. Listing a
+  folder costs time in proportion to its size (a run folder holds thousands of captures), so a
+  process looks at each folder on its first write there and then at most every
+  :data:`RESCAN_AFTER_S`: leftovers of a killed process go at the next process's first write.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import re
 import socket
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -25,12 +30,16 @@ from pathlib import Path
 
 #: A temporary of another host (or of an old inspector, whose names carry no writer) is stale after this.
 STALE_AFTER_S = 3600.0
+#: A folder is looked at for stale temporaries on this process's first write there, then at most this often.
+RESCAN_AFTER_S = 60.0
+_scanned: dict[str, float] = {}  # folder -> time.monotonic() of this process's last look
+_scanned_lock = threading.Lock()
 _DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 # How libraries that do not raise OSError report it (safetensors, pyarrow, the Rust standard library).
 _DISK_FULL_TEXT = re.compile(r"no space left on device|os error 28\b|errno 28\b|disk quota exceeded", re.IGNORECASE)
-# The part between ``.{target}.`` and ``.tmp``: host tag, writer pid, mkstemp's random part; before
-# temporaries named their writer, the random part alone.
-_TMP = re.compile(r"(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)-[a-z0-9_]{8}")
+# ``.{target}.{host tag}-{writer pid}-{mkstemp's random part}.tmp``; before temporaries named their
+# writer, ``.{target}.{random part}.tmp``.
+_TMP = re.compile(r"\.(?P<target>.+)\.(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)-[a-z0-9_]{8}\.tmp")
 _OLD_TMP = re.compile(r"[a-z0-9_]{8}")
 
 
@@ -72,6 +81,7 @@ def current_umask() -> int:
     return mask  # pragma: no cover
 
 
+@functools.lru_cache(maxsize=1)
 def _writer_tag() -> str:
     """This host, shortly: process ids are only comparable between temporaries of one host."""
     return f"{zlib.crc32(socket.gethostname().encode('utf-8', 'replace')):08x}"
@@ -87,35 +97,45 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(target: Path, now: float | None = None) -> list[Path]:
-    """Remove temporaries of earlier writes to ``target`` whose writer is dead (or, unknown, that are old).
+def _due_for_scan(folder: Path) -> bool:
+    key = os.path.realpath(folder)
+    now = time.monotonic()
+    with _scanned_lock:
+        last = _scanned.get(key)
+        if last is not None and now - last < RESCAN_AFTER_S:
+            return False
+        _scanned[key] = now
+        return True
 
-    A temporary of a writer on this host is removed when that process no longer exists; one of
-    another host, or from before temporaries named their writer, when it is older than
-    :data:`STALE_AFTER_S`. Returns the removed paths. Errors (a file another cleaner removed
-    first, a read-only folder) are ignored: cleaning is a courtesy, the write goes on.
+
+def remove_stale_temporaries(folder: Path, target_name: str | None = None, now: float | None = None) -> list[Path]:
+    """Remove the temporaries in ``folder`` that no writer will finish; returns the removed paths.
+
+    A temporary :func:`atomic_path` made on this host is removed when its writing process no
+    longer exists; one made on another host when it is older than :data:`STALE_AFTER_S`. For
+    ``target_name``, temporaries named the way inspector named them before they carried their
+    writer are removed when that old too. Errors (a file another cleaner removed first, a
+    read-only folder) are ignored: cleaning is a courtesy, the write goes on.
     """
-    prefix, suffix = f".{target.name}.", ".tmp"
     tag = _writer_tag()
     now = time.time() if now is None else now
+    old_prefix = f".{target_name}." if target_name else None
     removed: list[Path] = []
     try:
-        entries = list(os.scandir(target.parent if str(target.parent) else "."))
+        entries = list(os.scandir(folder))
     except OSError:
         return removed
     for entry in entries:
         name = entry.name
-        if not (name.startswith(prefix) and name.endswith(suffix)):
+        if not (name.startswith(".") and name.endswith(".tmp")):
             continue
-        middle = name[len(prefix) : -len(suffix)]
-        ours = _TMP.fullmatch(middle)
+        ours = _TMP.fullmatch(name)
         if ours:
-            pid = int(ours["pid"])
-            stale = not _pid_alive(pid) if ours["host"] == tag else _older_than(entry, now)
-        elif _OLD_TMP.fullmatch(middle):
+            stale = not _pid_alive(int(ours["pid"])) if ours["host"] == tag else _older_than(entry, now)
+        elif old_prefix and name.startswith(old_prefix) and _OLD_TMP.fullmatch(name[len(old_prefix) : -4]):
             stale = _older_than(entry, now)
         else:
-            continue  # not one of ours (another target whose name starts with this one's)
+            continue  # not a temporary of ours
         if stale:
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
@@ -142,7 +162,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise OSError(f"cannot write {target}: folder {folder} does not exist")
-    remove_stale_temporaries(target)
+    if _due_for_scan(folder):
+        remove_stale_temporaries(folder, target.name)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{_writer_tag()}-{os.getpid()}-", suffix=".tmp",
                                         dir=folder)

@@ -30,7 +30,9 @@ def _sum(t: torch.Tensor, dim: int) -> torch.Tensor:
 REDUCERS: Mapping[str, Reducer] = MappingProxyType({"mean": _mean, "max": _max, "sum": _sum})
 
 #: Names accepted by ``--agg`` in the CLI and the dashboard.
-AGGREGATE_MODES: tuple[str, ...] = ("mean", "max", "stacked-mean")
+AGGREGATE_MODES: tuple[str, ...] = ("mean", "max", "stacked-mean", "norm-weighted")
+#: Modes that need the capture's value norms (``value_norms=`` of :func:`aggregate_by_mode`).
+NORM_MODES: tuple[str, ...] = ("norm-weighted",)
 
 
 def _check_attention(att: torch.Tensor) -> None:
@@ -103,15 +105,37 @@ def stacked_mean(att: torch.Tensor, prompt_len: int, step: int | None = None) ->
     return att[:, :, :n, :n].float().mean(dim=0)
 
 
-def aggregate_by_mode(att: torch.Tensor, mode: str, layer: int | None = None, head: int | None = None) -> torch.Tensor:
+def aggregate_by_mode(
+    att: torch.Tensor,
+    mode: str,
+    layer: int | None = None,
+    head: int | None = None,
+    value_norms: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``[query, key]`` attention for a display mode.
 
     ``mode`` is one of :data:`AGGREGATE_MODES`. A given ``layer`` and/or ``head`` is
     selected first; the remaining dimensions are reduced with ``mode``. ``"stacked-mean"``
     is the notebook's mean over layers followed by a mean over heads (or the chosen head).
+    ``"norm-weighted"`` (Kobayashi et al. 2020) weights each key by its value norm
+    (``value_norms``: ``[layer, head, key]``, the capture's), renormalises every row to sum
+    to 1 (:func:`inspector.analysis.value_norms.norm_weighted_attention`), then takes the mean.
+
+    Raises:
+        ValueError: an unknown mode, or ``"norm-weighted"`` without value norms (the message
+            says to capture again with ``keep_value_norms=True``).
     """
     if mode not in AGGREGATE_MODES:
         raise ValueError(f"unknown aggregate mode {mode!r}; choose one of {list(AGGREGATE_MODES)}")
+    if mode == "norm-weighted":
+        if value_norms is None:
+            raise ValueError("norm-weighted attention needs value norms, and this capture kept none; capture "
+                             "again with keep_value_norms=True (CLI: --keep-value-norms)")
+        from inspector.analysis.value_norms import norm_weighted_attention
+
+        weighted = norm_weighted_attention(att, value_norms, renormalise=True)
+        return aggregate_attention(weighted, layers="mean" if layer is None else layer,
+                                   heads="mean" if head is None else head)
     if mode == "stacked-mean":
         if layer is not None:
             raise ValueError("stacked-mean averages over all layers; drop --layer or use --agg mean")

@@ -35,8 +35,6 @@ EOS_TOKEN = "<|endoftext|>"
 #: Size of the built-in model: small enough to generate a 100-token capture in well under a second on a CPU.
 BUILTIN_CONFIG: dict[str, int] = {"n_layer": 4, "n_head": 4, "n_embd": 64, "n_positions": 1024}
 
-_PROJECT_SHARED = Path(__file__).resolve().parents[2] / "shared" / "models" / "gpt2-offline"
-
 @lru_cache(maxsize=1)
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character table (the ByteLevel alphabet)."""
@@ -112,23 +110,15 @@ def builtin_model(seed: int = 0, device: str | torch.device = "cpu", **config: i
 
 
 def default_config_dirs(extra: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Folders searched for a local GPT-2 config + tokenizer, in order (existing or not)."""
-    dirs: list[Path] = []
-    if extra:
-        dirs.append(Path(extra).expanduser())
-    env = os.environ.get("INSPECTOR_GPT2_OFFLINE_DIR")
-    if env:
-        dirs.append(Path(env).expanduser())
-    dirs.append(Path.cwd().parent / "shared" / "models" / "gpt2-offline")
-    dirs.append(_PROJECT_SHARED)
-    seen: set[Path] = set()
-    out = []
-    for d in dirs:
-        key = d.resolve() if d.exists() else d
-        if key not in seen:
-            seen.add(key)
-            out.append(d)
-    return out
+    """Folders searched for a local GPT-2 config + tokenizer, in order (existing or not).
+
+    The one lookup of :func:`inspector.locations.gpt2_offline_dirs`: ``extra``, then
+    ``INSPECTOR_GPT2_OFFLINE_DIR``, then ``shared/models/gpt2-offline`` beside the current
+    folder and beside the project.
+    """
+    from inspector.locations import gpt2_offline_dirs
+
+    return gpt2_offline_dirs(extra)
 
 
 def _has_config(folder: Path) -> bool:
@@ -172,8 +162,10 @@ def load_with_fallback(
     """Load ``name_or_path``; if that fails, a random-weights GPT-2 from a local config; else :func:`builtin_model`.
 
     ``name_or_path="builtin"`` asks for the built-in model directly. A bad ``device`` or
-    ``dtype`` is the caller's mistake and raises ``ValueError`` rather than falling back.
+    ``dtype`` is the caller's mistake and raises ``ValueError`` rather than falling back;
+    an architecture that capture does not support falls back, and the message names it.
     """
+    from inspector.architectures import UnsupportedModelError
     from inspector.devices import resolve_device
     from inspector.model import ModelLoadError, load_model
 
@@ -187,9 +179,9 @@ def load_with_fallback(
         im = load_model(name, device=dev, dtype=dtype, random_weights=random_weights, seed=seed)
         what = "with RANDOM weights: its text is meaningless" if random_weights else "with pretrained weights"
         return LoadResult(im, f"Loaded {name!r} {what}.", "requested")
-    except ModelLoadError as exc:
+    except (ModelLoadError, UnsupportedModelError) as exc:
         errors.append(str(exc))
-    failed = f"Could not load {name!r}: {errors[0]}"
+    failed = f"Could not load {name!r}: {_reason(errors[0], name)}"
     tried: list[str] = []
     for folder in default_config_dirs(config_dir):
         if not _has_config(folder):
@@ -199,7 +191,7 @@ def load_with_fallback(
             continue  # that exact attempt just failed
         try:
             im = load_model(folder, device=dev, dtype=dtype, random_weights=True, seed=seed)
-        except ModelLoadError as exc:
+        except (ModelLoadError, UnsupportedModelError) as exc:
             errors.append(str(exc))
             tried.append(f"{folder} ({exc})")
             continue
@@ -212,6 +204,14 @@ def load_with_fallback(
     where = "; ".join(tried) if tried else "none given"
     msg = f"{failed}\n\nNo local GPT-2 config folder was usable (looked at: {where}).\n\n" + _builtin_text(im)
     return LoadResult(im, msg, "builtin", errors)
+
+
+def _reason(error: str, name: str) -> str:
+    """``error`` without the loader's own "could not load model NAME: " (so that it is not said twice)."""
+    for prefix in (f"could not load model {name!r}: ", f"could not load model {str(Path(name).expanduser())!r}: "):
+        if error.startswith(prefix):
+            return error[len(prefix):]
+    return error
 
 
 def _builtin_text(im: InspectorModel, asked: bool = False) -> str:

@@ -66,7 +66,17 @@ def _metadata(tensors: dict[str, torch.Tensor], doc: dict[str, Any]) -> dict[str
 
 
 def _storable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    """CPU, contiguous, and no two sharing memory (safetensors refuses shared tensors, e.g. ``processed=raw``)."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for name, tensor in tensors.items():
+        t = tensor.detach().to("cpu").contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        if t.numel() and ptr in seen:
+            t = t.clone()
+        seen.add(t.untyped_storage().data_ptr())
+        out[name] = t
+    return out
 
 
 def write(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor], doc: dict[str, Any]) -> Path:

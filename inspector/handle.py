@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from inspector.architectures import check_supported
 from inspector.devices import dtype_name
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,7 +53,8 @@ class ModelHandle:
 
     ``model`` and ``tokenizer`` are the plain Hugging Face objects. Construction switches
     the model to eager attention (or refuses it with a ``ValueError``), sets a padding
-    token and left padding, and puts the model in eval mode.
+    token and left padding, and puts the model in eval mode. An architecture whose attention
+    cannot be captured is refused first (:class:`~inspector.architectures.UnsupportedModelError`).
     """
 
     model: PreTrainedModel
@@ -63,6 +65,7 @@ class ModelHandle:
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_supported(self.model)  # before anything touches the model: the message names the architecture
         _ensure_eager(self.model)
         _prepare_tokenizer(self.tokenizer)
         self.model.eval()
@@ -75,7 +78,11 @@ class ModelHandle:
         name: str | None = None,
         random_weights: bool = False,
     ) -> _H:
-        """Wrap an already loaded model (switched to eager attention, or refused with a message)."""
+        """Wrap an already loaded model (switched to eager attention, or refused with a message).
+
+        Raises:
+            UnsupportedModelError: an architecture whose attention cannot be captured (named in the message).
+        """
         return cls(model, tokenizer, name or getattr(model.config, "_name_or_path", "") or type(model).__name__,
                    random_weights=random_weights)
 

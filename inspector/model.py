@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from inspector.architectures import UnsupportedModelError, check_supported
 from inspector.devices import available_devices, resolve_device, resolve_dtype
 from inspector.handle import ModelHandle
+from inspector.hub import hub_offline, hub_reachable
 from inspector.provenance import library_versions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "InspectorModel",
     "ModelLoadError",
+    "UnsupportedModelError",
     "available_devices",
     "hub_reachable",
     "library_versions",
@@ -33,45 +36,74 @@ __all__ = [
 
 
 class ModelLoadError(RuntimeError):
-    """The model or tokenizer could not be loaded; the message says what to do."""
+    """The model or tokenizer could not be loaded; the message says what to do.
 
-
-def _hub_hint(name: str) -> str:
-    return (
-        f"could not load model {name!r}: it is not a local folder and the Hugging Face Hub could not be "
-        "reached (or has no such model). Pass a local folder holding config.json, the tokenizer files and "
-        "the weights, e.g. --model /path/to/gpt2 (download once elsewhere with "
-        f"`huggingface-cli download {name} --local-dir gpt2`), or use --random-weights with a folder that "
-        "holds config.json and the tokenizer."
-    )
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face Hub answers a TCP connection (``HF_ENDPOINT`` respected) within ``timeout``.
-
-    ``False`` at once when ``HF_HUB_OFFLINE`` is set. Used to fail in a second instead of
-    a minute of the hub client's retries when offline.
+    ``str(error)`` is worded for Python callers (``random_weights=True``); :attr:`cli_message`
+    says the same with the command line's flags (``--random-weights``).
     """
-    import socket
-    from urllib.parse import urlparse
 
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return False
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    host = url.hostname or "huggingface.co"
-    port = url.port or (80 if url.scheme == "http" else 443)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    def __init__(self, message: str, cli_message: str | None = None) -> None:
+        super().__init__(message)
+        self.cli_message = cli_message or message
+
+
+def _clause(text: object) -> str:
+    """``text`` without a final full stop, to be followed by more of a sentence (no "..")."""
+    return str(text).strip().rstrip(".").rstrip()
+
+
+def _remote_code_hint(name: str) -> ModelLoadError:
+    head = (f"model {name!r} needs to run code from its own folder or repository (its config names custom "
+            "classes). Read that code first; if you trust it, ")
+    return ModelLoadError(head + "pass trust_remote_code=True to load_model", head + "pass --trust-remote-code")
+
+
+def _check_config(config: Any, trust_remote_code: bool) -> None:
+    """Refuse an unsupported architecture from its config alone: the skeleton is built on ``meta``, no weights."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(
+            config, attn_implementation="eager", trust_remote_code=trust_remote_code
+        )
+    check_supported(skeleton)
+
+
+def _hub_error(name: str, reachable: bool, cause: object = None) -> ModelLoadError:
+    """Model ``name`` is neither a local folder nor loadable from the hub: how to pass a folder instead."""
+    from inspector.locations import find_gpt2_offline_dir
+
+    if hub_offline():
+        why = "the Hugging Face Hub could not be reached: HF_HUB_OFFLINE is set, so it was not asked"
+    elif not reachable:
+        why = "the Hugging Face Hub could not be reached from here (HF_HUB_OFFLINE=1 skips this check)"
+    elif cause is not None:
+        why = f"the Hugging Face Hub did not give it ({_clause(str(cause).strip().splitlines()[0])})"
+    else:
+        why = "the Hugging Face Hub has no such model"
+    short = name.split("/")[-1]
+    head = f"could not load model {name!r}: it is not a local folder, and {why}. "
+    download = f"(download it once where the Hub can be reached: `hf download {name} --local-dir {short}`)"
+    offline = find_gpt2_offline_dir()
+    example = str(offline) if offline is not None else "/path/to/gpt2-config"
+    python = (
+        f"{head}Pass a local folder holding config.json, the tokenizer files and the weights, "
+        f"e.g. load_model('/path/to/{short}') {download}, or random weights from a folder with "
+        f"config.json and the tokenizer: load_model({example!r}, random_weights=True)."
+    )
+    cli = (
+        f"{head}Pass a local folder holding config.json, the tokenizer files and the weights, "
+        f"e.g. --model /path/to/{short} {download}, or random weights from a folder with "
+        f"config.json and the tokenizer: --model {example} --random-weights."
+    )
+    return ModelLoadError(python, cli)
 
 
 class InspectorModel(ModelHandle):
     """A causal LM with eager attention, its tokenizer, and where it came from.
 
-    Use :meth:`generate` to generate with capture. ``model`` and ``tokenizer`` are
-    the plain Hugging Face objects; see :class:`inspector.handle.ModelHandle`.
+    Use :meth:`generate` to generate with capture, :meth:`score` to score a given continuation.
+    ``model`` and ``tokenizer`` are the plain Hugging Face objects; see :class:`inspector.handle.ModelHandle`.
     """
 
     def generate(self, prompts: str | list[str], **kwargs: Any) -> Capture | list[Capture]:
@@ -79,6 +111,12 @@ class InspectorModel(ModelHandle):
         from inspector.capture.engine import generate
 
         return generate(self, prompts, **kwargs)
+
+    def score(self, prompt: str | list[str], continuation: str | list[str], **kwargs: Any) -> Capture | list[Capture]:
+        """Teacher-force ``continuation`` after ``prompt``; see :func:`inspector.capture.forced.score`."""
+        from inspector.capture.forced import score
+
+        return score(self, prompt, continuation, **kwargs)
 
 
 def load_model(
@@ -89,6 +127,7 @@ def load_model(
     revision: str | None = None,
     seed: int = 0,
     local_files_only: bool | None = None,
+    trust_remote_code: bool = False,
 ) -> InspectorModel:
     """Load a causal LM and its tokenizer with eager attention (attention weights available).
 
@@ -102,10 +141,15 @@ def load_model(
         revision: hub revision (branch, tag or commit).
         seed: seed for the random weights.
         local_files_only: never contact the hub (defaults to ``True`` for local folders).
+        trust_remote_code: run the model's own code from its folder or hub repository (off by
+            default; a model that needs it is refused with a message naming this flag).
 
     Raises:
         ValueError: unknown or unavailable device, unsupported dtype.
-        ModelLoadError: model or tokenizer not found; the message says how to pass a local folder.
+        UnsupportedModelError: an architecture whose attention cannot be captured, refused before
+            any weights are loaded (a ``ValueError``).
+        ModelLoadError: model or tokenizer not found, or it needs ``trust_remote_code``; the message
+            says what to do.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -118,36 +162,52 @@ def load_model(
     elif Path(name).expanduser().exists() or name.startswith((".", "/", "~")):
         raise ModelLoadError(f"model folder {name!r} does not exist (or is not a folder)")
     if local_files_only is None:
-        local_files_only = is_local or os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "TRUE")
+        local_files_only = is_local or hub_offline()
     if not local_files_only and not is_local:
         # a cached copy works offline; otherwise fail fast instead of a minute of retries
         try:
-            AutoConfig.from_pretrained(name, revision=revision, local_files_only=True)
+            AutoConfig.from_pretrained(name, revision=revision, local_files_only=True,
+                                       trust_remote_code=bool(trust_remote_code))
             local_files_only = True
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
+            if "trust_remote_code" in str(exc):
+                raise _remote_code_hint(name) from exc
             if not hub_reachable():
-                raise ModelLoadError(_hub_hint(name)) from None
-    common: dict[str, Any] = {"revision": revision, "local_files_only": local_files_only}
+                raise _hub_error(name, reachable=False) from None
+    common: dict[str, Any] = {
+        "revision": revision,
+        "local_files_only": local_files_only,
+        "trust_remote_code": bool(trust_remote_code),
+    }
     try:
+        config = AutoConfig.from_pretrained(name, **common)
+        _check_config(config, bool(trust_remote_code))
         tokenizer = AutoTokenizer.from_pretrained(name, **common)
         if random_weights:
-            config = AutoConfig.from_pretrained(name, **common)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32)
+                model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32,
+                                                         trust_remote_code=bool(trust_remote_code))
         else:
             model = AutoModelForCausalLM.from_pretrained(
                 name, attn_implementation="eager", dtype=torch.float32, **common
             )
+    except UnsupportedModelError:
+        raise
     except (OSError, ValueError) as exc:
+        if "trust_remote_code" in str(exc):
+            raise _remote_code_hint(name) from exc
         if random_weights and is_local:
-            raise ModelLoadError(f"could not build a random-weights model from folder {name!r}: {exc}") from exc
-        if is_local:
             raise ModelLoadError(
-                f"could not load model from folder {name!r}: {exc}. A folder needs config.json, the tokenizer "
-                "files and the weights (or pass --random-weights to use only config.json and the tokenizer)."
+                f"could not build a random-weights model from folder {name!r}: {_clause(exc)}. The folder needs "
+                "config.json and the tokenizer files"
             ) from exc
-        raise ModelLoadError(_hub_hint(name)) from exc
+        if is_local:
+            need = (f"could not load model from folder {name!r}: {_clause(exc)}. A folder needs config.json, the "
+                    "tokenizer files and the weights (or, for random weights from config.json and the tokenizer "
+                    "alone, pass ")
+            raise ModelLoadError(need + "random_weights=True)", need + "--random-weights)") from exc
+        raise _hub_error(name, reachable=not hub_offline(), cause=exc) from exc
     model = model.to(device=dev, dtype=torch_dtype)
     return InspectorModel(
         model=model,

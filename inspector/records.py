@@ -14,129 +14,20 @@ Records hold tensors on the CPU. They are built once, from complete data
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import torch
 
-from inspector.formatting import format_prob
+from inspector.layer_records import CaptureLens, HiddenStates, layer_fields_problem, layer_tensors
+from inspector.step_records import Candidate, CaptureError, StepRecord, TokenScores, _check
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
-StopReason = Literal["eos", "stop_string", "length"]
+# "forced": a teacher-forced continuation (inspector.capture.forced), which did not stop, it was given
+StopReason = Literal["eos", "stop_string", "length", "forced"]
 STOP_REASONS: tuple[str, ...] = get_args(StopReason)
-
-
-class CaptureError(ValueError):
-    """A capture's contents are inconsistent (wrong shape, NaN/inf values, ...)."""
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise CaptureError(msg)
-
-
-@dataclass(frozen=True)
-class TokenScores:
-    """Statistics of the next-token distribution at every generated step.
-
-    One instance describes either the raw model logits (``Capture.raw``) or the
-    processed scores that decoding actually picked from (``Capture.processed``:
-    after temperature, top-k, top-p, ...). Log-probabilities are natural logs of
-    the softmax of those scores; entropy is in nats.
-
-    Attributes:
-        entropy: ``[step]`` float32, entropy of the distribution.
-        chosen_logprob: ``[step]`` float32, log-probability of the token that was chosen.
-        chosen_rank: ``[step]`` int64, 1-based rank of the chosen token (1 = most likely;
-            ties are broken in the chosen token's favour).
-        topk_ids: ``[step, k]`` int64, the k most likely token ids, most likely first.
-        topk_logprobs: ``[step, k]`` float32, their log-probabilities.
-    """
-
-    entropy: torch.Tensor
-    chosen_logprob: torch.Tensor
-    chosen_rank: torch.Tensor
-    topk_ids: torch.Tensor
-    topk_logprobs: torch.Tensor
-
-    def __post_init__(self) -> None:
-        steps = self.entropy.shape[0] if self.entropy.dim() == 1 else -1
-        _check(self.entropy.dim() == 1, f"entropy must be [step], got {tuple(self.entropy.shape)}")
-        for name in ("chosen_logprob", "chosen_rank"):
-            t = getattr(self, name)
-            _check(tuple(t.shape) == (steps,), f"{name} must be [step]=({steps},), got {tuple(t.shape)}")
-        _check(
-            self.topk_ids.dim() == 2 and self.topk_ids.shape[0] == steps,
-            f"topk_ids must be [step, k] with step={steps}, got {tuple(self.topk_ids.shape)}",
-        )
-        _check(
-            self.topk_logprobs.shape == self.topk_ids.shape,
-            f"topk_logprobs {tuple(self.topk_logprobs.shape)} must match topk_ids {tuple(self.topk_ids.shape)}",
-        )
-
-    @property
-    def num_steps(self) -> int:
-        return int(self.entropy.shape[0])
-
-    @property
-    def k(self) -> int:
-        return int(self.topk_ids.shape[1])
-
-    def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
-        """All fields as a flat ``{prefix.field: tensor}`` dict (for storage)."""
-        return {f"{prefix}.{f.name}": getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_tensors(cls, tensors: dict[str, torch.Tensor], prefix: str) -> TokenScores:
-        return cls(**{f.name: tensors[f"{prefix}.{f.name}"] for f in fields(cls)})
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One alternative the model considered at a step."""
-
-    token_id: int
-    token: str
-    logprob: float
-
-    @property
-    def prob(self) -> float:
-        return math.exp(self.logprob)
-
-    def __repr__(self) -> str:
-        # The probability first: "the candidates with their probabilities" is what users read this for.
-        p = format_prob(self.prob)
-        return f"Candidate({self.token!r}, prob={p}, logprob={self.logprob:.4g}, id={self.token_id})"
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    """A readable view of one generated step (built on demand from a :class:`Capture`)."""
-
-    step: int
-    position: int
-    token_id: int
-    token: str
-    logprob: float
-    rank: int
-    entropy: float
-    top: tuple[Candidate, ...]
-    processed_logprob: float
-    processed_rank: int
-    processed_entropy: float
-
-    @property
-    def prob(self) -> float:
-        return math.exp(self.logprob)
-
-    def __repr__(self) -> str:
-        top = ", ".join(f"{c.token!r} {format_prob(c.prob)}" for c in self.top[:5])
-        more = f", +{len(self.top) - 5} more" if len(self.top) > 5 else ""
-        return (f"StepRecord(step={self.step}, token={self.token!r}, prob={format_prob(self.prob)}, "
-                f"logprob={self.logprob:.4g}, rank={self.rank}, entropy={self.entropy:.4g}, top=[{top}{more}])")
 
 
 @dataclass
@@ -193,7 +84,8 @@ class Capture:
         prompt_len: number of prompt tokens; generated step ``i`` is position ``prompt_len + i``.
         prompt_text: the prompt as given.
         generated_text: decoded generated tokens (special tokens skipped).
-        stop_reason: why generation stopped: ``"eos"``, ``"stop_string"`` or ``"length"`` (:data:`StopReason`).
+        stop_reason: why generation stopped: ``"eos"``, ``"stop_string"`` or ``"length"``; ``"forced"`` for a
+            teacher-forced continuation (:data:`StopReason`).
         raw: statistics under the raw model logits (``[step]`` / ``[step, k]``).
         processed: statistics under the processed scores decoding used.
         attentions: ``[layer, head, query, key]`` over the final sequence, or ``None``
@@ -204,6 +96,12 @@ class Capture:
             token ``i``), only when captured with ``keep_logits=True``.
         meta: provenance, see :class:`CaptureMeta`.
         labels: display string of every token id in ``token_ids`` and in the top-k lists.
+        hidden_states: ``[layer + 1, seq, d_model]`` residual stream (entry 0 before the first layer,
+            the last already normed, as ``output_hidden_states``; a tuple of ``[seq, d_i]`` when the
+            last entry is narrower), exact like ``attentions``; with ``keep_hidden_states=True``.
+        value_norms: ``[layer, head, key]`` float32, ``||(x_k W_V^h + b_V^h) W_O^h||`` (Kobayashi et al.
+            2020), with ``keep_value_norms=True``; see :mod:`inspector.layer_records`.
+        lens: the compact logit lens (:class:`~inspector.layer_records.CaptureLens`), with ``lens_k > 0``.
     """
 
     token_ids: torch.Tensor
@@ -218,6 +116,9 @@ class Capture:
     logits: torch.Tensor | None = None
     meta: CaptureMeta = field(default_factory=CaptureMeta)
     labels: dict[int, str] = field(default_factory=dict)
+    hidden_states: HiddenStates | None = None
+    value_norms: torch.Tensor | None = None
+    lens: CaptureLens | None = None
 
     def __post_init__(self) -> None:
         seq = int(self.token_ids.shape[0]) if self.token_ids.dim() == 1 else -1
@@ -240,6 +141,9 @@ class Capture:
                 self.logits.dim() == 2 and self.logits.shape[0] == steps,
                 f"logits must be [step={steps}, vocab], got {tuple(self.logits.shape)}",
             )
+        att_shape = () if self.attentions is None else tuple(self.attentions.shape)
+        problem = layer_fields_problem(self.hidden_states, self.value_norms, self.lens, seq, att_shape)
+        _check(problem is None, str(problem))
 
     # ----------------------------------------------------------------- sizes
     @property
@@ -324,6 +228,12 @@ class Capture:
             )
         return self.attentions
 
+    def require_value_norms(self) -> torch.Tensor:
+        if self.value_norms is None:
+            raise CaptureError("this capture kept no value norms; capture again with keep_value_norms=True "
+                               "(CLI: --keep-value-norms)")
+        return self.value_norms
+
     def aggregate(self, layers: str | int | None = "mean", heads: str | int | None = "mean") -> torch.Tensor:
         """Attention reduced over layers and/or heads; see :func:`inspector.aggregate.aggregate_attention`."""
         from inspector.aggregate import aggregate_attention
@@ -349,7 +259,7 @@ class Capture:
             out["attentions"] = self.attentions
         if self.logits is not None:
             out["logits"] = self.logits
-        return out
+        return {**out, **layer_tensors(self.hidden_states, self.value_norms, self.lens)}
 
     def to_parts(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """The storable form: tensors by storage name (``token_ids`` included) and a JSON-serialisable document."""

@@ -6,6 +6,7 @@ import math
 import numbers
 from typing import TYPE_CHECKING
 
+from inspector.capture.forced import is_forced
 from inspector.records import Capture
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -73,16 +74,21 @@ def step_rows(capture: Capture, k: int) -> pd.DataFrame:
 
 
 def capture_report(capture: Capture) -> str:
-    """Header (model, weights, prompt, generated text, stop reason) followed by the step table."""
+    """Header (model, weights, prompt, generated or forced text, stop reason) followed by the step table."""
     m = capture.meta
     lines = []
     if m.random_weights:
         lines.append(RANDOM_WEIGHTS_BANNER)
     att = "not kept" if capture.attentions is None else "x".join(map(str, capture.attentions.shape))
+    if is_forced(capture):
+        continuation = f"forced continuation ({capture.num_steps} tokens): {capture.generated_text!r}"
+    else:
+        continuation = (f"generated ({capture.num_steps} tokens, stopped by {capture.stop_reason}): "
+                        f"{capture.generated_text!r}")
     lines += [
         f"model: {m.model} ({'random' if m.random_weights else 'pretrained'} weights) on {m.device}, {m.dtype}",
         f"prompt ({capture.prompt_len} tokens): {capture.prompt_text!r}",
-        f"generated ({capture.num_steps} tokens, stopped by {capture.stop_reason}): {capture.generated_text!r}",
+        continuation,
         f"attention [layer, head, query, key]: {att}",
         "",
         step_table(capture),

@@ -20,5 +20,5 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q "${INSPECTOR_TORCH:-torch==2.13.0}" >&2
 fi
 echo "installing inspector and its dependencies" >&2
-.venv/bin/python -m pip install -q -e ".[test,lint]" >&2
+.venv/bin/python -m pip install -q -e ".[test,lint,ray]" >&2
 echo "$want" > "$stamp"

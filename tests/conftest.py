@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,17 +12,18 @@ SHARED = ROOT.parent / "shared"
 
 
 def gpt2_offline_dir() -> Path | None:
-    """``INSPECTOR_GPT2_OFFLINE_DIR`` or ``../shared/models/gpt2-offline`` when present."""
-    env = os.environ.get("INSPECTOR_GPT2_OFFLINE_DIR")
-    path = Path(env) if env else SHARED / "models" / "gpt2-offline"
-    return path if (path / "config.json").is_file() and (path / "tokenizer.json").is_file() else None
+    """GPT-2's config + tokenizer folder as the package finds it (``INSPECTOR_GPT2_OFFLINE_DIR``, ``../shared``)."""
+    from inspector.locations import find_gpt2_offline_dir
+
+    return find_gpt2_offline_dir(need_tokenizer=True)
 
 
 def dailydialog_dir() -> Path | None:
-    """``INSPECTOR_DAILYDIALOG_DIR`` or ``../shared/data/dailydialog`` when present."""
-    env = os.environ.get("INSPECTOR_DAILYDIALOG_DIR")
-    path = Path(env) if env else SHARED / "data" / "dailydialog"
-    return path if path.is_dir() else None
+    """The local DailyDialog copy as the package finds it (``INSPECTOR_DAILYDIALOG_DIR``, ``../shared``)."""
+    from inspector.locations import find_dailydialog_dir
+
+    path = find_dailydialog_dir()
+    return path if path is not None and path.is_dir() else None
 
 
 @pytest.fixture(scope="session")

@@ -178,8 +178,9 @@ def test_table_errors_name_file_and_line(tmp_path):
 
 
 # --------------------------------------------------------------------------- hub (faked at the datasets call)
-def _fake_datasets(monkeypatch, behaviour):
+def _fake_datasets(monkeypatch, behaviour, reachable=True):
     calls = []
+    monkeypatch.setattr("inspector.hub.hub_reachable", lambda timeout=3.0: reachable)
 
     def load_dataset(*args, **kwargs):
         calls.append((args, kwargs))
@@ -195,6 +196,7 @@ def test_hub_reads_the_parquet_conversion(monkeypatch):
             for d, a, e in zip(DIALOGS, ACTS, EMOS, strict=True)]
     calls = _fake_datasets(monkeypatch, lambda *a, **k: rows)
     monkeypatch.delenv("INSPECTOR_DAILYDIALOG_DIR", raising=False)
+    monkeypatch.setattr("inspector.locations.find_dailydialog_dir", lambda: None)  # no ../shared copy either
     data = load_dailydialog("validation")
     assert as_lists(data) == EXPECTED
     assert data.source == f"hub:{dd.HUB_REPO}@refs/convert/parquet"
@@ -209,8 +211,10 @@ def test_hub_offline_gives_a_clear_error(monkeypatch):
     _fake_datasets(monkeypatch, offline)
     with pytest.raises(DailyDialogError) as err:
         load_dailydialog("validation", "hub")
-    msg = str(err.value)
-    assert "Hugging Face Hub" in msg and "offline" in msg and "--data" in msg and "INSPECTOR_DAILYDIALOG_DIR" in msg
+    msg, cli = str(err.value), err.value.cli_message
+    assert "Hugging Face Hub" in msg and "Couldn't reach" in msg and "INSPECTOR_DAILYDIALOG_DIR" in msg
+    assert "source=" in msg and "--data" not in msg  # the Python API names its argument; the CLI its flag
+    assert "--data" in cli and "INSPECTOR_DAILYDIALOG_DIR" in cli and ".." not in msg.replace("../", "")
     with pytest.raises(DailyDialogError, match="unknown DailyDialog split"):
         load_dailydialog("dev", "hub")
 
@@ -266,3 +270,25 @@ def test_names_importable_from_dailydialog_before_it_was_split():
     assert [n for n in old if not hasattr(dd, n)] == []
     assert dd.FILTER_KEYS == ("act", "emotion", "response_act", "response_emotion", "dial_id", "turn", "text",
                               "response_text", "has_response", "split")
+
+
+def test_unreachable_hub_fails_at_once_without_the_download_client(monkeypatch):
+    calls = _fake_datasets(monkeypatch, lambda *a, **k: pytest.fail("the download client was called"),
+                           reachable=False)
+    with pytest.raises(DailyDialogError) as err:
+        load_dailydialog("validation", "hub")
+    assert not calls
+    assert "could not be reached" in str(err.value) and "--data /path/to/dailydialog" in err.value.cli_message
+    assert len(err.value.cli_message.splitlines()) == 1
+
+
+def test_no_source_finds_a_shared_copy_beside_the_current_folder(monkeypatch, tmp_path, dd_dir):
+    """Without INSPECTOR_DAILYDIALOG_DIR, ../shared/data/dailydialog (as scripts/env.sh would set) is used."""
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    (tmp_path / "shared" / "data" / "dailydialog").symlink_to(dd_dir.resolve())
+    (tmp_path / "project").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+    monkeypatch.delenv("INSPECTOR_DAILYDIALOG_DIR", raising=False)
+    _fake_datasets(monkeypatch, lambda *a, **k: pytest.fail("went to the Hub"), reachable=False)
+    data = load_dailydialog("validation")
+    assert data.source.startswith(f"folder:{tmp_path / 'shared' / 'data' / 'dailydialog'}") and len(data.dialogues) > 0

@@ -201,7 +201,7 @@ def test_served_locally_the_page_still_says_what_is_missing(fresh, tmp_path):
 
 # ----------------------------------------------------------------------------- stop strings
 def test_stop_string_box_enforces_the_package_bounds(fresh):
-    from inspector.capture import MAX_STOP_STRING_CHARS, MAX_STOP_STRINGS
+    from inspector.capture import MAX_STOP_STRING_CHARS, MAX_STOP_STRING_PRODUCT, MAX_STOP_STRINGS
 
     at = new_app().run()
     ok(at)
@@ -212,16 +212,21 @@ def test_stop_string_box_enforces_the_package_bounds(fresh):
         "x" * (MAX_STOP_STRING_CHARS + 1): f"stop string 1 has {MAX_STOP_STRING_CHARS + 1} characters",
         "ok," + "y" * 10_000: f"at most {MAX_STOP_STRING_CHARS} are allowed",  # cut to the box's size first
         ",".join(["a"] * (MAX_STOP_STRINGS + 1)): f"at most {MAX_STOP_STRINGS} stop strings",
+        # each bound alone holds, but their product (the matcher's memory) does not: the package says so
+        ",".join(["a" * MAX_STOP_STRING_CHARS] * MAX_STOP_STRINGS): f"must be at most {MAX_STOP_STRING_PRODUCT}",
     }
     for value, said in cases.items():
         at.sidebar.text_input(key="stop_strings").set_value(value).run()
         ok(at)
         assert said in texts(at.sidebar.error), (said, texts(at.sidebar.error))
         assert at.button(key="generate").disabled
-    at.sidebar.text_input(key="stop_strings").set_value(",".join(["a" * MAX_STOP_STRING_CHARS] * MAX_STOP_STRINGS))
-    at.run()
-    ok(at)
-    assert not at.sidebar.error and not at.button(key="generate").disabled  # the bounds themselves are fine
+    longest = MAX_STOP_STRING_PRODUCT // MAX_STOP_STRINGS
+    for fine in (["a" * MAX_STOP_STRING_CHARS] * (MAX_STOP_STRING_PRODUCT // MAX_STOP_STRING_CHARS),
+                 ["b" * longest] * MAX_STOP_STRINGS):
+        at.sidebar.text_input(key="stop_strings").set_value(",".join(fine))
+        at.run()
+        ok(at)
+        assert not at.sidebar.error and not at.button(key="generate").disabled  # the bounds themselves are fine
     assert fresh.generate_calls() == 0
     from dashboard.decoding import STOP_BOX_CHARS
 

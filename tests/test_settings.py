@@ -137,3 +137,14 @@ def test_different_stop_strings_leave_at_most_one_table_behind(byte_tiny):
     assert len(sc.STOP_STRING_EMBEDDING_CACHE) == 1
     (key,) = sc.STOP_STRING_EMBEDDING_CACHE
     assert any(isinstance(part, tuple) and f"11{'abcdefgh' * 31}xy".encode() in part for part in key)  # the last
+
+
+@pytest.mark.parametrize("command", ["capture", "doctor"])
+def test_every_option_of_capture_and_doctor_has_help(command):
+    from inspector.cli.main import build_parser
+
+    sub = build_parser()._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    missing = [a.option_strings[0] for a in sub._actions if a.option_strings and not a.help]
+    assert not missing, f"inspector {command}: options without help: {missing}"
+    valued = [a for a in sub._actions if a.option_strings and a.nargs != 0 and a.dest != "help"]
+    assert all("default" in a.help or a.default is None for a in valued), [a.dest for a in valued]

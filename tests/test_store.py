@@ -140,3 +140,13 @@ def test_capture_without_attention_round_trips(byte_tiny, tmp_path):
     assert loaded.attentions is None
     with pytest.raises(inspector.CaptureError, match="kept no attention"):
         loaded.stacked_mean()
+
+
+def test_scores_shared_between_raw_and_processed_are_saved(capture, tmp_path):
+    """A capture built by hand with ``processed=raw`` (one object) saves; safetensors refuses shared memory."""
+    import dataclasses
+
+    same = dataclasses.replace(capture, processed=capture.raw)
+    loaded = inspector.load_capture(same.save(tmp_path / "shared.safetensors"))
+    assert torch.equal(loaded.processed.entropy, capture.raw.entropy)
+    assert torch.equal(loaded.processed.topk_ids, capture.raw.topk_ids)

@@ -171,7 +171,7 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_the_next_save_removes_temporaries_of_dead_writers_only(capture, tmp_path):
+def test_a_save_removes_temporaries_of_dead_writers_only(capture, tmp_path):
     target = tmp_path / "c.safetensors"
     tag = _atomic._writer_tag()
     old = time.time() - 2 * _atomic.STALE_AFTER_S
@@ -182,8 +182,9 @@ def test_the_next_save_removes_temporaries_of_dead_writers_only(capture, tmp_pat
         "other host, recent": tmp_path / ".c.safetensors.0badf00d-13-abc123de.tmp",
         "old name, old": tmp_path / ".c.safetensors.k3j_9x0a.tmp",
         "old name, recent": tmp_path / ".c.safetensors.zz12ab34.tmp",
-        "another target": tmp_path / ".c.safetensors.x.tmp",
-        "another target, old": tmp_path / f".c.safetensors.bak.{tag}-{_dead_pid()}-abc123de.tmp",
+        "not a temporary": tmp_path / ".c.safetensors.x.tmp",
+        "old name of another target, old": tmp_path / ".c.safetensors.bak.k3j_9x0a.tmp",
+        "dead writer of another target": tmp_path / f".c.safetensors.bak.{tag}-{_dead_pid()}-abc123de.tmp",
     }
     for name, path in files.items():
         path.write_bytes(b"partial")
@@ -191,8 +192,21 @@ def test_the_next_save_removes_temporaries_of_dead_writers_only(capture, tmp_pat
             os.utime(path, (old, old))
     capture.save(target)
     gone = {name for name, path in files.items() if not path.exists()}
-    assert gone == {"dead", "other host, old", "old name, old"}
+    assert gone == {"dead", "other host, old", "old name, old", "dead writer of another target"}
     assert inspector.load_capture(target).prompt_len == capture.prompt_len
+
+
+def test_a_folder_is_listed_once_per_process_not_once_per_write(tmp_path, monkeypatch):
+    """Run folders hold thousands of captures: listing one on every write would make runs quadratic."""
+    calls = []
+    real = os.scandir
+    monkeypatch.setattr(_atomic.os, "scandir", lambda path: calls.append(path) or real(path))
+    for i in range(5):
+        _atomic.write_text_atomic(tmp_path / f"{i}.json", "{}")
+    assert len(calls) == 1
+    monkeypatch.setattr(_atomic, "RESCAN_AFTER_S", 0.0)
+    _atomic.write_text_atomic(tmp_path / "again.json", "{}")
+    assert len(calls) == 2
 
 
 def test_a_killed_writer_leaves_a_temporary_that_the_next_save_removes(capture, tmp_path):

@@ -22,9 +22,17 @@ import pytest
 from conftest import ROOT
 
 APP_PACKAGE = "inspector_dashboard"
-_SKIP_COPY = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", "build", "dist", "artifacts",
-                                    "runs", "captures", ".device", ".pytest_cache", ".mypy_cache", ".ruff_cache",
-                                    "*.safetensors")
+_SKIP_NAMES = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", ".device", ".pytest_cache",
+                                     ".mypy_cache", ".ruff_cache", "*.safetensors")
+#: Output folders, skipped only at the top of the tree (``inspector/runs`` is a package).
+_SKIP_TOP = {"build", "dist", "artifacts", "runs", "captures", "out"}
+
+
+def _SKIP_COPY(folder: str, names: list[str]) -> set[str]:
+    skipped = set(_SKIP_NAMES(folder, names))
+    if Path(folder).resolve() == ROOT:
+        skipped |= _SKIP_TOP & set(names)
+    return skipped
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,15 @@ The flow, one module each:
 * :mod:`~inspector.capture.settings` - :class:`GenerationSettings`, their bounds, help and CLI flags;
 * :mod:`~inspector.capture.decoding` - settings -> ``GenerationConfig`` and sampling warpers;
 * :mod:`~inspector.capture.encode` - prompts checked, tokenized, left-padded; the context budget;
-* :mod:`~inspector.capture.modules` - the model's attention modules and cache argument;
+* :mod:`~inspector.capture.modules` - the model's attention modules (:mod:`inspector.architectures`) and cache
+  argument;
 * :mod:`~inspector.capture.recorder` - hooks, processor, stopping criterion, per-step statistics;
 * :mod:`~inspector.capture.steps` - the per-step log and its stacked ``[row, step, ...]`` record;
 * :mod:`~inspector.capture.beams` - beam search: gathering through ``beam_indices``;
 * :mod:`~inspector.capture.checks` - NaN/inf checks and :class:`NonFiniteError`;
 * :mod:`~inspector.capture.assemble` - stacked steps -> :class:`~inspector.records.Capture` objects;
-* :mod:`~inspector.capture.engine` - :func:`generate`: one ``generate`` call and the extra cached step.
+* :mod:`~inspector.capture.engine` - :func:`generate`: one ``generate`` call and the extra cached step;
+* :mod:`~inspector.capture.forced` - :func:`score`: a given continuation teacher-forced in one pass.
 
 The names below are importable from ``inspector.capture`` as before; each is loaded from its
 module on first use (PEP 562), so importing the settings alone does not import torch.
@@ -33,10 +35,13 @@ _EXPORTS: dict[str, str] = {
     "check_prompts": "inspector.capture.encode",
     "encode_prompts": "inspector.capture.encode",
     "prompt_budget": "inspector.capture.encode",
-    "find_attention_modules": "inspector.capture.modules",
+    "find_attention_modules": "inspector.architectures",
     "NonFiniteError": "inspector.capture.checks",
     "StackedSteps": "inspector.capture.steps",
     "generate": "inspector.capture.engine",
+    "is_forced": "inspector.capture.forced",
+    "score": "inspector.capture.forced",
+    "score_tokens": "inspector.capture.forced",
 }
 
 __all__ = [
@@ -53,7 +58,10 @@ __all__ = [
     "encode_prompts",
     "find_attention_modules",
     "generate",
+    "is_forced",
     "prompt_budget",
+    "score",
+    "score_tokens",
 ]
 
 
@@ -71,10 +79,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from inspector.architectures import find_attention_modules
     from inspector.capture.checks import NonFiniteError
     from inspector.capture.encode import PromptBatch, PromptBudget, check_prompts, encode_prompts, prompt_budget
     from inspector.capture.engine import generate
-    from inspector.capture.modules import find_attention_modules
+    from inspector.capture.forced import is_forced, score, score_tokens
     from inspector.capture.settings import (
         ATTENTION_DTYPES,
         MAX_STOP_STRING_CHARS,

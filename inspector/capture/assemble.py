@@ -12,10 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from inspector.capture.beams import beam_attention, beam_final_rows, beam_rows, beam_stop_reason, candidate_positions
+from inspector.capture.beams import (
+    FinalRow,
+    beam_attention,
+    beam_final_rows,
+    beam_rows,
+    beam_stop_reason,
+    candidate_positions,
+)
 from inspector.capture.checks import check_finite_attention, check_finite_steps
 from inspector.capture.steps import REASONS, StackedSteps
 from inspector.devices import dtype_name
+from inspector.layer_records import CaptureLens, HiddenStates
 from inspector.provenance import library_versions, utc_now
 from inspector.records import Capture, CaptureMeta, StopReason
 
@@ -49,8 +57,8 @@ def assemble(
     nrs = settings.num_return_sequences
     seq_cpu = sequences.cpu()
     bi = beam_indices.cpu().long() if beam_indices is not None else None  # [rows_out, steps], -1 = unfilled
-    final_rows: list[torch.Tensor] = []
-    if bi is not None and settings.keep_attention:
+    final_rows: list[FinalRow] = []
+    if bi is not None and (settings.keep_attention or rec.layers.active):
         final_rows = beam_final_rows(im, rec, seq_cpu, bi, batch)
     versions = library_versions()
     created = utc_now()
@@ -83,11 +91,22 @@ def assemble(
         att = None
         if settings.keep_attention:
             if bi is not None:
-                att = beam_attention(rec, b, pad, plen, steps_j, row_at, final_rows[j])
+                att = beam_attention(rec, b, pad, plen, steps_j, row_at, final_rows[j].attention)
             else:
                 assert rec.buffer is not None
                 att = rec.buffer[j, :, :, pad : pad + seq_len, pad : pad + seq_len].cpu().clone()
             check_finite_attention(att, plen, which)
+        hidden, norms = None, None
+        if rec.layers.active:
+            if bi is not None:
+                first_row = int(row_at[0]) if steps_j else b * settings.num_beams
+                final = final_rows[j]
+                hidden, norms = rec.layers.beam_sequence(first_row, pad, row_at, (final.hidden, final.norms))
+            else:
+                hidden, norms = rec.layers.sequence(j, pad, pad + seq_len)
+        lens = compact_lens(im, hidden, ids, settings.lens_k) if settings.lens_k and hidden is not None else None
+        if not settings.keep_hidden_states:
+            hidden = None
         idx = torch.arange(steps_j)
         check_finite_steps(steps.finite[row_at, idx], which)
         logits = steps.logits[row_at, idx] if steps.logits is not None else None
@@ -124,6 +143,17 @@ def assemble(
                 logits=logits,
                 meta=meta,
                 labels=labels,
+                hidden_states=hidden,
+                value_norms=norms,
+                lens=lens,
             )
         )
     return captures
+
+
+def compact_lens(im: ModelHandle, hidden: HiddenStates, ids: torch.Tensor, k: int) -> CaptureLens:
+    """The stored logit lens of one sequence: every entry and position of ``hidden``, top ``k``."""
+    from inspector.analysis.lens import logit_lens, next_token_targets
+
+    res = logit_lens(hidden, im.model, targets=next_token_targets(ids), k=k)
+    return CaptureLens(res.topk_ids, res.topk_probs, res.entropy, res.target_rank, res.target_prob)

@@ -7,6 +7,7 @@ from that row's candidates, its attention row from that row's next decoding forw
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -38,7 +39,7 @@ def candidate_positions(
 
 
 def beam_attention(
-    rec: Recorder, b: int, pad: int, plen: int, steps: int, row_at: torch.Tensor, final_row: torch.Tensor
+    rec: Recorder, b: int, pad: int, plen: int, steps: int, row_at: torch.Tensor, final_row: torch.Tensor | None
 ) -> torch.Tensor:
     """Dense ``[layer, head, seq, seq]`` for a returned beam of prompt ``b``, gathered through ``beam_indices``."""
     assert rec.prefill is not None
@@ -50,23 +51,50 @@ def beam_attention(
         r = int(row_at[i + 1])
         att[:, :, plen + i, : plen + i + 1] = rec.rows_by_step[i][r, :, :, pad : p_max + i + 1].cpu()
     if steps:
+        assert final_row is not None  # the final forward keeps attention whenever attention is kept
         att[:, :, seq - 1, :] = final_row
     return att
 
 
+@dataclass(frozen=True)
+class FinalRow:
+    """What a returned beam's last token needs from one full forward.
+
+    Attributes:
+        attention: ``[layer, head, key]`` in the attention dtype, or ``None`` when not kept.
+        hidden: ``layer + 1`` states ``[d_i]`` (empty when not kept).
+        norms: ``[layer, head]`` value norms, or ``None`` when not kept.
+    """
+
+    attention: torch.Tensor | None
+    hidden: list[torch.Tensor]
+    norms: torch.Tensor | None
+
+
 def beam_final_rows(
     im: ModelHandle, rec: Recorder, seq_cpu: torch.Tensor, bi: torch.Tensor, batch: PromptBatch
-) -> list[torch.Tensor]:
-    """Attention row ``[layer, head, key]`` of each returned beam's last token (one forward per beam)."""
+) -> list[FinalRow]:
+    """Attention row, hidden states and value norms of each returned beam's last token (one forward per beam)."""
     out = []
     nrs = rec.s.num_return_sequences
+    layers = rec.layers
     for j in range(int(seq_cpu.shape[0])):
         b = j // nrs
         pad = batch.pads[b]
         steps = int((bi[j] >= 0).sum())
         ids = seq_cpu[j, pad : batch.p_max + steps][None].to(im.device)
-        res = im.model(input_ids=ids, output_attentions=True, use_cache=False, logits_to_keep=1)
-        out.append(torch.stack([a[0, :, -1, :] for a in res.attentions]).to(rec.att_dtype).cpu())
+        grabbed: dict[int, torch.Tensor] = {}
+        handles = layers.final_forward_hooks(grabbed) if layers.norms else []
+        try:
+            res = im.model(input_ids=ids, output_attentions=rec.s.keep_attention, output_hidden_states=layers.hidden,
+                           use_cache=False, logits_to_keep=1)
+        finally:
+            for h in handles:
+                h.remove()
+        att = (torch.stack([a[0, :, -1, :] for a in res.attentions]).to(rec.att_dtype).cpu()
+               if rec.s.keep_attention else None)
+        hidden = [h[0, -1].to(layers.hidden_dtype) for h in res.hidden_states] if layers.hidden else []
+        out.append(FinalRow(att, hidden, layers.final_norms(grabbed) if layers.norms else None))
     return out
 
 

@@ -102,6 +102,8 @@ def build_generation_config(
         "pad_token_id": tokenizer.pad_token_id,
         "bos_token_id": getattr(model.config, "bos_token_id", None),
         "use_cache": True,
+        # a growing cache whatever the model's own default (a static one pads keys to a fixed size)
+        "cache_implementation": "dynamic",
         "return_dict_in_generate": True,
         "repetition_penalty": repetition_penalty,
         **FILTERS_OFF,

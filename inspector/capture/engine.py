@@ -47,6 +47,10 @@ def generate(
     keep_attention: bool = True,
     attention_dtype: torch.dtype | str = torch.float16,
     truncate_prompt: bool = False,
+    keep_hidden_states: bool = False,
+    keep_value_norms: bool = False,
+    hidden_dtype: torch.dtype | str = torch.float16,
+    lens_k: int = 0,
     sources: Sequence[dict[str, Any]] | dict[str, Any] | None = None,
     settings: GenerationSettings | None = None,
     on_step: Callable[[int, int], None] | None = None,
@@ -65,6 +69,13 @@ def generate(
         keep_attention: keep ``[layer, head, query, key]`` attention (default).
         attention_dtype: ``torch.float16`` (default), ``torch.float32`` or ``torch.bfloat16``.
         truncate_prompt: drop prompt tokens from the left to fit the context instead of raising.
+        keep_hidden_states: keep the residual stream ``[layer + 1, seq, d_model]`` of every position
+            (``capture.hidden_states``), recorded like attention: prefill, then each decoding step.
+        keep_value_norms: keep value-vector norms ``[layer, head, key]`` (``capture.value_norms``), for
+            norm-weighted attention.
+        hidden_dtype: dtype the hidden states are stored in (default ``torch.float16``).
+        lens_k: > 0 computes the logit lens of the hidden states at capture time and stores its top
+            ``lens_k`` (``capture.lens``), so a saved capture shows it without the model.
         sources: where each prompt came from (stored in ``capture.meta.source``).
         settings: a ready :class:`GenerationSettings` (overrides the keyword arguments).
         on_step: called after every decoding step as ``on_step(steps_done, max_new_tokens)``
@@ -96,6 +107,10 @@ def generate(
             keep_attention=keep_attention,
             attention_dtype=attention_dtype,  # type: ignore[arg-type]
             truncate_prompt=truncate_prompt,
+            keep_hidden_states=keep_hidden_states,
+            keep_value_norms=keep_value_norms,
+            hidden_dtype=hidden_dtype,  # type: ignore[arg-type]
+            lens_k=lens_k,
         )
     single, prompt_list = check_prompts(prompts)
     if isinstance(sources, dict) or sources is None:
@@ -167,7 +182,8 @@ def _run(
         )
         sequences = out.sequences  # [rows_out, p_max + T]
         total_steps = int(sequences.shape[1]) - batch.p_max
-        if not settings.num_beams > 1 and settings.keep_attention and rec.forward_calls < total_steps + 1:
+        needs_last = settings.keep_attention or rec.layers.active
+        if not settings.num_beams > 1 and needs_last and rec.forward_calls < total_steps + 1:
             _final_cached_step(rec, out, sequences, mask, expand)
     beam_indices = getattr(out, "beam_indices", None) if settings.num_beams > 1 else None
     steps = StackedSteps.from_log(rec.log, total_steps, rec.finish_step, rec.finish_reason)
@@ -175,7 +191,7 @@ def _run(
 
 
 def _final_cached_step(rec: Recorder, out: Any, sequences: torch.Tensor, mask: torch.Tensor, expand: int) -> None:
-    """One more cached decoding step over the last generated token, for its attention row."""
+    """One more cached decoding step over the last generated token, for its attention row (and layer states)."""
     model = rec.im.model
     cache = getattr(out, "cache", None)
     if cache is None:

@@ -4,6 +4,7 @@
   ``(output, weights)``), written into one ``[row, layer, head, seq, seq]`` buffer
   (greedy/sampling) or kept per step for gathering through ``beam_indices`` (beam search);
 * raw logits: a forward hook on the model (``outputs.logits[:, -1]``);
+* hidden states and value norms, when asked for: :class:`~inspector.capture.layers.LayerRecorder`;
 * processed scores: a logits processor placed last, which sees what decoding picks from;
 * the chosen token: a stopping criterion, called right after each selection.
 
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from inspector.capture.layers import LayerRecorder, check_value_norms_supported
 from inspector.capture.modules import find_attention_modules
 from inspector.capture.steps import EOS, STOP_STRING, StepLog
 from inspector.devices import torch_dtype
@@ -95,6 +97,10 @@ class Recorder:
         if settings.keep_attention and not self.beam:
             shape = (rows, self.num_layers, self.num_heads, self.s_max, self.s_max)
             self.buffer = torch.zeros(shape, dtype=self.att_dtype, device=self.device)
+        if settings.keep_value_norms:
+            check_value_norms_supported(im.model)
+        self.layers = LayerRecorder(self.modules, rows, self.s_max, settings.record_hidden_states,
+                                    settings.keep_value_norms, settings.hidden_dtype, self.beam, self.device)
 
     # -- hooks --------------------------------------------------------------------------
     def _attention_hook(self, layer: int, index: int) -> Callable[[nn.Module, Any, Any], None]:
@@ -109,22 +115,49 @@ class Recorder:
                 return
             if self.buffer is not None:
                 q, kk = int(weights.shape[-2]), int(weights.shape[-1])
-                self.buffer[:, layer, :, kk - q : kk, :kk].copy_(weights)
+                # Where the queries are comes from the step count, not the key length: a
+                # sliding-window cache (Mistral, Gemma 2, ...) hands the layer only its last keys.
+                end = self.p_max + self.forward_calls
+                self.buffer[:, layer, :, end - q : end, end - self._keys(kk, end) : end].copy_(weights)
             else:
                 self._layer_w[layer] = weights.to(self.att_dtype)
 
         return hook
 
+    def _end(self) -> int:
+        """One past the last position of the forward under way."""
+        return self.p_max + self.forward_calls
+
+    @staticmethod
+    def _keys(kk: int, end: int) -> int:
+        """Checks that ``kk`` keys end at position ``end`` (a cache of fixed size would not)."""
+        if kk > end:
+            raise CaptureError(
+                f"attention saw {kk} keys for {end} positions: the model's cache has a fixed size "
+                "(static cache), which attention capture does not support"
+            )
+        return kk
+
     def _model_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         first = self.forward_calls == 0
+        end = self.p_max + self.forward_calls
         self.forward_calls += 1
         if self.beam and self.s.keep_attention:
             ws = self._layer_w
             if first:
                 self.prefill = torch.stack(ws, dim=1)  # type: ignore[arg-type]
             else:
-                self.rows_by_step.append(torch.stack([w[:, :, -1, :] for w in ws], dim=1))  # type: ignore[index]
+                w0 = ws[0]
+                assert w0 is not None
+                row = w0.new_zeros((int(w0.shape[0]), self.num_layers, int(w0.shape[1]), end))
+                for i, w in enumerate(ws):
+                    assert w is not None
+                    # right-aligned at the query's position: sliding-window layers hold only the last keys
+                    row[:, i, :, end - self._keys(int(w.shape[-1]), end) :] = w[:, :, -1, :]
+                self.rows_by_step.append(row)
             self._layer_w = [None] * self.num_layers
+        if self.layers.active:
+            self.layers.after_forward(output, end, first)
         if self.record_logits:
             self.raw = output.logits[:, -1, :]
 
@@ -133,6 +166,13 @@ class Recorder:
         """The hooks on the model for the duration; removed however the block ends."""
         handles = [m.register_forward_hook(self._attention_hook(i, idx)) for i, (m, idx) in enumerate(self.modules)]
         handles.append(self.im.model.register_forward_hook(self._model_hook, with_kwargs=True))
+        if self.layers.hidden:
+            handles.append(self.im.model.register_forward_pre_hook(self.layers.model_pre_hook, with_kwargs=True))
+        if self.layers.norms:
+            handles.extend(
+                m.register_forward_pre_hook(self.layers.attention_pre_hook(i, self._end), with_kwargs=True)
+                for i, (m, _) in enumerate(self.modules)
+            )
         try:
             yield self
         finally:

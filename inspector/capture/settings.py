@@ -24,8 +24,9 @@ MAX_STOP_STRING_CHARS = 256
 #: Bound on (number of stop strings) x (characters of the longest one): about 200 MB of table for GPT-2.
 MAX_STOP_STRING_PRODUCT = 1024
 
-_INT_FIELDS = ("max_new_tokens", "num_beams", "num_return_sequences", "top_k", "top_k_logits", "seed")
-_BOOL_FIELDS = ("do_sample", "keep_logits", "keep_attention", "truncate_prompt")
+_INT_FIELDS = ("max_new_tokens", "num_beams", "num_return_sequences", "top_k", "top_k_logits", "seed", "lens_k")
+_BOOL_FIELDS = ("do_sample", "keep_logits", "keep_attention", "truncate_prompt", "keep_hidden_states",
+                "keep_value_norms")
 _FLOAT_FIELDS = ("temperature", "top_p", "repetition_penalty")
 
 
@@ -70,6 +71,16 @@ class GenerationSettings:
     attention_dtype: str = _opt("float16", "dtype attention weights are stored in", "--attention-dtype",
                                 choices=ATTENTION_DTYPES)
     truncate_prompt: bool = _opt(False, "drop prompt tokens from the left to fit", "--truncate-prompt")
+    keep_hidden_states: bool = _opt(
+        False, "also keep the residual stream [layer + 1, seq, d_model] of every position (default: off)",
+        "--keep-hidden-states")
+    hidden_dtype: str = _opt("float16", "dtype hidden states are stored in", "--hidden-dtype",
+                             choices=ATTENTION_DTYPES)
+    keep_value_norms: bool = _opt(
+        False, "also keep value-vector norms [layer, head, key] for norm-weighted attention (default: off)",
+        "--keep-value-norms")
+    lens_k: int = _opt(0, "store the logit lens (top-k tokens of every layer and position) with this k; 0 is off",
+                       "--lens-k", off=0)
 
     def __post_init__(self) -> None:
         stops = self.stop_strings
@@ -82,9 +93,10 @@ class GenerationSettings:
         else:
             raise ValueError(f"stop_strings must be a string or a list of strings, got {type(stops).__name__}")
         object.__setattr__(self, "stop_strings", stops)
-        dtype = self.attention_dtype
-        if not isinstance(dtype, str) and type(dtype).__module__ == "torch":
-            object.__setattr__(self, "attention_dtype", dtype_name(dtype))
+        for name in ("attention_dtype", "hidden_dtype"):
+            dtype = getattr(self, name)
+            if not isinstance(dtype, str) and type(dtype).__module__ == "torch":
+                object.__setattr__(self, name, dtype_name(dtype))
         self.validate()
 
     def validate(self) -> None:
@@ -127,8 +139,12 @@ class GenerationSettings:
             raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty!r}")
         if self.top_k_logits < 1:
             raise ValueError(f"top_k_logits must be an integer >= 1, got {self.top_k_logits!r}")
-        if not isinstance(self.attention_dtype, str) or self.attention_dtype not in ATTENTION_DTYPES:
-            raise ValueError(f"attention_dtype must be one of {sorted(ATTENTION_DTYPES)}, got {self.attention_dtype!r}")
+        if self.lens_k < 0:
+            raise ValueError(f"lens_k must be an integer >= 0 (0 is off), got {self.lens_k!r}")
+        for name in ("attention_dtype", "hidden_dtype"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in ATTENTION_DTYPES:
+                raise ValueError(f"{name} must be one of {sorted(ATTENTION_DTYPES)}, got {value!r}")
         check_stop_strings(self.stop_strings)
 
     def prompt_token_budget(self, context_length: int) -> int:
@@ -143,6 +159,11 @@ class GenerationSettings:
                 f"{context_length}-token context; lower max_new_tokens"
             )
         return budget
+
+    @property
+    def record_hidden_states(self) -> bool:
+        """Whether the capture records the residual stream (kept, or needed for the stored lens)."""
+        return self.keep_hidden_states or self.lens_k > 0
 
     @property
     def mode(self) -> str:

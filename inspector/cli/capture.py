@@ -15,7 +15,7 @@ DEFAULT_CAPTURE_OUT = f"{OUTPUT_DIR}/captures/capture.safetensors"
 
 
 def add_model_args(parser: argparse.ArgumentParser, model_default: str = "gpt2") -> None:
-    """``--model``, ``--random-weights``, ``--device``, ``--dtype``."""
+    """``--model``, ``--random-weights``, ``--device``, ``--dtype``, ``--trust-remote-code``."""
     g = parser.add_argument_group("model")
     g.add_argument("--model", default=model_default, help="hub id or local folder (default: %(default)s)")
     g.add_argument(
@@ -23,8 +23,16 @@ def add_model_args(parser: argparse.ArgumentParser, model_default: str = "gpt2")
         action="store_true",
         help="build the model from the folder's config.json with random weights (text is meaningless)",
     )
-    g.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    g.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"], help="model dtype")
+    g.add_argument("--device", default="auto",
+                   help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default: %(default)s)")
+    g.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="model dtype; float16 needs a GPU (default: float32)")
+    g.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run the model's own code from its folder or hub repository (only for code you have read and "
+        "trust; default: off)",
+    )
 
 
 #: GenerationSettings fields without a command-line flag, and why (a test checks every other field has one).
@@ -110,10 +118,19 @@ def _text_arg(value: str, flag: str) -> str:
     return value
 
 
+def prompt_arg(value: str, flag: str = "--prompt") -> str:
+    """The prompt given as ``flag``, with ``\\n`` unescaped; ``ValueError`` when empty (checked before any load)."""
+    prompt = _unescape(_text_arg(value, flag))
+    if not prompt.strip():
+        raise ValueError(f"{flag} is empty; give some text to continue, e.g. {flag} 'User: hi\\nAgent:'")
+    return prompt
+
+
 def load_model_from_args(args: argparse.Namespace) -> Any:
     from inspector.model import load_model
 
-    return load_model(args.model, device=args.device, dtype=args.dtype, random_weights=args.random_weights)
+    return load_model(args.model, device=args.device, dtype=args.dtype, random_weights=args.random_weights,
+                      trust_remote_code=getattr(args, "trust_remote_code", False))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -124,6 +141,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_model_args(p)
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt text; '\\n' is a newline (default: %(default)r)")
+    p.add_argument("--continuation", default=None, metavar="TEXT",
+                   help="score this text after the prompt by teacher forcing instead of generating (decoding "
+                        "options are then unused); start it with a space after a cue like 'Agent:'; '\\n' is a "
+                        "newline (default: none, generate)")
     add_generation_args(p)
     p.add_argument("--out", default=DEFAULT_CAPTURE_OUT, help="capture file to write (default: %(default)s)")
     p.set_defaults(func=run_capture)
@@ -134,25 +155,38 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run the same short capture on the CPU and on --device and report max differences.",
     )
     d.add_argument("--model", default="gpt2", help="hub id or local folder (default: %(default)s)")
-    d.add_argument("--random-weights", action="store_true")
+    d.add_argument("--random-weights", action="store_true",
+                   help="build the model from the folder's config.json with random weights (default: off)")
     d.add_argument("--device", default="auto", help="device to compare with the CPU (default: %(default)s)")
-    d.add_argument("--prompt", default=DEFAULT_PROMPT)
-    d.add_argument("--max-new-tokens", type=int, default=16)
-    d.add_argument("--json", dest="json_out", default=None, help="also write the report as JSON to this file")
+    d.add_argument("--prompt", default=DEFAULT_PROMPT,
+                   help="prompt of the compared capture; '\\n' is a newline (default: %(default)r)")
+    d.add_argument("--max-new-tokens", type=int, default=16,
+                   help="tokens generated on each device (default: %(default)s)")
+    d.add_argument("--json", dest="json_out", default=None,
+                   help="also write the report as JSON to this file (default: print only)")
     d.set_defaults(func=run_doctor)
 
 
 def run_capture(args: argparse.Namespace) -> int:
     from inspector.report import capture_report
 
-    settings = settings_from_args(args)  # validated before the model loads
-    prompt = _unescape(_text_arg(args.prompt, "--prompt"))
+    settings = settings_from_args(args)  # everything validated before the model loads
+    prompt = prompt_arg(args.prompt)
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise ValueError(f"--out must end in .safetensors, got {out}")
+    continuation = None if args.continuation is None else _unescape(_text_arg(args.continuation, "--continuation"))
+    if continuation is not None and not continuation:
+        raise ValueError("--continuation is empty; give the text to score, or leave the option out to generate")
+    if continuation is not None and not prompt.strip():
+        raise ValueError("--prompt is empty; give some text to condition the continuation on")
     im = load_model_from_args(args)
     print(f"loaded {im.describe()}", file=sys.stderr)
-    result = im.generate(prompt, settings=settings)
+    if continuation is not None:
+        result = im.score(prompt, continuation, top_k_logits=settings.top_k_logits, keep_logits=settings.keep_logits,
+                          attention_dtype=settings.attention_dtype)
+    else:
+        result = im.generate(prompt, settings=settings)
     captures = result if isinstance(result, list) else [result]
     out.parent.mkdir(parents=True, exist_ok=True)
     for i, cap in enumerate(captures):
@@ -168,11 +202,14 @@ def run_doctor(args: argparse.Namespace) -> int:
 
     from inspector.doctor import format_parity, parity_check
 
+    prompt = prompt_arg(args.prompt)  # validated before the model loads
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     report = parity_check(
         args.model,
         device=args.device,
         random_weights=args.random_weights,
-        prompt=_unescape(_text_arg(args.prompt, "--prompt")),
+        prompt=prompt,
         max_new_tokens=args.max_new_tokens,
     )
     print(format_parity(report))

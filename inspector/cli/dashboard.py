@@ -57,18 +57,21 @@ def register(sub: argparse._SubParsersAction) -> None:
             "says so and falls back to a random-weights GPT-2 (its text is meaningless)."
         ),
     )
-    p.add_argument("--run", default=None, metavar="out/runs/NAME", help="corpus run folder to open in the Corpus view")
+    p.add_argument("--run", default=None, metavar="out/runs/NAME",
+                   help="corpus run folder to open in the Corpus view (default: none; the view asks for one)")
     p.add_argument("--capture", default=None, metavar="FILE.safetensors",
-                   help="capture file (from `inspector capture --out`) that every new page opens with")
+                   help="capture file (from `inspector capture --out`) that every new page opens with (default: none)")
     p.add_argument("--model", default=None, metavar="NAME_OR_DIR",
                    help="hub id, local folder, or 'builtin' (default: gpt2)")
     p.add_argument("--random-weights", action="store_true",
                    help="random weights from the model folder's config.json (text is meaningless)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--config-dir", default=None, metavar="DIR",
-                   help="folder with GPT-2's config.json and tokenizer for the random-weights fallback")
+                   help="folder with GPT-2's config.json and tokenizer for the random-weights fallback "
+                   "(default: $INSPECTOR_GPT2_OFFLINE_DIR, else ../shared/models/gpt2-offline)")
     p.add_argument("--dailydialog", default=None, metavar="DIR",
-                   help="local DailyDialog copy (sets INSPECTOR_DAILYDIALOG_DIR)")
+                   help="local DailyDialog copy (sets INSPECTOR_DAILYDIALOG_DIR; default: that variable, else "
+                   "../shared/data/dailydialog beside this folder or the project, else the Hub)")
     p.add_argument("--port", type=int, default=8501, help="port (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: %(default)s, this machine only); any other address shares "
@@ -159,6 +162,13 @@ def run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.dailydialog:
         env["INSPECTOR_DAILYDIALOG_DIR"] = str(Path(args.dailydialog).expanduser())
+    elif is_local_address(args.host) and not env.get("INSPECTOR_DAILYDIALOG_DIR"):
+        # The page finds DailyDialog as the other commands do (a shared page opens only folders given here).
+        from inspector.locations import find_dailydialog_dir
+
+        found = find_dailydialog_dir()
+        if found is not None:
+            env["INSPECTOR_DAILYDIALOG_DIR"] = str(found)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"inspector dashboard: serving on http://{host}:{args.port}  (Ctrl-C to stop)", file=sys.stderr)
     if not is_local_address(args.host):

@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "inspector.cli.runs",  # run, stats
     "inspector.cli.plot",  # plot
     "inspector.cli.dashboard",  # dashboard
+    "inspector.cli.research",  # order, compare
 )
 
 
@@ -28,16 +29,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from inspector.model import ModelLoadError
-    from inspector.records import CaptureError
+# Errors that are the user's to fix (module, class): printed in one line, exit status 2. Looked up only in
+# modules already imported, so that `--help` and argument errors never import torch (a class whose module
+# was never imported cannot have been raised).
+_USER_ERRORS = (
+    ("inspector.model", "ModelLoadError"),
+    ("inspector.records", "CaptureError"),
+)
 
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = [ValueError, OSError]
+    for module, name in _USER_ERRORS:
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            found.append(getattr(loaded, name))
+    return tuple(found)
+
+
+def error_text(exc: BaseException) -> str:
+    """What the command line shows for ``exc``: its ``cli_message`` (worded with flags) when it has one."""
+    return str(getattr(exc, "cli_message", None) or exc)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ModelLoadError, CaptureError, ValueError, FileNotFoundError, OSError) as exc:
-        print(f"inspector {args.command}: error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        if not isinstance(exc, _user_error_types()):
+            raise
+        print(f"inspector {args.command}: error: {error_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"inspector {args.command}: interrupted", file=sys.stderr)

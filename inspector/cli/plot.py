@@ -13,7 +13,20 @@ _KIND_OPTIONS: dict[str, tuple[str, ...]] = {
     "text": ("color_by",),
     "token": ("position", "head", "gamma", "max_labels"),
     "corpus": ("by", "metrics"),
+    "lens": ("k", "layers", "positions", "max_labels"),
+    "rollout": ("layers", "heads", "residual_weight", "norm_weighted", "gamma", "max_labels"),
+    "headstats": ("rows", "statistics"),
+    "compare": ("align", "kl", "layer", "head", "max_labels"),
 }
+# Options that pick where a kind's input comes from rather than going to the figure.
+_SOURCE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "lens": ("model", "random_weights", "seed", "device"),
+    "headstats": ("by", "group"),
+    "compare": ("compare",),
+}
+# = inspector.aggregate.AGGREGATE_MODES (a test keeps them equal); that module imports torch, which
+# `inspector plot --help` must not.
+AGG_CHOICES: tuple[str, ...] = ("mean", "max", "stacked-mean")
 _FLAG = {
     "layer": "--layer",
     "head": "--head",
@@ -27,11 +40,25 @@ _FLAG = {
     "position": "--position",
     "by": "--by",
     "metrics": "--metrics",
+    "layers": "--layers",
+    "heads": "--heads",
+    "positions": "--positions",
+    "residual_weight": "--residual-weight",
+    "norm_weighted": "--norm-weighted",
+    "rows": "--rows",
+    "statistics": "--statistics",
+    "align": "--align",
+    "kl": "--kl",
+    "compare": "--compare",
+    "group": "--group",
+    "model": "--model",
+    "random_weights": "--random-weights",
+    "seed": "--seed",
+    "device": "--device",
 }
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from inspector.aggregate import AGGREGATE_MODES
     from inspector.plots.options import COLOR_BY, GROUP_COLUMNS, KINDS, SCORES
 
     p = sub.add_parser(
@@ -57,16 +84,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("attention (heatmap, heads, token)")
     g.add_argument("--layer", type=int, default=None, help="heatmap: one layer (default: all, combined by --agg)")
     g.add_argument("--head", type=int, default=None, help="heatmap, token: one head (default: all)")
-    g.add_argument("--agg", choices=AGGREGATE_MODES, default=None,
+    g.add_argument("--agg", choices=AGG_CHOICES, default=None,
                    help="heatmap: how to combine the layers/heads not chosen (default: mean)")
     g.add_argument("--position", type=int, default=None,
                    help="token: position of the token (negative counts from the end; default: first generated)")
     g.add_argument("--gamma", type=float, default=None,
                    help="colour ~ weight^gamma (default 0.5, so small weights show; 1 is linear)")
     g.add_argument("--max-cells", type=int, default=None,
-                   help="heads: longer sequences are averaged into blocks so a panel has at most this many cells")
+                   help="heads: longer sequences are averaged into blocks so a panel has at most this many cells "
+                   "(default: 128 in .png/.svg/.pdf, 64 in .html)")
     g = p.add_argument_group("generation (topk, text)")
-    g.add_argument("--k", type=int, default=None, help="topk: candidates per step (default: all kept)")
+    g.add_argument("--k", type=int, default=None,
+                   help="topk: candidates per step (default: all kept); lens: top-k kept per cell (default: 5)")
     g.add_argument("--scores", choices=SCORES, default=None,
                    help="topk: raw model logits or the processed scores decoding used (default: raw)")
     g.add_argument("--color-by", choices=COLOR_BY, default=None,
@@ -77,16 +106,82 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--metrics", default=None,
                    help="corpus: comma-separated summary columns (default: entropy, chosen probability and the "
                    "attention shares the run kept)")
+    _register_analysis(p)
     g = p.add_argument_group("size")
-    g.add_argument("--max-labels", type=int, default=None, help="at most about this many token labels per axis")
+    g.add_argument("--max-labels", type=int, default=None,
+                   help="at most about this many token labels per axis (default: 60 to 80, by kind)")
     g.add_argument("--width", type=int, default=None, help="width in pixels (default: from the data)")
     g.add_argument("--height", type=int, default=None, help="height in pixels (default: from the data)")
     g.add_argument("--dpi", type=float, default=150.0, help="pixels per inch of .png output (default: %(default)s)")
     p.set_defaults(func=handler)
 
 
+def _register_analysis(p: argparse.ArgumentParser) -> None:
+    from inspector.analysis.compare import ALIGN_CHOICES, KL_CHOICES
+    from inspector.analysis.head_stats import ROW_CHOICES, STATISTICS
+
+    g = p.add_argument_group("analysis (lens, rollout, headstats, compare)")
+    g.add_argument("--layers", default=None, metavar="LIST",
+                   help="lens: hidden-state entries to show, comma-separated (0 = embeddings, l = after layer l-1; "
+                   "default: all); rollout: layers to multiply through (default: all)")
+    g.add_argument("--heads", default=None, metavar="LIST",
+                   help="rollout: heads averaged in every layer, comma-separated (default: all)")
+    g.add_argument("--positions", default=None, metavar="START:STOP",
+                   help="lens: the positions to show, a Python-style slice (default: all)")
+    g.add_argument("--residual-weight", type=float, default=None,
+                   help="rollout: r in (1 - r) A + r I, within 0..1 (default: 0.5, as in Abnar & Zuidema)")
+    g.add_argument("--norm-weighted", action="store_const", const=True, default=None,
+                   help="rollout: weigh attention by the value norms the capture kept (default: raw attention)")
+    g.add_argument("--rows", choices=ROW_CHOICES, default=None,
+                   help="headstats of a capture: the query rows the statistics are over (default: all)")
+    g.add_argument("--statistics", default=None, metavar="LIST",
+                   help=f"headstats: comma-separated panels from {', '.join(STATISTICS)} (default: all)")
+    g.add_argument("--group", default=None, metavar="VALUE",
+                   help="headstats of a run with --by: the label value to show, e.g. --by act --group question "
+                   "(default: without --by, the whole run)")
+    g.add_argument("--compare", default=None, metavar="CAPTURE_B",
+                   help="compare: the second capture (B); the figure shows CAPTURE_OR_RUN (A) against it")
+    g.add_argument("--align", choices=ALIGN_CHOICES, default=None,
+                   help="compare: prefix (same context), generated (step i vs step i) or auto (default: auto)")
+    g.add_argument("--kl", choices=KL_CHOICES, default=None,
+                   help="compare: exact (needs --keep-logits captures), topk (a lower bound) or auto (default: auto)")
+    g.add_argument("--model", default=None, metavar="NAME_OR_PATH",
+                   help="lens: the model that made the capture, to decode its hidden states (the lens needs the "
+                   "final norm and unembedding; default: none, which is an error for --kind lens)")
+    g.add_argument("--random-weights", action="store_const", const=True, default=None,
+                   help="lens: build --model with random weights seeded by --seed, as the capture was "
+                   "(default: off)")
+    g.add_argument("--seed", type=int, default=None, help="lens: seed of --random-weights (default: 0)")
+    g.add_argument("--device", default=None, help="lens: device for --model (default: cpu)")
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} takes comma-separated integers, e.g. 0,2,5; got {text!r}") from None
+    if not out:
+        raise ValueError(f"{flag} needs at least one integer")
+    return out
+
+
+def _positions(text: str, seq_len: int) -> list[int]:
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        start, stop = (int(x) if x.strip() else None for x in parts)
+    except ValueError:
+        raise ValueError(f"--positions takes START:STOP (e.g. 10:40, or -20: for the last 20); got {text!r}") from None
+    out = list(range(seq_len))[slice(start, stop)]
+    if not out:
+        raise ValueError(f"--positions {text} selects no position of a {seq_len}-token capture")
+    return out
+
+
 def _options(args: argparse.Namespace, kind: str) -> dict[str, Any]:
     given = {dest: getattr(args, dest) for dest in _FLAG if getattr(args, dest) is not None}
+    given = {d: v for d, v in given.items() if d not in _SOURCE_OPTIONS.get(kind, ())}
     wrong = [d for d in given if d not in _KIND_OPTIONS[kind]]
     if wrong:
         flags = ", ".join(_FLAG[d] for d in wrong)
@@ -94,6 +189,11 @@ def _options(args: argparse.Namespace, kind: str) -> dict[str, Any]:
         raise ValueError(f"{flags} does not apply to --kind {kind} (it takes {takes})")
     if "metrics" in given:
         given["metrics"] = [m.strip() for m in given["metrics"].split(",") if m.strip()]
+    for name in ("layers", "heads"):
+        if name in given:
+            given[name] = _int_list(given[name], _FLAG[name])
+    if "statistics" in given:
+        given["statistics"] = [m.strip() for m in given["statistics"].split(",") if m.strip()]
     for name in ("max_labels", "max_cells", "k"):
         if name in given and given[name] < 1:
             raise ValueError(f"{_FLAG[name]} must be at least 1, got {given[name]}")
@@ -134,6 +234,9 @@ def handler(args: argparse.Namespace) -> int:
     source = load_source(args.source)
     is_run = isinstance(source, pd.DataFrame)
     kind = args.kind or ("corpus" if is_run else "heatmap")
+    if kind == "headstats" and is_run:
+        source = _run_head_stats(args)
+        is_run = False
     if kind == "corpus" and not is_run:
         raise ValueError(f"--kind corpus needs a run folder (with summary.parquet); {args.source} is a capture")
     if kind != "corpus" and is_run:
@@ -143,7 +246,74 @@ def handler(args: argparse.Namespace) -> int:
         )
     interactive = fmt == "html"
     opts = {**_options(args, kind), **_size_options(args, kind, interactive)}
+    opts.update(_analysis_inputs(args, kind, source, opts))
     fig = make_figure(kind, source, interactive=interactive, **opts)
     path = export_figure(fig, args.out, dpi=None if interactive else args.dpi)
     print(f"wrote {path}")
     return 0
+
+
+def _run_head_stats(args: argparse.Namespace) -> Any:
+    """The head-statistics table of a run folder, one group of it with --by/--group."""
+    from inspector.runs import load_run
+
+    if (args.by is None) != (args.group is None):
+        raise ValueError("give --by and --group together (e.g. --by act --group question), or neither for the "
+                         "whole run")
+    table = load_run(args.source).head_stats(by=args.by)
+    if args.by is None:
+        return table
+    picked = table[table[args.by].astype(str) == args.group]
+    if picked.empty:
+        values = ", ".join(sorted(table[args.by].astype(str).unique()))
+        raise ValueError(f"no turn of the run has {args.by}={args.group!r}; its values: {values}")
+    return picked.drop(columns=[args.by])
+
+
+def _analysis_inputs(args: argparse.Namespace, kind: str, source: Any, opts: dict[str, Any]) -> dict[str, Any]:
+    """The second capture of ``compare``, the lens of ``lens`` (computed with --model, checked against the capture)."""
+    if kind == "headstats" and hasattr(source, "require_attentions") and (args.by or args.group) is not None:
+        raise ValueError("--by/--group apply to the head statistics of a run folder, not of one capture")
+    if kind == "compare":
+        if args.compare is None:
+            raise ValueError("--kind compare needs the second capture: --compare B.safetensors")
+        from inspector.store import load_capture
+
+        return {"other": load_capture(args.compare)}
+    if kind != "lens":
+        return {}
+    if args.positions is not None:
+        opts["positions"] = _positions(args.positions, source.seq_len)
+    if getattr(source, "lens", None) is not None:
+        return {}
+    if args.model is None:
+        raise ValueError(
+            "--kind lens decodes hidden states through the model's final norm and unembedding, which a capture does "
+            "not hold: give --model NAME_OR_PATH (the model that made the capture; add --random-weights --seed N "
+            "for a random-weights capture)"
+        )
+    from inspector.analysis.lens import capture_lens
+    from inspector.model import load_model
+
+    im = load_model(args.model, device=args.device or "cpu", random_weights=bool(args.random_weights),
+                    seed=args.seed or 0)
+    lens = capture_lens(source, im, k=opts.get("k", 5), positions=opts.get("positions"))
+    _check_same_model(source, lens)
+    opts.pop("k", None)
+    return {"lens": lens}
+
+
+def _check_same_model(capture: Any, lens: Any) -> None:
+    """The lens's output row must predict what the capture's model predicted at its first step."""
+    if capture.num_steps == 0:
+        return
+    cols = (lens.positions == capture.prompt_len - 1).nonzero()
+    if cols.numel() == 0:
+        return
+    got = int(lens.top1_ids[-1, int(cols[0, 0])])
+    want = int(capture.raw.topk_ids[0, 0])
+    if got != want:
+        raise ValueError(
+            f"--model does not match the capture: it predicts token {got} after the prompt where the capture's "
+            f"model predicted {want}. Give the model that made the capture (for random weights, the same --seed)"
+        )

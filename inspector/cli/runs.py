@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from inspector.cli.capture import add_generation_args, add_model_args, load_model_from_args, settings_from_args
 from inspector.data.prompts import DEFAULT_CONTEXT_TURNS
@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from inspector.runs.config import ATTENTION_MODES
+    from inspector.runs.config import ATTENTION_MODES, CONDITIONS
 
     p = sub.add_parser(
         "run",
@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--data",
         default=None,
         help="DailyDialog folder (original release layout) or Parquet/CSV/JSONL file or folder, or 'hub' "
-        "(default: $INSPECTOR_DAILYDIALOG_DIR, else the Hugging Face Hub)",
+        "(default: $INSPECTOR_DAILYDIALOG_DIR, else ../shared/data/dailydialog beside this folder or the "
+        "project, else the Hugging Face Hub)",
     )
     g.add_argument(
         "--filter",
@@ -42,9 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="keep matching turns (repeatable): act=question, emotion=anger,sadness, response_act=..., "
-        "response_emotion=..., dial_id=1,4,10-12, turn=0, text=bank, response_text=..., has_response=yes",
+        "response_emotion=..., dial_id=1,4,10-12, turn=0, text=bank, response_text=..., has_response=yes "
+        "(default: every turn)",
     )
-    g.add_argument("--limit", type=int, default=None, help="only the first N selected turns")
+    g.add_argument("--limit", type=int, default=None, help="only the first N selected turns (default: all)")
     add_model_args(p)
     add_generation_args(p, max_new_tokens=40, truncate=False)
     g = p.add_argument_group("prompts")
@@ -65,6 +67,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--no-captures", dest="keep_captures", action="store_false",
                    help="write only the summary, no capture files")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    g = p.add_argument_group("research")
+    g.add_argument("--score-reference", action="store_true",
+                   help="also score each turn's reference reply by teacher forcing: columns ref_nll, ref_nll_mean, "
+                        "ref_ppl, ref_tokens (one extra forward pass per batch; default: off)")
+    g.add_argument("--condition", choices=list(CONDITIONS), default="none",
+                   help="state the reference reply's emotion or act in the cue of the generation prompt, e.g. "
+                        "'Agent (happiness):', and add the columns cond_delta_loglik(_mean), cond_kl_mean, "
+                        "cond_kl_max, attn_condition; implies --score-reference (default: %(default)s)")
+    g.add_argument("--condition-style", choices=["paren", "bracket"], default="paren",
+                   help="how the condition is written: paren 'Agent (happiness):' or bracket 'Agent [inform]:' "
+                        "(default: %(default)s)")
+    add_ray_args(p)
     p.set_defaults(func=run_run)
 
     s = sub.add_parser(
@@ -75,8 +89,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("run", help="run folder (e.g. out/runs/NAME)")
     s.add_argument("--by", default=LABEL_COLUMNS[0], choices=list(LABEL_COLUMNS),
                    help="label column to group by (default: %(default)s)")
-    s.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    s.add_argument("--csv", default=None, help="also write the table to this CSV file (default: print only)")
     s.set_defaults(func=run_stats)
+
+
+def add_ray_args(parser: argparse.ArgumentParser) -> None:
+    """``--ray [auto|ADDRESS]``, ``--workers N``, ``--gpus-per-worker G`` (needs the ``ray`` extra)."""
+    g = parser.add_argument_group("Ray (pip install 'inspector[ray]')")
+    g.add_argument("--ray", nargs="?", const="auto", default=None, metavar="auto|ADDRESS",
+                   help="run the batches on a Ray cluster with Ray Data: 'auto' (the value when given alone) joins "
+                   "the running cluster or starts a local one; ADDRESS (ray://host:10001, host:6379) joins that "
+                   "cluster, whose workers must all reach --out, --model and --data at the same paths "
+                   "(default: no Ray, one process)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="model actors, each loading the model once (default: 2; needs --ray)")
+    g.add_argument("--gpus-per-worker", type=float, default=None,
+                   help="GPUs each worker reserves; > 0 runs the workers on cuda (default: 0, CPU workers; "
+                   "needs --ray)")
+
+
+def _ray_runner_options(args: argparse.Namespace) -> dict[str, object] | None:
+    """The Ray options, checked before any model work (``None`` without ``--ray``)."""
+    from inspector.runs.ray_backend import require_ray
+
+    if args.ray is None:
+        if args.workers is not None or args.gpus_per_worker is not None:
+            raise ValueError("--workers and --gpus-per-worker need --ray (e.g. --ray auto)")
+        return None
+    require_ray()
+    workers = 2 if args.workers is None else args.workers
+    gpus = 0.0 if args.gpus_per_worker is None else args.gpus_per_worker
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    if gpus < 0:
+        raise ValueError(f"--gpus-per-worker must be >= 0, got {gpus}")
+    if gpus > 0 and args.device not in ("auto", "cuda"):
+        raise ValueError(f"--gpus-per-worker {gpus} runs the workers on cuda; drop --device {args.device}")
+    return {"address": args.ray, "workers": workers, "gpus_per_worker": gpus}
 
 
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -96,22 +145,63 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
         attention=args.attention,
         keep_captures=args.keep_captures,
         settings=settings,
+        score_reference=args.score_reference,
+        condition=args.condition,
+        condition_style=args.condition_style,
     )
 
 
+def _selected_turns(config: RunConfig) -> tuple[Any, int]:
+    """The dataset and how many turns the run selects: data, split and filter errors before any model load."""
+    from inspector.data.dailydialog import load_dailydialog
+    from inspector.data.filters import filter_turns
+    from inspector.runs.errors import RunError
+
+    dataset = load_dailydialog(config.split, config.data)
+    table = filter_turns(dataset.turns(), **dict(config.filters))
+    if config.limit is not None:
+        table = table.head(config.limit)
+    if table.empty:
+        raise RunError(f"no DailyDialog {config.split} turns match the filters {dict(config.filters)}")
+    return dataset, len(table)
+
+
 def run_run(args: argparse.Namespace) -> int:
+    from torch import device as torch_device
+
     from inspector.devices import dtype_name
     from inspector.model import resolve_device, resolve_dtype
     from inspector.runs.execute import run_corpus
     from inspector.runs.folder import check_resumable, command_identity
+    from inspector.runs.plan import plan_run
 
-    config = _config_from_args(args)  # everything validated before the model loads
-    device = resolve_device(args.device)
+    # Validate first, load last: settings, the folder, the data and the filters before the model (~10 s).
+    config = _config_from_args(args)
+    ray_options = _ray_runner_options(args)
+    gpu_workers = ray_options is not None and float(ray_options["gpus_per_worker"]) > 0  # type: ignore[arg-type]
+    device = torch_device("cuda") if gpu_workers else resolve_device(args.device)
     dtype = dtype_name(resolve_dtype(args.dtype, device))
     before = check_resumable(args.out, command_identity(config, args.model, args.random_weights, device.type, dtype))
-    im = load_model_from_args(args)
+    dataset, num_turns = _selected_turns(config)
+    if (before is not None and before.get("status") == "complete"
+            and (before.get("identity") or {}).get("num_turns") == num_turns):
+        print(f"{args.out} is already complete ({num_turns} turns); nothing to generate or write", file=sys.stderr)
+        return 0
+    if gpu_workers:  # the driver only plans (tokenizer, sizes): keep the GPUs for the workers
+        from inspector.model import load_model
+
+        im = load_model(args.model, device="cpu", random_weights=args.random_weights)
+    else:
+        im = load_model_from_args(args)
     print(f"loaded {im.describe()}", file=sys.stderr)
-    run = run_corpus(config, args.out, im, model_id=args.model, progress=args.progress, command=sys.argv)
+    plan = plan_run(config, im.tokenizer, im.context_length, dataset=dataset)
+    runner = None
+    if ray_options is not None:
+        from inspector.runs.ray_backend import RayRunner
+
+        runner = RayRunner.for_model(im, args.model, device=device.type, dtype=dtype, **ray_options)
+    run = run_corpus(config, args.out, im, model_id=args.model, progress=args.progress, command=sys.argv,
+                     plan=plan, runner=runner)
     if before is not None and before.get("status") == "complete" and run.settings == before:
         return 0  # already complete: run_corpus said so and wrote nothing
     counts = run.settings.get("counts") or {}

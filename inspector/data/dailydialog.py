@@ -63,7 +63,9 @@ def load_dailydialog(split: str = "validation", source: str | os.PathLike[str] |
     Args:
         split: ``"train"``, ``"validation"`` or ``"test"`` (any name for local data).
         source: a folder (original release layout, or holding table files), a table file,
-            or ``"hub"``. ``None`` uses ``INSPECTOR_DAILYDIALOG_DIR`` when set, else the Hub.
+            or ``"hub"``. ``None``: ``INSPECTOR_DAILYDIALOG_DIR`` when set, else ``shared/data/dailydialog``
+            beside the current folder or the project (:func:`inspector.locations.find_dailydialog_dir`),
+            else the Hub (refused at once when it cannot be reached).
 
     Raises:
         DailyDialogError: not found, unreadable, or inconsistent (names split, file and line).
@@ -71,7 +73,10 @@ def load_dailydialog(split: str = "validation", source: str | os.PathLike[str] |
     if not split or not isinstance(split, str):
         raise DailyDialogError(f"split must be a name like 'validation', got {split!r}")
     if source is None:
-        source = os.environ.get(ENV_VAR) or "hub"
+        from inspector.locations import find_dailydialog_dir
+
+        found = find_dailydialog_dir()
+        source = found if found is not None else "hub"
     if str(source) == "hub":
         return load_from_hub(split)
     path = Path(source).expanduser()

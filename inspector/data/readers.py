@@ -252,6 +252,11 @@ def load_from_hub(split: str = "validation", repo: str = HUB_REPO, revision: str
     """
     if split not in SPLITS:
         raise DailyDialogError(f"unknown DailyDialog split {split!r}; the Hub copy has {list(SPLITS)}")
+    from inspector.hub import hub_reachable
+
+    if not hub_reachable():  # at once, instead of the download client's retries (half a minute)
+        raise _local_copy_error(f"DailyDialog {split!r} was to come from the Hugging Face Hub, which could not be "
+                                "reached from here (offline? HF_HUB_OFFLINE=1 skips this check)")
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover - a dependency of the package
@@ -259,10 +264,20 @@ def load_from_hub(split: str = "validation", repo: str = HUB_REPO, revision: str
     try:
         ds = datasets.load_dataset(repo, revision=revision, split=split)
     except Exception as exc:  # offline, hub errors, missing split: all become one clear message
-        raise DailyDialogError(
+        first = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""
+        raise _local_copy_error(
             f"could not load DailyDialog {split!r} from the Hugging Face Hub ({repo}, revision {revision}): "
-            f"{type(exc).__name__}: {exc}. If this machine is offline, use a local copy: pass --data DIR "
-            f"(the original release folder, or Parquet/CSV/JSONL files) or set {ENV_VAR}"
+            f"{type(exc).__name__}: {first}"
         ) from exc
     dialogues = dialogues_from_records(ds, split, f"hub {repo}@{revision}")
     return DailyDialog(split, dialogues, f"hub:{repo}@{revision}")
+
+
+def _local_copy_error(problem: str) -> DailyDialogError:
+    """``problem`` and how to point at a local copy, for Python callers and for the command line."""
+    what = "a folder in the original release layout, or Parquet/CSV/JSONL files"
+    return DailyDialogError(
+        f"{problem}. Use a local copy ({what}): pass source='/path/to/dailydialog' to load_dailydialog "
+        f"(data= to RunConfig), or set {ENV_VAR}=/path/to/dailydialog",
+        f"{problem}. Use a local copy ({what}): --data /path/to/dailydialog, or set {ENV_VAR}=/path/to/dailydialog",
+    )

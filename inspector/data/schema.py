@@ -63,7 +63,15 @@ TURN_COLUMNS: tuple[str, ...] = (
 
 
 class DailyDialogError(ValueError):
-    """DailyDialog could not be found, read or validated; the message names split, file and line."""
+    """DailyDialog could not be found, read or validated; the message names split, file and line.
+
+    ``str(error)`` is worded for Python callers; :attr:`cli_message`, where it differs, names the
+    command line's flags instead (``--data``).
+    """
+
+    def __init__(self, message: str, cli_message: str | None = None) -> None:
+        super().__init__(message)
+        self.cli_message = cli_message or message
 
 
 def label_id(value: Any, names: Mapping[int, str], kind: str, where: str) -> int:

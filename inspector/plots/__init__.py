@@ -15,6 +15,12 @@ topk       topk_steps                Capture: top-k candidates per step, entropy
 text       text_html / text_figure   Capture: text coloured by prob or entropy
 token      token_attention           Capture: attention from one token, per layer
 corpus     corpus_distributions      run summary DataFrame
+lens       lens_grid                 Capture + model (or a LensResult): logit lens
+rollout    rollout_heatmap           Capture: attention rollout [query, key]
+headstats  headstats_heatmap         Capture, HeadStats or one group of
+                                     ``Run.head_stats()``: layer x head panels
+compare    compare_view              two Captures (``other=``): KL, agreement,
+                                     attention difference
 =========  ========================  ==========================================
 
 The choices a figure takes by name (:data:`KINDS`, :data:`SCORES`, :data:`COLOR_BY`,
@@ -57,6 +63,10 @@ _BUILDERS: dict[str, str] = {
     "topk": "topk_steps",
     "token": "token_attention",
     "corpus": "corpus_distributions",
+    "lens": "lens_grid",
+    "rollout": "rollout_heatmap",
+    "headstats": "headstats_heatmap",
+    "compare": "compare_view",
 }
 
 SUMMARY_FILE = "summary.parquet"
@@ -86,7 +96,9 @@ def make_figure(kind: str, source: Capture | pd.DataFrame, interactive: bool = F
     """Draw ``kind`` from ``source``: a plotly figure (or HTML text) when ``interactive``, else matplotlib.
 
     ``source`` is a :class:`~inspector.records.Capture` for every kind but ``corpus``,
-    which takes a run summary DataFrame. ``opts`` go to the builder; options set to
+    which takes a run summary DataFrame, and ``headstats``, which also takes a
+    :class:`~inspector.analysis.head_stats.HeadStats` or one group of a run's
+    ``Run.head_stats()`` table. ``opts`` go to the builder; options set to
     ``None`` are dropped so the builder's defaults apply. An option the kind does not
     take raises ``ValueError`` naming the ones it does.
     """
@@ -104,7 +116,15 @@ def make_figure(kind: str, source: Capture | pd.DataFrame, interactive: bool = F
 def _check_source(kind: str, source: Any) -> None:
     from inspector.records import Capture
 
-    if kind == "corpus":
+    if kind == "headstats":
+        import pandas as pd
+
+        from inspector.analysis.head_stats import HeadStats
+
+        if not isinstance(source, (Capture, HeadStats, pd.DataFrame)):
+            raise ValueError("the headstats figure needs a capture, a HeadStats or a run's head_stats() table, "
+                             f"got {type(source).__name__}")
+    elif kind == "corpus":
         import pandas as pd
 
         if not isinstance(source, pd.DataFrame):

@@ -108,8 +108,10 @@ def position_labels(tokens: Sequence[str]) -> list[str]:
 
 
 def capture_title(capture: Capture, what: str) -> str:
-    """``what`` followed by the model name, flagged loudly when the weights are random."""
+    """``what`` followed by the model name, flagged loudly when the weights are random; forced captures say so."""
     model = capture.meta.model or "model"
+    if capture.meta.generation.get("mode") == "forced":  # as capture.forced.is_forced (which loads torch)
+        model = f"{model} · teacher-forced continuation ({capture.num_steps} tokens, not generated)"
     if capture.meta.random_weights:
         return f"{what}\n{model}: RANDOM WEIGHTS (not real GPT-2)"
     return f"{what}\n{model}"

@@ -15,7 +15,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from inspector.records import Capture
 
 #: Figure kinds accepted by :func:`inspector.plots.make_figure` and ``inspector plot --kind``.
-KINDS: tuple[str, ...] = ("heatmap", "heads", "topk", "text", "token", "corpus")
+KINDS: tuple[str, ...] = ("heatmap", "heads", "topk", "text", "token", "corpus", "lens", "rollout", "headstats",
+                          "compare")
 
 #: Summary columns a corpus figure can group by (the first is the default): DailyDialog's label columns.
 GROUP_COLUMNS: tuple[str, ...] = LABEL_COLUMNS

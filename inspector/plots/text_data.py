@@ -118,7 +118,8 @@ def text_data(capture: Capture, color_by: str = "prob", alternatives: int = 5) -
             TextToken(text=tok, generated=True, value=float(values[i]), colour=rgba_hex(rgba), ink=_ink(rgba), tip=tip,
                       prob=float(probs[i]), rank=int(ranks[i]), entropy=float(entropy[i]))
         )
-    what = "Generated text coloured by " + ("chosen-token probability" if color_by == "prob" else "entropy")
+    lead = "Forced continuation" if capture.meta.generation.get("mode") == "forced" else "Generated text"
+    what = f"{lead} coloured by " + ("chosen-token probability" if color_by == "prob" else "entropy")
     return TextData(
         tokens=out,
         color_by=color_by,

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from inspector.forced import score
+from inspector.capture.forced import score
 from inspector.research.condition import (
     CONDITION_SHARE_COLUMN,
     condition_attention_share,
@@ -51,6 +51,7 @@ def research_columns(
     targets: Sequence[str | None] | None = None,
     *,
     style: str = "paren",
+    condition_share: bool = True,
 ) -> list[dict[str, float]]:
     """The :data:`RESEARCH_COLUMNS` of each turn (one dict per prompt, in order).
 
@@ -61,6 +62,9 @@ def research_columns(
         targets: the condition stated per turn (e.g. its ``response_emotion``), ``None`` where
             none; ``targets=None`` skips the conditioned pass (condition columns all NaN).
         style: how the target is written (see :data:`~inspector.research.condition.CONDITION_STYLES`).
+        condition_share: compute ``attn_condition`` from the conditioned forced pass; ``False`` skips the
+            attention there (cheaper) and leaves the column NaN, e.g. for a caller that reads it off its
+            own conditioned generation.
     """
     n = len(prompts)
     if len(responses) != n or (targets is not None and len(targets) != n):
@@ -93,11 +97,14 @@ def research_columns(
         out[i].update(reply_difficulty(cap).columns())
     if conditioned:
         order = sorted(conditioned)
-        cond = score(im, [conditioned[i].text for i in order], [replies[i] for i in order], keep_logits=True)
+        cond = score(im, [conditioned[i].text for i in order], [replies[i] for i in order], keep_logits=True,
+                     keep_attention=condition_share)
         assert isinstance(cond, list)
         by_turn = dict(zip(todo, plain, strict=True))
         for i, cap in zip(order, cond, strict=True):
             out[i].update(condition_effect(by_turn[i], cap).columns())
+            if not condition_share:
+                continue
             share = condition_attention_share(cap.require_attentions(), cap.prompt_len,
                                               condition_positions(conditioned[i].segments))
             out[i][CONDITION_SHARE_COLUMN] = float(share.mean())

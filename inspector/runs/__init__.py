@@ -10,19 +10,61 @@ The modules, in the order a run uses them:
 * :mod:`~inspector.runs.load`: :func:`load_run` and :class:`Run`; :mod:`~inspector.runs.stats`: :func:`stats`.
 
 Errors are :class:`RunError` (and :class:`RunMismatchError`), both ``ValueError``.
+
+Research columns (``RunConfig(score_reference=True)`` / ``inspector run --score-reference``, or a
+``--condition``; computed per batch by :func:`inspector.research.turns.research_columns`; NaN where a
+turn cannot have them, e.g. a dialogue's last turn, which has no reference reply):
+
+* ``ref_nll``, ``ref_nll_mean``, ``ref_ppl``, ``ref_tokens``: the reference reply (``" " + response``)
+  teacher-forced after the plain prompt: its negative log-likelihood in nats (sum, per-token mean),
+  perplexity ``exp(ref_nll_mean)`` and token count;
+* with ``condition="emotion"`` or ``"act"`` the generation prompt states the reference reply's
+  ``response_emotion`` / ``response_act`` in its cue (``Agent (happiness):``; its tokens are a
+  ``"condition"`` segment of the prompt), and: ``cond_delta_loglik`` (``log p(reply | conditioned) -
+  log p(reply | plain)``, nats), ``cond_delta_loglik_mean`` (per reply token), ``cond_kl_mean`` and
+  ``cond_kl_max`` (``KL(P_cond || P_plain)`` of the next-token distributions before each reply token,
+  nats), and ``attn_condition``: the generation's attention on the condition tokens (per layer and
+  head, summed over those keys and averaged over the generated rows; kept ``[layer, head]`` in the
+  capture's ``meta.extra["condition_attention"]``), averaged over layers and heads (NaN with
+  ``attention="none"``).
+
+:data:`CONDITIONS` names the conditions; the research options are part of the command identity.
 """
 
-from inspector.metrics import SHARE_COLUMNS, attention_columns
-from inspector.runs.config import ATTENTION_MODES, RunConfig
-from inspector.runs.errors import RunError, RunMismatchError
-from inspector.runs.execute import run_corpus
-from inspector.runs.folder import RUN_FORMAT, RUN_SCHEMA_VERSION, capture_relpath, check_resumable, command_identity
-from inspector.runs.load import Run, load_run
-from inspector.runs.plan import RunPlan, WorkItem, plan_run
-from inspector.runs.stats import STATS_BY, STATS_COLUMNS, stats
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Loaded from its module on first use (PEP 562), so that `inspector run --help` and the run's
+# configuration do not import torch.
+_EXPORTS: dict[str, str] = {
+    "SHARE_COLUMNS": "inspector.metrics",
+    "attention_columns": "inspector.metrics",
+    "ATTENTION_MODES": "inspector.runs.config",
+    "CONDITIONS": "inspector.runs.config",
+    "RunConfig": "inspector.runs.config",
+    "RunError": "inspector.runs.errors",
+    "RunMismatchError": "inspector.runs.errors",
+    "run_corpus": "inspector.runs.execute",
+    "RUN_FORMAT": "inspector.runs.folder",
+    "RUN_SCHEMA_VERSION": "inspector.runs.folder",
+    "capture_relpath": "inspector.runs.folder",
+    "check_resumable": "inspector.runs.folder",
+    "command_identity": "inspector.runs.folder",
+    "Run": "inspector.runs.load",
+    "load_run": "inspector.runs.load",
+    "RunPlan": "inspector.runs.plan",
+    "WorkItem": "inspector.runs.plan",
+    "plan_run": "inspector.runs.plan",
+    "STATS_BY": "inspector.runs.stats",
+    "STATS_COLUMNS": "inspector.runs.stats",
+    "stats": "inspector.runs.stats",
+}
 
 __all__ = [
     "ATTENTION_MODES",
+    "CONDITIONS",
     "RUN_FORMAT",
     "RUN_SCHEMA_VERSION",
     "SHARE_COLUMNS",
@@ -43,3 +85,27 @@ __all__ = [
     "run_corpus",
     "stats",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'inspector.runs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from inspector.metrics import SHARE_COLUMNS, attention_columns
+    from inspector.runs.config import ATTENTION_MODES, CONDITIONS, RunConfig
+    from inspector.runs.errors import RunError, RunMismatchError
+    from inspector.runs.execute import run_corpus
+    from inspector.runs.folder import RUN_FORMAT, RUN_SCHEMA_VERSION, capture_relpath, check_resumable, command_identity
+    from inspector.runs.load import Run, load_run
+    from inspector.runs.plan import RunPlan, WorkItem, plan_run
+    from inspector.runs.stats import STATS_BY, STATS_COLUMNS, stats

@@ -16,6 +16,9 @@ from inspector.data.prompts import DEFAULT_CONTEXT_TURNS, get_template
 #: turn) or ``"none"`` (no attention weights, and NaN attention columns). The summary's
 #: attention columns are always computed from the full weights before reduction.
 ATTENTION_MODES: tuple[str, ...] = ("full", "summary", "none")
+#: What a run states before each reply (``--condition``): the reference reply's emotion or act
+#: (``response_emotion`` / ``response_act``), or nothing.
+CONDITIONS: dict[str, str | None] = {"none": None, "emotion": "response_emotion", "act": "response_act"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,13 @@ class RunConfig:
         keep_captures: write one capture file per turn.
         settings: generation settings; with sampling and no seed, seed 0 is used, and batch
             ``b`` is generated with seed ``seed + b`` (reproducible, so resumable).
+        score_reference: also score each turn's reference reply by teacher forcing (the
+            ``ref_*`` difficulty columns; one extra forward pass per batch). Off by default.
+        condition: ``"none"`` (default), ``"emotion"`` or ``"act"`` (see :data:`CONDITIONS`):
+            state the reference reply's label in the cue of the generation prompt, and add the
+            condition columns. Implies ``score_reference``.
+        condition_style: how the label is written: ``"paren"`` (``Agent (happiness):``) or
+            ``"bracket"`` (``Agent [inform]:``).
     """
 
     split: str = "validation"
@@ -49,8 +59,19 @@ class RunConfig:
     attention: str = "summary"
     keep_captures: bool = True
     settings: GenerationSettings = field(default_factory=GenerationSettings)
+    score_reference: bool = False
+    condition: str = "none"
+    condition_style: str = "paren"
 
     def __post_init__(self) -> None:
+        from inspector.research.condition import CONDITION_STYLES
+
+        if self.condition not in CONDITIONS:
+            raise ValueError(f"condition must be one of {list(CONDITIONS)}, got {self.condition!r}")
+        if self.condition_style not in CONDITION_STYLES:
+            raise ValueError(f"condition_style must be one of {sorted(CONDITION_STYLES)}, got {self.condition_style!r}")
+        if self.condition != "none" and not self.score_reference:
+            object.__setattr__(self, "score_reference", True)  # the condition columns come from the forced passes
         if self.attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {list(ATTENTION_MODES)}, got {self.attention!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -70,6 +91,14 @@ class RunConfig:
             wanted["seed"] = 0
         if any(getattr(s, k) != v for k, v in wanted.items()):
             object.__setattr__(self, "settings", dataclasses.replace(s, **wanted))
+
+    @property
+    def research(self) -> dict[str, Any] | None:
+        """The research options for the command identity, or ``None`` when off (older run folders have none)."""
+        if not self.score_reference:
+            return None
+        return {"score_reference": True, "condition": self.condition,
+                "condition_style": self.condition_style if self.condition != "none" else None}
 
     def batch_settings(self, batch: int) -> GenerationSettings:
         """Settings of batch ``batch`` (sampling seeds differ per batch, reproducibly)."""

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -33,6 +33,7 @@ from inspector.runs.folder import (
     write_run_json,
     writing,
 )
+from inspector.runs.head_stats import turn_head_stats, write_batch_head_stats
 from inspector.runs.load import SUMMARY_FILE, Run, load_run
 from inspector.runs.plan import RunPlan, WorkItem, plan_run
 from inspector.runs.summary import coerce, done_batches, read_parts, write_table
@@ -44,6 +45,26 @@ if TYPE_CHECKING:  # pragma: no cover
     from inspector.records import Capture
 
 
+class BatchRunner(Protocol):
+    """Runs the batches ``todo`` of ``plan`` into ``out`` (each through :func:`capture_batch`'s writes),
+    calling ``finished(b)`` in the calling process as each batch's part file is on disk."""
+
+    @property
+    def device(self) -> str | None:
+        """Device type the batches run on (``None``: the driver model's)."""
+
+    @property
+    def dtype(self) -> str | None:
+        """Dtype they run with (``None``: the driver model's)."""
+
+    def __call__(self, config: RunConfig, out: Path, plan: RunPlan, todo: list[int],
+                 finished: Callable[[int], None]) -> None: ...
+
+
+def _run_device(im: InspectorModel, runner: BatchRunner | None) -> tuple[str, str]:
+    device = runner.device if runner is not None and runner.device else im.device.type
+    dtype = runner.dtype if runner is not None and runner.dtype else dtype_name(im.dtype)
+    return device, dtype
 
 
 def _reduce_attention(capture: Capture, mode: str) -> Capture:
@@ -86,6 +107,38 @@ def _row(item: WorkItem, capture: Capture, metrics: Mapping[str, Any], capture_f
     }
 
 
+def _add_research(config: RunConfig, im: InspectorModel, batch: Sequence[WorkItem], captures: Sequence[Capture],
+                  kept: list[Capture], metrics: list[dict[str, Any]]) -> list[Capture]:
+    """Merge each turn's research columns into its metrics; keep the condition's attention share in the capture.
+
+    The reference reply is scored after the plain prompt (and after the conditioned one with a
+    condition) by :func:`~inspector.research.turns.research_columns`. ``attn_condition`` is read off
+    the generation itself, whose prompt is the conditioned one: the ``[layer, head]`` share goes into
+    the kept capture's ``meta.extra["condition_attention"]`` (a summary capture has no heads left to
+    recompute it from) and its mean into the summary.
+    """
+    from inspector.research.condition import CONDITION_SHARE_COLUMN, condition_attention_share, condition_positions
+    from inspector.research.turns import research_columns
+
+    conditioned = config.condition != "none"
+    columns = research_columns(im, [it.plain_prompt for it in batch], [it.labels["response"] for it in batch],
+                               [it.target for it in batch] if conditioned else None,
+                               style=config.condition_style, condition_share=False)
+    out = []
+    for it, cap, small, m, cols in zip(batch, captures, kept, metrics, columns, strict=True):
+        m.update(cols)
+        positions = condition_positions(it.prompt.segments)
+        if positions and cap.attentions is not None:
+            share = condition_attention_share(cap.attentions, cap.prompt_len, positions)  # [layer, head]
+            m[CONDITION_SHARE_COLUMN] = float(share.mean())
+            extra = {**small.meta.extra, "condition_attention": [[round(float(v), 6) for v in row] for row in share],
+                     "condition_attention_dims": "[layer, head]: mean over generated rows of the attention summed "
+                                                 "over the condition tokens"}
+            small = dataclasses.replace(small, meta=dataclasses.replace(small.meta, extra=extra))
+        out.append(small)
+    return out
+
+
 def _model_info(im: InspectorModel) -> dict[str, Any]:
     return {
         "name": im.name,
@@ -120,6 +173,7 @@ def _new_run_json(config: RunConfig, plan: RunPlan, im: InspectorModel, identity
         "attention": config.attention,
         "keep_captures": config.keep_captures,
         "generation": config.settings.to_dict(),
+        **({"research": config.research} if config.research is not None else {}),
         "model": _model_info(im),
         "versions": library_versions(),
         "storage": {
@@ -128,6 +182,9 @@ def _new_run_json(config: RunConfig, plan: RunPlan, im: InspectorModel, identity
             "captures": ("captures/DDDDD-TTT.safetensors, one capture per turn (inspector.load_capture)"
                          if config.keep_captures else None),
             "attention": config.attention,
+            "headstats": ("parts/headstats-NNNNNN.safetensors: per-turn head statistics [turn, layer, head] of "
+                          "batch NNNNNN, from the full attention (Run.head_stats)"
+                          if config.attention != "none" else None),
         },
         "created": now(),
     }
@@ -158,6 +215,7 @@ def run_corpus(
     plan: RunPlan | None = None,
     log: Callable[[str], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    runner: BatchRunner | None = None,
 ) -> Run:
     """Run (or resume) a corpus run into ``out`` and return it loaded.
 
@@ -173,6 +231,9 @@ def run_corpus(
         plan: a ready :func:`~inspector.runs.plan.plan_run` result (else planned here).
         log: where one-line messages go (default: stderr).
         on_batch: called with each finished batch index (for tests and embedding).
+        runner: runs the batches still to do elsewhere (e.g. on Ray workers,
+            :mod:`inspector.runs.ray_backend`); default: one after the other in this process with ``im``.
+            Its ``device`` and ``dtype`` (when not ``None``) are the ones the batches run with.
 
     Raises:
         RunMismatchError: ``out`` holds a run started with a different command.
@@ -181,8 +242,8 @@ def run_corpus(
     """
     out = Path(out)
     say = log or (lambda msg: print(msg, file=sys.stderr))
-    identity = command_identity(config, model_id or im.name, im.random_weights, im.device.type,
-                                dtype_name(im.dtype))
+    device, dtype = _run_device(im, runner)
+    identity = command_identity(config, model_id or im.name, im.random_weights, device, dtype)
     check_resumable(out, identity)
     plan = plan or plan_run(config, im.tokenizer, im.context_length)
     identity["work_hash"] = plan.work_hash
@@ -199,6 +260,8 @@ def run_corpus(
         done = done_batches(out, plan)
         if doc is None:
             doc = _new_run_json(config, plan, im, identity, command)
+            if runner is not None:
+                doc["model"].update(device=device, dtype=dtype)
         doc["counts"] = _counts(plan, done)
         doc["updated"] = now()
         if len(done) < len(plan.batches):
@@ -214,7 +277,7 @@ def run_corpus(
             say(f"{out}: every batch is done; writing its summary")
         elif done:
             say(f"resuming {out}: {doc['counts']['turns_done']} of {len(plan.items)} turns already done")
-        _run_batches(config, out, im, plan, done, progress, doc, on_batch, say)
+        _run_batches(config, out, im, plan, done, progress, doc, on_batch, say, runner)
         _finalize(out, plan, doc)
     return load_run(out)
 
@@ -227,53 +290,74 @@ def _counts(plan: RunPlan, done: set[int]) -> dict[str, int]:
 
 def _run_batches(config: RunConfig, out: Path, im: InspectorModel, plan: RunPlan, done: set[int],
                  progress: bool, doc: dict[str, Any], on_batch: Callable[[int], None] | None,
-                 say: Callable[[str], None]) -> None:
-    import pandas as pd
+                 say: Callable[[str], None], runner: BatchRunner | None = None) -> None:
     from tqdm.auto import tqdm
-
-    from inspector.capture import generate
 
     todo = [b for b in range(len(plan.batches)) if b not in done]
     bar = tqdm(total=len(plan.items), initial=doc["counts"]["turns_done"], unit="turn", desc=out.name,
                disable=not progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.3,
                mininterval=0, miniters=1)  # a batch takes seconds: show every one
-    num_layers = im.num_layers
+
+    def finished(b: int) -> None:
+        done.add(b)
+        bar.update(len(plan.batches[b]))
+        if on_batch is not None:
+            on_batch(b)
+
     try:
-        for b in todo:
-            batch = plan.batches[b]
-            t0 = time.perf_counter()
-            captures = generate(im, [it.prompt.text for it in batch], settings=config.batch_settings(b),
-                                sources=[it.prompt.source() for it in batch])
-            assert isinstance(captures, list)
-            metrics, kept = [], []
-            for it, cap in zip(batch, captures, strict=True):
-                if cap.token_ids[: cap.prompt_len].tolist() != list(it.prompt.token_ids):
-                    raise RunError(
-                        f"dialogue {it.key[0]} turn {it.key[1]}: the model's tokenizer split the prompt "
-                        "differently from the prompt builder; use the model's own tokenizer"
-                    )
-                metrics.append(turn_metrics(cap, it.prompt.segments, it.prompt.turn, num_layers=num_layers))
-                kept.append(_reduce_attention(cap, config.attention))
-            files: list[str | None] = [None] * len(batch)
-            if config.keep_captures:
-                for i, (it, cap) in enumerate(zip(batch, kept, strict=True)):
-                    rel = files[i] = capture_relpath(*it.key)
-                    with writing(out / rel):
-                        cap.save(out / rel)
-            seconds = (time.perf_counter() - t0) / len(batch)
-            rows = [_row(it, cap, m, f, seconds, b)
-                    for it, cap, m, f in zip(batch, captures, metrics, files, strict=True)]
-            write_table(coerce(pd.DataFrame(rows)), part_path(out, b))
-            done.add(b)
-            bar.update(len(batch))
-            if on_batch is not None:
-                on_batch(b)
+        if runner is not None:
+            runner(config, out, plan, todo, finished)
+        else:
+            for b in todo:
+                capture_batch(config, out, im, plan, b)
+                finished(b)
     except KeyboardInterrupt:
         bar.close()
         turns = sum(len(plan.batches[i]) for i in done)
         say(f"interrupted: {turns} of {len(plan.items)} turns are saved in {out}; rerun the same command to resume")
         raise
     bar.close()
+
+
+def capture_batch(config: RunConfig, out: Path, im: InspectorModel, plan: RunPlan, b: int) -> None:
+    """Generate batch ``b`` of ``plan`` with ``im`` and write its captures, then its part file (marks it done).
+
+    Whoever calls it (this process, or a Ray worker) must run the batch with the plan's exact
+    batches and :meth:`RunConfig.batch_settings`, so that every backend writes the same rows.
+    """
+    import pandas as pd
+
+    from inspector.capture import generate
+
+    batch = plan.batches[b]
+    t0 = time.perf_counter()
+    captures = generate(im, [it.prompt.text for it in batch], settings=config.batch_settings(b),
+                        sources=[it.prompt.source() for it in batch])
+    assert isinstance(captures, list)
+    metrics, kept, head_stats = [], [], []
+    for it, cap in zip(batch, captures, strict=True):
+        if cap.token_ids[: cap.prompt_len].tolist() != list(it.prompt.token_ids):
+            raise RunError(
+                f"dialogue {it.key[0]} turn {it.key[1]}: the model's tokenizer split the prompt "
+                "differently from the prompt builder; use the model's own tokenizer"
+            )
+        metrics.append(turn_metrics(cap, it.prompt.segments, it.prompt.turn, num_layers=im.num_layers))
+        head_stats.append(turn_head_stats(cap))  # from the full attention, before any reduction
+        kept.append(_reduce_attention(cap, config.attention))
+    if config.score_reference:
+        kept = _add_research(config, im, batch, captures, kept, metrics)
+    files: list[str | None] = [None] * len(batch)
+    if config.keep_captures:
+        for i, (it, cap) in enumerate(zip(batch, kept, strict=True)):
+            rel = files[i] = capture_relpath(*it.key)
+            with writing(out / rel):
+                cap.save(out / rel)
+    seconds = (time.perf_counter() - t0) / len(batch)
+    rows = [_row(it, cap, m, f, seconds, b)
+            for it, cap, m, f in zip(batch, captures, metrics, files, strict=True)]
+    if all(s is not None for s in head_stats):  # before the part: a done batch has its statistics
+        write_batch_head_stats(out, b, [it.key for it in batch], [s for s in head_stats if s is not None])
+    write_table(coerce(pd.DataFrame(rows)), part_path(out, b))
 
 
 def _finalize(out: Path, plan: RunPlan, doc: dict[str, Any]) -> None:

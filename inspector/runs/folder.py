@@ -69,6 +69,7 @@ def command_identity(config: RunConfig, model: str, random_weights: bool, device
         "random_weights": bool(random_weights),
         "device": device,
         "dtype": dtype,
+        "research": config.research,  # None when off; older folders have no entry (see check_resumable)
     }
 
 
@@ -128,7 +129,9 @@ def check_resumable(out: str | os.PathLike[str], identity: Mapping[str, Any]) ->
             raise RunError(f"{out} is not empty and is not an inspector run folder; choose another --out")
         return None
     doc = read_run_json(out)
-    diffs = _diff(doc.get("identity") or {}, {**(doc.get("identity") or {}), **identity})
+    # a folder written before the research options existed ran without them
+    old = {"research": None, **(doc.get("identity") or {})}
+    diffs = _diff(old, {**old, **identity})
     if diffs:
         raise RunMismatchError(
             f"{out} holds a run started with a different command ({'; '.join(diffs)}). Rerun the original "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,6 +86,16 @@ class Run:
     def stats(self, by: str = "emotion") -> pd.DataFrame:
         """See :func:`~inspector.runs.stats.stats`."""
         return stats(self.summary, by)
+
+    def head_stats(self, by: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """Per-head attention statistics over the run's turns, grouped by ``by`` (e.g. ``"act"``, ``"emotion"``).
+
+        One row per group, layer and head, with the ``turns`` and query ``rows`` behind each
+        number; see :func:`~inspector.runs.head_stats.run_head_stats`.
+        """
+        from inspector.runs.head_stats import run_head_stats
+
+        return run_head_stats(self.path, self.summary, by)
 
 
 def load_run(path: str | os.PathLike[str]) -> Run:

@@ -17,16 +17,28 @@ from inspector.data.dailydialog import load_dailydialog
 from inspector.data.dialogues import DailyDialog
 from inspector.data.filters import filter_turns
 from inspector.data.prompts import Prompt, build_prompt
-from inspector.runs.config import RunConfig
+from inspector.runs.config import CONDITIONS, RunConfig
 from inspector.runs.errors import RunError
 
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One turn to generate for: its prompt and its labels (``dial_id``, ``turn``, label names, ...)."""
+    """One turn to generate for: its prompt and its labels (``dial_id``, ``turn``, label names, ...).
+
+    With a run condition, ``prompt`` is the conditioned generation prompt (its condition tokens form a
+    ``"condition"`` segment), ``plain`` the same prompt without it and ``target`` the stated label;
+    otherwise ``plain`` is ``None`` (the prompt is plain) and so is ``target``.
+    """
 
     prompt: Prompt
     labels: Mapping[str, Any]
+    plain: Prompt | None = None
+    target: str | None = None
+
+    @property
+    def plain_prompt(self) -> Prompt:
+        """The prompt without a condition (what the reference reply's difficulty is scored after)."""
+        return self.plain if self.plain is not None else self.prompt
 
     @property
     def key(self) -> tuple[int, int]:
@@ -61,6 +73,19 @@ def _none(v: Any) -> Any:
         return v
 
 
+def _target(config: RunConfig, labels: Mapping[str, Any]) -> str | None:
+    """The label stated before the reply (``None``: no condition, or the turn has no such label)."""
+    column = CONDITIONS[config.condition]
+    value = None if column is None else labels.get(column)
+    return str(value) if value is not None and str(value).strip() else None
+
+
+def _conditioned(config: RunConfig, prompt: Prompt, target: str, tokenizer: Any) -> Prompt:
+    from inspector.research.condition import condition_prompt
+
+    return condition_prompt(prompt, target, tokenizer, style=config.condition_style)
+
+
 def plan_run(config: RunConfig, tokenizer: Any, context_length: int, dataset: DailyDialog | None = None) -> RunPlan:
     """Load the split, select turns, build prompts and cut them into batches (no model work)."""
     dataset = dataset if dataset is not None else load_dailydialog(config.split, config.data)
@@ -92,19 +117,30 @@ def plan_run(config: RunConfig, tokenizer: Any, context_length: int, dataset: Da
             "response": _none(row.response),
             "utterance": row.utterance,
         }
-        prompt = build_prompt(
-            dataset[int(row.dial_id)].turns,
-            int(row.turn),
-            tokenizer,
-            context_turns=config.context_turns,
-            template=config.template,
-            max_tokens=budget,
-            split=dataset.split,
-            dial_id=int(row.dial_id),
-            extra={"act": row.act, "emotion": row.emotion, "response_act": labels["response_act"],
-                   "response_emotion": labels["response_emotion"]},
-        )
-        items.append(WorkItem(prompt, labels))
+        def build(max_tokens: int, row: Any = row, labels: dict[str, Any] = labels) -> Prompt:
+            return build_prompt(
+                dataset[int(row.dial_id)].turns,
+                int(row.turn),
+                tokenizer,
+                context_turns=config.context_turns,
+                template=config.template,
+                max_tokens=max_tokens,
+                split=dataset.split,
+                dial_id=int(row.dial_id),
+                extra={"act": row.act, "emotion": row.emotion, "response_act": labels["response_act"],
+                       "response_emotion": labels["response_emotion"]},
+            )
+
+        prompt = build(budget)
+        target = _target(config, labels)
+        if target is None:
+            items.append(WorkItem(prompt, labels))
+            continue
+        conditioned = _conditioned(config, prompt, target, tokenizer)
+        if len(conditioned) > budget:  # the condition's tokens come out of the same budget
+            prompt = build(max(1, budget - (len(conditioned) - len(prompt))))
+            conditioned = _conditioned(config, prompt, target, tokenizer)
+        items.append(WorkItem(conditioned, labels, plain=prompt, target=target))
     ordered = sorted(items, key=lambda it: len(it.prompt))
     b = config.batch_size
     batches = tuple(tuple(ordered[i : i + b]) for i in range(0, len(ordered), b))

@@ -23,6 +23,12 @@ STATS_COLUMNS: tuple[str, ...] = (
     "attn_earlier_turns",
     "attn_speaker_user",
     "attn_speaker_agent",
+    # with --score-reference / --condition (inspector.research.turns); absent from other runs' summaries
+    "ref_ppl",
+    "ref_nll_mean",
+    "cond_delta_loglik_mean",
+    "cond_kl_mean",
+    "attn_condition",
 )
 
 

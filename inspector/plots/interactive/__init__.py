@@ -17,10 +17,15 @@ token_attention             attention   attention from one token, per layer
 topk_steps                  scores      top-k candidates per step, entropy
 text_html                   text        text coloured by probability or entropy
 corpus_distributions        corpus      a run's metrics by label
+lens_grid                   analysis    logit lens, layer x position
+rollout_heatmap             analysis    attention rollout
+headstats_heatmap           analysis    head statistics, layer x head panels
+compare_view                analysis    two captures: KL, agreement, difference
 ==========================  ==========  =========================================
 """
 
 from inspector.plots.interactive._draw import BOUNDARY, HEATMAP_SCALE, colorscale_gamma
+from inspector.plots.interactive.analysis import compare_view, headstats_heatmap, lens_grid, rollout_heatmap
 from inspector.plots.interactive.attention import attention_heatmap, head_grid, token_attention
 from inspector.plots.interactive.corpus import corpus_distributions
 from inspector.plots.interactive.scores import TOPK_COLORBAR_PX, TOPK_MARGIN, topk_steps
@@ -32,9 +37,13 @@ __all__ = [
     "TOPK_COLORBAR_PX",
     "TOPK_MARGIN",
     "attention_heatmap",
+    "compare_view",
     "colorscale_gamma",
     "corpus_distributions",
     "head_grid",
+    "headstats_heatmap",
+    "lens_grid",
+    "rollout_heatmap",
     "text_html",
     "token_attention",
     "topk_steps",

@@ -15,10 +15,15 @@ token_attention             attention   attention from one token, per layer
 topk_steps                  scores      top-k candidates per step, entropy
 text_figure, text_html      text        text coloured by probability or entropy
 corpus_distributions        corpus      a run's metrics by label
+lens_grid                   analysis    logit lens, layer x position
+rollout_heatmap             analysis    attention rollout
+headstats_heatmap           analysis    head statistics, layer x head panels
+compare_view                analysis    two captures: KL, agreement, difference
 ==========================  ==========  =========================================
 """
 
 from inspector.plots.static._draw import BOUNDARY, GENERATED_INK, HEATMAP_CMAP, MASKED, PROMPT_INK
+from inspector.plots.static.analysis import compare_view, headstats_heatmap, lens_grid, rollout_heatmap
 from inspector.plots.static.attention import attention_heatmap, head_grid, token_attention
 from inspector.plots.static.corpus import corpus_distributions
 from inspector.plots.static.scores import topk_steps
@@ -31,8 +36,12 @@ __all__ = [
     "MASKED",
     "PROMPT_INK",
     "attention_heatmap",
+    "compare_view",
     "corpus_distributions",
     "head_grid",
+    "headstats_heatmap",
+    "lens_grid",
+    "rollout_heatmap",
     "text_figure",
     "text_html",
     "token_attention",

@@ -119,7 +119,8 @@ def head_grid(
     for spine in ax.spines.values():
         spine.set_visible(False)
     fig.colorbar(im, ax=ax, label=scale_label(gamma), shrink=0.6, pad=0.01)
-    sub = "rows: query, columns: key; red lines: generation starts"
+    start = "the continuation starts" if capture.meta.generation.get("mode") == "forced" else "generation starts"
+    sub = f"rows: query, columns: key; red lines: {start}"
     fig.suptitle(f"{d.title}\n{sub}", fontsize=10, parse_math=False)
     return fig
 

@@ -10,8 +10,8 @@ thought of it, with the same fields as a generated capture:
   ``prompt_len + i - 1``, the position that predicts continuation token ``i``;
 * ``attentions``: ``[layer, head, query, key]`` over prompt + continuation, unpadded;
 * ``logits``: ``[step, vocab]`` raw logits, with ``keep_logits=True``;
-* ``meta.generation["mode"] == "forced"`` (see :func:`is_forced`). ``stop_reason`` is ``"length"``:
-  the continuation simply ended.
+* ``meta.generation["mode"] == "forced"`` (see :func:`is_forced`). ``stop_reason`` is ``"forced"``:
+  the continuation was given, not generated.
 
 A batch is left-padded and scored in one forward pass with the padding masked and position ids
 counted from each item's first real token, so every item equals a forward pass over it alone.
@@ -29,12 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from inspector.capture import GenerationSettings, NonFiniteError
-from inspector.model import library_versions
+from inspector.capture.checks import NonFiniteError
+from inspector.capture.settings import GenerationSettings
+from inspector.devices import dtype_name
+from inspector.provenance import library_versions
 from inspector.records import Capture, CaptureMeta, TokenScores
 
 if TYPE_CHECKING:  # pragma: no cover
-    from inspector.model import InspectorModel
+    from inspector.handle import ModelHandle
 
 FORCED_MODE = "forced"
 
@@ -72,7 +74,7 @@ def _sources(sources: Sequence[dict[str, Any]] | dict[str, Any] | None, n: int) 
 
 
 def score(
-    im: InspectorModel,
+    im: ModelHandle,
     prompt: str | Sequence[str],
     continuation: str | Sequence[str],
     *,
@@ -128,7 +130,7 @@ def score(
 
 
 def score_tokens(
-    im: InspectorModel,
+    im: ModelHandle,
     prompt_ids: Sequence[Sequence[int]],
     continuation_ids: Sequence[Sequence[int]],
     *,
@@ -179,7 +181,7 @@ def score_tokens(
 
 @torch.no_grad()
 def _forward(
-    im: InspectorModel, items: list[tuple[list[int], list[int]]], keep_attention: bool
+    im: ModelHandle, items: list[tuple[list[int], list[int]]], keep_attention: bool
 ) -> tuple[Any, list[int]]:
     """One left-padded forward pass; logits only for the last ``max continuation + 1`` positions."""
     lengths = [len(p) + len(c) for p, c in items]
@@ -224,7 +226,7 @@ def _labels(tokenizer: Any, ids: set[int]) -> dict[int, str]:
 
 
 def _score(
-    im: InspectorModel,
+    im: ModelHandle,
     items: list[tuple[list[int], list[int]]],
     texts: list[str],
     settings: GenerationSettings,
@@ -271,7 +273,7 @@ def _score(
             tokenizer=str(getattr(tok, "name_or_path", "")),
             generation={**gen, "continuation_tokens": steps},
             device=str(im.device),
-            dtype=str(im.dtype).replace("torch.", ""),
+            dtype=dtype_name(im.dtype),
             attention_dtype=settings.attention_dtype,
             versions=versions,
             source=sources[b],
@@ -284,7 +286,7 @@ def _score(
                 prompt_len=len(p),
                 prompt_text=texts[b],
                 generated_text=str(tok.decode(c, skip_special_tokens=True)),
-                stop_reason="length",
+                stop_reason="forced",
                 raw=scores,
                 # a copy, not the same tensors: safetensors refuses to store shared memory twice
                 processed=TokenScores(*(t.clone() for t in (scores.entropy, scores.chosen_logprob, scores.chosen_rank,

@@ -1,0 +1,299 @@
+"""The numbers of the analysis figures: logit-lens grid, attention rollout, head statistics, capture comparison.
+
+Each ``*_data`` function takes its numbers from :mod:`inspector.analysis` once, as
+float32 NumPy arrays with the words around them, so that the matplotlib and the plotly
+version of a figure show the same data under the same names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from inspector.plots.arrays import causal_mask, to_numpy
+from inspector.plots.labels import capture_title, check_index, display_token
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from inspector.analysis.head_stats import HeadStats
+    from inspector.analysis.lens import LensResult
+    from inspector.records import Capture
+
+#: Above this many positions the lens grid drops the words in its cells (hover still names them).
+LENS_TEXT_LIMIT = 48
+#: Readable name of each head statistic, for panel titles.
+STAT_LABELS: dict[str, str] = {
+    "entropy": "entropy (nats)",
+    "distance": "mean distance (tokens)",
+    "sink": "share on first token",
+    "previous": "previous-token score",
+    "self": "self score",
+    "prompt_share": "share on prompt",
+    "generated_share": "share on generated",
+}
+
+
+# --------------------------------------------------------------------------- logit lens
+@dataclass(frozen=True)
+class LensData:
+    """The lens grid: rows are hidden-state entries (embeddings, then each layer; the last row
+    is the model's output), columns are positions.
+
+    ``probs`` ``[row, col]`` the top-1 probability; ``words`` ``[row][col]`` its token;
+    ``target_rank`` / ``target_prob`` ``[row, col]`` of the token the model produced next
+    (rank 0 / NaN where none); ``tokens`` the input token at each column's position.
+    """
+
+    probs: np.ndarray
+    words: list[list[str]]
+    target_rank: np.ndarray
+    target_prob: np.ndarray
+    entries: list[int]
+    row_labels: list[str]
+    positions: list[int]
+    tokens: list[str]
+    prompt_len: int
+    show_text: bool
+    title: str
+
+
+def _entry_label(entry: int, num_entries: int) -> str:
+    if entry == 0:
+        return "embeddings"
+    if entry == num_entries - 1:
+        return f"layer {entry - 1} (output)"
+    return f"layer {entry - 1}"
+
+
+def lens_result(capture: Capture, model: Any = None, lens: LensResult | None = None, k: int = 5,
+                positions: Sequence[int] | None = None) -> LensResult:
+    """The lens to draw: ``lens`` as given, else the capture's stored lens, else computed with ``model``.
+
+    With ``model`` the capture's own hidden states are used when it kept them, else one
+    teacher-forced pass recomputes them (see :func:`inspector.analysis.lens.capture_lens`).
+    """
+    if lens is None:
+        lens = getattr(capture, "lens", None)
+    if lens is not None:
+        return lens
+    if model is None:
+        raise ValueError(
+            "the logit lens decodes hidden states through the model's final norm and unembedding, which a "
+            "capture does not hold: pass model= (the model that made the capture; CLI: --model NAME_OR_PATH)"
+        )
+    from inspector.analysis.lens import capture_lens
+
+    return capture_lens(capture, model, k=k, positions=positions)
+
+
+def lens_data(capture: Capture, model: Any = None, lens: LensResult | None = None, k: int = 5,
+              layers: Sequence[int] | None = None, positions: Sequence[int] | None = None) -> LensData:
+    """The lens grid of ``capture`` (see :func:`lens_result` for where the lens comes from).
+
+    ``layers``: hidden-state entries to show (0 = embeddings, ``l`` = output of layer ``l - 1``;
+    default all); ``positions``: sequence positions (default all).
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    res = lens_result(capture, model, lens, k, positions)
+    n_entries = res.num_entries
+    entries = list(range(n_entries)) if layers is None else [check_index(e, n_entries, "layer entry") for e in layers]
+    if not entries:
+        raise ValueError("choose at least one layer entry")
+    entries = sorted({int(e) for e in entries if e is not None})
+    cols = np.arange(res.positions.numel())
+    if positions is not None:
+        wanted = {int(p) % capture.seq_len for p in positions}
+        cols = np.asarray([i for i, p in enumerate(res.positions.tolist()) if p in wanted], dtype=np.int64)
+        if cols.size == 0:
+            raise ValueError(f"none of positions {list(positions)} is in this lens")
+    pos = [int(p) for p in res.positions[cols].tolist()]
+    top1 = res.top1_ids[entries][:, cols].tolist()
+    tokens = list(capture.tokens)
+    return LensData(
+        probs=to_numpy(res.topk_probs[entries][:, cols, 0]),
+        words=[[display_token(capture.label(t)) for t in row] for row in top1],
+        target_rank=res.target_rank[entries][:, cols].numpy().astype(np.int64),
+        target_prob=to_numpy(res.target_prob[entries][:, cols]),
+        entries=entries,
+        row_labels=[_entry_label(e, n_entries) for e in entries],
+        positions=pos,
+        tokens=[tokens[p] for p in pos],
+        prompt_len=capture.prompt_len,
+        show_text=len(pos) <= LENS_TEXT_LIMIT,
+        title=capture_title(capture, "Logit lens: the most likely next token at each layer and position"),
+    )
+
+
+# --------------------------------------------------------------------------- rollout
+@dataclass(frozen=True)
+class RolloutData:
+    """``matrix`` ``[query, key]`` float32 rollout (rows sum to 1); ``masked``: keys after the query."""
+
+    matrix: np.ndarray
+    masked: np.ndarray
+    tokens: list[str]
+    prompt_len: int
+    description: str
+    title: str
+
+
+def rollout_data(capture: Capture, layers: Sequence[int] | None = None, heads: Sequence[int] | None = None,
+                 residual_weight: float = 0.5, norm_weighted: bool = False) -> RolloutData:
+    """Attention rollout of ``capture`` (:func:`inspector.analysis.rollout.attention_rollout`).
+
+    ``norm_weighted`` uses the capture's stored value norms (``Capture.value_norms``).
+    """
+    from inspector.analysis.rollout import attention_rollout
+
+    att = capture.require_attentions()
+    norms = None
+    if norm_weighted:
+        norms = getattr(capture, "value_norms", None)
+        if norms is None:
+            raise ValueError("norm-weighted rollout needs the value norms, which this capture did not keep: "
+                             "capture with value norms, or use raw attention")
+    mat = to_numpy(attention_rollout(att, layers=layers, heads=heads, residual_weight=residual_weight, norms=norms))
+    parts = [f"residual weight {residual_weight:g}"]
+    if layers is not None:
+        parts.append("layers " + ",".join(str(i) for i in sorted(layers)))
+    if heads is not None:
+        parts.append("heads " + ",".join(str(i) for i in heads))
+    if norm_weighted:
+        parts.append("norm-weighted")
+    what = ", ".join(parts)
+    return RolloutData(matrix=mat, masked=causal_mask(mat.shape[0]), tokens=list(capture.tokens),
+                       prompt_len=capture.prompt_len, description=what,
+                       title=capture_title(capture, f"Attention rollout ({what})"))
+
+
+# --------------------------------------------------------------------------- head statistics
+@dataclass(frozen=True)
+class HeadStatsData:
+    """One ``[layer, head]`` float32 panel per statistic, in :data:`STAT_LABELS` order."""
+
+    names: list[str]
+    panels: list[np.ndarray]
+    labels: list[str]
+    title: str
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.panels[0].shape[0])
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.panels[0].shape[1])
+
+
+def _frame_panels(frame: pd.DataFrame, names: Sequence[str]) -> list[np.ndarray]:
+    """``[layer, head]`` panels from a table with one row per (layer, head) (a run's head statistics)."""
+    if frame.duplicated(["layer", "head"]).any():
+        raise ValueError("the table holds several groups per (layer, head): select one group first, e.g. "
+                         "table[table['act'] == 'question']")
+    layers, heads = int(frame["layer"].max()) + 1, int(frame["head"].max()) + 1
+    out = []
+    for name in names:
+        panel = np.full((layers, heads), np.nan, dtype=np.float32)
+        panel[frame["layer"].to_numpy(int), frame["head"].to_numpy(int)] = frame[name].to_numpy(np.float32)
+        out.append(panel)
+    return out
+
+
+def headstats_data(source: Capture | HeadStats | pd.DataFrame, rows: str = "all",
+                   statistics: Sequence[str] | None = None) -> HeadStatsData:
+    """Head statistics of a capture (over ``rows``), a ready :class:`HeadStats`, or one group of a
+    run's :meth:`~inspector.runs.Run.head_stats` table; ``statistics`` picks the panels (default all)."""
+    from inspector.analysis.head_stats import STATISTICS, HeadStats, capture_head_stats
+
+    names = list(STATISTICS) if statistics is None else list(statistics)
+    bad = [n for n in names if n not in STATISTICS]
+    if bad or not names:
+        raise ValueError(f"unknown statistics {bad}; choose from {list(STATISTICS)}")
+    import pandas as pd
+
+    if isinstance(source, pd.DataFrame):
+        turns = int(source["turns"].iloc[0]) if "turns" in source and len(source) else 0
+        return HeadStatsData(names=names, panels=_frame_panels(source, names),
+                             labels=[STAT_LABELS[n] for n in names],
+                             title=f"Head statistics over a corpus run ({turns} turns)")
+    if isinstance(source, HeadStats):
+        stats, title = source, f"Head statistics over {source.rows} query rows ({source.num_rows} rows)"
+    else:
+        stats = capture_head_stats(source, rows)
+        title = capture_title(source, f"Head statistics over {rows} query rows")
+    return HeadStatsData(names=names, panels=[to_numpy(stats.statistic(n)) for n in names],
+                         labels=[STAT_LABELS[n] for n in names], title=title)
+
+
+# --------------------------------------------------------------------------- comparison
+@dataclass(frozen=True)
+class CompareData:
+    """Capture ``a`` against ``b`` over the aligned steps, plus the attention difference.
+
+    ``steps`` ``[n]`` the step index in ``a``; ``kl`` ``[n]`` nats; ``agree`` ``[n]`` top-1
+    agreement; ``first_divergence`` index into the compared steps (``None``: none);
+    ``diff`` ``[shared, shared]`` attention of ``a`` minus ``b`` over the shared tokens
+    (``None`` when either kept no attention or the alignment is not by prefix).
+    """
+
+    steps: np.ndarray
+    kl: np.ndarray
+    agree: np.ndarray
+    tokens_a: list[str]
+    tokens_b: list[str]
+    first_divergence: int | None
+    kl_method: str
+    align: str
+    diff: np.ndarray | None
+    diff_tokens: list[str]
+    prompt_len: int
+    diff_description: str
+    title: str
+
+
+def compare_data(capture: Capture, other: Capture, align: str = "auto", kl: str = "auto",
+                 layer: int | None = None, head: int | None = None) -> CompareData:
+    """:func:`inspector.analysis.compare.compare_captures` of ``capture`` (a) against ``other`` (b).
+
+    The difference map is of one ``layer``/``head`` when given, else the mean over them.
+    """
+    from inspector.analysis.compare import compare_captures
+
+    if not hasattr(other, "require_attentions"):
+        raise ValueError(f"the compare figure needs a second capture (other=), got {type(other).__name__}")
+    cmp = compare_captures(capture, other, align=align, kl=kl)
+    diff, what = None, ""
+    if cmp.attention_diff is not None:
+        d = cmp.attention_diff
+        li = check_index(layer, int(d.shape[0]), "layer")
+        hi = check_index(head, int(d.shape[1]), "head")
+        d = d if li is None else d[li : li + 1]
+        d = d if hi is None else d[:, hi : hi + 1]
+        diff = to_numpy(d.mean(dim=(0, 1)))
+        what = ("layer " + str(li) if li is not None else "mean over layers") + ", " + (
+            "head " + str(hi) if hi is not None else "mean over heads")
+    gen_a = capture.token_ids[capture.prompt_len + cmp.steps_a]
+    gen_b = other.token_ids[other.prompt_len + cmp.steps_b]
+    verdict = ("they never part" if cmp.first_divergence is None
+               else f"first divergence at step {int(cmp.steps_a[cmp.first_divergence])}")
+    return CompareData(
+        steps=cmp.steps_a.numpy().astype(np.int64),
+        kl=cmp.kl.numpy().astype(np.float32),
+        agree=cmp.top1_agree.numpy().astype(bool),
+        tokens_a=[display_token(capture.label(int(t))) for t in gen_a.tolist()],
+        tokens_b=[display_token(other.label(int(t))) for t in gen_b.tolist()],
+        first_divergence=cmp.first_divergence,
+        kl_method=cmp.kl_method,
+        align=cmp.align,
+        diff=diff,
+        diff_tokens=list(capture.tokens[: cmp.shared_len]),
+        prompt_len=min(capture.prompt_len, cmp.shared_len),
+        diff_description=what,
+        title=capture_title(capture, f"A vs B over {cmp.num_steps} aligned steps "
+                                     f"(top-1 agreement {cmp.agreement:.0%}, {verdict})"),
+    )

@@ -1,0 +1,209 @@
+"""Analysis figures with plotly: logit-lens grid, attention rollout, head statistics, capture comparison."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from inspector.plots.analysis_data import compare_data, headstats_data, lens_data, rollout_data
+from inspector.plots.interactive._draw import (
+    BOUNDARY,
+    HEATMAP_SCALE,
+    LAYOUT,
+    boundary_shapes,
+    colorscale_gamma,
+    masked_nan,
+    plotly_go,
+    title_layout,
+)
+from inspector.plots.labels import html_label, position_labels
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from inspector.analysis.head_stats import HeadStats
+    from inspector.analysis.lens import LensResult
+    from inspector.records import Capture
+
+
+def lens_grid(
+    capture: Capture,
+    model: Any = None,
+    lens: LensResult | None = None,
+    k: int = 5,
+    layers: Sequence[int] | None = None,
+    positions: Sequence[int] | None = None,
+    max_labels: int = 60,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+) -> go.Figure:
+    """Logit lens, layer (rows, the output at the top) x position; trace 0's ``z`` is the top-1
+    probability ``[row, col]``, its ``text`` the top token; hover adds the produced token's rank."""
+    go = plotly_go()
+    d = lens_data(capture, model, lens, k, layers, positions)
+    rows, cols = d.probs.shape
+    words = [[html_label(w) for w in row] for row in d.words]
+    ranks = np.where(d.target_rank > 0, d.target_rank, -1)
+    custom = np.dstack([ranks.astype(np.float64), np.nan_to_num(d.target_prob.astype(np.float64), nan=-1.0)])
+    x = [f"{p} {lab.split(' ', 1)[1]}" for p, lab in zip(d.positions, position_labels(d.tokens), strict=True)]
+    fig = go.Figure(go.Heatmap(
+        z=d.probs.astype(np.float32), x=x, y=d.row_labels, text=words,
+        texttemplate="%{text}" if d.show_text else None, textfont={"size": 9},
+        customdata=custom, zmin=0.0, zmax=1.0, colorscale="Blues",
+        colorbar={"title": {"text": "top-1<br>probability"}},
+        hovertemplate="%{y}, position %{x}<br>top: %{text} (p=%{z:.3f})<br>"
+                      "produced token: rank %{customdata[0]}, p=%{customdata[1]:.3g}<extra></extra>",
+        name="lens",
+    ))
+    start = d.positions[0]
+    fig.update_layout(
+        **LAYOUT,
+        title=title_layout(d.title),
+        width=width or int(min(max(700, (54 if d.show_text else 12) * cols + 260), 2400)),
+        height=height or int(min(max(320, 30 * rows + 200), 1000)),
+        xaxis={"type": "category", "nticks": max_labels, "tickangle": -90, "showgrid": False,
+               "title": {"text": "input token at the position (cell: top next-token prediction)"}},
+        yaxis={"type": "category", "showgrid": False},
+        shapes=boundary_shapes(d.prompt_len - start, cols, axes="x"),
+        meta={"kind": "lens", "entries": d.entries, "positions": d.positions},
+    )
+    return fig
+
+
+def rollout_heatmap(
+    capture: Capture,
+    layers: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
+    residual_weight: float = 0.5,
+    norm_weighted: bool = False,
+    max_labels: int = 60,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    gamma: float = 0.5,
+) -> go.Figure:
+    """Attention rollout: trace 0's ``z`` is ``[query, key]`` (NaN above the diagonal)."""
+    go = plotly_go()
+    d = rollout_data(capture, layers, heads, residual_weight, norm_weighted)
+    n = d.matrix.shape[0]
+    labels = position_labels(d.tokens)
+    side = int(min(max(420, 14 * n), 1000))
+    fig = go.Figure(go.Heatmap(
+        z=masked_nan(d.matrix, d.masked), x=labels, y=labels, zmin=0.0, zmax=float(d.matrix.max()) or 1.0,
+        colorscale=colorscale_gamma(HEATMAP_SCALE, gamma), hoverongaps=False,
+        colorbar={"title": {"text": "rollout" if gamma == 1 else f"rollout<br>(colour ~ w^{gamma:g})"}},
+        hovertemplate="position %{y}<br>source %{x}<br>share %{z:.4f}<extra></extra>", name=d.description,
+    ))
+    axis = {"type": "category", "nticks": max_labels, "tickfont": {"size": 10}, "showgrid": False}
+    fig.update_layout(
+        **LAYOUT, title=title_layout(d.title), width=width or side + 120, height=height or side + 60,
+        xaxis={**axis, "title": {"text": "source token (key)"}, "tickangle": -90},
+        yaxis={**axis, "title": {"text": "position (query)"}, "autorange": "reversed"},
+        shapes=boundary_shapes(d.prompt_len, n), meta={"kind": "rollout", "prompt_len": d.prompt_len},
+    )
+    return fig
+
+
+def headstats_heatmap(
+    capture: Capture | HeadStats | pd.DataFrame,
+    rows: str = "all",
+    statistics: Sequence[str] | None = None,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+) -> go.Figure:
+    """One ``[layer, head]`` heatmap per statistic (trace ``i`` is ``d.names[i]``), each with its own scale."""
+    go = plotly_go()
+    from plotly.subplots import make_subplots
+
+    d = headstats_data(capture, rows, statistics)
+    n = len(d.names)
+    ncols = min(n, 4)
+    nrows = -(-n // ncols)
+    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=d.labels, horizontal_spacing=0.08,
+                        vertical_spacing=0.14)
+    for i, (name, mat) in enumerate(zip(d.names, d.panels, strict=True)):
+        r, c = divmod(i, ncols)
+        # Each panel's colour bar sits right of its panel, so the scales stay readable side by side.
+        x_bar = (c + 1) / ncols - 0.02
+        y_bar = 1 - (r + 0.5) / nrows
+        fig.add_trace(go.Heatmap(
+            z=mat.astype(np.float32), x=list(range(d.num_heads)), y=list(range(d.num_layers)), colorscale="Magma",
+            colorbar={"x": x_bar, "y": y_bar, "len": 0.8 / nrows, "thickness": 10},
+            hovertemplate=f"layer %{{y}}, head %{{x}}<br>{html_label(name)} %{{z:.4f}}<extra></extra>", name=name,
+        ), row=r + 1, col=c + 1)
+    fig.update_xaxes(title_text="head", dtick=1 if d.num_heads <= 16 else None)
+    fig.update_yaxes(title_text="layer", autorange="reversed", dtick=1 if d.num_layers <= 16 else None)
+    fig.update_layout(
+        **LAYOUT, title=title_layout(d.title), width=width or 300 * ncols + 120, height=height or 300 * nrows + 120,
+        margin={"t": 110}, meta={"kind": "headstats", "statistics": d.names},
+    )
+    return fig
+
+
+def compare_view(
+    capture: Capture,
+    other: Capture,
+    align: str = "auto",
+    kl: str = "auto",
+    layer: int | None = None,
+    head: int | None = None,
+    max_labels: int = 60,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+) -> go.Figure:
+    """A against B: trace 0 is the per-step KL (``x`` steps of A), trace 1 the top-1 agreement
+    (1 agrees, 0 differs), trace 2 (when both kept attention) the difference heatmap A - B.
+    ``layout.meta.first_divergence`` is the step in A where the generations part (``None``: never)."""
+    go = plotly_go()
+    from plotly.subplots import make_subplots
+
+    d = compare_data(capture, other, align, kl, layer, head)
+    has_diff = d.diff is not None and d.diff.size > 0
+    titles = [f"KL(A||B), {d.kl_method}; top-1 agreement"]
+    if has_diff:
+        titles.append(f"attention A - B over the shared tokens ({d.diff_description})")
+    fig = make_subplots(rows=1, cols=2 if has_diff else 1, subplot_titles=titles, horizontal_spacing=0.12,
+                        specs=[[{"secondary_y": True}, {}] if has_diff else [{"secondary_y": True}]])
+    pairs = np.asarray([f"{html_label(a)} / {html_label(b)}" for a, b in zip(d.tokens_a, d.tokens_b, strict=True)],
+                       dtype=object)
+    fig.add_trace(go.Scatter(x=d.steps.tolist(), y=d.kl.astype(np.float32), mode="lines+markers", name="KL(A||B)",
+                             customdata=pairs, line={"color": "#3a6ea5"},
+                             hovertemplate="step %{x}: %{customdata}<br>KL %{y:.4f} nats<extra></extra>"),
+                  row=1, col=1, secondary_y=False)
+    fig.add_trace(go.Scatter(x=d.steps.tolist(), y=d.agree.astype(np.int8), mode="markers", name="top-1 agrees",
+                             marker={"color": np.where(d.agree, "#1b9e77", BOUNDARY).tolist(), "symbol": "line-ns-open",
+                                     "size": 10}, hovertemplate="step %{x}: top-1 agrees=%{y}<extra></extra>"),
+                  row=1, col=1, secondary_y=True)
+    fig.update_yaxes(title_text="KL (nats)", row=1, col=1, secondary_y=False)
+    fig.update_yaxes(title_text="top-1 agrees", range=[-0.2, 1.2], tickvals=[0, 1], row=1, col=1, secondary_y=True)
+    fig.update_xaxes(title_text="step (in A)", row=1, col=1)
+    first = None if d.first_divergence is None else int(d.steps[d.first_divergence])
+    if first is not None and d.first_divergence is not None:
+        i = d.first_divergence
+        note = html_label(f"first divergence: step {first}, {d.tokens_a[i]} / {d.tokens_b[i]}")
+        fig.add_vline(x=first, line={"color": BOUNDARY, "dash": "dash", "width": 1.2}, row=1, col=1,
+                      annotation_text=note, annotation_font_size=10)
+    if has_diff:
+        assert d.diff is not None
+        n = d.diff.shape[0]
+        labels = position_labels(d.diff_tokens)
+        lim = float(np.abs(d.diff).max()) or 1.0
+        fig.add_trace(go.Heatmap(
+            z=masked_nan(d.diff, np.triu(np.ones((n, n), dtype=bool), 1)), x=labels, y=labels, zmin=-lim, zmax=lim,
+            colorscale="RdBu", reversescale=True, hoverongaps=False, colorbar={"title": {"text": "A - B"}},
+            hovertemplate="query %{y}<br>key %{x}<br>A - B %{z:.4f}<extra></extra>", name="attention A - B",
+        ), row=1, col=2)
+        fig.update_xaxes(type="category", nticks=max_labels, tickangle=-90, row=1, col=2)
+        fig.update_yaxes(type="category", nticks=max_labels, autorange="reversed", row=1, col=2)
+    fig.update_layout(
+        **LAYOUT, title=title_layout(d.title), width=width or (1300 if has_diff else 800), height=height or 560,
+        margin={"t": 110}, legend={"orientation": "h", "y": -0.2},
+        meta={"kind": "compare", "first_divergence": first, "kl_method": d.kl_method, "align": d.align},
+    )
+    return fig

@@ -1,0 +1,267 @@
+"""Running a corpus run's batches on a Ray cluster with Ray Data: long-lived model actors, same run folder.
+
+Each worker is a Ray Data actor that loads the model once (:class:`ModelSpec`: the same model
+id or folder, random-weights flag, seed and dtype as the driver's; the built-in model too) and
+captures whole batches of the driver's :class:`~inspector.runs.plan.RunPlan` with
+:func:`~inspector.runs.execute.capture_batch`, so it writes exactly the captures and part file
+a single-process run writes, atomically, into the run folder (whose path every worker must
+reach: shared storage on a real cluster). The driver holds the folder's lock, dispatches only
+the batches without a part file (resume), and writes ``summary.parquet`` and ``run.json``.
+A worker that dies is restarted by Ray and its batch retried (Ray Data's actor defaults:
+``max_restarts=-1``, ``max_task_retries=-1``); a retried batch rewrites the same files.
+
+Ray is optional (``pip install inspector[ray]``); this module imports it only when used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from inspector.runs.errors import RunError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from inspector.model import InspectorModel
+    from inspector.runs.config import RunConfig
+    from inspector.runs.plan import RunPlan
+
+#: What to install when Ray is missing (one line, printed by ``inspector run --ray``).
+RAY_INSTALL_HINT = "--ray needs Ray, which is not installed: pip install 'inspector[ray]' (or: pip install 'ray[data]')"
+# A local cluster's shared-memory object store: the workers exchange only batch indices, so a small one fits.
+_LOCAL_OBJECT_STORE_BYTES = 256 * 2**20
+
+
+def require_ray() -> None:
+    """Raise :class:`RunError` with :data:`RAY_INSTALL_HINT` when ``ray.data`` cannot be imported (no model work)."""
+    try:
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise RunError(RAY_INSTALL_HINT) from exc
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a worker loads the same model as the driver (everything :func:`inspector.load_model` needs).
+
+    Attributes:
+        name: hub id or local folder (every worker must reach the folder), or ``"builtin"``.
+        device: device each worker loads onto (``"cpu"``, ``"cuda"``; a worker with a GPU sees it as ``cuda``).
+        dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+        random_weights: build from the config with random weights seeded by ``seed``.
+        seed: seed of the random weights.
+        revision: hub revision.
+        builtin_sizes: sizes of the built-in model (``n_layer``, ...); ``None`` unless ``name == "builtin"``.
+    """
+
+    name: str
+    device: str = "cpu"
+    dtype: str = "float32"
+    random_weights: bool = False
+    seed: int = 0
+    revision: str | None = None
+    builtin_sizes: Mapping[str, int] | None = None
+
+    @classmethod
+    def from_model(cls, im: InspectorModel, model_id: str | None = None, device: str | None = None,
+                   dtype: str | None = None) -> ModelSpec:
+        """The spec of a loaded model (``model_id``: how it was named, default ``im.name``)."""
+        from inspector.devices import dtype_name
+        from inspector.fallback import BUILTIN_CONFIG, BUILTIN_NAME
+
+        seed = int(im.info.get("seed", 0))
+        common = dict(device=device or im.device.type, dtype=dtype or dtype_name(im.dtype),
+                      random_weights=bool(im.random_weights), seed=seed)
+        if im.info.get("builtin"):
+            sizes = {k: int(im.info[k]) for k in BUILTIN_CONFIG if k in im.info}
+            return cls(name=BUILTIN_NAME, builtin_sizes=sizes, **common)  # type: ignore[arg-type]
+        name = model_id or im.name
+        path = Path(name).expanduser()
+        if path.is_dir():
+            name = str(path.resolve())  # workers may start in another working directory
+        return cls(name=name, revision=im.revision, **common)  # type: ignore[arg-type]
+
+    def load(self) -> InspectorModel:
+        """Load the model (in a worker)."""
+        from inspector.fallback import BUILTIN_NAME, builtin_model
+        from inspector.model import load_model
+
+        if self.name == BUILTIN_NAME:
+            return builtin_model(seed=self.seed, device=self.device, **dict(self.builtin_sizes or {}))
+        return load_model(self.name, device=self.device, dtype=self.dtype, random_weights=self.random_weights,
+                          revision=self.revision, seed=self.seed)
+
+
+def model_fingerprint(im: InspectorModel) -> dict[str, Any]:
+    """What must agree between the driver's model and a worker's (the device may differ)."""
+    return {"name": im.name, "random_weights": bool(im.random_weights), "num_layers": im.num_layers,
+            "num_heads": im.num_heads, "context_length": im.context_length, "vocab": len(im.tokenizer),
+            "seed": im.info.get("seed")}
+
+
+class BatchWorker:
+    """A Ray Data actor: loads the model once, then captures whole batches of the plan (one index per call).
+
+    ``before_batch`` (tests: fault injection) is called with each batch index before its capture.
+    """
+
+    def __init__(self, spec: ModelSpec, config: RunConfig, out: str, plan_ref: Any, expected: Mapping[str, Any] | None,
+                 before_batch: Callable[[int], None] | None = None) -> None:
+        import ray
+
+        self.im = spec.load()
+        got = model_fingerprint(self.im)
+        if expected is not None and got != dict(expected):
+            raise RunError(f"a Ray worker loaded a different model from the driver's ({got} != {dict(expected)}); "
+                           f"every worker must reach the same model ({spec.name})")
+        self.config, self.out, self.before_batch = config, Path(out), before_batch
+        self.plan: RunPlan = ray.get(plan_ref)
+
+    def __call__(self, rows: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        from inspector.runs.execute import capture_batch
+
+        batches = [int(b) for b in rows["batch"]]
+        for b in batches:
+            if self.before_batch is not None:
+                self.before_batch(b)
+            capture_batch(self.config, self.out, self.im, self.plan, b)
+        return {"batch": np.asarray(batches, dtype=np.int64), "pid": np.full(len(batches), os.getpid())}
+
+
+@contextlib.contextmanager
+def ray_cluster(address: str = "auto", num_cpus: int | None = None) -> Iterator[bool]:
+    """Connect to Ray for the duration of the block; yields whether a local cluster was started here.
+
+    ``address="auto"`` joins a running cluster (``RAY_ADDRESS`` or one started with ``ray start``),
+    else starts a local one with ``num_cpus`` CPUs, its temporary files under the system temp
+    folder (removed afterwards) and workers importing this process's ``inspector``. Any other
+    address (``ray://host:10001``, ``host:6379``) must reach a running cluster. An already
+    initialized Ray is used as it is and left running.
+    """
+    import ray
+
+    if ray.is_initialized():
+        yield False
+        return
+    started, temp = False, None
+    quiet = {"log_to_driver": False, "include_dashboard": False, "configure_logging": True,
+             "logging_level": logging.WARNING}
+    try:
+        if address == "auto":
+            try:
+                ray.init(address="auto", **quiet)  # type: ignore[arg-type]
+            except ConnectionError:
+                temp = tempfile.mkdtemp(prefix="inspector-ray-")
+                package_root = str(Path(__file__).resolve().parents[2])
+                path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+                ray.init(num_cpus=num_cpus, object_store_memory=_LOCAL_OBJECT_STORE_BYTES, _temp_dir=temp,
+                         runtime_env={"env_vars": {"PYTHONPATH": path}}, **quiet)  # type: ignore[arg-type]
+                started = True
+        else:
+            try:
+                ray.init(address=address, **quiet)  # type: ignore[arg-type]
+            except ConnectionError as exc:
+                raise RunError(f"no Ray cluster answers at {address!r} ({exc}); start one with `ray start --head` "
+                               "or use --ray auto for a local one") from exc
+        yield started
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+@dataclass
+class RayRunner:
+    """Runs a corpus run's batches on Ray workers (a :class:`~inspector.runs.execute.BatchRunner`).
+
+    Attributes:
+        spec: how each worker loads the model.
+        address: ``"auto"`` (a running cluster, else a local one) or a cluster address.
+        workers: number of model actors.
+        gpus_per_worker: GPUs each actor reserves (0: CPU workers; fractions share a GPU).
+        cpus_per_worker: CPUs each actor reserves.
+        before_batch: called in the worker with each batch index before its capture (tests).
+    """
+
+    spec: ModelSpec
+    address: str = "auto"
+    workers: int = 2
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
+    before_batch: Callable[[int], None] | None = None
+    #: the driver model's :func:`model_fingerprint`; every worker's model must agree (``None``: not checked).
+    expected: Mapping[str, Any] | None = None
+    #: filled by :meth:`__call__`: the worker process id of each batch it ran (diagnostics, tests).
+    pids: dict[int, int] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}")
+        if self.gpus_per_worker < 0 or self.cpus_per_worker <= 0:
+            raise ValueError(f"gpus_per_worker must be >= 0 and cpus_per_worker > 0, got {self.gpus_per_worker} "
+                             f"and {self.cpus_per_worker}")
+
+    @property
+    def device(self) -> str | None:
+        return self.spec.device
+
+    @property
+    def dtype(self) -> str | None:
+        return self.spec.dtype
+
+    @classmethod
+    def for_model(cls, im: InspectorModel, model_id: str | None = None, device: str | None = None,
+                  dtype: str | None = None, **options: Any) -> RayRunner:
+        """A runner whose workers load the same model as ``im`` (on ``device``, default ``im``'s)."""
+        return cls(ModelSpec.from_model(im, model_id, device, dtype), expected=model_fingerprint(im), **options)
+
+    def __call__(self, config: RunConfig, out: Path, plan: RunPlan, todo: list[int],
+                 finished: Callable[[int], None]) -> None:
+        """Dispatch ``todo`` to the workers; ``finished(b)`` runs here as each batch's part file is written."""
+        if not todo:
+            return
+        require_ray()
+        import ray
+        import ray.data
+
+        from inspector.runs.folder import part_path, remove_stale_temporaries
+
+        local_cpus = max(1, int(round(self.workers * self.cpus_per_worker)))
+        with ray_cluster(self.address, num_cpus=local_cpus):
+            ctx = ray.data.DataContext.get_current()
+            ctx.enable_progress_bars = False  # the driver shows its own turn bar
+            ctx.print_on_execution_start = False
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
+            kwargs = dict(spec=self.spec, config=config, out=str(Path(out).resolve()), plan_ref=ray.put(plan),
+                          expected=self.expected, before_batch=self.before_batch)
+            resources: dict[str, Any] = {"num_cpus": self.cpus_per_worker}
+            if self.gpus_per_worker > 0:
+                resources["num_gpus"] = self.gpus_per_worker
+            items = ray.data.from_items([{"batch": b} for b in todo], override_num_blocks=len(todo))
+            # one batch in flight per actor: a batch is seconds of work, so idle actors take the next one
+            pool = ray.data.ActorPoolStrategy(size=self.workers, max_tasks_in_flight_per_actor=1)
+            ds = items.map_batches(BatchWorker, batch_size=1, compute=pool, fn_constructor_kwargs=kwargs, **resources)
+            try:
+                for row in ds.iter_rows():
+                    b = int(row["batch"])
+                    self.pids[b] = int(row["pid"])
+                    finished(b)
+            except Exception as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, (RunError, ValueError, OSError)):
+                    raise cause from exc  # the worker's own message, not Ray's wrapper
+                raise
+        missing = [b for b in todo if not part_path(out, b).is_file()]
+        if missing:
+            raise RunError(f"Ray finished without writing batches {missing[:10]} to {out}; rerun the same command")
+        remove_stale_temporaries(out)  # a killed worker's half-written file; every worker is gone now

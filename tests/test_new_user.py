@@ -1,0 +1,125 @@
+"""A new user's first hour: the documented commands, run in a fresh clone from a fresh shell environment.
+
+The clone gets the repository's committed state (``git clone``, then this checkout's HEAD);
+its ``.venv`` is a link to this checkout's environment (a fresh install takes minutes and
+the network); ``../shared`` beside it is a link to the shared data, as in the documented
+layout. Each command runs under ``env -i`` with only PATH, HOME (an empty folder: no Hugging
+Face cache) and LANG, and must exit 0, or give its documented one-line error.
+
+Keep :data:`COMMANDS` in step with the README's command list.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+@dataclass(frozen=True)
+class Command:
+    line: str  # run with bash in the clone's root
+    rc: int = 0
+    error: str | None = None  # the documented one-line error (stderr), when rc != 0
+    offline_only: bool = False  # the documented outcome holds only where the Hub cannot be reached
+
+
+# `scripts/inspector` is the README's way to reach the command without activating .venv.
+COMMANDS: list[Command] = [
+    Command("mkdir -p artifacts"),  # figures and tables: a folder .gitignore covers (`plot` makes no folder)
+    Command("scripts/inspector --help"),
+    Command("scripts/inspector capture --help"),
+    Command("scripts/inspector capture --model gpt2 --out captures/hi.safetensors", rc=2,
+            error="inspector capture: error: could not load model 'gpt2': it is not a local folder, and the "
+                  "Hugging Face Hub could not be reached", offline_only=True),
+    Command("scripts/inspector capture --model ../shared/models/gpt2-offline --random-weights --max-new-tokens 4 "
+            "--out captures/r.safetensors"),
+    Command("scripts/inspector plot captures/r.safetensors --kind heatmap --agg stacked-mean --out artifacts/heat.png"),
+    Command("scripts/inspector plot captures/r.safetensors --kind heads --out artifacts/heads.html"),
+    Command("scripts/inspector run --split validation --limit 4 --model ../shared/models/gpt2-offline "
+            "--random-weights --batch-size 4 --max-new-tokens 4 --no-progress --out runs/val4"),
+    Command("scripts/inspector stats runs/val4 --by response_emotion --csv artifacts/stats.csv"),
+    Command("scripts/inspector plot runs/val4 --kind corpus --by act --out artifacts/corpus.pdf"),
+    Command("scripts/inspector doctor --device cpu --model ../shared/models/gpt2-offline --random-weights "
+            "--max-new-tokens 2"),
+]
+
+
+def _hub_reachable() -> bool:
+    from inspector.hub import hub_reachable
+
+    return hub_reachable()
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Path:
+    layout = (SHARED / "models" / "gpt2-offline" / "config.json", SHARED / "data" / "dailydialog")
+    if not all(p.exists() for p in layout):
+        pytest.skip(f"the documented layout needs ../shared (GPT-2 config and DailyDialog) beside {ROOT}")
+    venv = (ROOT / ".venv").resolve()
+    if not (venv / "bin" / "python").is_file():
+        pytest.skip("no .venv in this checkout to lend the clone (run scripts/test.sh once)")
+    base = tmp_path_factory.mktemp("new-user")
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    repo = base / "inspector"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True, timeout=300)
+    subprocess.run(["git", "-C", str(repo), "checkout", "-q", head], check=True, timeout=60)
+    (repo / ".venv").symlink_to(venv)
+    (base / "shared").symlink_to(SHARED.resolve())
+    with open(repo / ".git" / "info" / "exclude", "a") as fh:
+        fh.write(".venv\n")  # a link, which .gitignore's `.venv/` (a folder) does not cover
+    return repo
+
+
+def _fresh_env(home: Path) -> dict[str, str]:
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
+
+
+@pytest.mark.slow
+def test_documented_commands_in_a_fresh_clone(clone, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    offline = not _hub_reachable()
+    failures = []
+    for cmd in COMMANDS:
+        if cmd.offline_only and not offline:
+            continue  # online it would download GPT-2 (500 MB): not for a test
+        proc = subprocess.run(["env", "-i", *[f"{k}={v}" for k, v in _fresh_env(home).items()], "bash", "-c",
+                               cmd.line], cwd=clone, capture_output=True, text=True, timeout=600)
+        err = proc.stderr.strip()
+        if proc.returncode != cmd.rc:
+            failures.append(f"$ {cmd.line}\n  exit {proc.returncode}, expected {cmd.rc}\n  {err[-2000:]}")
+        elif cmd.error is not None and (len(err.splitlines()) != 1 or not err.startswith(cmd.error)):
+            failures.append(f"$ {cmd.line}\n  expected the one line {cmd.error!r}...\n  got: {err[-2000:]}")
+        elif "Traceback" in err:
+            failures.append(f"$ {cmd.line}\n  printed a traceback:\n  {err[-2000:]}")
+    assert not failures, "\n\n".join(failures)
+    # Every output went to a folder .gitignore covers: nothing new shows up in `git status`.
+    status = subprocess.run(["git", "-C", str(clone), "status", "--porcelain"], capture_output=True, text=True,
+                            check=True).stdout
+    assert status == "", f"the documented commands left untracked files:\n{status}"
+
+
+def test_command_list_uses_the_wrapper_and_exists():
+    wrapper = ROOT / "scripts" / "inspector"
+    assert wrapper.is_file() and os.access(wrapper, os.X_OK)
+    for cmd in COMMANDS:
+        assert shlex.split(cmd.line)[0] in ("scripts/inspector", "mkdir"), cmd.line
+        assert (cmd.rc == 0) == (cmd.error is None), cmd.line
+
+
+@pytest.mark.slow
+def test_wrapper_works_from_any_folder_in_a_bare_shell(tmp_path):
+    """`scripts/inspector` from another folder, without .venv on PATH: the 'command not found' of the issue."""
+    env = _fresh_env(tmp_path)
+    proc = subprocess.run([str(ROOT / "scripts" / "inspector"), "capture", "--help"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "--max-new-tokens" in proc.stdout, proc.stderr

@@ -1,0 +1,193 @@
+"""Corpus runs on Ray: the same summary as one process, a killed worker retried, resume across backends.
+
+Each test starts (and shuts down) its own local Ray cluster with 2 CPU workers and the tiny
+byte-level GPT-2 (random weights). Sampling is on, so every batch's own seed matters: a worker
+that ran a batch with other settings or other prompts would change the summary.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from run_helpers import NUM_TURNS, write_byte_model_folder, write_dailydialog
+
+import inspector
+from inspector.capture import GenerationSettings
+from inspector.cli.main import main as cli_main
+from inspector.runs import RunConfig, load_run, run_corpus
+from inspector.runs.ray_backend import RAY_INSTALL_HINT, RayRunner
+
+try:
+    import ray.data  # noqa: F401
+
+    HAVE_RAY = True
+except ImportError:  # pragma: no cover - depends on the environment
+    HAVE_RAY = False
+
+needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="ray[data] is not installed (pip install 'inspector[ray]')")
+BATCH = 4
+NUM_BATCHES = -(-NUM_TURNS // BATCH)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return write_byte_model_folder(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_dir):
+    return inspector.load_model(tiny_dir, device="cpu", random_weights=True)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_dailydialog(tmp_path_factory.mktemp("dailydialog"))
+
+
+@pytest.fixture(scope="module")
+def cfg(data_dir):
+    return RunConfig(data=str(data_dir), batch_size=BATCH, attention="summary",
+                     settings=GenerationSettings(max_new_tokens=6, do_sample=True, temperature=1.5, seed=7))
+
+
+@pytest.fixture(scope="module")
+def reference(cfg, tiny_model, tiny_dir, tmp_path_factory):
+    """The run in this process, one batch after the other (no Ray)."""
+    out = tmp_path_factory.mktemp("single") / "run"
+    return run_corpus(cfg, out, tiny_model, model_id=str(tiny_dir), progress=False)
+
+
+def _rows(run) -> pd.DataFrame:
+    return run.summary.drop(columns=["seconds"]).reset_index(drop=True)
+
+
+def _assert_same_run(run, reference) -> None:
+    keys = list(zip(run.summary["dial_id"], run.summary["turn"], strict=True))
+    assert len(keys) == len(set(keys)) == NUM_TURNS  # no turn lost or duplicated
+    pd.testing.assert_frame_equal(_rows(run), _rows(reference))
+    assert run.complete and run.settings["identity"] == reference.settings["identity"]
+    parts = sorted(p.name for p in (run.path / "parts").iterdir())
+    assert parts == [f"batch-{b:06d}.parquet" for b in range(NUM_BATCHES)]
+    for rel in reference.summary["capture_file"]:
+        a, b = inspector.load_capture(run.path / rel), inspector.load_capture(reference.path / rel)
+        assert a.token_ids.tolist() == b.token_ids.tolist()
+        assert a.attentions is not None and b.attentions is not None
+        assert (a.attentions == b.attentions).all()
+    leftovers = [p for p in run.path.rglob("*.tmp")]
+    assert not leftovers
+
+
+def test_ray_without_ray_installed_says_what_to_install(monkeypatch, tmp_path, capsys, data_dir):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    code = cli_main(["run", "--ray", "--model", str(tmp_path / "no-such-model"), "--data", str(data_dir),
+                     "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "pip install 'inspector[ray]'" in err and err.strip().count("\n") == 0
+    assert RAY_INSTALL_HINT in err
+    assert "no-such-model" not in err  # refused before the model was looked for
+    assert not (tmp_path / "run").exists()
+
+
+def test_workers_without_ray_is_refused(tmp_path, capsys, data_dir):
+    code = cli_main(["run", "--workers", "2", "--model", str(tmp_path / "m"), "--data", str(data_dir),
+                     "--out", str(tmp_path / "run")])
+    assert code == 2 and "--workers and --gpus-per-worker need --ray" in capsys.readouterr().err
+
+
+@needs_ray
+@pytest.mark.slow
+def test_cli_ray_run_equals_single_process_run(tiny_dir, data_dir, reference, tmp_path, capsys):
+    out = tmp_path / "ray-run"
+    code = cli_main(["run", "--ray", "auto", "--workers", "2", "--model", str(tiny_dir), "--random-weights",
+                     "--device", "cpu", "--data", str(data_dir), "--batch-size", str(BATCH), "--max-new-tokens", "6",
+                     "--do-sample", "--temperature", "1.5", "--seed", "7", "--out", str(out), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    import ray
+
+    assert not ray.is_initialized()  # the local cluster it started is shut down
+    _assert_same_run(load_run(out), reference)
+
+
+class KillOnce:
+    """Kill the worker process that reaches ``batch`` the first time (the marker file records it)."""
+
+    def __init__(self, batch: int, marker: Path) -> None:
+        self.batch, self.marker = batch, marker
+
+    def __call__(self, b: int) -> None:
+        if b == self.batch and not self.marker.exists():
+            self.marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@needs_ray
+@pytest.mark.slow
+def test_killed_worker_is_retried_and_no_turn_is_lost_or_duplicated(cfg, tiny_model, tiny_dir, reference, tmp_path):
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
+    marker = tmp_path / "killed"
+    runner = RayRunner.for_model(tiny_model, str(tiny_dir), workers=2, before_batch=KillOnce(3, marker))
+    run = run_corpus(cfg, tmp_path / "run", tiny_model, model_id=str(tiny_dir), progress=False, runner=runner)
+    assert marker.exists()  # a worker really died at batch 3 ...
+    assert runner.pids[3] != int(marker.read_text())  # ... and another process ran it again
+    assert sorted(runner.pids) == list(range(NUM_BATCHES))
+    _assert_same_run(run, reference)
+
+
+@needs_ray
+@pytest.mark.slow
+def test_resume_across_backends(cfg, tiny_model, tiny_dir, reference, tmp_path):
+    def stop_after(n: int):
+        seen: list[int] = []
+
+        def on_batch(b: int) -> None:
+            seen.append(b)
+            if len(seen) == n:
+                raise KeyboardInterrupt
+        return on_batch
+
+    # half on Ray, the rest in this process
+    out = tmp_path / "ray-then-local"
+    runner = RayRunner.for_model(tiny_model, str(tiny_dir), workers=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_corpus(cfg, out, tiny_model, model_id=str(tiny_dir), progress=False, runner=runner, on_batch=stop_after(3))
+    assert not load_run(out).complete
+    resumed_here: list[int] = []
+    run = run_corpus(cfg, out, tiny_model, model_id=str(tiny_dir), progress=False, on_batch=resumed_here.append)
+    assert 0 < len(resumed_here) <= NUM_BATCHES - 3
+    _assert_same_run(run, reference)
+
+    # half in this process, the rest on Ray: only the missing batches are dispatched
+    out = tmp_path / "local-then-ray"
+    with pytest.raises(KeyboardInterrupt):
+        run_corpus(cfg, out, tiny_model, model_id=str(tiny_dir), progress=False, on_batch=stop_after(3))
+    runner = RayRunner.for_model(tiny_model, str(tiny_dir), workers=2)
+    run = run_corpus(cfg, out, tiny_model, model_id=str(tiny_dir), progress=False, runner=runner)
+    assert sorted(runner.pids) == list(range(3, NUM_BATCHES))
+    _assert_same_run(run, reference)
+
+
+def test_batches_hold_turns_of_similar_prompt_length(cfg, tiny_model):
+    """The plan (both backends run it) cuts batches from turns sorted by prompt length: less padding."""
+    from inspector.runs import plan_run
+
+    plan = plan_run(cfg, tiny_model.tokenizer, tiny_model.context_length)
+    length = {it.key: len(tiny_model.tokenizer(it.prompt.text, add_special_tokens=False)["input_ids"])
+              for it in plan.items}
+    lengths = [[length[it.key] for it in batch] for batch in plan.batches]
+    for a, b in zip(lengths, lengths[1:], strict=False):
+        assert max(a) <= min(b)
+    unsorted = [[length[it.key] for it in plan.items[i : i + BATCH]] for i in range(0, NUM_TURNS, BATCH)]
+
+    def padding(batches):
+        return sum(max(b) * len(b) - sum(b) for b in batches)
+
+    assert padding(lengths) < padding(unsorted)
