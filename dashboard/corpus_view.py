@@ -104,7 +104,7 @@ def _metric_columns(columns: Any) -> dict[str, Any]:
 
 
 def _group_stats(summary: Any, by: str) -> Any:
-    from inspector.runs import stats
+    from inspector.runs.stats import stats
 
     return stats(summary, by)
 

@@ -11,6 +11,7 @@ import math
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -273,3 +274,11 @@ def test_examples_cite_only_files_that_exist():
             text = "\n".join("".join(c["source"]) for c in json.loads(text)["cells"])
         cited |= set(re.findall(r"examples/[\w./-]+\.(?:py|ipynb)", text))
     assert cited and [c for c in sorted(cited) if not (ROOT / c).is_file()] == []
+
+
+def test_runs_stats_stays_the_function_after_its_submodule_is_imported():
+    code = ("import inspector.runs.load, inspector.runs.stats, sys; from inspector.runs import stats; "
+            "import inspector.runs as r; assert callable(stats) and r.stats is stats, stats; "
+            "assert 'torch' not in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
