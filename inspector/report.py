@@ -52,20 +52,23 @@ def step_table(capture: Capture, alternatives: int = 3, token_width: int = 14) -
 def step_rows(capture: Capture, k: int) -> pd.DataFrame:
     """One row per generated step: the chosen token, its probability and rank, the entropy, and the top ``k``.
 
-    Columns: ``step``, ``chosen`` (the token, escaped), ``prob`` (raw probability, 4 decimals),
+    Columns: ``step``, ``chosen`` (the token, escaped), ``prob`` (raw probability, 4 significant digits),
     ``rank`` (1-based, under the raw logits), ``entropy`` (nats, 3 decimals), then ``#1`` ...
-    ``#k``: each candidate as ``"token 12.3%"`` (at most the candidates the capture kept).
+    ``#k``: each candidate as ``"token 12.3%"`` (:func:`~inspector.formatting.format_percent`: a
+    random-weights ``0.00199%`` is not cut to ``0.0%``; at most the candidates the capture kept).
     """
     import pandas as pd
+
+    from inspector.formatting import format_percent
 
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise ValueError(f"k must be a positive integer (candidates per step), got {k!r}")
     rows = []
     for s in capture.steps:
-        row: dict[str, object] = {"step": s.step, "chosen": repr(s.token)[1:-1], "prob": round(s.prob, 4),
+        row: dict[str, object] = {"step": s.step, "chosen": repr(s.token)[1:-1], "prob": float(f"{s.prob:.4g}"),
                                   "rank": s.rank, "entropy": round(s.entropy, 3)}
         for i, c in enumerate(s.top[: int(k)], 1):
-            row[f"#{i}"] = f"{repr(c.token)[1:-1]} {c.prob:.1%}"
+            row[f"#{i}"] = f"{repr(c.token)[1:-1]} {format_percent(c.prob)}"
         rows.append(row)
     return pd.DataFrame(rows, columns=None if rows else ["step", "chosen", "prob", "rank", "entropy"])
 

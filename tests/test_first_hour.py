@@ -202,6 +202,19 @@ def test_dashboard_metric_of_a_random_weights_capture_is_not_zero_percent(page, 
     assert shown["Mean entropy (nats)"] == format_value(score_metrics(cap)["entropy_mean"])
 
 
+def test_candidate_table_keeps_tiny_probabilities(tiny):
+    from inspector.report import step_rows
+
+    cap = tiny.generate("User: hi\nAgent:", max_new_tokens=3)
+    table = step_rows(cap, 3)
+    for i, row in table.iterrows():
+        step = cap.step(int(i))
+        assert 0 < row["prob"] == pytest.approx(math.exp(step.logprob), rel=1e-3)  # was round(p, 4) == 0.0
+        for j, c in enumerate(step.top[:3], 1):
+            pct = float(row[f"#{j}"].rsplit(" ", 1)[1].rstrip("%"))
+            assert pct == pytest.approx(100 * math.exp(c.logprob), rel=5e-3)  # was "0.0%"
+
+
 @pytest.mark.parametrize("spread", [1e-2, 1e-4])
 def test_corpus_figure_axes_carry_no_offset_text(spread):
     from inspector.plots import static
