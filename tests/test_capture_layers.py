@@ -188,3 +188,15 @@ def test_hooks_removed_after_layer_capture(byte_tiny):
     byte_tiny.generate(PROMPT, max_new_tokens=2, num_beams=2, keep_hidden_states=True, keep_value_norms=True)
     assert [len(m._forward_pre_hooks) + len(m._forward_hooks) for m in model.modules()] == before
     assert inspector.capture.GenerationSettings().keep_hidden_states is False
+
+
+def test_norm_weighted_heatmap_from_a_capture(byte_tiny):
+    from inspector.plots.attention_data import heatmap_data
+
+    cap = byte_tiny.generate(PROMPT, max_new_tokens=3, keep_value_norms=True, attention_dtype=torch.float32)
+    data = heatmap_data(cap, agg="norm-weighted")
+    w = cap.attentions * cap.value_norms[:, :, None, :]
+    expected = (w / w.sum(-1, keepdim=True)).mean(dim=(0, 1))
+    assert torch.allclose(torch.as_tensor(data.matrix, dtype=torch.float32), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="keep_value_norms"):
+        heatmap_data(byte_tiny.generate(PROMPT, max_new_tokens=2), agg="norm-weighted")

@@ -136,3 +136,20 @@ def test_plot_agg_choices_match_the_package():
     from inspector.cli.plot import AGG_CHOICES
 
     assert AGG_CHOICES == AGGREGATE_MODES
+
+
+def test_lazy_runs_package_keeps_every_name():
+    """`inspector.runs` loads its names on first use (for a fast `run --help`); each is the defining module's."""
+    code = (
+        "import importlib, sys\n"
+        "import inspector.runs.stats, inspector.runs.config\n"  # submodules first: they must not shadow names
+        "import inspector.runs as runs\n"
+        "assert 'torch' not in sys.modules, 'inspector.runs imported torch'\n"
+        "for name in runs.__all__:\n"
+        "    value = getattr(runs, name)\n"
+        "    module = runs._EXPORTS.get(name, 'inspector.runs.stats')\n"
+        "    assert value is getattr(importlib.import_module(module), name), name\n"
+        "assert callable(runs.stats) and callable(runs.load_run)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr

@@ -89,8 +89,11 @@ def test_cli_choices_are_the_options():
     register(sub)
     plot = sub.choices["plot"]
     choices = {a.dest: tuple(a.choices) for a in plot._actions if a.choices is not None}
+    from inspector.analysis import ALIGN_CHOICES, KL_CHOICES, ROW_CHOICES
+
     assert choices == {"kind": plots.KINDS, "agg": tuple(AGGREGATE_MODES), "scores": plots.SCORES,
-                       "color_by": plots.COLOR_BY, "by": plots.GROUP_COLUMNS}
+                       "color_by": plots.COLOR_BY, "by": plots.GROUP_COLUMNS, "rows": ROW_CHOICES,
+                       "align": ALIGN_CHOICES, "kl": KL_CHOICES}
 
 
 def test_default_position_is_the_first_generated_token_else_the_last():

@@ -140,7 +140,8 @@ def _register_analysis(p: argparse.ArgumentParser) -> None:
                    help="headstats of a run with --by: the label value to show, e.g. --by act --group question "
                    "(default: without --by, the whole run)")
     g.add_argument("--compare", default=None, metavar="CAPTURE_B",
-                   help="compare: the second capture (B); the figure shows CAPTURE_OR_RUN (A) against it")
+                   help="compare: the second capture (B), required; the figure shows CAPTURE_OR_RUN (A) against it "
+                   "(default: none)")
     g.add_argument("--align", choices=ALIGN_CHOICES, default=None,
                    help="compare: prefix (same context), generated (step i vs step i) or auto (default: auto)")
     g.add_argument("--kl", choices=KL_CHOICES, default=None,

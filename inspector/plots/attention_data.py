@@ -56,7 +56,7 @@ def heatmap_data(capture: Capture, layer: int | None = None, head: int | None = 
         raise ValueError(f"unknown aggregate mode {agg!r}; choose one of {list(AGGREGATE_MODES)}")
     layer = check_index(layer, int(att.shape[0]), "layer")
     head = check_index(head, int(att.shape[1]), "head")
-    mat = to_numpy(aggregate_by_mode(att, agg, layer, head))
+    mat = to_numpy(aggregate_by_mode(att, agg, layer, head, value_norms=capture.value_norms))
     n = mat.shape[0]
     what = describe_selection(layer, head, agg)
     return HeatmapData(

@@ -36,8 +36,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Loaded from its module on first use (PEP 562), so that `inspector run --help` and the run's
-# configuration do not import torch.
+# The function `stats` shares its name with the submodule `inspector.runs.stats`, which would take the
+# name here once imported: bound now (the module is light), as the eager package did.
+from inspector.runs.stats import STATS_BY, STATS_COLUMNS, stats
+
+# The rest is loaded from its module on first use (PEP 562), so that `inspector run --help` and the
+# run's configuration do not import torch.
 _EXPORTS: dict[str, str] = {
     "SHARE_COLUMNS": "inspector.metrics",
     "attention_columns": "inspector.metrics",
@@ -57,9 +61,6 @@ _EXPORTS: dict[str, str] = {
     "RunPlan": "inspector.runs.plan",
     "WorkItem": "inspector.runs.plan",
     "plan_run": "inspector.runs.plan",
-    "STATS_BY": "inspector.runs.stats",
-    "STATS_COLUMNS": "inspector.runs.stats",
-    "stats": "inspector.runs.stats",
 }
 
 __all__ = [
@@ -108,4 +109,3 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from inspector.runs.folder import RUN_FORMAT, RUN_SCHEMA_VERSION, capture_relpath, check_resumable, command_identity
     from inspector.runs.load import Run, load_run
     from inspector.runs.plan import RunPlan, WorkItem, plan_run
-    from inspector.runs.stats import STATS_BY, STATS_COLUMNS, stats
