@@ -35,7 +35,8 @@ def attention_controls(capture: Any) -> tuple[int | None, int | None, str]:
     agg = c3.segmented_control(
         "Combine the 'all' dimensions by", list(AGGREGATE_MODES), key="att_agg", required=True,
         help="mean: average weight; max: strongest weight; stacked-mean: the notebook's mean over layers, then "
-        "over heads.", disabled=layer is not None and head is not None,
+        "over heads; norm-weighted: weights times value-vector norms (needs a capture with value norms).",
+        disabled=layer is not None and head is not None,
     ) or "mean"
     return layer, head, agg
 
@@ -70,9 +71,12 @@ def _heatmap(capture: Any) -> None:
     from inspector.plots import interactive
 
     layer, head, agg = attention_controls(capture)
-    st.plotly_chart(interactive.attention_heatmap(capture, layer=layer, head=head, agg=agg,
-                                                  height=_height(capture.seq_len)),
-                    key="fig_heatmap", width="stretch")
+    try:
+        fig = interactive.attention_heatmap(capture, layer=layer, head=head, agg=agg, height=_height(capture.seq_len))
+    except ValueError as exc:  # e.g. "norm-weighted" on a capture without value norms: the package says what to do
+        st.warning(f"Cannot draw this aggregate: {exc}")
+        return
+    st.plotly_chart(fig, key="fig_heatmap", width="stretch")
 
 
 @st.fragment

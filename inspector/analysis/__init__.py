@@ -12,71 +12,90 @@ model's weights), with shapes in their docstrings:
 
 from __future__ import annotations
 
-from inspector.analysis.compare import (
-    ALIGN_CHOICES,
-    KL_CHOICES,
-    CaptureComparison,
-    CompareError,
-    compare_beams,
-    compare_captures,
-)
-from inspector.analysis.head_stats import (
-    ROW_CHOICES,
-    STATISTICS,
-    HeadStats,
-    aggregate_head_stats,
-    attention_head_stats,
-    capture_head_stats,
-    query_rows,
-)
-from inspector.analysis.lens import (
-    LensResult,
-    capture_lens,
-    logit_lens,
-    next_token_targets,
-    teacher_forced_hidden_states,
-)
-from inspector.analysis.readout import Readout, find_readout
-from inspector.analysis.rollout import attention_rollout
-from inspector.analysis.value_norms import (
-    ValueWeights,
-    attention_modules,
-    layer_value_norms,
-    model_value_norms,
-    norm_weighted_attention,
-    transformed_values,
-    value_norms_from_weights,
-    value_weights,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "ALIGN_CHOICES",
-    "KL_CHOICES",
-    "ROW_CHOICES",
-    "STATISTICS",
-    "CaptureComparison",
-    "CompareError",
-    "HeadStats",
-    "LensResult",
-    "Readout",
-    "ValueWeights",
-    "aggregate_head_stats",
-    "attention_head_stats",
-    "attention_modules",
-    "attention_rollout",
-    "capture_head_stats",
-    "capture_lens",
-    "compare_beams",
-    "compare_captures",
-    "find_readout",
-    "layer_value_norms",
-    "logit_lens",
-    "model_value_norms",
-    "next_token_targets",
-    "norm_weighted_attention",
-    "query_rows",
-    "teacher_forced_hidden_states",
-    "transformed_values",
-    "value_norms_from_weights",
-    "value_weights",
-]
+# Each name loads its module on first use (PEP 562): the CLI reads the choice tuples (ALIGN_CHOICES,
+# ROW_CHOICES, ...) while building its parser, which must not import torch.
+_EXPORTS: dict[str, str] = {
+    "ALIGN_CHOICES": "inspector.analysis.choices",
+    "KL_CHOICES": "inspector.analysis.choices",
+    "CaptureComparison": "inspector.analysis.compare",
+    "CompareError": "inspector.analysis.compare",
+    "compare_beams": "inspector.analysis.compare",
+    "compare_captures": "inspector.analysis.compare",
+    "ROW_CHOICES": "inspector.analysis.choices",
+    "STATISTICS": "inspector.analysis.choices",
+    "HeadStats": "inspector.analysis.head_stats",
+    "aggregate_head_stats": "inspector.analysis.head_stats",
+    "attention_head_stats": "inspector.analysis.head_stats",
+    "capture_head_stats": "inspector.analysis.head_stats",
+    "query_rows": "inspector.analysis.head_stats",
+    "LensResult": "inspector.analysis.lens",
+    "capture_lens": "inspector.analysis.lens",
+    "logit_lens": "inspector.analysis.lens",
+    "next_token_targets": "inspector.analysis.lens",
+    "teacher_forced_hidden_states": "inspector.analysis.lens",
+    "Readout": "inspector.analysis.readout",
+    "find_readout": "inspector.analysis.readout",
+    "attention_rollout": "inspector.analysis.rollout",
+    "ValueWeights": "inspector.analysis.value_norms",
+    "attention_modules": "inspector.analysis.value_norms",
+    "layer_value_norms": "inspector.analysis.value_norms",
+    "model_value_norms": "inspector.analysis.value_norms",
+    "norm_weighted_attention": "inspector.analysis.value_norms",
+    "transformed_values": "inspector.analysis.value_norms",
+    "value_norms_from_weights": "inspector.analysis.value_norms",
+    "value_weights": "inspector.analysis.value_norms",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'inspector.analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers only
+    from inspector.analysis.choices import ALIGN_CHOICES, KL_CHOICES, ROW_CHOICES, STATISTICS
+    from inspector.analysis.compare import (
+        CaptureComparison,
+        CompareError,
+        compare_beams,
+        compare_captures,
+    )
+    from inspector.analysis.head_stats import (
+        HeadStats,
+        aggregate_head_stats,
+        attention_head_stats,
+        capture_head_stats,
+        query_rows,
+    )
+    from inspector.analysis.lens import (
+        LensResult,
+        capture_lens,
+        logit_lens,
+        next_token_targets,
+        teacher_forced_hidden_states,
+    )
+    from inspector.analysis.readout import Readout, find_readout
+    from inspector.analysis.rollout import attention_rollout
+    from inspector.analysis.value_norms import (
+        ValueWeights,
+        attention_modules,
+        layer_value_norms,
+        model_value_norms,
+        norm_weighted_attention,
+        transformed_values,
+        value_norms_from_weights,
+        value_weights,
+    )

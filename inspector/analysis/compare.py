@@ -28,13 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from inspector.analysis.choices import ALIGN_CHOICES, KL_CHOICES
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from inspector.records import Capture, TokenScores
-
-ALIGN_CHOICES: tuple[str, ...] = ("auto", "prefix", "generated")
-KL_CHOICES: tuple[str, ...] = ("auto", "exact", "topk")
 
 
 class CompareError(ValueError):

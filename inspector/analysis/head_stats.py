@@ -27,14 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from inspector.analysis.choices import ROW_CHOICES, STATISTICS
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from inspector.records import Capture
 
-ROW_CHOICES: tuple[str, ...] = ("all", "prompt", "generated")
-#: Statistic names, as fields of :class:`HeadStats` and columns of its frame.
-STATISTICS: tuple[str, ...] = ("entropy", "distance", "sink", "previous", "self", "prompt_share", "generated_share")
 
 
 @dataclass(frozen=True)

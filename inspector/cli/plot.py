@@ -26,7 +26,7 @@ _SOURCE_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 # = inspector.aggregate.AGGREGATE_MODES (a test keeps them equal); that module imports torch, which
 # `inspector plot --help` must not.
-AGG_CHOICES: tuple[str, ...] = ("mean", "max", "stacked-mean")
+AGG_CHOICES: tuple[str, ...] = ("mean", "max", "stacked-mean", "norm-weighted")
 _FLAG = {
     "layer": "--layer",
     "head": "--head",
@@ -117,8 +117,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_analysis(p: argparse.ArgumentParser) -> None:
-    from inspector.analysis.compare import ALIGN_CHOICES, KL_CHOICES
-    from inspector.analysis.head_stats import ROW_CHOICES, STATISTICS
+    from inspector.analysis.choices import ALIGN_CHOICES, KL_CHOICES, ROW_CHOICES, STATISTICS
 
     g = p.add_argument_group("analysis (lens, rollout, headstats, compare)")
     g.add_argument("--layers", default=None, metavar="LIST",
