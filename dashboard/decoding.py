@@ -28,6 +28,7 @@ SETTING_WIDGETS = {
     "seed": "seed",
     "top_k_logits": "top_k_logits",
     "truncate_prompt": "truncate_prompt",
+    "keep_value_norms": "keep_value_norms",
 }
 #: Settings the page leaves at their defaults, and why.
 NOT_IN_DASHBOARD = {
@@ -39,6 +40,10 @@ NOT_IN_DASHBOARD = {
     "keep_attention": "always kept",
     # float16 halves cached captures; the views cannot show the difference.
     "attention_dtype": "the default (float16)",
+    # The Analysis view's lens runs on the loaded model; cached captures stay small without the residual stream.
+    "keep_hidden_states": "the lens uses the loaded model",
+    "hidden_dtype": "follows keep_hidden_states",
+    "lens_k": "the lens uses the loaded model",
 }
 
 _DECODING = {"greedy": "Greedy (most likely token)", "sample": "Sampling", "beam": "Beam search"}
@@ -91,6 +96,9 @@ def sidebar_decoding() -> tuple[Any, str | None]:
         keep_k = st.slider("Candidates kept per step", 1, 50, 10, key="top_k_logits",
                            help="How many alternatives the top-k views can show.")
         truncate = st.checkbox("Drop prompt tokens from the left if it is too long", False, key="truncate_prompt")
+        norms = st.checkbox("Keep value-vector norms (for the norm-weighted aggregate)", False, key="keep_value_norms",
+                            help="Kobayashi et al. (2020): attention weight times the norm of what each key "
+                            "contributes; needed by 'norm-weighted' in the Attention view.")
     try:
         settings = GenerationSettings(
             max_new_tokens=int(max_new),
@@ -104,6 +112,7 @@ def sidebar_decoding() -> tuple[Any, str | None]:
             seed=int(seed),
             top_k_logits=int(keep_k),
             truncate_prompt=bool(truncate),
+            keep_value_norms=bool(norms),
         )
     except ValueError as exc:
         st.error(f"Settings: {exc}")
