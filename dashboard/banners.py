@@ -29,6 +29,10 @@ def header(load: Any) -> None:
             icon=":material/error:",
         )
         with st.expander("Why, and how to load real weights"):
+            # The package's message is worded for Python callers; say first what to do on this page.
+            st.markdown("On this page: type a local folder holding GPT-2's config.json, tokenizer files and weights "
+                        "in the sidebar's **Model** field, or switch on **Random weights** for a folder with only "
+                        "config.json and the tokenizer.")
             st.markdown(md_paragraphs(load.message))
     elif m.random_weights:
         st.warning("**Random weights: the generated text is meaningless.** The views still show the real "
