@@ -283,3 +283,16 @@ def test_a_failed_stats_csv_write_names_the_file(complete, tmp_path, monkeypatch
     line = one_error_line(capsys.readouterr().err, "stats")
     assert str(csv) in line and "No space left on device" in line, line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_started_before_a_new_setting_existed_still_resumes(tmp_path):
+    """A generation setting added later (left at its default) does not make an old run a different command."""
+    from inspector.capture.settings import GenerationSettings
+    from inspector.runs.folder import _diff
+
+    new = {"generation": GenerationSettings().to_dict(), "split": "validation"}
+    old = {"generation": {k: v for k, v in new["generation"].items() if k != "keep_value_norms"},
+           "split": "validation"}
+    assert _diff(old, new) == []
+    changed = {"generation": {**new["generation"], "keep_value_norms": True}, "split": "validation"}
+    assert _diff(old, changed) == ["generation.keep_value_norms: '<unset>' -> True"]

@@ -73,10 +73,18 @@ def command_identity(config: RunConfig, model: str, random_weights: bool, device
     }
 
 
+def _generation_defaults() -> dict[str, Any]:
+    from inspector.capture.settings import GenerationSettings
+
+    return GenerationSettings().to_dict()
+
+
 def _diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
     out = []
     for k in sorted(set(old) | set(new)):
         a, b = old.get(k, "<unset>"), new.get(k, "<unset>")
+        if a == "<unset>" and prefix == "generation." and _generation_defaults().get(k, "<unset>") == b:
+            continue  # a setting added after the run started, left at its default: the same command
         if isinstance(a, Mapping) and isinstance(b, Mapping):
             out += _diff(a, b, f"{prefix}{k}.")
         elif json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
