@@ -140,7 +140,12 @@ def _topk_kl(a: TokenScores, b: TokenScores, sa: torch.Tensor, sb: torch.Tensor)
     lp_b_at_a = torch.where(match, lp_b[:, None, :], 0.0).sum(2)  # b's log-prob of a's token where shared
     shared_term = torch.where(in_b, lp_a.exp() * (lp_a - lp_b_at_a), 0.0).sum(1)
     rest_a = (1 - torch.where(in_b, lp_a.exp(), 0.0).sum(1)).clamp(min=0)
-    rest_b = (1 - torch.where(in_a, lp_b.exp(), 0.0).sum(1)).clamp(min=0)
+    # The stored log-probabilities are float32: "1 - sum" of b's shared mass can round to 0 (or below)
+    # when the true remainder is tiny but positive, and the rest term would explode. Adding float32's
+    # rounding slack can only overstate b's remainder, and the term falls as that remainder grows,
+    # so the result stays a lower bound of the exact KL.
+    slack = (ids_b.shape[1] + 1) * float(torch.finfo(torch.float32).eps)
+    rest_b = (1 - torch.where(in_a, lp_b.exp(), 0.0).sum(1)).clamp(min=0) + slack
     tiny = torch.finfo(torch.float64).tiny
     rest_term = torch.where(rest_a > 0, rest_a * (rest_a.clamp(min=tiny).log() - rest_b.clamp(min=tiny).log()), 0.0)
     return (shared_term + rest_term).clamp(min=0).float()
