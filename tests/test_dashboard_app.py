@@ -500,7 +500,8 @@ def test_candidate_table_is_built_only_when_opened(fresh):
     ok(at)
     (table,) = at.dataframe
     df = table.value
-    assert list(df["step"]) == list(range(cap.num_steps)) and df["prob"].iloc[0] == pytest.approx(cap.steps[0].prob, rel=1e-3)
+    assert list(df["step"]) == list(range(cap.num_steps))
+    assert df["prob"].iloc[0] == pytest.approx(cap.steps[0].prob, rel=1e-3)
 
 
 def test_capture_store_keeps_the_most_recent_entries():
