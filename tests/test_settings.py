@@ -63,12 +63,14 @@ def test_every_flag_sets_its_field():
     argv = ["--max-new-tokens", "12", "--do-sample", "--temperature", "0.5", "--top-k", "7", "--top-p", "0.8",
             "--num-return-sequences", "2", "--repetition-penalty", "1.3", "--stop-string", "a\\nb",
             "--stop-string", "c", "--seed", "3", "--top-k-logits", "4", "--keep-logits",
-            "--attention-dtype", "float32", "--truncate-prompt"]
+            "--attention-dtype", "float32", "--truncate-prompt", "--keep-hidden-states", "--hidden-dtype",
+            "float32", "--keep-value-norms", "--lens-k", "3"]
     got = settings_from_args(parser().parse_args(argv))
     assert got == GenerationSettings(
         max_new_tokens=12, do_sample=True, temperature=0.5, top_k=7, top_p=0.8, num_return_sequences=2,
         repetition_penalty=1.3, stop_strings=("a\nb", "c"), seed=3, top_k_logits=4, keep_logits=True,
-        attention_dtype="float32", truncate_prompt=True,
+        attention_dtype="float32", truncate_prompt=True, keep_hidden_states=True, hidden_dtype="float32",
+        keep_value_norms=True, lens_k=3,
     )
     covered = {n for n in FIELDS if getattr(got, n) != getattr(GenerationSettings(), n)}
     assert covered | {"num_beams"} == set(FIELDS) - set(NOT_FLAGS)  # beams exclude sampling: checked alone
