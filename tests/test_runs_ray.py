@@ -72,7 +72,12 @@ def _assert_same_run(run, reference) -> None:
     pd.testing.assert_frame_equal(_rows(run), _rows(reference))
     assert run.complete and run.settings["identity"] == reference.settings["identity"]
     parts = sorted(p.name for p in (run.path / "parts").iterdir())
-    assert parts == [f"batch-{b:06d}.parquet" for b in range(NUM_BATCHES)]
+    # every batch's summary part and its head statistics, written by whichever backend ran it
+    assert parts == sorted([f"batch-{b:06d}.parquet" for b in range(NUM_BATCHES)]
+                           + [f"headstats-{b:06d}.safetensors" for b in range(NUM_BATCHES)])
+    for name in parts:
+        if name.startswith("headstats-"):
+            assert (run.path / "parts" / name).stat().st_size > 0
     for rel in reference.summary["capture_file"]:
         a, b = inspector.load_capture(run.path / rel), inspector.load_capture(reference.path / rel)
         assert a.token_ids.tolist() == b.token_ids.tolist()
