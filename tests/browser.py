@@ -59,18 +59,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    """Until ``url`` answers 200; ``RuntimeError`` when ``proc`` exits first, ``TimeoutError`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"dashboard server exited early with code {proc.returncode}")
+            raise RuntimeError(f"server exited early with code {proc.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
             time.sleep(0.3)
-    raise TimeoutError(f"dashboard server did not answer at {url} within {timeout:.0f} s")
+    raise TimeoutError(f"no answer at {url} within {timeout:.0f} s")
 
 
 @contextlib.contextmanager
@@ -85,7 +86,7 @@ def dashboard_server(args: list[str], env: dict[str, str], log: Path, timeout: f
                                 start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_http(url + "/_stcore/health", proc, timeout=timeout)
+        wait_http(url + "/_stcore/health", proc, timeout=timeout)
         yield url
     finally:
         if proc.poll() is None:

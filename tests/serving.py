@@ -9,10 +9,9 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
-from browser import free_port
+from browser import free_port, wait_http
 
 __all__ = ["free_port", "listening_hosts", "port_free", "start", "stop", "wait_http"]
 
@@ -22,21 +21,6 @@ def start(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> subproce
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
-    """Until ``url`` answers 200; ``RuntimeError`` when ``proc`` exits first, ``TimeoutError`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"no answer at {url} within {timeout:.0f} s")
 
 
 def stop(proc: subprocess.Popen) -> None:
