@@ -163,7 +163,12 @@ def test_generate_and_see_attention_in_chromium(server, driver, run_folder):
     settle(driver)
     assert "No capture yet" in page_text(driver)
     second_generate.click()
-    wait_visible(driver, "second_session_topk", ".st-key-fig_topk .js-plotly-plot")
+    # same as the first session: wait for the flash, then open the Generation tab explicitly (Streamlit's
+    # automatic tab switch has left the page on the Prompt tab under load; CI failed on exactly that)
+    WebDriverWait(driver, 180, poll_frequency=0.25).until(lambda d: re.search(r"Generated \d+ tokens", page_text(d)))
+    settle(driver, timeout=180)
+    open_tab(driver, "Generation")
+    wait_visible(driver, "second_session_topk", ".st-key-fig_topk .js-plotly-plot", timeout=180)
     driver.close()
     driver.switch_to.window(first)
 
