@@ -21,7 +21,10 @@ batch, the conditioned prompt generated) against the same run without them, over
 one process: whole runs alternate ABBA over ``--repeats`` (A first on even repeats, B first on odd
 ones). Reports the seconds of each and their ratio; the target is at most 1.5.
 
-    python benchmarks/bench_corpus.py [--device cpu] [--mode plain|research] [--json out.json]
+With ``--mode headstats`` (issue 11) it times the same way a run as it is, computing and storing
+each turn's head statistics, against the same run with them switched off; the target is at most 1.05.
+
+    python benchmarks/bench_corpus.py [--device cpu] [--mode plain|research|headstats] [--json out.json]
 """
 
 from __future__ import annotations
@@ -60,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=2, help="timed passes of each (default: %(default)s)")
     ap.add_argument("--json", dest="json_out", default=None, help="also write the result to this file")
-    ap.add_argument("--mode", default="plain", choices=["plain", "research"],
+    ap.add_argument("--mode", default="plain", choices=["plain", "research", "headstats"],
                     help="plain: corpus run vs plain generate; research: a run with reference scoring and "
-                         "conditioning vs one without (default: %(default)s)")
+                         "conditioning vs one without; headstats: a run with per-turn head statistics vs one "
+                         "without (default: %(default)s)")
     ap.add_argument("--ray-workers", default=None, metavar="1,2",
                     help="instead: corpus-run throughput on a local Ray cluster with each of these worker counts, "
                     "interleaved (needs inspector[ray]; default: off)")
@@ -75,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.mode == "research":
         return research_mode(args)
+    if args.mode == "headstats":
+        return headstats_mode(args)
     if args.ray_workers or args.batching:
         from _corpus_ray import bench_batching, bench_ray_workers
 
@@ -198,26 +204,46 @@ def main(argv: list[str] | None = None) -> int:
 
 def research_mode(args: argparse.Namespace) -> int:
     """A run with ``score_reference`` and ``condition="emotion"`` against the same run without, ABBA."""
+    return _abba(args, "research", "run with reference + emotion", 1.5,
+                 {"score_reference": True, "condition": "emotion"}, head_stats_off=False)
+
+
+def headstats_mode(args: argparse.Namespace) -> int:
+    """A run as it is (per-turn head statistics computed and stored) against the same run without them, ABBA."""
+    return _abba(args, "headstats", "run with head statistics", 1.05, {}, head_stats_off=True)
+
+
+def _abba(args: argparse.Namespace, mode: str, label: str, target: float, extra: dict[str, object],
+          head_stats_off: bool) -> int:
+    """Whole runs "base" and ``mode`` alternate ABBA over ``--repeats`` in this process; reports their time ratio.
+
+    ``extra`` holds the :class:`RunConfig` fields of the ``mode`` run. With ``head_stats_off`` the
+    base run skips the per-turn head statistics (the module function is swapped for one that
+    returns ``None``, as for a run that kept no attention), everything else equal.
+    """
     import torch
 
     import inspector
+    import inspector.runs.execute as execute
     from inspector.capture import GenerationSettings
     from inspector.runs import RunConfig, plan_run, run_corpus
 
     im = inspector.load_model(args.model, device=args.device, random_weights=True)
     common = dict(split="validation", data=args.data, limit=args.turns, batch_size=args.batch_size,
                   attention=args.attention, settings=GenerationSettings(max_new_tokens=args.max_new_tokens))
-    configs = {"base": RunConfig(**common),
-               "research": RunConfig(score_reference=True, condition="emotion", **common)}
+    configs = {"base": RunConfig(**common), mode: RunConfig(**extra, **common)}  # type: ignore[arg-type]
     plans = {k: plan_run(c, im.tokenizer, im.context_length) for k, c in configs.items()}
     n_turns = len(plans["base"].items)
-    times: dict[str, list[float]] = {"base": [], "research": []}
+    times: dict[str, list[float]] = {"base": [], mode: []}
     scored = 0
-    tmp = Path(tempfile.mkdtemp(prefix="bench-research-"))
+    real_head_stats = execute.turn_head_stats
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-{mode}-"))
     try:
         im.generate(plans["base"].batches[0][0].prompt.text, max_new_tokens=2)  # warm-up
         for r in range(args.repeats):
-            for name in (("base", "research") if r % 2 == 0 else ("research", "base")):
+            for name in (("base", mode) if r % 2 == 0 else (mode, "base")):
+                off = head_stats_off and name == "base"
+                execute.turn_head_stats = (lambda cap: None) if off else real_head_stats  # type: ignore[assignment]
                 t0 = time.perf_counter()
                 run = run_corpus(configs[name], tmp / f"{name}-{r}", im, progress=False, plan=plans[name],
                                  log=lambda m: None)
@@ -225,25 +251,28 @@ def research_mode(args: argparse.Namespace) -> int:
                     torch.cuda.synchronize()
                 times[name].append(time.perf_counter() - t0)
                 assert len(run.summary) == n_turns
-                if name == "research":
+                has_stats = any((tmp / f"{name}-{r}" / "parts").glob("headstats-*"))
+                assert has_stats != off or args.attention == "none", "head statistics were not switched as asked"
+                if name == mode and "ref_ppl" in run.summary:
                     scored = int(run.summary["ref_ppl"].notna().sum())
-            print(f"repeat {r}: base {times['base'][-1]:.2f} s, research {times['research'][-1]:.2f} s",
+            print(f"repeat {r}: base {times['base'][-1]:.2f} s, {mode} {times[mode][-1]:.2f} s",
                   file=sys.stderr, flush=True)
     finally:
+        execute.turn_head_stats = real_head_stats  # type: ignore[assignment]
         shutil.rmtree(tmp, ignore_errors=True)
-    ratio = sum(times["research"]) / sum(times["base"])
+    ratio = sum(times[mode]) / sum(times["base"])
     result = {
-        "benchmark": "bench_corpus", "mode": "research", "device": str(im.device),
+        "benchmark": "bench_corpus", "mode": mode, "device": str(im.device),
         "torch_threads": torch.get_num_threads(), "model": im.name, "random_weights": True, "turns": n_turns,
         "turns_with_reference": scored, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
         "attention": args.attention, "repeats": args.repeats, "base_seconds": times["base"],
-        "research_seconds": times["research"], "ratio": round(ratio, 3),
-        "ratio_per_repeat": [round(b / a, 3) for a, b in zip(times["base"], times["research"], strict=True)],
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "target_ratio": 1.5,
+        f"{mode}_seconds": times[mode], "ratio": round(ratio, 3),
+        "ratio_per_repeat": [round(b / a, 3) for a, b in zip(times["base"], times[mode], strict=True)],
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None, "target_ratio": target,
     }
-    print(f"run without research columns: {sum(times['base']):7.2f} s over {args.repeats} repeats")
-    print(f"run with reference + emotion : {sum(times['research']):7.2f} s")
-    print(f"ratio                        : {ratio:.3f} (target <= 1.5)")
+    print(f"{'run without':29s}: {sum(times['base']):7.2f} s over {args.repeats} repeats")
+    print(f"{label:29s}: {sum(times[mode]):7.2f} s")
+    print(f"{'ratio':29s}: {ratio:.3f} (target <= {target})")
     print(json.dumps(result))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
