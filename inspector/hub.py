@@ -1,15 +1,16 @@
 """Whether the Hugging Face Hub can be reached: checked once, quickly, and the answer reused.
 
 Without this, a hub client on an offline machine spends half a minute on retries
-before it fails; here one TCP connection attempt (3 s at most) decides, and the
-answer is kept for :data:`REMEMBER_SECONDS` so that a command that asks twice (model,
-then data) waits once.
+before it fails; here one TCP connection attempt, name lookup included (3 s at most:
+a resolver that hangs is not waited for), decides, and the answer is kept for
+:data:`REMEMBER_SECONDS` so that a command that asks twice (model, then data) waits once.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from urllib.parse import urlparse
 
@@ -43,13 +44,31 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     known = _answers.get(address)
     if known is not None and now - known[0] < REMEMBER_SECONDS:
         return known[1]
-    try:
-        with socket.create_connection(address, timeout=timeout):
-            answer = True
-    except OSError:
-        answer = False
+    answer = _connects(address, timeout)
     _answers[address] = (time.monotonic(), answer)
     return answer
+
+
+def _connects(address: tuple[str, int], timeout: float) -> bool:
+    """Whether a TCP connection to ``address`` opens within ``timeout`` seconds, the name lookup included.
+
+    ``socket.create_connection``'s timeout does not cover ``getaddrinfo``, which can hang for
+    the resolver's own retries (tens of seconds on a machine without DNS), so the attempt runs in a
+    daemon thread and is given up after ``timeout``; the thread ends on its own.
+    """
+    result: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            with socket.create_connection(address, timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    worker = threading.Thread(target=attempt, name="inspector-hub-check", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(result and result[0])
 
 
 def forget_hub_check() -> None:
