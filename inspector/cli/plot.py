@@ -267,7 +267,11 @@ def _save(fig: Any, args: argparse.Namespace, fmt: str) -> int:
 
     from inspector.plots.export import export_figure
 
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # --out figs/new/x.png needs no mkdir first
+    folder = Path(args.out).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # --out figs/new/x.png needs no mkdir first
+    except OSError as exc:
+        raise OSError(f"cannot write {args.out}: cannot make its folder {folder} ({exc.strerror or exc})") from exc
     print(f"wrote {export_figure(fig, args.out, dpi=None if fmt == 'html' else args.dpi)}")
     return 0
 
