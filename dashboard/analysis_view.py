@@ -37,7 +37,7 @@ def analysis_panel(capture: Any, loaded: Any, request: state.ModelRequest, setti
         _beams(capture, loaded, request, settings)
 
 
-def _capture_id(capture: Any) -> str:
+def capture_id(capture: Any) -> str:
     return f"{id(capture)}:{capture.seq_len}:{capture.meta.model}"
 
 
@@ -171,9 +171,9 @@ def _compare(capture: Any, loaded: Any, request: state.ModelRequest, settings: A
         except ValueError as exc:
             st.error(f"Could not generate B: {exc}")
             return
-        st.session_state[COMPARE_CAPTURE] = (_capture_id(capture), other, COMPARE_DECODING[mode])
+        st.session_state[COMPARE_CAPTURE] = (capture_id(capture), other, COMPARE_DECODING[mode])
     saved = st.session_state.get(COMPARE_CAPTURE)
-    if saved is None or saved[0] != _capture_id(capture):
+    if saved is None or saved[0] != capture_id(capture):
         return
     _, other, label = saved
     try:
@@ -227,9 +227,9 @@ def _beams(capture: Any, loaded: Any, request: state.ModelRequest, settings: Any
         except ValueError as exc:
             st.error(f"Could not run the search again: {exc}")
             return
-        st.session_state[BEAMS_CAPTURE] = (_capture_id(capture), found)
+        st.session_state[BEAMS_CAPTURE] = (capture_id(capture), found)
     saved = st.session_state.get(BEAMS_CAPTURE)
-    if saved is None or saved[0] != _capture_id(capture) or i == j:
+    if saved is None or saved[0] != capture_id(capture) or i == j:
         return
     found = saved[1]
     if not _same_tokens(found[0].token_ids, capture.token_ids):

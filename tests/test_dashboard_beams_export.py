@@ -79,3 +79,53 @@ def test_greedy_capture_offers_no_beams(fresh):
     at.run()
     ok(at)
     assert not [w for w in widgets(at) if w.key == "an_beams_go"]
+
+
+def test_export_offers_the_analysis_figures(fresh, byte_tiny, monkeypatch):
+    from dashboard import export_view
+
+    made: list[tuple[str, str, int]] = []
+    real = export_view.figure_bytes
+
+    def spy(kind, source, fmt, **opts):
+        data = real(kind, source, fmt, **opts)
+        made.append((kind, fmt, len(data)))
+        return data
+
+    monkeypatch.setattr(export_view, "figure_bytes", spy)
+    state = fresh
+    at = new_app().run()
+    ok(at)
+    _generate(at, state, decoding="beam", num_beams=3)
+    at.session_state[state.VIEW] = "Export"
+    at.run()
+    ok(at)
+    labels = {label: kind for kind, label in export_view.FIGURES.items()}
+    offered = [labels[o] for o in at.selectbox(key="export_kind").options]
+    assert "rollout" in offered and "headstats" in offered
+    assert not {"lens", "compare", "beams"} & set(offered)  # no stored lens, nothing compared yet
+    at.session_state[state.VIEW] = "Analysis"
+    at.run()
+    at.button(key="an_cmp_go").click().run()
+    at.button(key="an_beams_go").click().run()
+    ok(at)
+    at.session_state[state.VIEW] = "Export"
+    at.run()
+    ok(at)
+    for kind in ("rollout", "headstats", "compare", "beams"):
+        for fmt in ("png", "html"):
+            at.selectbox(key="export_kind").set_value(kind)
+            at.selectbox(key="export_format").set_value(fmt).run()
+            ok(at)
+            assert not at.error, (kind, fmt, texts(at.error))
+            assert at.get("download_button") and made[-1][:2] == (kind, fmt) and made[-1][2] > 1000, (kind, made[-1])
+    # A capture that stored its lens offers the lens grid, without a model.
+    at.session_state[state.CAPTURE] = byte_tiny.generate("Hello there", max_new_tokens=4, lens_k=3)
+    at.run()
+    ok(at)
+    assert {"lens", "rollout", "headstats"} <= {labels[o] for o in at.selectbox(key="export_kind").options}
+    at.selectbox(key="export_kind").set_value("lens")
+    at.selectbox(key="export_format").set_value("svg").run()
+    ok(at)
+    assert not at.error, texts(at.error)
+    assert made[-1][:2] == ("lens", "svg") and made[-1][2] > 1000

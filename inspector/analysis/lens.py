@@ -231,6 +231,21 @@ def _decode_entries(
     return [torch.cat(p) for p in parts]
 
 
+def stored_lens(capture: Capture) -> LensResult | None:
+    """The lens a capture stored (``Capture.lens``, every position) as a :class:`LensResult`, or ``None``.
+
+    The stored form keeps no positions or targets: they are all positions, and the
+    capture's next tokens (:func:`next_token_targets`).
+    """
+    lens = getattr(capture, "lens", None)
+    if lens is None:
+        return None
+    return LensResult(
+        positions=torch.arange(lens.seq_len), topk_ids=lens.topk_ids, topk_probs=lens.topk_probs, entropy=lens.entropy,
+        target_ids=next_token_targets(capture.token_ids), target_rank=lens.target_rank, target_prob=lens.target_prob,
+    )
+
+
 def teacher_forced_hidden_states(model: Any, token_ids: torch.Tensor) -> list[torch.Tensor]:
     """The ``layer + 1`` hidden states ``[seq, d]`` of one teacher-forced forward pass over ``token_ids [seq]``.
 

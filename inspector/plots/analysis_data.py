@@ -76,10 +76,13 @@ def lens_result(capture: Capture, model: Any = None, lens: LensResult | None = N
     With ``model`` the capture's own hidden states are used when it kept them, else one
     teacher-forced pass recomputes them (see :func:`inspector.analysis.lens.capture_lens`).
     """
-    if lens is None:
-        lens = getattr(capture, "lens", None)
     if lens is not None:
         return lens
+    from inspector.analysis.lens import stored_lens
+
+    stored = stored_lens(capture)
+    if stored is not None:
+        return stored
     if model is None:
         raise ValueError(
             "the logit lens decodes hidden states through the model's final norm and unembedding, which a "
