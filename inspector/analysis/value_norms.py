@@ -102,13 +102,13 @@ def _falcon(attn: nn.Module, dh: int) -> ValueWeights:
     qkv, dense = _part(attn, "query_key_value"), _part(attn, "dense")
     w, b = qkv.weight.detach().T, None if qkv.bias is None else qkv.bias.detach()
     heads = int(dense.in_features) // dh
-    if attn.new_decoder_architecture:
+    if _part(attn, "new_decoder_architecture"):
         # Per kv group g: heads/kv query heads, then one key, then one value (view(..., kv, heads/kv + 2, dh)).
-        groups = int(attn.num_kv_heads)
+        groups = int(_part(attn, "num_kv_heads"))
         slots = heads // groups + 2
         w_v = w.reshape(w.shape[0], groups, slots, dh)[:, :, -1]
         b_v = None if b is None else b.reshape(groups, slots, dh)[:, -1]
-    elif attn.multi_query:
+    elif _part(attn, "multi_query"):
         # All query heads, then the one shared key, then the one shared value (view(..., heads + 2, dh)).
         w_v = w.reshape(w.shape[0], heads + 2, dh)[:, -1:]
         b_v = None if b is None else b.reshape(heads + 2, dh)[-1:]
