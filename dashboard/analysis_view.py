@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import streamlit as st
@@ -13,6 +14,8 @@ from . import state
 COMPARE_CAPTURE = "_compare_capture"
 #: The second decoding choice a comparison offers.
 COMPARE_DECODING = {"greedy": "Greedy", "sample": "Sampling", "beam": "Beam search (4 beams)"}
+#: Session key of the returned beams of the current capture's search, with the key of that capture.
+BEAMS_CAPTURE = "_compare_beams"
 #: Most positions the lens grid shows at once (a window over the sequence): 13 rows x 48 cells of words.
 LENS_WINDOW = 48
 
@@ -30,9 +33,11 @@ def analysis_panel(capture: Any, loaded: Any, request: state.ModelRequest, setti
         _rollout(capture)
         _head_stats(capture)
     _compare(capture, loaded, request, settings)
+    if int(capture.meta.generation.get("num_beams") or 1) > 1:
+        _beams(capture, loaded, request, settings)
 
 
-def _capture_id(capture: Any) -> str:
+def capture_id(capture: Any) -> str:
     return f"{id(capture)}:{capture.seq_len}:{capture.meta.model}"
 
 
@@ -166,9 +171,9 @@ def _compare(capture: Any, loaded: Any, request: state.ModelRequest, settings: A
         except ValueError as exc:
             st.error(f"Could not generate B: {exc}")
             return
-        st.session_state[COMPARE_CAPTURE] = (_capture_id(capture), other, COMPARE_DECODING[mode])
+        st.session_state[COMPARE_CAPTURE] = (capture_id(capture), other, COMPARE_DECODING[mode])
     saved = st.session_state.get(COMPARE_CAPTURE)
-    if saved is None or saved[0] != _capture_id(capture):
+    if saved is None or saved[0] != capture_id(capture):
         return
     _, other, label = saved
     try:
@@ -178,3 +183,68 @@ def _compare(capture: Any, loaded: Any, request: state.ModelRequest, settings: A
         return
     st.markdown(f"**A** (current): {capture.generated_text!r}  \n**B** ({label}): {other.generated_text!r}")
     st.plotly_chart(fig, key="fig_compare", width="stretch")
+
+
+def search_beams(loaded: Any, request: state.ModelRequest, capture: Any, settings: Any) -> list[Any]:
+    """Every beam the current capture's search returns: the prompt again with ``num_return_sequences = num_beams``.
+
+    Cached like :func:`state.generate` (same store and lock), under a key of its own;
+    the search is the same, so beam 0 is the current capture when the sidebar still
+    holds the settings that made it.
+    """
+    beams = int(capture.meta.generation["num_beams"])
+    wanted = dataclasses.replace(settings, num_beams=beams, num_return_sequences=beams)
+    source = dict(capture.meta.source)
+    key = ("beams", state.model_key(loaded, request), capture.prompt_text, state.settings_key(wanted),
+           json.dumps(source, sort_keys=True, default=str))
+    store = state.capture_store()
+    found = store.get(key)
+    if found is None:
+        with state.generation_lock():
+            found = store.get(key) or loaded.model.generate(capture.prompt_text, settings=wanted, sources=source)
+        store.put(key, found)
+    return list(found)
+
+
+@st.fragment
+def _beams(capture: Any, loaded: Any, request: state.ModelRequest, settings: Any) -> None:
+    from inspector.plots import interactive
+
+    beams = int(capture.meta.generation["num_beams"])
+    st.subheader("Compare two beams of this search")
+    st.caption(f"This capture is the best of {beams} beams. Shows two of the returned beams the same way: KL and "
+               "top-1 agreement at the steps whose context they share, the step where they part, and the "
+               "difference of their attention over the shared tokens.")
+    state.sticky("an_beam_a", 0, range(beams))
+    state.sticky("an_beam_b", 1, range(beams))
+    c1, c2 = st.columns(2)
+    i = c1.selectbox("Beam", list(range(beams)), key="an_beam_a", help="0 is the best (this capture).")
+    j = c2.selectbox("against beam", list(range(beams)), key="an_beam_b")
+    if st.button("Compare beams", key="an_beams_go", icon=":material/compare_arrows:",
+                 disabled=settings is None or i == j, help="Runs the search again, returning every beam (cached)."):
+        try:
+            found = search_beams(loaded, request, capture, settings)
+        except ValueError as exc:
+            st.error(f"Could not run the search again: {exc}")
+            return
+        st.session_state[BEAMS_CAPTURE] = (capture_id(capture), found)
+    saved = st.session_state.get(BEAMS_CAPTURE)
+    if saved is None or saved[0] != capture_id(capture) or i == j:
+        return
+    found = saved[1]
+    if not _same_tokens(found[0].token_ids, capture.token_ids):
+        st.warning("The sidebar's settings changed since this capture was made, so the search returns other "
+                   "beams: generate again, then compare its beams.")
+        return
+    try:
+        fig = interactive.beams_view(found, pair=(int(i or 0), int(j or 0)))
+    except ValueError as exc:
+        st.error(f"Cannot compare: {exc}")
+        return
+    st.markdown(f"**beam {i}**: {found[int(i or 0)].generated_text!r}  \n"
+                f"**beam {j}**: {found[int(j or 0)].generated_text!r}")
+    st.plotly_chart(fig, key="fig_beams", width="stretch")
+
+
+def _same_tokens(a: Any, b: Any) -> bool:
+    return tuple(a.shape) == tuple(b.shape) and bool((a == b).all())

@@ -20,7 +20,15 @@ FIGURES = {
     "topk": "Top-k candidates and entropy per step",
     "text": "Coloured text",
     "corpus": "Corpus distributions (open run)",
+    "lens": "Logit lens grid (Analysis view's window)",
+    "rollout": "Attention rollout (Analysis view's layers, heads, residual weight)",
+    "headstats": "Head statistics (Analysis view's rows and statistics)",
+    "compare": "Comparison with B (Analysis view)",
+    "beams": "Two beams of the search (Analysis view)",
 }
+_ANALYSIS = ("lens", "rollout", "headstats", "compare", "beams")
+#: Export entries drawn by another figure kind: the beams are the "compare" kind of a list of captures.
+_KIND = {"beams": "compare"}
 
 
 def figure_options(kind: str) -> dict[str, Any]:
@@ -43,24 +51,79 @@ def figure_options(kind: str) -> dict[str, Any]:
         return {"color_by": get("gen_color_by") or "prob"}
     if kind == "corpus":
         return {"by": get("corpus_by") or "emotion"}
+    return _analysis_options(kind)
+
+
+def _analysis_options(kind: str) -> dict[str, Any]:
+    """The Analysis view's choices for ``kind`` (the figure's defaults where the view was not opened)."""
+    from .analysis_view import LENS_WINDOW
+
+    get = state.remembered
+    cap = state.current_capture()
+    if kind == "lens" and cap is not None:
+        start = get("an_lens_start", 0)
+        start = start if isinstance(start, int) and 0 <= start < cap.seq_len else 0
+        return {"positions": list(range(start, min(cap.seq_len, start + LENS_WINDOW)))}
+    if kind == "rollout":
+        return {"layers": get("an_roll_layers") or None, "heads": get("an_roll_heads") or None,
+                "residual_weight": get("an_roll_r")}
+    if kind == "headstats":
+        return {"rows": get("an_hs_rows"), "statistics": get("an_hs_stats") or None}
+    if kind == "beams":
+        return {"pair": (int(get("an_beam_a", 0)), int(get("an_beam_b", 1)))}
     return {}
 
 
+def analysis_sources(capture: Any, loaded: Any = None) -> dict[str, Any]:
+    """What each analysis export draws from, for the kinds the current capture allows.
+
+    ``lens``: the capture (its stored lens) or, for hidden states without one, the
+    capture plus ``model`` (the loaded model); ``rollout``/``headstats``: a capture with
+    attention; ``compare``: the capture and the Analysis view's B; ``beams``: the beams
+    the Analysis view fetched for this capture.
+    """
+    from .analysis_view import BEAMS_CAPTURE, COMPARE_CAPTURE, capture_id
+
+    out: dict[str, Any] = {}
+    if capture is None:
+        return out
+    if getattr(capture, "lens", None) is not None:
+        out["lens"] = (capture, {})
+    elif getattr(capture, "hidden_states", None) is not None and loaded is not None:
+        out["lens"] = (capture, {"model": loaded.model})
+    if capture.attentions is not None:
+        out["rollout"] = (capture, {})
+        out["headstats"] = (capture, {})
+    saved = st.session_state.get(COMPARE_CAPTURE)
+    if saved is not None and saved[0] == capture_id(capture):
+        out["compare"] = (capture, {"other": saved[1]})
+    beams = st.session_state.get(BEAMS_CAPTURE)
+    if beams is not None and beams[0] == capture_id(capture):
+        out["beams"] = (beams[1], {})
+    return out
+
+
 def figure_bytes(kind: str, source: Any, fmt: str, **opts: Any) -> bytes:
-    """The figure ``kind`` of ``source`` (a capture, or a run summary for ``corpus``) as ``fmt`` bytes."""
+    """The figure ``kind`` of ``source`` (a capture, a run summary for ``corpus``, a search's beams for
+    ``beams``) as ``fmt`` bytes."""
     from inspector.plots import make_figure
     from inspector.plots.export import export_bytes
 
-    fig = make_figure(kind, source, interactive=fmt == "html", **opts)
+    fig = make_figure(_KIND.get(kind, kind), source, interactive=fmt == "html", **opts)
     return export_bytes(fig, fmt)
 
 
-def export_panel(capture: Any) -> None:
-    """Download the current figure (PNG, SVG, PDF, HTML) and the capture file."""
+def export_panel(capture: Any, loaded: Any = None) -> None:
+    """Download the current figure (PNG, SVG, PDF, HTML) and the capture file.
+
+    ``loaded``: the loaded model, which the lens of a capture that kept hidden states
+    (but no stored lens) decodes them with; without it such a lens is not offered.
+    """
     from inspector.store import capture_bytes
 
     run_path = st.session_state.get(state.RUN_PATH)
-    kinds = [k for k in FIGURES if k != "corpus" or run_path]
+    analysis = analysis_sources(capture, loaded)
+    kinds = [k for k in FIGURES if (k != "corpus" or run_path) and (k not in _ANALYSIS or k in analysis)]
     if capture is None:
         kinds = [k for k in kinds if k == "corpus"]
     if not kinds:
@@ -78,12 +141,16 @@ def export_panel(capture: Any) -> None:
     if kind == "heatmap" and capture is not None and capture.attentions is None:
         st.warning("This capture kept no attention weights.")
         return
-    described = ", ".join(f"{k}={'all' if v is None else v}" for k, v in opts.items())
+    described = ", ".join(f"{k}={_shown(v)}" for k, v in opts.items())
     st.caption(f"With the settings of its view: {described or 'defaults'}.")
     try:
         if kind == "corpus":
             source = state.open_run(str(run_path)).summary
             stem = f"corpus_{opts['by']}"
+        elif kind in analysis:
+            source, extra = analysis[kind]
+            opts = {**opts, **extra}
+            stem = kind
         else:
             source = capture
             stem = kind
@@ -108,3 +175,11 @@ def export_panel(capture: Any) -> None:
                 "generation": capture.meta.generation, "source": capture.meta.source}
         with st.expander("Capture metadata"):
             st.code(json.dumps(meta, indent=2, ensure_ascii=False, default=str), language="json")
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "all"
+    if isinstance(value, list) and len(value) > 8:
+        return f"{value[0]}..{value[-1]}"
+    return str(value)

@@ -132,10 +132,13 @@ def test_full_size_gpt2_lens_matches_forward(gpt2_random):
     torch.testing.assert_close(res.entropy[-1], -(ref.exp() * ref).sum(-1), atol=1e-4, rtol=1e-5)
     tr = gpt2_random.model.transformer
     with torch.no_grad():
-        mid = torch.log_softmax(gpt2_random.model.lm_head(tr.ln_f(hidden[6])), -1)
+        raw = gpt2_random.model.lm_head(tr.ln_f(hidden[6]))
+    mid = torch.log_softmax(raw, -1)
     t = mid[:-1].gather(1, ids[1:, None])[:, 0]
     torch.testing.assert_close(res.target_prob[6, :-1], t.exp(), atol=1e-5, rtol=1e-4)
-    assert torch.equal(res.target_rank[6, :-1], (mid[:-1] > t[:, None]).sum(-1) + 1)
+    # The rank counts larger raw logits: log-softmax's subtraction rounds some near-ties together.
+    t_raw = raw[:-1].gather(1, ids[1:, None])
+    assert torch.equal(res.target_rank[6, :-1], (raw[:-1] > t_raw).sum(-1) + 1)
 
 
 @pytest.mark.parametrize("k", [1, 2, 4])

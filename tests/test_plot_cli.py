@@ -127,7 +127,8 @@ def test_clear_errors(cap_file, run_dir, tmp_path, capsys):
     assert "needs a run folder" in _error(capsys, cap_file, "--kind", "corpus", "--out", out)
     assert "is a run folder" in _error(capsys, run_dir, "--kind", "heatmap", "--out", out)
     assert ".png, .svg, .pdf, .html" in _error(capsys, cap_file, "--out", tmp_path / "x.jpeg")
-    assert "does not exist" in _error(capsys, cap_file, "--out", tmp_path / "nope" / "x.png")
+    # A missing folder is made (test_plot_cli_beams.py); one that cannot be made is named.
+    assert "cannot make its folder" in _error(capsys, cap_file, "--out", cap_file / "sub" / "x.png")
     assert "no such capture file" in _error(capsys, tmp_path / "missing.safetensors", "--out", out)
     assert "neither run.json nor summary.parquet" in _error(capsys, tmp_path, "--out", out)
     assert "give both --width and --height" in _error(capsys, cap_file, "--width", 500, "--out", out)

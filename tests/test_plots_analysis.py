@@ -16,6 +16,7 @@ from inspector.analysis import (
     teacher_forced_hidden_states,
 )
 from inspector.plots import make_figure
+from inspector.plots.analysis_data import lens_data
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +162,18 @@ def test_compare_without_alignment_is_a_clear_error(byte_tiny, caps):
         make_figure("compare", caps[0], other=other, align="prefix")
     with pytest.raises(ValueError, match="second capture"):
         make_figure("compare", caps[0], other="B.safetensors")
+
+
+def test_lens_grid_of_a_capture_that_stored_its_lens(byte_tiny):
+    """No model needed; the grid is the stored lens (bug: the stored form has no positions, the figure failed)."""
+    cap = byte_tiny.generate("Hello there", max_new_tokens=4, lens_k=3)
+    assert cap.lens is not None
+    fig = make_figure("lens", cap, interactive=True, positions=[2, 3, 4])
+    z = arr(fig.to_dict()["data"][0]["z"], dtype=np.float32)
+    np.testing.assert_allclose(z, cap.lens.topk_probs[:, 2:5, 0].numpy(), atol=1e-6)
+    static = make_figure("lens", cap)
+    np.testing.assert_allclose(np.asarray(_axes_image(static)), cap.lens.topk_probs[..., 0].numpy(), atol=1e-6)
+    # The hover's target rank is of the next token the capture holds.
+    ranks = lens_data(cap).target_rank
+    assert ranks[:, -1].tolist() == [0] * cap.lens.num_entries and np.array_equal(ranks[:, :-1],
+                                                                                 cap.lens.target_rank[:, :-1].numpy())

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from inspector.analysis.lens_decode import decode_logits
 from inspector.analysis.readout import Readout, find_readout
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -135,7 +136,7 @@ def logit_lens(
     k: int = 10,
     positions: Sequence[int] | torch.Tensor | None = None,
     last_is_final: bool = True,
-    chunk_rows: int = 512,
+    chunk_rows: int = 128,
     readout: Readout | None = None,
 ) -> LensResult:
     """Decode every entry of ``hidden_states`` through the final norm and the head.
@@ -150,8 +151,9 @@ def logit_lens(
         positions: the sequence positions to decode (default: all).
         last_is_final: the last entry already had the final norm applied (the Hugging
             Face convention; see the module docstring).
-        chunk_rows: positions decoded per matrix product (bounds memory to a few
-            ``chunk_rows x vocab`` float32 arrays).
+        chunk_rows: ``(entry, position)`` rows decoded per matrix product (bounds
+            memory to two ``chunk_rows x vocab`` float32 arrays; 128 rows of GPT-2's
+            vocabulary, 25 MB each, stay in a server CPU's cache).
         readout: the norm/head to use; default :func:`find_readout` of the model.
 
     Returns:
@@ -180,27 +182,67 @@ def logit_lens(
     if int(tgt.max()) >= vocab or int(tgt.min()) < -1:
         raise ValueError(f"target ids must be -1 (none) or within 0..{vocab - 1}")
     tgt = tgt[pos]
-    parts: dict[str, list[torch.Tensor]] = {"ids": [], "probs": [], "entropy": [], "rank": [], "tprob": []}
-    for e, states in enumerate(entries):
-        finalised = last_is_final and e == len(entries) - 1
-        rows: dict[str, list[torch.Tensor]] = {name: [] for name in parts}
-        for start in range(0, pos.numel(), chunk_rows):
-            idx = pos[start : start + chunk_rows]
-            # Decoded where the head lives (a GPU when the model is on one); only the top-k comes back.
-            logits = readout.logits(states[idx.to(states.device)], finalised=finalised)
-            decoded = _decode(logits, tgt[start : start + chunk_rows].to(logits.device), k)
-            for name, t in zip(parts, decoded, strict=True):
-                rows[name].append(t.cpu())
-        for name in parts:
-            parts[name].append(torch.cat(rows[name]))
+    with torch.inference_mode():
+        parts = _decode_entries(entries, pos, tgt, readout, k, chunk_rows, last_is_final)
+    # Cloned outside inference mode so that callers may modify the results in place.
+    ids, probs, entropy, rank, tprob = (t.clone().reshape(len(entries), pos.numel(), *t.shape[1:]) for t in parts)
     return LensResult(
         positions=pos.clone(),
-        topk_ids=torch.stack(parts["ids"]),
-        topk_probs=torch.stack(parts["probs"]),
-        entropy=torch.stack(parts["entropy"]),
+        topk_ids=ids,
+        topk_probs=probs,
+        entropy=entropy,
         target_ids=tgt.clone(),
-        target_rank=torch.stack(parts["rank"]),
-        target_prob=torch.stack(parts["tprob"]),
+        target_rank=rank,
+        target_prob=tprob,
+    )
+
+
+def _decode_entries(
+    entries: list[torch.Tensor], pos: torch.Tensor, tgt: torch.Tensor, readout: Readout, k: int,
+    chunk_rows: int, last_is_final: bool,
+) -> list[torch.Tensor]:
+    """Decoded ``(entry, position)`` rows, entry-major, in chunks of ``chunk_rows`` rows across entries.
+
+    Chunks span entry boundaries, so a short sequence still gets full-height matrix
+    products; the final norm is applied per entry (not to an already-normed last one).
+    Decoding runs where the head lives (a GPU when the model is on one); only the
+    top-k and the per-row numbers come back.
+    """
+    n_pos, last = pos.numel(), len(entries) - 1
+    targets = tgt.to(readout.device)
+    parts: list[list[torch.Tensor]] = [[] for _ in range(5)]
+    out: torch.Tensor | None = None
+    buf: torch.Tensor | None = None
+    for start in range(0, len(entries) * n_pos, chunk_rows):
+        stop = min(start + chunk_rows, len(entries) * n_pos)
+        pieces = []
+        for e in range(start // n_pos, (stop - 1) // n_pos + 1):
+            lo, hi = max(start - e * n_pos, 0), min(stop - e * n_pos, n_pos)
+            states = entries[e][pos[lo:hi].to(entries[e].device)].to(device=readout.device, dtype=readout.dtype)
+            pieces.append(states if last_is_final and e == last else readout.finalise(states))
+        if out is None or out.shape[0] != stop - start:  # two scratch arrays, reused by every full chunk
+            out = torch.empty(stop - start, readout.vocab_size, device=readout.device)
+            buf = torch.empty_like(out)
+        logits = readout.logits(torch.cat(pieces), finalised=True, out=out)
+        rows = torch.arange(start, stop, device=targets.device) % n_pos
+        decoded = decode_logits(logits, targets[rows], k, buf=buf if logits.shape == out.shape else None)
+        for part, t in zip(parts, decoded, strict=True):
+            part.append(t.cpu())
+    return [torch.cat(p) for p in parts]
+
+
+def stored_lens(capture: Capture) -> LensResult | None:
+    """The lens a capture stored (``Capture.lens``, every position) as a :class:`LensResult`, or ``None``.
+
+    The stored form keeps no positions or targets: they are all positions, and the
+    capture's next tokens (:func:`next_token_targets`).
+    """
+    lens = getattr(capture, "lens", None)
+    if lens is None:
+        return None
+    return LensResult(
+        positions=torch.arange(lens.seq_len), topk_ids=lens.topk_ids, topk_probs=lens.topk_probs, entropy=lens.entropy,
+        target_ids=next_token_targets(capture.token_ids), target_rank=lens.target_rank, target_prob=lens.target_prob,
     )
 
 
@@ -235,23 +277,3 @@ def capture_lens(
     if hidden_states is None:
         hidden_states = teacher_forced_hidden_states(model, capture.token_ids)
     return logit_lens(hidden_states, model, targets=next_token_targets(capture.token_ids), **options)
-
-
-def _decode(logits: torch.Tensor, targets: torch.Tensor, k: int) -> tuple[torch.Tensor, ...]:
-    """Top-k ids/probs, entropy, target rank/prob of float32 logits ``[n, vocab]``."""
-    # log_softmax is one fused pass; logsumexp and a separate exp were several times slower on the CPU.
-    logp = torch.log_softmax(logits, dim=-1)
-    entropy = -torch.linalg.vecdot(logp.exp(), logp)
-    top_logp, top_ids = logp.topk(min(k, logp.shape[-1]), dim=-1)
-    has = targets >= 0
-    t_logp = logp.gather(1, targets.clamp(min=0).unsqueeze(1))
-    # Every token above a target that made the top-k is in the top-k too, so its rank needs no
-    # pass over the vocabulary; only the other rows are compared in full.
-    rank = (top_logp > t_logp).sum(-1) + 1
-    full = has & ~(top_ids == targets.unsqueeze(1)).any(-1)
-    if bool(full.any()):
-        # A float sum of the mask is ~2x faster than an integer sum on the CPU; exact below 2**24.
-        rank[full] = (logp[full] > t_logp[full]).float().sum(-1).long() + 1
-    rank = torch.where(has, rank, 0)
-    t_prob = torch.where(has, t_logp.squeeze(1).exp(), float("nan"))
-    return top_ids, top_logp.exp(), entropy, rank.to(torch.int64), t_prob

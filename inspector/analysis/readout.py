@@ -65,18 +65,30 @@ class Readout:
             hidden = self.project(hidden)
         return hidden
 
-    def logits(self, hidden: torch.Tensor, finalised: bool = False) -> torch.Tensor:
+    def logits(self, hidden: torch.Tensor, finalised: bool = False, out: torch.Tensor | None = None) -> torch.Tensor:
         """Float32 logits ``[..., vocab]`` of states ``[..., d]``.
 
         ``finalised=True`` skips the norm and projection: for states that already had
-        them applied, like the last entry of ``output_hidden_states``.
+        them applied, like the last entry of ``output_hidden_states``. ``out``: a float32
+        ``[n, vocab]`` buffer to write ``[n, d]`` states' logits into when the head is a
+        float32 ``Linear`` (reusing it spares the page faults of a fresh large array per
+        call); otherwise it is ignored, so always use the returned tensor.
         """
         hidden = hidden.to(device=self.device, dtype=self.dtype)
         with torch.no_grad():
-            out = self.head(hidden if finalised else self.finalise(hidden)).float()
-        if self.softcap is not None:
-            out = torch.tanh(out / self.softcap) * self.softcap
-        return out
+            x = hidden if finalised else self.finalise(hidden)
+            head = self.head
+            if (out is not None and isinstance(head, nn.Linear) and x.dim() == 2 and head.weight.dtype == torch.float32
+                    and out.dtype == torch.float32 and tuple(out.shape) == (x.shape[0], head.out_features)):
+                if head.bias is None:
+                    logits = torch.mm(x, head.weight.t(), out=out)
+                else:
+                    logits = torch.addmm(head.bias, x, head.weight.t(), out=out)
+            else:
+                logits = head(x).float()
+            if self.softcap is not None:
+                logits = logits.div_(self.softcap).tanh_().mul_(self.softcap)
+        return logits
 
 
 def _is_norm(module: nn.Module) -> bool:

@@ -8,8 +8,10 @@ minus the output bias. ``||f_h(x_j)||`` is how much token ``j`` can move anythin
 through head ``h``; ``a * ||f||`` is what it actually moved.
 
 Weights are read from the attention module as Hugging Face lays them out: GPT-2's
-``Conv1D`` ``c_attn`` / ``c_proj``, GPT-NeoX's fused ``query_key_value`` / ``dense``,
-and ``v_proj`` with ``o_proj`` or ``out_proj`` (Llama, Mistral, Qwen2, Gemma, OPT,
+``Conv1D`` ``c_attn`` / ``c_proj``, GPT-NeoX's (and BLOOM's) fused ``query_key_value`` /
+``dense``, Falcon's fused ``query_key_value`` in its three layouts (per-head q | k | v;
+multi-query: all queries, one key, one value; ``new_decoder_architecture``: per kv group
+its queries, a key and a value), and ``v_proj`` with ``o_proj`` or ``out_proj`` (Llama, Mistral, Qwen2, Gemma, OPT,
 GPT-J), including grouped-query attention, where kv head ``g`` serves query heads
 ``g * n_rep .. (g + 1) * n_rep - 1`` (``repeat_kv``).
 
@@ -95,6 +97,26 @@ def _neox(attn: nn.Module, dh: int) -> ValueWeights:
     return ValueWeights(w, b, dense.weight.detach().T.reshape(-1, dh, dense.out_features))
 
 
+def _falcon(attn: nn.Module, dh: int) -> ValueWeights:
+    # FalconAttention._split_heads: three layouts of the fused query_key_value outputs.
+    qkv, dense = _part(attn, "query_key_value"), _part(attn, "dense")
+    w, b = qkv.weight.detach().T, None if qkv.bias is None else qkv.bias.detach()
+    heads = int(dense.in_features) // dh
+    if _part(attn, "new_decoder_architecture"):
+        # Per kv group g: heads/kv query heads, then one key, then one value (view(..., kv, heads/kv + 2, dh)).
+        groups = int(_part(attn, "num_kv_heads"))
+        slots = heads // groups + 2
+        w_v = w.reshape(w.shape[0], groups, slots, dh)[:, :, -1]
+        b_v = None if b is None else b.reshape(groups, slots, dh)[:, -1]
+    elif _part(attn, "multi_query"):
+        # All query heads, then the one shared key, then the one shared value (view(..., heads + 2, dh)).
+        w_v = w.reshape(w.shape[0], heads + 2, dh)[:, -1:]
+        b_v = None if b is None else b.reshape(heads + 2, dh)[-1:]
+    else:
+        return _neox(attn, dh)  # per head q | k | v, as GPT-NeoX
+    return ValueWeights(w_v, b_v, dense.weight.detach().T.reshape(-1, dh, dense.out_features))
+
+
 def _linear(attn: nn.Module, dh: int) -> ValueWeights:
     v = _part(attn, "v_proj")
     o = _part(attn, "o_proj" if hasattr(attn, "o_proj") else "out_proj")
@@ -117,6 +139,8 @@ def value_weights(attn: nn.Module) -> ValueWeights:
     Raises:
         ValueError: naming the module class, for an unknown layout.
     """
+    if all(hasattr(attn, a) for a in ("query_key_value", "dense", "multi_query", "new_decoder_architecture")):
+        return _falcon(attn, _head_dim(attn))
     for names, build in _LAYOUTS:
         if all(isinstance(getattr(attn, n, None), nn.Module) for n in names):
             return build(attn, _head_dim(attn))
@@ -150,8 +174,9 @@ def layer_value_norms(x: torch.Tensor, attn: nn.Module) -> torch.Tensor:
 
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:
-    """The self-attention module of every layer, in layer order (named ``attn``, ``self_attn`` or ``attention``)."""
-    names = ("attn", "self_attn", "attention")
+    """The self-attention module of every layer, in layer order (named ``attn``, ``self_attn``, ``attention``
+    or ``self_attention``, as in Falcon and BLOOM)."""
+    names = ("attn", "self_attn", "attention", "self_attention")
     found = [m for name, m in model.named_modules()
              if name.rsplit(".", 1)[-1] in names and type(m).__name__.endswith("Attention")]
     expected = getattr(getattr(model, "config", None), "num_hidden_layers", None)

@@ -40,8 +40,8 @@ def layer_norms(x: torch.Tensor, weights: ValueWeights) -> torch.Tensor:
 
 
 #: Architectures whose attention layout :func:`~inspector.analysis.value_norms.value_weights` misreads
-#: (Falcon's fused multi-query ``query_key_value`` is not GPT-NeoX's per-head q | k | v).
-VALUE_NORMS_UNSUPPORTED = ("falcon",)
+#: (none known: Falcon's fused layouts are read since wave 3).
+VALUE_NORMS_UNSUPPORTED: tuple[str, ...] = ()
 
 
 def check_value_norms_supported(model: nn.Module) -> None:

@@ -22,7 +22,7 @@ _KIND_OPTIONS: dict[str, tuple[str, ...]] = {
 _SOURCE_OPTIONS: dict[str, tuple[str, ...]] = {
     "lens": ("model", "random_weights", "seed", "device"),
     "headstats": ("by", "group"),
-    "compare": ("compare",),
+    "compare": ("compare", "beams"),
 }
 # = inspector.aggregate.AGGREGATE_MODES (a test keeps them equal); that module imports torch, which
 # `inspector plot --help` must not.
@@ -50,6 +50,7 @@ _FLAG = {
     "align": "--align",
     "kl": "--kl",
     "compare": "--compare",
+    "beams": "--beams",
     "group": "--group",
     "model": "--model",
     "random_weights": "--random-weights",
@@ -141,6 +142,11 @@ def _register_analysis(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compare", default=None, metavar="CAPTURE_B",
                    help="compare: the second capture (B), required; the figure shows CAPTURE_OR_RUN (A) against it "
                    "(default: none)")
+    g.add_argument("--beams", default=None, metavar="I,J",
+                   help="compare: two sequences of one search instead of --compare: CAPTURE_OR_RUN is the --out given "
+                   "to `inspector capture --num-beams N --num-return-sequences N` (it wrote X-0.safetensors, "
+                   "X-1.safetensors, ...) or any one of those files; compares sequence I with J, aligned by their "
+                   "shared prefix (default: none)")
     g.add_argument("--align", choices=ALIGN_CHOICES, default=None,
                    help="compare: prefix (same context), generated (step i vs step i) or auto (default: auto)")
     g.add_argument("--kl", choices=KL_CHOICES, default=None,
@@ -226,11 +232,17 @@ def handler(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from inspector.plots import load_source, make_figure
-    from inspector.plots.export import export_figure, format_of
+    from inspector.plots.export import format_of
 
     fmt = format_of(args.out)  # a bad suffix fails before anything is loaded
     if not args.dpi > 0:
         raise ValueError(f"--dpi must be positive, got {args.dpi}")
+    if args.beams is not None:
+        if args.kind != "compare":
+            raise ValueError("--beams applies to --kind compare (two sequences of one search)")
+        fig = make_figure("compare", _load_beams(args), interactive=fmt == "html", pair=(0, 1),
+                          **_options(args, "compare"), **_size_options(args, "compare", fmt == "html"))
+        return _save(fig, args, fmt)
     source = load_source(args.source)
     is_run = isinstance(source, pd.DataFrame)
     kind = args.kind or ("corpus" if is_run else "heatmap")
@@ -247,9 +259,20 @@ def handler(args: argparse.Namespace) -> int:
     interactive = fmt == "html"
     opts = {**_options(args, kind), **_size_options(args, kind, interactive)}
     opts.update(_analysis_inputs(args, kind, source, opts))
-    fig = make_figure(kind, source, interactive=interactive, **opts)
-    path = export_figure(fig, args.out, dpi=None if interactive else args.dpi)
-    print(f"wrote {path}")
+    return _save(make_figure(kind, source, interactive=interactive, **opts), args, fmt)
+
+
+def _save(fig: Any, args: argparse.Namespace, fmt: str) -> int:
+    from pathlib import Path
+
+    from inspector.plots.export import export_figure
+
+    folder = Path(args.out).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # --out figs/new/x.png needs no mkdir first
+    except OSError as exc:
+        raise OSError(f"cannot write {args.out}: cannot make its folder {folder} ({exc.strerror or exc})") from exc
+    print(f"wrote {export_figure(fig, args.out, dpi=None if fmt == 'html' else args.dpi)}")
     return 0
 
 
@@ -276,7 +299,8 @@ def _analysis_inputs(args: argparse.Namespace, kind: str, source: Any, opts: dic
         raise ValueError("--by/--group apply to the head statistics of a run folder, not of one capture")
     if kind == "compare":
         if args.compare is None:
-            raise ValueError("--kind compare needs the second capture: --compare B.safetensors")
+            raise ValueError("--kind compare needs the second capture: --compare B.safetensors, or --beams I,J for "
+                             f"two sequences of the search that wrote {args.source}")
         from inspector.store import load_capture
 
         return {"other": load_capture(args.compare)}
@@ -317,3 +341,41 @@ def _check_same_model(capture: Any, lens: Any) -> None:
             f"--model does not match the capture: it predicts token {got} after the prompt where the capture's "
             f"model predicted {want}. Give the model that made the capture (for random weights, the same --seed)"
         )
+
+
+def _load_beams(args: argparse.Namespace) -> list[Any]:
+    """Sequences ``I`` and ``J`` of ``--beams I,J``: the files ``X-I``/``X-J`` that ``inspector capture`` wrote."""
+    import re
+    from pathlib import Path
+
+    from inspector.store import load_capture
+
+    if args.compare is not None or args.align is not None:
+        raise ValueError("--beams compares two sequences of one search, aligned by their shared prefix: leave out "
+                         "--compare and --align")
+    pair = _int_list(args.beams, "--beams")
+    if len(pair) != 2 or pair[0] == pair[1] or min(pair) < 0:
+        raise ValueError(f"--beams takes two different sequence numbers, e.g. 0,1; got {args.beams!r}")
+    given = Path(args.source)
+    numbered = re.fullmatch(r"(.+)-\d+", given.stem)
+    if given.suffix != ".safetensors":
+        raise ValueError(f"--beams needs a capture path ending in .safetensors, got {given}")
+    if given.is_file() and numbered is None:
+        raise ValueError(f"{given} holds a single sequence; --beams needs the files X-0.safetensors, "
+                         "X-1.safetensors, ... that `inspector capture --num-beams N --num-return-sequences N "
+                         "--out X.safetensors` writes")
+    base = numbered.group(1) if given.is_file() and numbered is not None else given.stem
+    paths = [given.with_name(f"{base}-{i}{given.suffix}") for i in pair]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        found = sorted(p.name for p in given.parent.glob(f"{base}-*{given.suffix}"))
+        raise ValueError(f"no sequence file {missing[0]}; the search's files there: {', '.join(found) or 'none'}")
+    beams = [load_capture(p) for p in paths]
+    for i, (path, cap) in enumerate(zip(paths, beams, strict=True)):
+        if cap.meta.sequence_index != pair[i]:
+            raise ValueError(f"{path} holds sequence {cap.meta.sequence_index}, not {pair[i]}: renamed files?")
+    a, b = beams
+    if (a.meta.model, a.meta.generation) != (b.meta.model, b.meta.generation):
+        raise ValueError(f"{paths[0].name} and {paths[1].name} come from different models or settings, not from "
+                         "one search; compare them with --compare instead")
+    return beams

@@ -233,6 +233,7 @@ def run_stats(args: argparse.Namespace) -> int:
         from inspector._atomic import atomic_path
         from inspector.runs.folder import writing
 
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)  # --csv tables/new/x.csv needs no mkdir first
         with writing(Path(args.csv)), atomic_path(args.csv) as tmp:
             table.to_csv(tmp)
         print(f"wrote {args.csv}", file=sys.stderr)

@@ -21,6 +21,8 @@ headstats  headstats_heatmap         Capture, HeadStats or one group of
                                      ``Run.head_stats()``: layer x head panels
 compare    compare_view              two Captures (``other=``): KL, agreement,
                                      attention difference
+compare    beams_view                the list of Captures one search returned
+                                     (``pair=(i, j)``): two beams, the same way
 =========  ========================  ==========================================
 
 The choices a figure takes by name (:data:`KINDS`, :data:`SCORES`, :data:`COLOR_BY`,
@@ -75,37 +77,45 @@ __all__ = ["COLOR_BY", "GROUP_COLUMNS", "KINDS", "METRIC_LABELS", "SCORES", "SUM
            "default_position", "export_bytes", "export_figure", "load_source", "make_figure"]
 
 
-def builder(kind: str, interactive: bool):
+def builder(kind: str, interactive: bool, beams: bool = False):
     """The function that draws ``kind``: from :mod:`.interactive` or :mod:`.static`.
 
     ``text`` is :func:`.interactive.text_html` (an HTML string with hover tooltips) when
-    interactive, else :func:`.static.text_figure` (a matplotlib figure).
+    interactive, else :func:`.static.text_figure` (a matplotlib figure). ``compare`` of
+    the sequences of one search (``beams=True``) is ``beams_view``.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown figure kind {kind!r}; choose one of {', '.join(KINDS)}")
+    name = "text_html" if kind == "text" and interactive else "text_figure" if kind == "text" else _BUILDERS[kind]
+    if beams and kind == "compare":
+        name = "beams_view"
     if interactive:
         from inspector.plots import interactive as plotly_figures
 
-        return plotly_figures.text_html if kind == "text" else getattr(plotly_figures, _BUILDERS[kind])
+        return getattr(plotly_figures, name)
     from inspector.plots import static as matplotlib_figures
 
-    return matplotlib_figures.text_figure if kind == "text" else getattr(matplotlib_figures, _BUILDERS[kind])
+    return getattr(matplotlib_figures, name)
 
 
-def make_figure(kind: str, source: Capture | pd.DataFrame, interactive: bool = False, **opts: Any) -> Any:
+def make_figure(kind: str, source: Capture | pd.DataFrame | list[Capture], interactive: bool = False,
+                **opts: Any) -> Any:
     """Draw ``kind`` from ``source``: a plotly figure (or HTML text) when ``interactive``, else matplotlib.
 
     ``source`` is a :class:`~inspector.records.Capture` for every kind but ``corpus``,
     which takes a run summary DataFrame, and ``headstats``, which also takes a
     :class:`~inspector.analysis.head_stats.HeadStats` or one group of a run's
-    ``Run.head_stats()`` table. ``opts`` go to the builder; options set to
-    ``None`` are dropped so the builder's defaults apply. An option the kind does not
-    take raises ``ValueError`` naming the ones it does.
+    ``Run.head_stats()`` table, and ``compare``, which also takes the list of captures
+    one search returned (its beams, compared two at a time: ``pair=(i, j)``). ``opts`` go
+    to the builder; options set to ``None`` are dropped so the builder's defaults apply.
+    An option the kind does not take raises ``ValueError`` naming the ones it does.
     """
-    fn = builder(kind, interactive)
-    _check_source(kind, source)
+    beams = kind == "compare" and isinstance(source, (list, tuple))
+    fn = builder(kind, interactive, beams=beams)
+    if not beams:
+        _check_source(kind, source)
     params = inspect.signature(fn).parameters
-    names = [p for p in params if p not in ("capture", "summary")]
+    names = [p for p in params if p not in ("capture", "summary", "beams")]
     opts = {k: v for k, v in opts.items() if v is not None}
     unknown = sorted(set(opts) - set(names))
     if unknown:

@@ -76,10 +76,13 @@ def lens_result(capture: Capture, model: Any = None, lens: LensResult | None = N
     With ``model`` the capture's own hidden states are used when it kept them, else one
     teacher-forced pass recomputes them (see :func:`inspector.analysis.lens.capture_lens`).
     """
-    if lens is None:
-        lens = getattr(capture, "lens", None)
     if lens is not None:
         return lens
+    from inspector.analysis.lens import stored_lens
+
+    stored = stored_lens(capture)
+    if stored is not None:
+        return stored
     if model is None:
         raise ValueError(
             "the logit lens decodes hidden states through the model's final norm and unembedding, which a "
@@ -238,7 +241,8 @@ class CompareData:
     ``steps`` ``[n]`` the step index in ``a``; ``kl`` ``[n]`` nats; ``agree`` ``[n]`` top-1
     agreement; ``first_divergence`` index into the compared steps (``None``: none);
     ``diff`` ``[shared, shared]`` attention of ``a`` minus ``b`` over the shared tokens
-    (``None`` when either kept no attention or the alignment is not by prefix).
+    (``None`` when either kept no attention or the alignment is not by prefix);
+    ``names`` what the figure calls ``a`` and ``b`` (``"A"``/``"B"``, or ``"beam i"``).
     """
 
     steps: np.ndarray
@@ -254,6 +258,7 @@ class CompareData:
     prompt_len: int
     diff_description: str
     title: str
+    names: tuple[str, str] = ("A", "B")
 
 
 def compare_data(capture: Capture, other: Capture, align: str = "auto", kl: str = "auto",
@@ -266,7 +271,37 @@ def compare_data(capture: Capture, other: Capture, align: str = "auto", kl: str 
 
     if not hasattr(other, "require_attentions"):
         raise ValueError(f"the compare figure needs a second capture (other=), got {type(other).__name__}")
-    cmp = compare_captures(capture, other, align=align, kl=kl)
+    return _comparison_data(capture, other, compare_captures(capture, other, align=align, kl=kl), layer, head,
+                            ("A", "B"))
+
+
+def beams_data(beams: Sequence[Capture], pair: Sequence[int] = (0, 1), kl: str = "auto", layer: int | None = None,
+               head: int | None = None) -> CompareData:
+    """Two returned sequences of one search (``beams[i]`` against ``beams[j]`` for ``pair=(i, j)``).
+
+    :func:`inspector.analysis.compare.compare_beams` aligns them by prefix: the steps
+    whose whole context the two share, up to the first step where they part. Each is
+    named ``"beam n"`` by its rank among the returned sequences (``meta.sequence_index``).
+    """
+    from inspector.analysis.compare import compare_beams
+
+    if isinstance(beams, (str, bytes)) or not all(hasattr(b, "require_attentions") for b in beams):
+        raise ValueError("the beam comparison needs the list of captures one search returned")
+    if len(pair) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in pair):
+        raise ValueError(f"pair must be two beam indices (i, j), got {pair!r}")
+    i, j = (check_index(x, len(beams), "beam") for x in pair)
+    assert i is not None and j is not None
+    if i == j:
+        raise ValueError(f"pick two different beams to compare, got {i} twice")
+    a, b = beams[i], beams[j]
+    names = (f"beam {a.meta.sequence_index}", f"beam {b.meta.sequence_index}")
+    if names[0] == names[1]:
+        names = (f"beam {i}", f"beam {j}")
+    return _comparison_data(a, b, compare_beams([a, b], kl=kl)[0], layer, head, names)
+
+
+def _comparison_data(capture: Capture, other: Capture, cmp: Any, layer: int | None, head: int | None,
+                     names: tuple[str, str]) -> CompareData:
     diff, what = None, ""
     if cmp.attention_diff is not None:
         d = cmp.attention_diff
@@ -294,6 +329,7 @@ def compare_data(capture: Capture, other: Capture, align: str = "auto", kl: str 
         diff_tokens=list(capture.tokens[: cmp.shared_len]),
         prompt_len=min(capture.prompt_len, cmp.shared_len),
         diff_description=what,
-        title=capture_title(capture, f"A vs B over {cmp.num_steps} aligned steps "
+        title=capture_title(capture, f"{names[0]} vs {names[1]} over {cmp.num_steps} aligned steps "
                                      f"(top-1 agreement {cmp.agreement:.0%}, {verdict})"),
+        names=names,
     )

@@ -21,11 +21,18 @@ lens_grid                   analysis    logit lens, layer x position
 rollout_heatmap             analysis    attention rollout
 headstats_heatmap           analysis    head statistics, layer x head panels
 compare_view                analysis    two captures: KL, agreement, difference
+beams_view                  analysis    two beams of one search, the same way
 ==========================  ==========  =========================================
 """
 
 from inspector.plots.interactive._draw import BOUNDARY, HEATMAP_SCALE, colorscale_gamma
-from inspector.plots.interactive.analysis import compare_view, headstats_heatmap, lens_grid, rollout_heatmap
+from inspector.plots.interactive.analysis import (
+    beams_view,
+    compare_view,
+    headstats_heatmap,
+    lens_grid,
+    rollout_heatmap,
+)
 from inspector.plots.interactive.attention import attention_heatmap, head_grid, token_attention
 from inspector.plots.interactive.corpus import corpus_distributions
 from inspector.plots.interactive.scores import TOPK_COLORBAR_PX, TOPK_MARGIN, topk_steps
@@ -37,6 +44,7 @@ __all__ = [
     "TOPK_COLORBAR_PX",
     "TOPK_MARGIN",
     "attention_heatmap",
+    "beams_view",
     "compare_view",
     "colorscale_gamma",
     "corpus_distributions",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inspector.plots.analysis_data import compare_data, headstats_data, lens_data, rollout_data
+from inspector.plots.analysis_data import CompareData, beams_data, compare_data, headstats_data, lens_data, rollout_data
 from inspector.plots.interactive._draw import (
     BOUNDARY,
     HEATMAP_SCALE,
@@ -160,20 +160,41 @@ def compare_view(
     """A against B: trace 0 is the per-step KL (``x`` steps of A), trace 1 the top-1 agreement
     (1 agrees, 0 differs), trace 2 (when both kept attention) the difference heatmap A - B.
     ``layout.meta.first_divergence`` is the step in A where the generations part (``None``: never)."""
+    return _comparison_figure(compare_data(capture, other, align, kl, layer, head), max_labels, width, height)
+
+
+def beams_view(
+    beams: Sequence[Capture],
+    pair: Sequence[int] = (0, 1),
+    kl: str = "auto",
+    layer: int | None = None,
+    head: int | None = None,
+    max_labels: int = 60,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+) -> go.Figure:
+    """Two returned sequences of one search, ``beams[i]`` against ``beams[j]`` for ``pair=(i, j)``: the
+    traces of :func:`compare_view`, over the steps whose context the beams share (see
+    :func:`inspector.plots.analysis_data.beams_data`); ``layout.meta.names`` names the two beams."""
+    return _comparison_figure(beams_data(beams, pair, kl, layer, head), max_labels, width, height)
+
+
+def _comparison_figure(d: CompareData, max_labels: int, width: int | None, height: int | None) -> go.Figure:
     go = plotly_go()
     from plotly.subplots import make_subplots
 
-    d = compare_data(capture, other, align, kl, layer, head)
+    a, b = d.names
     has_diff = d.diff is not None and d.diff.size > 0
-    titles = [f"KL(A||B), {d.kl_method}; top-1 agreement"]
+    titles = [f"KL({a}||{b}), {d.kl_method}; top-1 agreement"]
     if has_diff:
-        titles.append(f"attention A - B over the shared tokens ({d.diff_description})")
+        titles.append(f"attention {a} - {b} over the shared tokens ({d.diff_description})")
     fig = make_subplots(rows=1, cols=2 if has_diff else 1, subplot_titles=titles, horizontal_spacing=0.12,
                         specs=[[{"secondary_y": True}, {}] if has_diff else [{"secondary_y": True}]])
-    pairs = np.asarray([f"{html_label(a)} / {html_label(b)}" for a, b in zip(d.tokens_a, d.tokens_b, strict=True)],
+    pairs = np.asarray([f"{html_label(x)} / {html_label(y)}" for x, y in zip(d.tokens_a, d.tokens_b, strict=True)],
                        dtype=object)
-    fig.add_trace(go.Scatter(x=d.steps.tolist(), y=d.kl.astype(np.float32), mode="lines+markers", name="KL(A||B)",
-                             customdata=pairs, line={"color": "#3a6ea5"},
+    fig.add_trace(go.Scatter(x=d.steps.tolist(), y=d.kl.astype(np.float32), mode="lines+markers",
+                             name=f"KL({a}||{b})", customdata=pairs, line={"color": "#3a6ea5"},
                              hovertemplate="step %{x}: %{customdata}<br>KL %{y:.4f} nats<extra></extra>"),
                   row=1, col=1, secondary_y=False)
     fig.add_trace(go.Scatter(x=d.steps.tolist(), y=d.agree.astype(np.int8), mode="markers", name="top-1 agrees",
@@ -182,7 +203,7 @@ def compare_view(
                   row=1, col=1, secondary_y=True)
     fig.update_yaxes(title_text="KL (nats)", row=1, col=1, secondary_y=False)
     fig.update_yaxes(title_text="top-1 agrees", range=[-0.2, 1.2], tickvals=[0, 1], row=1, col=1, secondary_y=True)
-    fig.update_xaxes(title_text="step (in A)", row=1, col=1)
+    fig.update_xaxes(title_text=f"step (in {a})", row=1, col=1)
     first = None if d.first_divergence is None else int(d.steps[d.first_divergence])
     if first is not None and d.first_divergence is not None:
         i = d.first_divergence
@@ -196,14 +217,16 @@ def compare_view(
         lim = float(np.abs(d.diff).max()) or 1.0
         fig.add_trace(go.Heatmap(
             z=masked_nan(d.diff, np.triu(np.ones((n, n), dtype=bool), 1)), x=labels, y=labels, zmin=-lim, zmax=lim,
-            colorscale="RdBu", reversescale=True, hoverongaps=False, colorbar={"title": {"text": "A - B"}},
-            hovertemplate="query %{y}<br>key %{x}<br>A - B %{z:.4f}<extra></extra>", name="attention A - B",
+            colorscale="RdBu", reversescale=True, hoverongaps=False, colorbar={"title": {"text": f"{a} - {b}"}},
+            hovertemplate=f"query %{{y}}<br>key %{{x}}<br>{a} - {b} %{{z:.4f}}<extra></extra>",
+            name=f"attention {a} - {b}",
         ), row=1, col=2)
         fig.update_xaxes(type="category", nticks=max_labels, tickangle=-90, row=1, col=2)
         fig.update_yaxes(type="category", nticks=max_labels, autorange="reversed", row=1, col=2)
     fig.update_layout(
         **LAYOUT, title=title_layout(d.title), width=width or (1300 if has_diff else 800), height=height or 560,
         margin={"t": 110}, legend={"orientation": "h", "y": -0.2},
-        meta={"kind": "compare", "first_divergence": first, "kl_method": d.kl_method, "align": d.align},
+        meta={"kind": "compare", "first_divergence": first, "kl_method": d.kl_method, "align": d.align,
+              "names": list(d.names)},
     )
     return fig

@@ -19,11 +19,18 @@ lens_grid                   analysis    logit lens, layer x position
 rollout_heatmap             analysis    attention rollout
 headstats_heatmap           analysis    head statistics, layer x head panels
 compare_view                analysis    two captures: KL, agreement, difference
+beams_view                  analysis    two beams of one search, the same way
 ==========================  ==========  =========================================
 """
 
 from inspector.plots.static._draw import BOUNDARY, GENERATED_INK, HEATMAP_CMAP, MASKED, PROMPT_INK
-from inspector.plots.static.analysis import compare_view, headstats_heatmap, lens_grid, rollout_heatmap
+from inspector.plots.static.analysis import (
+    beams_view,
+    compare_view,
+    headstats_heatmap,
+    lens_grid,
+    rollout_heatmap,
+)
 from inspector.plots.static.attention import attention_heatmap, head_grid, token_attention
 from inspector.plots.static.corpus import corpus_distributions
 from inspector.plots.static.scores import topk_steps
@@ -36,6 +43,7 @@ __all__ = [
     "MASKED",
     "PROMPT_INK",
     "attention_heatmap",
+    "beams_view",
     "compare_view",
     "corpus_distributions",
     "head_grid",

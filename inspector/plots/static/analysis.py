@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inspector.plots.analysis_data import compare_data, headstats_data, lens_data, rollout_data
+from inspector.plots.analysis_data import CompareData, beams_data, compare_data, headstats_data, lens_data, rollout_data
 from inspector.plots.labels import display_token, thin_indices
 from inspector.plots.static._draw import (
     BOUNDARY,
@@ -147,14 +147,35 @@ def compare_view(
 ) -> Figure:
     """Capture A against B: per-step KL and top-1 agreement with the first divergence marked (left),
     and the attention difference A - B over the shared tokens (right, when both kept attention)."""
-    d = compare_data(capture, other, align, kl, layer, head)
+    return _comparison_figure(compare_data(capture, other, align, kl, layer, head), max_labels, figsize)
+
+
+def beams_view(
+    beams: Sequence[Capture],
+    pair: Sequence[int] = (0, 1),
+    kl: str = "auto",
+    layer: int | None = None,
+    head: int | None = None,
+    max_labels: int = 60,
+    *,
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
+    """Two returned sequences of one search, ``beams[i]`` against ``beams[j]`` for ``pair=(i, j)``: the panels
+    of :func:`compare_view` over the steps whose context the beams share (see
+    :func:`inspector.plots.analysis_data.beams_data`)."""
+    return _comparison_figure(beams_data(beams, pair, kl, layer, head), max_labels, figsize)
+
+
+def _comparison_figure(d: CompareData, max_labels: int, figsize: tuple[float, float] | None) -> Figure:
+    a, b = d.names
     has_diff = d.diff is not None and d.diff.size > 0
     figsize = figsize or ((13.0, 5.5) if has_diff else (8.0, 4.5))
     fig = new_figure(figsize)
     axes = fig.subplots(1, 2 if has_diff else 1, squeeze=False)[0]
     ax = axes[0]
-    ax.plot(d.steps, d.kl, color="#3a6ea5", marker="o", markersize=3, linewidth=1.2, label=f"KL(A||B) ({d.kl_method})")
-    ax.set_xlabel("step (in A)")
+    ax.plot(d.steps, d.kl, color="#3a6ea5", marker="o", markersize=3, linewidth=1.2,
+            label=f"KL({a}||{b}) ({d.kl_method})")
+    ax.set_xlabel(f"step (in {a})")
     ax.set_ylabel("KL (nats)")
     top = float(np.nanmax(d.kl)) if d.kl.size else 1.0
     y = np.full(d.steps.shape, -0.06 * (top or 1.0))
@@ -176,7 +197,7 @@ def compare_view(
         token_ticks(ax2, "x", [display_token(t) for t in d.diff_tokens], d.prompt_len, max_labels, figsize[0] / 2)
         token_ticks(ax2, "y", [display_token(t) for t in d.diff_tokens], d.prompt_len, max_labels, figsize[1])
         mark_boundary(ax2, d.prompt_len, n)
-        ax2.set_title(f"attention A - B over the shared tokens ({d.diff_description})", fontsize=9)
+        ax2.set_title(f"attention {a} - {b} over the shared tokens ({d.diff_description})", fontsize=9)
         fig.colorbar(im, ax=ax2, label="attention difference", shrink=0.8)
     suptitle(fig, d.title, fontsize=10.5)
     return fig
