@@ -71,4 +71,4 @@ with corpus_tab:
         corpus_view.corpus_panel(opts)
 with export_tab:
     if export_tab.open:
-        export_view.export_panel(capture)
+        export_view.export_panel(capture, loaded)
