@@ -225,6 +225,7 @@ def start_run(config: RunConfig, out: str | os.PathLike[str], model: RunModel, *
 
     out = Path(out)
     command = run_command(config, out, model)
+    check_not_running(out)  # before the identity: a running run is the news, whatever its command
     device = resolve_device(model.device)
     identity = command_identity(config, model.model, model.random_weights, device.type,
                                 dtype_name(resolve_dtype(model.dtype, device)))
