@@ -86,7 +86,7 @@ def _run_info(run: Any, path: str) -> None:
     n = len(run.summary)
     what = f"{n} turns"
     if counts.get("turns") and counts.get("turns") != n:
-        what += f" of {counts['turns']} planned (status: {doc.get('status', '?')})"
+        what += f" of {counts['turns']} planned (status: {_live_state(run.path, doc)})"
     name = model.get("name") if isinstance(model, dict) else model
     st.success(f"Opened **{md(path)}**: {what}" + (f" · model {md(str(name))}" if name else "")
                + (f" · attention kept: {doc['attention']}" if doc.get("attention") else ""))
@@ -94,6 +94,16 @@ def _run_info(run: Any, path: str) -> None:
         st.warning("This run used **random weights**: its generated texts are meaningless.", icon=":material/warning:")
     with st.expander("Run settings (run.json)"):
         st.json(doc, expanded=False)
+
+
+def _live_state(path: Any, doc: dict[str, Any]) -> str:
+    """running / stopped / failed / finished as the folder says now (run.json keeps "running" after a crash)."""
+    from inspector.runs import RunError, run_status
+
+    try:
+        return run_status(path).state
+    except (RunError, OSError):
+        return str(doc.get("status", "?"))
 
 
 def _corpus_stats(run: Any, summary: Any) -> None:
