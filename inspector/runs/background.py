@@ -146,9 +146,7 @@ def run_command(config: RunConfig, out: str | os.PathLike[str], model: RunModel,
 
 def _code_path(env: Mapping[str, str] | None) -> dict[str, str]:
     """``env`` (default: this process's) with this inspector's folder first on PYTHONPATH: the child runs this code."""
-    import inspector
-
-    root = str(Path(inspector.__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding this `inspector` package
     out = dict(os.environ if env is None else env)
     out["PYTHONPATH"] = os.pathsep.join([root, *[p for p in out.get("PYTHONPATH", "").split(os.pathsep) if p]])
     out.setdefault("PYTHONUNBUFFERED", "1")
