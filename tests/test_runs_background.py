@@ -190,3 +190,52 @@ def test_a_folder_holding_something_else_is_refused_before_any_process_starts(tm
     with pytest.raises(inspector.runs.RunError, match="not an inspector run folder"):
         start_run(_config(data_dir), out, RunModel(str(tiny_dir), True, "cpu"))
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+# --------------------------------------------------------------------------- status from the folder alone
+def test_lock_holder_names_the_process_holding_the_lock(tmp_path):
+    import fcntl
+
+    from inspector.runs.status import lock_holder
+
+    assert lock_holder(tmp_path) == (False, None)
+    with open(tmp_path / ".lock", "a+") as fh:
+        assert lock_holder(tmp_path) == (False, None)  # the file alone is no lock
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held, pid = lock_holder(tmp_path)
+        assert held and pid in (os.getpid(), None)  # None only where /proc/locks is missing
+        assert run_status(tmp_path).state == "running"
+    assert lock_holder(tmp_path) == (False, None)
+
+
+def test_progress_rate_and_time_left_come_from_the_part_files(tmp_path):
+    """Three parts of this session written 2 s apart (3 turns each) after one of an earlier session: 1.5 turns/s."""
+    import datetime as dt
+    import json
+
+    from inspector.runs.folder import RUN_FORMAT, RUN_JSON
+
+    session = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+    (tmp_path / RUN_JSON).write_text(json.dumps({
+        "format": RUN_FORMAT, "schema_version": 1, "status": "running", "updated": session.isoformat(),
+        "identity": {"num_turns": 20}, "counts": {"turns": 20}}))
+    (tmp_path / "parts").mkdir()
+    t0 = session.timestamp()
+    for b, (rows, when) in enumerate([(5, t0 - 600), (3, t0 + 10), (3, t0 + 12), (3, t0 + 14)]):
+        path = tmp_path / "parts" / f"batch-{b:06d}.parquet"
+        pd.DataFrame({"x": range(rows)}).to_parquet(path)
+        os.utime(path, (when, when))
+    status = run_status(tmp_path)
+    assert status.state == "stopped" and status.turns_done == 14 and status.turns_planned == 20
+    assert status.batches_done == 4
+    assert status.rate == pytest.approx(6 / 4)  # the 2nd and 3rd parts of the session over the 4 s since the 1st
+    assert status.seconds_left == pytest.approx(6 / 1.5)
+    assert status.fraction == pytest.approx(14 / 20)
+
+
+def test_a_folder_holding_only_what_a_launch_writes_first_is_still_a_new_run(tmp_path):
+    from inspector.runs import check_resumable
+
+    for name in (".lock", "run.log", ".background.json", ".background-exit.json"):
+        (tmp_path / name).write_text("")
+    assert check_resumable(tmp_path, {}) is None
