@@ -183,7 +183,9 @@ def _corpus_table(run_path: str, summary: Any) -> None:
         st.caption(f"Dialogue {picked[0]}, turn {picked[1]} is open in the other views.")
         return
     try:
-        cap = state.run_capture(run_path, *picked)
+        run = open_live_run(run_path)
+        # a run still being written: its cached table may predate the picked turn's batch
+        cap = state.run_capture(run_path, *picked) if run.complete else run.load_capture(*picked)
     except Exception as exc:  # noqa: BLE001 - missing or corrupted capture file
         st.error(f"Could not open the capture of dialogue {picked[0]}, turn {picked[1]}: {exc}")
         return

@@ -90,6 +90,17 @@ def test_start_reload_refuse_stop_resume_from_the_page(page):
     assert f"running (pid {running.pid}" in plain(again.info)
     assert "of 29 planned (status: running)" in plain(again.success)
     assert any(d.key == "corpus_table" for d in again.dataframe)
+    # the table fills in as batches finish, and a turn of a batch finished since the run was opened opens
+    wait_for(out, lambda s: s.batches_done >= running.batches_done + 2)
+    again.run()
+    ok(again)
+    rows = load_run(out).summary
+    newest = rows.loc[rows["batch"].idxmax()]
+    assert len(again.selectbox(key="corpus_row").options) >= running.batches_done + 2
+    again.selectbox(key="corpus_row").set_value((int(newest["dial_id"]), int(newest["turn"]))).run()
+    ok(again)
+    assert not again.error, plain(again.error)
+    assert "Opened dialogue" in plain(again.success)
     # starting it a second time (the same form, another page) is refused, naming the writer
     again.button(key="run_start").click().run()
     ok(again)
