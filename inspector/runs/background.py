@@ -29,12 +29,9 @@ from typing import Any
 from inspector._atomic import write_text_atomic
 from inspector.runs.config import RunConfig
 from inspector.runs.errors import RunError
-from inspector.runs.folder import check_resumable, command_identity, now
+from inspector.runs.folder import EXIT_RECORD, LAUNCH_RECORD, LOG_FILE, check_resumable, command_identity, now
 from inspector.runs.status import (
     _CHILDREN,
-    EXIT_RECORD,
-    LAUNCH_RECORD,
-    LOG_FILE,
     RunAlreadyRunning,
     RunStatus,
     _alive,

@@ -38,9 +38,13 @@ from inspector.runs.errors import RunError, RunMismatchError
 RUN_FORMAT = "inspector.run"
 RUN_SCHEMA_VERSION = 1
 RUN_JSON = "run.json"
-#: Files a run folder may hold before its run.json: the lock, and what a run started in the background
-#: (:mod:`inspector.runs.background`) writes first: its launch record, its exit record and its log.
-LAUNCH_FILES = (".lock", ".background.json", ".background-exit.json", "run.log")
+#: What a run started in the background (:mod:`inspector.runs.background`) writes beside it: the launch
+#: (command, supervisor pid, time), how it ended (exit status), and the command's output.
+LAUNCH_RECORD = ".background.json"
+EXIT_RECORD = ".background-exit.json"
+LOG_FILE = "run.log"
+#: Files a run folder may hold before its run.json: the lock, and what a background launch writes first.
+LAUNCH_FILES = (".lock", LAUNCH_RECORD, EXIT_RECORD, LOG_FILE)
 #: run.json entries that hold a JSON object when present.
 _OBJECT_ENTRIES = ("identity", "counts", "model", "generation", "prompt", "storage", "versions")
 

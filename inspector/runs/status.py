@@ -16,12 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from inspector.runs.errors import RunError
-from inspector.runs.folder import RUN_JSON, read_run_json
+from inspector.runs.folder import EXIT_RECORD, LAUNCH_RECORD, LOG_FILE, RUN_JSON, read_run_json
 
-#: What :func:`~inspector.runs.background.start_run` writes beside the run (see ``folder.LAUNCH_FILES``).
-LAUNCH_RECORD = ".background.json"
-EXIT_RECORD = ".background-exit.json"
-LOG_FILE = "run.log"
 #: ``new``: nothing run yet; ``starting``: launched, loading the model (no lock yet); ``running``: a live
 #: process holds the lock; ``finished``: run.json complete; ``stopped``: turns on disk, nobody writing
 #: (stopped, killed, crashed: the same command resumes it); ``failed``: the command exited with an error.
