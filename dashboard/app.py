@@ -29,7 +29,7 @@ access, launch, state = _view("access"), _view("launch"), _view("state")
 banners, sidebar, decoding = _view("banners"), _view("sidebar"), _view("decoding")
 prompt_view, generation_view, attention_view = _view("prompt_view"), _view("generation_view"), _view("attention_view")
 corpus_view, export_view = _view("corpus_view"), _view("export_view")
-analysis_view = _view("analysis_view")
+analysis_view, run_launch_view = _view("analysis_view"), _view("run_launch_view")
 
 st.set_page_config(page_title="inspector · inside GPT-2", page_icon=":material/search:", layout="wide")
 opts = launch.launch_options()
@@ -68,6 +68,7 @@ with analysis_tab:
         analysis_view.analysis_panel(capture, loaded, request, settings)
 with corpus_tab:
     if corpus_tab.open:
+        run_launch_view.launch_panel(opts, loaded, request, settings, settings_error)
         corpus_view.corpus_panel(opts)
 with export_tab:
     if export_tab.open:

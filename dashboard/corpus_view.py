@@ -32,7 +32,7 @@ def corpus_panel(opts: LaunchOptions) -> None:
         _capture_file_opener()
         return
     try:
-        run = state.open_run(run_path)
+        run = open_live_run(run_path)
     except Exception as exc:  # noqa: BLE001 - the folder changed under us
         st.error(f"Could not read run {run_path!r}: {exc}")
         st.session_state[state.RUN_PATH] = None
@@ -47,6 +47,25 @@ def corpus_panel(opts: LaunchOptions) -> None:
     research_view.compare_panel(run_path, summary)
     _corpus_table(run_path, summary)
     _capture_file_opener()
+
+
+def open_live_run(path: str) -> Any:
+    """The run in ``path`` (:func:`state.open_run`); one still being written is read again as batches finish."""
+    run = state.open_run(path)
+    if run.complete:
+        return run
+    folder = Path(path).resolve()
+    parts = [p.stat().st_mtime for p in (folder / "parts").glob("batch-*.parquet")]
+    return _partial_run(str(folder), (len(parts), max(parts, default=0.0), (folder / "run.json").stat().st_mtime))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _partial_run(path: str, stamp: tuple[float, ...]) -> Any:  # noqa: ARG001 - stamp only keys the cache
+    from inspector.runs import load_run
+
+    run = load_run(path)
+    _ = run.summary  # read (and so check) the parts now, where the caller shows errors
+    return run
 
 
 def _open_run(path: str) -> None:
@@ -67,7 +86,7 @@ def _run_info(run: Any, path: str) -> None:
     n = len(run.summary)
     what = f"{n} turns"
     if counts.get("turns") and counts.get("turns") != n:
-        what += f" of {counts['turns']} planned (status: {doc.get('status', '?')})"
+        what += f" of {counts['turns']} planned (status: {_live_state(run.path, doc)})"
     name = model.get("name") if isinstance(model, dict) else model
     st.success(f"Opened **{md(path)}**: {what}" + (f" · model {md(str(name))}" if name else "")
                + (f" · attention kept: {doc['attention']}" if doc.get("attention") else ""))
@@ -75,6 +94,16 @@ def _run_info(run: Any, path: str) -> None:
         st.warning("This run used **random weights**: its generated texts are meaningless.", icon=":material/warning:")
     with st.expander("Run settings (run.json)"):
         st.json(doc, expanded=False)
+
+
+def _live_state(path: Any, doc: dict[str, Any]) -> str:
+    """running / stopped / failed / finished as the folder says now (run.json keeps "running" after a crash)."""
+    from inspector.runs import RunError, run_status
+
+    try:
+        return run_status(path).state
+    except (RunError, OSError):
+        return str(doc.get("status", "?"))
 
 
 def _corpus_stats(run: Any, summary: Any) -> None:
@@ -154,7 +183,9 @@ def _corpus_table(run_path: str, summary: Any) -> None:
         st.caption(f"Dialogue {picked[0]}, turn {picked[1]} is open in the other views.")
         return
     try:
-        cap = state.run_capture(run_path, *picked)
+        run = open_live_run(run_path)
+        # a run still being written: its cached table may predate the picked turn's batch
+        cap = state.run_capture(run_path, *picked) if run.complete else run.load_capture(*picked)
     except Exception as exc:  # noqa: BLE001 - missing or corrupted capture file
         st.error(f"Could not open the capture of dialogue {picked[0]}, turn {picked[1]}: {exc}")
         return

@@ -7,7 +7,10 @@ The modules, in the order a run uses them:
 * :mod:`~inspector.runs.folder`: the folder layout, run.json and the command identity, the lock;
 * :mod:`~inspector.runs.execute`: :func:`run_corpus`, generation, captures and summary parts;
 * :mod:`~inspector.runs.summary`: the summary's columns and dtypes, reading and checking tables;
-* :mod:`~inspector.runs.load`: :func:`load_run` and :class:`Run`; :mod:`~inspector.runs.stats`: :func:`stats`.
+* :mod:`~inspector.runs.load`: :func:`load_run` and :class:`Run`; :mod:`~inspector.runs.stats`: :func:`stats`;
+* :mod:`~inspector.runs.background`: :func:`start_run`, :func:`stop_run`, :func:`resume_run`, ``inspector run``
+  as a child process that outlives its page; :mod:`~inspector.runs.status`: :func:`run_status`, its state read
+  from the folder.
 
 Errors are :class:`RunError` (and :class:`RunMismatchError`), both ``ValueError``.
 
@@ -51,6 +54,11 @@ _EXPORTS: dict[str, str] = {
     "RunConfig": "inspector.runs.config",
     "RunError": "inspector.runs.errors",
     "RunMismatchError": "inspector.runs.errors",
+    "RunModel": "inspector.runs.background",
+    "resume_run": "inspector.runs.background",
+    "run_command": "inspector.runs.background",
+    "start_run": "inspector.runs.background",
+    "stop_run": "inspector.runs.background",
     "run_corpus": "inspector.runs.execute",
     "RUN_FORMAT": "inspector.runs.folder",
     "RUN_SCHEMA_VERSION": "inspector.runs.folder",
@@ -62,6 +70,9 @@ _EXPORTS: dict[str, str] = {
     "RunPlan": "inspector.runs.plan",
     "WorkItem": "inspector.runs.plan",
     "plan_run": "inspector.runs.plan",
+    "RunAlreadyRunning": "inspector.runs.status",
+    "RunStatus": "inspector.runs.status",
+    "run_status": "inspector.runs.status",
 }
 
 __all__ = [
@@ -73,10 +84,13 @@ __all__ = [
     "STATS_BY",
     "STATS_COLUMNS",
     "Run",
+    "RunAlreadyRunning",
     "RunConfig",
     "RunError",
     "RunMismatchError",
+    "RunModel",
     "RunPlan",
+    "RunStatus",
     "WorkItem",
     "attention_columns",
     "capture_relpath",
@@ -84,8 +98,13 @@ __all__ = [
     "command_identity",
     "load_run",
     "plan_run",
+    "resume_run",
+    "run_command",
     "run_corpus",
+    "run_status",
+    "start_run",
     "stats",
+    "stop_run",
 ]
 
 
@@ -94,9 +113,11 @@ __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from inspector.metrics import SHARE_COLUMNS, attention_columns
+    from inspector.runs.background import RunModel, resume_run, run_command, start_run, stop_run
     from inspector.runs.config import ATTENTION_MODES, CONDITIONS, RunConfig
     from inspector.runs.errors import RunError, RunMismatchError
     from inspector.runs.execute import run_corpus
     from inspector.runs.folder import RUN_FORMAT, RUN_SCHEMA_VERSION, capture_relpath, check_resumable, command_identity
     from inspector.runs.load import Run, load_run
     from inspector.runs.plan import RunPlan, WorkItem, plan_run
+    from inspector.runs.status import RunAlreadyRunning, RunStatus, run_status

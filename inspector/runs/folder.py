@@ -8,6 +8,7 @@ A run folder (``runs/NAME/``) holds::
     captures/00012-003.safetensors  one capture per turn (dial_id 12, turn 3), unless --no-captures;
                                     each loads with :func:`inspector.load_capture`
     .lock                         held (flock) by the process writing the folder
+    run.log, .background*.json    a run started in the background: its output, launch and exit records
 
 A batch's captures are written first, then its summary part; every file is written
 atomically (temporary file + rename). A run killed at any moment (Ctrl-C or SIGKILL) and
@@ -37,6 +38,13 @@ from inspector.runs.errors import RunError, RunMismatchError
 RUN_FORMAT = "inspector.run"
 RUN_SCHEMA_VERSION = 1
 RUN_JSON = "run.json"
+#: What a run started in the background (:mod:`inspector.runs.background`) writes beside it: the launch
+#: (command, supervisor pid, time), how it ended (exit status), and the command's output.
+LAUNCH_RECORD = ".background.json"
+EXIT_RECORD = ".background-exit.json"
+LOG_FILE = "run.log"
+#: Files a run folder may hold before its run.json: the lock, and what a background launch writes first.
+LAUNCH_FILES = (".lock", LAUNCH_RECORD, EXIT_RECORD, LOG_FILE)
 #: run.json entries that hold a JSON object when present.
 _OBJECT_ENTRIES = ("identity", "counts", "model", "generation", "prompt", "storage", "versions")
 
@@ -133,7 +141,7 @@ def check_resumable(out: str | os.PathLike[str], identity: Mapping[str, Any]) ->
     if not out.exists():
         return None
     if not (out / RUN_JSON).is_file():
-        if any(p.name != ".lock" for p in out.iterdir()):
+        if any(p.name not in LAUNCH_FILES for p in out.iterdir()):
             raise RunError(f"{out} is not empty and is not an inspector run folder; choose another --out")
         return None
     doc = read_run_json(out)
