@@ -50,22 +50,8 @@ def corpus_panel(opts: LaunchOptions) -> None:
 
 
 def open_live_run(path: str) -> Any:
-    """The run in ``path`` (:func:`state.open_run`); one still being written is read again as batches finish."""
-    run = state.open_run(path)
-    if run.complete:
-        return run
-    folder = Path(path).resolve()
-    parts = [p.stat().st_mtime for p in (folder / "parts").glob("batch-*.parquet")]
-    return _partial_run(str(folder), (len(parts), max(parts, default=0.0), (folder / "run.json").stat().st_mtime))
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _partial_run(path: str, stamp: tuple[float, ...]) -> Any:  # noqa: ARG001 - stamp only keys the cache
-    from inspector.runs import load_run
-
-    run = load_run(path)
-    _ = run.summary  # read (and so check) the parts now, where the caller shows errors
-    return run
+    """The run in ``path`` (:func:`state.open_run`: one still being written is read again as batches finish)."""
+    return state.open_run(path)
 
 
 def _open_run(path: str) -> None:

@@ -243,8 +243,12 @@ def dailydialog_source() -> str | None:
 
 # ----------------------------------------------------------------------------- runs
 def _run_stamp(path: Path) -> float:
-    """Changes when the run's summary is rewritten, so a finished run reloads."""
-    stamps = [p.stat().st_mtime for p in (path / "summary.parquet", path / "run.json") if p.exists()]
+    """Changes when the run's summary is rewritten or a batch's part lands (the parts folder's entries change).
+
+    So a finished run reloads, and a run still being written is read again as batches finish.
+    """
+    stamps = [p.stat().st_mtime_ns / 1e9 for p in (path / "summary.parquet", path / "run.json", path / "parts")
+              if p.exists()]
     return max(stamps, default=0.0)
 
 
