@@ -94,8 +94,10 @@ def assemble(
                 att = beam_attention(rec, b, pad, plen, steps_j, row_at, final_rows[j].attention)
             else:
                 assert rec.buffer is not None
-                att = rec.buffer[j, :, :, pad : pad + seq_len, pad : pad + seq_len].cpu().clone()
-            check_finite_attention(att, plen, which)
+                top = 0 if rec.generated_rows else pad
+                nrows = steps_j if rec.generated_rows else seq_len
+                att = rec.buffer[j, :, :, top : top + nrows, pad : pad + seq_len].cpu().clone()
+            check_finite_attention(att, 0 if rec.generated_rows else plen, which)
         hidden, norms = None, None
         if rec.layers.active:
             if bi is not None:
@@ -139,13 +141,15 @@ def assemble(
                 stop_reason=reason,
                 raw=raw_scores,
                 processed=proc_scores,
-                attentions=att,
+                attentions=None if rec.generated_rows else att,
                 logits=logits,
                 meta=meta,
                 labels=labels,
                 hidden_states=hidden,
                 value_norms=norms,
                 lens=lens,
+                step_attentions=att if rec.generated_rows else None,
+                attention_layout=rec.layout,
             )
         )
     return captures

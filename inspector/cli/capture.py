@@ -41,7 +41,8 @@ NOT_FLAGS: dict[str, str] = {
     "keep_attention": "set by each command (inspector run --attention)",
 }
 # The argparse type of each field annotation (``from __future__ import annotations`` keeps them as text).
-_ARG_TYPES: dict[str, Any] = {"int": int, "int | None": int, "float": float, "str": None}
+_ARG_TYPES: dict[str, Any] = {"int": int, "int | None": int, "float": float, "str": None,
+                              "tuple[int, ...] | slice | str | None": str, "int | str | None": str}
 
 
 def _default_text(f: Any) -> str:
