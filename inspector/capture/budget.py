@@ -23,8 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 #: Allowance for a capture file's JSON document (tokens, labels, metadata) per label and in all.
-_DOC_BYTES_PER_LABEL = 64
-_DOC_BYTES = 16_384
+_DOC_BYTES_PER_LABEL = 40
+_DOC_BYTES = 6_144
 
 
 @dataclass(frozen=True)
