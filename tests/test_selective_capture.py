@@ -14,7 +14,6 @@ import pytest
 import torch
 from conftest import make_byte_tiny
 
-import inspector
 from inspector.attention_layout import AttentionLayout
 from inspector.capture import GenerationSettings
 from inspector.records import CaptureError
