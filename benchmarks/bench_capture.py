@@ -179,8 +179,6 @@ def run_case(im: Any, batch: int, prompt_tokens: int, new_tokens: int, reps: int
 
 def memory_child(im: Any, method: str, batch: int, prompt_tokens: int, new_tokens: int) -> dict[str, Any]:
     """Peak memory above the start of one run of ``method`` in this (fresh) process; see the module docstring."""
-    import gc
-
     tok, model, dev = im.tokenizer, im.model, im.device
     prompts = make_prompts(tok, batch, prompt_tokens)
     enc = tok(prompts, return_tensors="pt", padding=True).to(dev)
@@ -193,18 +191,26 @@ def memory_child(im: Any, method: str, batch: int, prompt_tokens: int, new_token
     def run(n: int) -> Any:
         return plain(n) if method == "plain" else capture_methods(im, prompts, n)[method]()
 
-    run(2)  # warm-up: lazy imports, kernels, the allocator's first pages
+    r = memory_child_run(dev, lambda: run(new_tokens), lambda: run(2),
+                         lambda res: tensor_bytes(res) if method == "plain" else sum(c.nbytes for c in res))
+    return {"method": method, **r}
+
+
+def memory_child_run(dev: torch.device, run: Any, warm: Any, kept: Any) -> dict[str, Any]:
+    """Peak memory above the start of ``run()`` after ``warm()``, and ``kept(result)``; see the module docstring."""
+    import gc
+
+    warm()  # lazy imports, kernels, the allocator's first pages
     gc.collect()
     max_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     with PeakMemory(dev) as mem:
-        result = run(new_tokens)
+        result = run()
     max_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if dev.type == "cpu" and max_after > max_before:  # this run set the process's peak: exact
         above, how = max_after - mem.start, "ru_maxrss"
     else:
         above, how = mem.peak_above_start, "cuda allocator" if dev.type == "cuda" else "sampled rss"
-    kept = tensor_bytes(result) if method == "plain" else sum(c.nbytes for c in result)
-    return {"method": method, "peak_above_start_bytes": above, "kept_bytes": kept, "measured_by": how,
+    return {"peak_above_start_bytes": above, "kept_bytes": kept(result), "measured_by": how,
             "rss_after_bytes": rss_bytes()}
 
 
