@@ -19,10 +19,11 @@ Time: every method runs in this one process, interleaved, on the same model; the
 each median over plain's. Peak memory: each method runs once more in a fresh subprocess (the
 model loaded and a 2-token warm-up done first), because a process that already ran other
 methods keeps freed heap pages and hides the next peak. On the CPU the peak is the resident set
-size: ``ru_maxrss`` of that process when the run raised it above everything before (exact),
-else the highest RSS sampled every 2 ms during the run; torch's CPU allocations are invisible
-to ``tracemalloc`` and torch keeps no CPU allocator statistics. On CUDA it is
-``torch.cuda.max_memory_allocated``. ``peak_over_kept`` is (peak of the method minus peak of
+size, with glibc's mmap threshold fixed at 128 kB (see :func:`child_env`): ``ru_maxrss`` of that
+process when the run raised it above everything before (exact), else the highest RSS sampled
+every 2 ms during the run; torch's CPU allocations are invisible to ``tracemalloc`` and torch
+keeps no CPU allocator statistics. On CUDA it is ``torch.cuda.max_memory_allocated``.
+``peak_over_kept`` is (peak of the method minus peak of
 plain) over the bytes its captures keep; the target is at most 1.5.
 
 Usage::
@@ -214,13 +215,25 @@ def memory_child_run(dev: torch.device, run: Any, warm: Any, kept: Any) -> dict[
             "rss_after_bytes": rss_bytes()}
 
 
+def child_env() -> dict[str, str]:
+    """The environment of a memory subprocess: glibc's mmap threshold fixed at 128 kB.
+
+    By default glibc raises the threshold (up to 32 MB) after large blocks are freed, as loading
+    a model does; later allocations then reuse heap pages that are already resident and the RSS
+    does not show them. A fixed threshold maps every block over 128 kB afresh and returns it on free.
+    """
+    import os
+
+    return {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+
+
 def memory_case(args: argparse.Namespace, batch: int, new_tokens: int, methods: list[str]) -> dict[str, Any]:
     """Each method's peak memory in a fresh subprocess, and the capture methods' peak over plain's / bytes kept."""
     out: dict[str, Any] = {}
     for m in methods:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", m, "--batches", str(batch),
                "--new-tokens", str(new_tokens), "--prompt-tokens", str(args.prompt_tokens), "--device", args.device]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=child_env())
         line = next((x for x in proc.stdout.splitlines() if x.startswith("MEMORY ")), None)
         if proc.returncode or line is None:
             out[m] = {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]}

@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import gpt2_offline_dir, machine, median, timed, write_json  # noqa: E402
-from bench_capture import make_prompts, memory_child_run, tensor_bytes  # noqa: E402
+from bench_capture import child_env, make_prompts, memory_child_run, tensor_bytes  # noqa: E402
 
 import inspector  # noqa: E402
 
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_memory:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", m, "--device", args.device,
                    "--prompt-tokens", str(args.prompt_tokens), "--new-tokens", str(args.new_tokens)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=child_env())
             line = next((x for x in proc.stdout.splitlines() if x.startswith("MEMORY ")), None)
             row["memory"] = json.loads(line[7:]) if line and not proc.returncode else {
                 "error": (proc.stderr or "no output").strip().splitlines()[-1:]}

@@ -51,12 +51,17 @@ def _default_text(f: Any) -> str:
     return "%(default)s"
 
 
-def add_generation_args(parser: argparse.ArgumentParser, max_new_tokens: int = 40, truncate: bool = True) -> None:
+#: The selective-capture flags (``selection=False`` leaves them out, for commands whose outputs need everything).
+SELECTION_FLAGS = ("layers", "heads", "attention_rows", "head_reduce")
+
+
+def add_generation_args(parser: argparse.ArgumentParser, max_new_tokens: int = 40, truncate: bool = True,
+                        selection: bool = True) -> None:
     """Decoding and capture options, one per :class:`inspector.GenerationSettings` field with a flag.
 
     Flags, help texts and defaults come from the fields' metadata. ``max_new_tokens`` is this
     parser's default for ``--max-new-tokens``; ``truncate=False`` leaves out ``--truncate-prompt``
-    (for commands that fit prompts themselves).
+    (for commands that fit prompts themselves); ``selection=False`` leaves out :data:`SELECTION_FLAGS`.
     """
     from dataclasses import fields
 
@@ -65,7 +70,8 @@ def add_generation_args(parser: argparse.ArgumentParser, max_new_tokens: int = 4
     g = parser.add_argument_group("generation")
     for f in fields(GenerationSettings):
         flag = f.metadata.get("flag")
-        if flag is None or (f.name == "truncate_prompt" and not truncate):
+        if flag is None or (f.name == "truncate_prompt" and not truncate) or (
+                f.name in SELECTION_FLAGS and not selection):
             continue
         help_text = f.metadata["help"]
         if "bounds" in f.metadata:
