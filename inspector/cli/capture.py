@@ -187,6 +187,11 @@ def run_capture(args: argparse.Namespace) -> int:
         raise ValueError("--continuation is empty; give the text to score, or leave the option out to generate")
     if continuation is not None and not prompt.strip():
         raise ValueError("--prompt is empty; give some text to condition the continuation on")
+    selective = [f"--{n.replace('_', '-')}" for n in SELECTION_FLAGS
+                 if getattr(args, n, None) not in (None, "all", "none")]
+    if continuation is not None and selective:
+        raise ValueError(f"{', '.join(selective)} apply to generation; scoring a --continuation keeps every layer, "
+                         "head and row: leave them out")
     im = load_model_from_args(args)
     print(f"loaded {im.describe()}", file=sys.stderr)
     if continuation is not None:
