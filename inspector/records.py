@@ -154,6 +154,18 @@ class Capture:
         problem = layer_fields_problem(self.hidden_states, self.value_norms, self.lens, seq, att_shape)
         _check(problem is None, str(problem))
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (and deep-copied) with compact tensors: a capture fresh from a batch holds views of the
+        batch's recording buffer (no copy while assembling), and pickling a view would write the whole buffer."""
+        state = dict(self.__dict__)
+        for name in ("attentions", "step_attentions", "hidden_states", "value_norms"):
+            value = state.get(name)
+            if isinstance(value, tuple):
+                state[name] = tuple(_compact(t) for t in value)
+            elif isinstance(value, torch.Tensor):
+                state[name] = _compact(value)
+        return state
+
     # ----------------------------------------------------------------- sizes
     @property
     def seq_len(self) -> int:
@@ -329,6 +341,11 @@ class Capture:
         return capture_html(self.tokens, self.prompt_len, self.raw.chosen_logprob.tolist(), model=self.meta.model,
                             random_weights=self.meta.random_weights, stop_reason=self.stop_reason,
                             attention_shape=None if self.attentions is None else tuple(self.attentions.shape))
+
+
+def _compact(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself, or a copy when it is a view of a larger buffer."""
+    return t.clone() if t.untyped_storage().nbytes() > t.numel() * t.element_size() else t
 
 
 def _check_layout(lay: AttentionLayout, att: torch.Tensor | None, rows: torch.Tensor | None, steps: int,

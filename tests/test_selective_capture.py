@@ -243,3 +243,20 @@ def test_cli_capture_with_selection_and_its_refusals(gpt2_dir, tmp_path, capsys)
     assert "layers [12] out of range" in capsys.readouterr().err
     assert main([*argv, "--continuation", " there", "--head-reduce", "mean"]) == 2
     assert "--head-reduce apply to generation" in capsys.readouterr().err
+
+
+def test_batch_captures_pickle_only_their_own_tensors(im):
+    import copy
+    import pickle
+
+    caps = im.generate(["hello there, how are you?", "what time is it now, friend?", "tell me a story about a cat"],
+                       max_new_tokens=6,
+                       keep_hidden_states=True, keep_value_norms=True)
+    # the captures are views of one recording buffer (no copy while assembling) ...
+    assert all(c.attentions.untyped_storage().nbytes() > 3 * c.attentions.nbytes for c in caps)
+    for c in caps:  # ... but each pickles only its own part
+        size = len(pickle.dumps(c))
+        assert size < c.nbytes + 20_000, (size, c.nbytes)  # not the whole batch's buffer
+        back = pickle.loads(pickle.dumps(c))
+        assert torch.equal(back.attentions, c.attentions) and torch.equal(back.hidden_states, c.hidden_states)
+        assert torch.equal(copy.deepcopy(c).value_norms, c.value_norms)
