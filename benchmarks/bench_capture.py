@@ -19,9 +19,10 @@ Time: every method runs in this one process, interleaved, on the same model; the
 each median over plain's. Peak memory: each method runs once more in a fresh subprocess (the
 model loaded and a 2-token warm-up done first), because a process that already ran other
 methods keeps freed heap pages and hides the next peak. On the CPU the peak is the resident set
-size, with glibc's mmap threshold fixed at 128 kB (see :func:`child_env`): ``ru_maxrss`` of that
-process when the run raised it above everything before (exact), else the highest RSS sampled
-every 2 ms during the run; torch's CPU allocations are invisible to ``tracemalloc`` and torch
+size above its start, with glibc's mmap threshold fixed at 128 kB (see :func:`child_env`):
+on Linux the kernel's exact high-water mark ``VmHWM``, reset just before the run
+(``/proc/self/clear_refs``); elsewhere ``ru_maxrss`` when the run raised it, else the highest
+RSS sampled every 2 ms. torch's CPU allocations are invisible to ``tracemalloc`` and torch
 keeps no CPU allocator statistics. On CUDA it is ``torch.cuda.max_memory_allocated``.
 ``peak_over_kept`` is (peak of the method minus peak of
 plain) over the bytes its captures keep; the target is at most 1.5.
@@ -203,16 +204,39 @@ def memory_child_run(dev: torch.device, run: Any, warm: Any, kept: Any) -> dict[
 
     warm()  # lazy imports, kernels, the allocator's first pages
     gc.collect()
+    exact = dev.type == "cpu" and reset_peak_rss()
     max_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     with PeakMemory(dev) as mem:
         result = run()
     max_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    if dev.type == "cpu" and max_after > max_before:  # this run set the process's peak: exact
+    if exact:  # the kernel's high-water mark since the reset: every transient peak, however short
+        above, how = status_kb("VmHWM") * 1024 - mem.start, "VmHWM"
+    elif dev.type == "cpu" and max_after > max_before:  # this run set the process's peak: exact too
         above, how = max_after - mem.start, "ru_maxrss"
     else:
         above, how = mem.peak_above_start, "cuda allocator" if dev.type == "cuda" else "sampled rss"
     return {"peak_above_start_bytes": above, "kept_bytes": kept(result), "measured_by": how,
             "rss_after_bytes": rss_bytes()}
+
+
+def status_kb(key: str) -> int:
+    """A ``kB`` field of ``/proc/self/status`` (Linux)."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def reset_peak_rss() -> bool:
+    """Resets the kernel's peak-RSS mark (``VmHWM``; Linux >= 4.0); whether that worked."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+        status_kb("VmHWM")
+    except (OSError, KeyError):
+        return False
+    return True
 
 
 def child_env() -> dict[str, str]:
