@@ -1,8 +1,8 @@
-"""Capture overhead: plain ``generate`` vs the notebook's method vs inspector's capture.
+"""Capture overhead: plain ``generate`` vs the notebook's method vs inspector's capture, in time and peak memory.
 
 Full-size GPT-2 small (random weights, eager attention), prompts of exactly
-``--prompt-tokens`` tokens, ``--new-tokens`` new tokens, greedy. All methods run
-in this one process, interleaved, on the same model:
+``--prompt-tokens`` tokens, greedy; by default batch 1 and 16 with 64 new tokens and batch 8
+with 32 (the issue's cases). Methods:
 
 * ``plain``: ``model.generate`` with the KV cache, nothing captured;
 * ``notebook``: the originating notebook's call (``use_cache=False``,
@@ -12,17 +12,34 @@ in this one process, interleaved, on the same model:
   top-10 logits per step, every attention row kept);
 * ``+layers``: the same, also keeping hidden states (fp16) and value norms
   (``keep_hidden_states=True, keep_value_norms=True``); its cost over ``inspector``
-  is reported as ``layers_over_capture``.
+  is reported as ``layers_over_capture``;
+* ``selective``: 3 layers (0, 6, 11), generated rows only (``attention_rows="generated"``).
+
+Time: every method runs in this one process, interleaved, on the same model; the ratio is
+each median over plain's. Peak memory: each method runs once more in a fresh subprocess (the
+model loaded and a 2-token warm-up done first), because a process that already ran other
+methods keeps freed heap pages and hides the next peak. On the CPU the peak is the resident set
+size above its start, with glibc's mmap threshold fixed at 128 kB (see :func:`child_env`):
+on Linux the kernel's exact high-water mark ``VmHWM``, reset just before the run
+(``/proc/self/clear_refs``); elsewhere ``ru_maxrss`` when the run raised it, else the highest
+RSS sampled every 2 ms. torch's CPU allocations are invisible to ``tracemalloc`` and torch
+keeps no CPU allocator statistics. On CUDA it is ``torch.cuda.max_memory_allocated``.
+``peak_over_kept`` is (peak of the method minus peak of
+plain) over the bytes its captures keep; the target is at most 1.5.
 
 Usage::
 
-    python benchmarks/bench_capture.py                       # CPU, batch 1 and 16
+    python benchmarks/bench_capture.py                       # CPU, batch 1, 8, 16
     python benchmarks/bench_capture.py --device cuda --long  # + the 256+128, batch 16 case
+    python benchmarks/bench_capture.py --no-memory           # time only
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,7 +47,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import gpt2_offline_dir, machine, median, timed, write_json  # noqa: E402
+from _common import PeakMemory, gpt2_offline_dir, machine, median, rss_bytes, timed, write_json  # noqa: E402
 
 import inspector  # noqa: E402
 
@@ -60,6 +77,22 @@ def tensor_bytes(obj: Any) -> int:
 
 #: The method that also keeps hidden states and value norms.
 LAYERS = "+layers"
+#: The selective method's settings.
+SELECTIVE = {"layers": [0, 6, 11], "attention_rows": "generated"}
+#: New tokens per batch size when --new-tokens is not given (the issue's cases).
+NEW_TOKENS = {1: 64, 8: 32, 16: 64}
+
+
+def capture_methods(im: Any, prompts: list[str], new_tokens: int) -> dict[str, Any]:
+    """The capture methods by name: each returns its list of captures."""
+    def make(**kw: Any) -> Any:
+        def run() -> list[inspector.Capture]:
+            caps = inspector.generate(im, prompts, max_new_tokens=new_tokens, **kw)
+            return caps if isinstance(caps, list) else [caps]
+        return run
+
+    return {"inspector": make(), LAYERS: make(keep_hidden_states=True, keep_value_norms=True),
+            "selective": make(**SELECTIVE)}
 
 
 def run_case(im: Any, batch: int, prompt_tokens: int, new_tokens: int, reps: int, notebook: bool) -> dict[str, Any]:
@@ -80,23 +113,14 @@ def run_case(im: Any, batch: int, prompt_tokens: int, new_tokens: int, reps: int
             stacked = [torch.stack(out.attentions[step]).mean(dim=0) for step in range(len(out.attentions))]
         return out, stacked
 
-    def capture() -> list[inspector.Capture]:
-        caps = inspector.generate(im, prompts, max_new_tokens=new_tokens)
-        return caps if isinstance(caps, list) else [caps]
-
-    def capture_layers() -> list[inspector.Capture]:
-        caps = inspector.generate(im, prompts, max_new_tokens=new_tokens, keep_hidden_states=True,
-                                  keep_value_norms=True)
-        return caps if isinstance(caps, list) else [caps]
-
-    methods = {"plain": plain, "inspector": capture, LAYERS: capture_layers}
+    methods = {"plain": plain, **capture_methods(im, prompts, new_tokens)}
     if notebook:
         methods["notebook"] = notebook_method
     # warm-up (allocator, kernels): one short run each
     with torch.no_grad():
         model.generate(**enc, max_new_tokens=2, pad_token_id=tok.pad_token_id)
-    inspector.generate(im, prompts, max_new_tokens=2)
-    inspector.generate(im, prompts, max_new_tokens=2, keep_hidden_states=True, keep_value_norms=True)
+    for fn in capture_methods(im, prompts, 2).values():
+        fn()
 
     times: dict[str, list[float]] = {m: [] for m in methods}
     peaks: dict[str, list[int]] = {m: [] for m in methods}
@@ -155,6 +179,98 @@ def run_case(im: Any, batch: int, prompt_tokens: int, new_tokens: int, reps: int
     return res
 
 
+def memory_child(im: Any, method: str, batch: int, prompt_tokens: int, new_tokens: int) -> dict[str, Any]:
+    """Peak memory above the start of one run of ``method`` in this (fresh) process; see the module docstring."""
+    tok, model, dev = im.tokenizer, im.model, im.device
+    prompts = make_prompts(tok, batch, prompt_tokens)
+    enc = tok(prompts, return_tensors="pt", padding=True).to(dev)
+
+    def plain(n: int) -> Any:
+        with torch.no_grad():
+            return model.generate(**enc, use_cache=True, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                  pad_token_id=tok.pad_token_id)
+
+    def run(n: int) -> Any:
+        return plain(n) if method == "plain" else capture_methods(im, prompts, n)[method]()
+
+    r = memory_child_run(dev, lambda: run(new_tokens), lambda: run(2),
+                         lambda res: tensor_bytes(res) if method == "plain" else sum(c.nbytes for c in res))
+    return {"method": method, **r}
+
+
+def memory_child_run(dev: torch.device, run: Any, warm: Any, kept: Any) -> dict[str, Any]:
+    """Peak memory above the start of ``run()`` after ``warm()``, and ``kept(result)``; see the module docstring."""
+    import gc
+
+    warm()  # lazy imports, kernels, the allocator's first pages
+    gc.collect()
+    exact = dev.type == "cpu" and reset_peak_rss()
+    max_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with PeakMemory(dev) as mem:
+        result = run()
+    max_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if exact:  # the kernel's high-water mark since the reset: every transient peak, however short
+        above, how = status_kb("VmHWM") * 1024 - mem.start, "VmHWM"
+    elif dev.type == "cpu" and max_after > max_before:  # this run set the process's peak: exact too
+        above, how = max_after - mem.start, "ru_maxrss"
+    else:
+        above, how = mem.peak_above_start, "cuda allocator" if dev.type == "cuda" else "sampled rss"
+    return {"peak_above_start_bytes": above, "kept_bytes": kept(result), "measured_by": how,
+            "rss_after_bytes": rss_bytes()}
+
+
+def status_kb(key: str) -> int:
+    """A ``kB`` field of ``/proc/self/status`` (Linux)."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def reset_peak_rss() -> bool:
+    """Resets the kernel's peak-RSS mark (``VmHWM``; Linux >= 4.0); whether that worked."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+        status_kb("VmHWM")
+    except (OSError, KeyError):
+        return False
+    return True
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a memory subprocess: glibc's mmap threshold fixed at 128 kB.
+
+    By default glibc raises the threshold (up to 32 MB) after large blocks are freed, as loading
+    a model does; later allocations then reuse heap pages that are already resident and the RSS
+    does not show them. A fixed threshold maps every block over 128 kB afresh and returns it on free.
+    """
+    import os
+
+    return {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+
+
+def memory_case(args: argparse.Namespace, batch: int, new_tokens: int, methods: list[str]) -> dict[str, Any]:
+    """Each method's peak memory in a fresh subprocess, and the capture methods' peak over plain's / bytes kept."""
+    out: dict[str, Any] = {}
+    for m in methods:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", m, "--batches", str(batch),
+               "--new-tokens", str(new_tokens), "--prompt-tokens", str(args.prompt_tokens), "--device", args.device]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=child_env())
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("MEMORY ")), None)
+        if proc.returncode or line is None:
+            out[m] = {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]}
+            continue
+        out[m] = json.loads(line[len("MEMORY "):])
+    plain = out.get("plain", {}).get("peak_above_start_bytes")
+    for m, r in out.items():
+        if m != "plain" and plain is not None and "kept_bytes" in r and r["kept_bytes"]:
+            r["peak_above_plain_bytes"] = r["peak_above_start_bytes"] - plain
+            r["peak_over_kept"] = r["peak_above_plain_bytes"] / r["kept_bytes"]
+    return out
+
+
 def print_case(r: dict[str, Any]) -> None:
     mb = 1e6
     print(f"\n== batch {r['batch']}, {r['prompt_tokens']}+{r['new_tokens']} tokens, median of {r['reps']} ==")
@@ -168,6 +284,13 @@ def print_case(r: dict[str, Any]) -> None:
         print(f"{m}: did not complete ({why})")
     if "layers_over_capture" in r:
         print(f"capture with hidden states and value norms / capture: {r['layers_over_capture']:.3f}x")
+    for m, mem in r.get("memory", {}).items():
+        if "error" in mem:
+            print(f"memory {m}: failed ({mem['error']})")
+        elif m != "plain" and "peak_over_kept" in mem:
+            print(f"memory {m}: peak above plain {mem['peak_above_plain_bytes'] / mb:.1f} MB, captures keep "
+                  f"{mem['kept_bytes'] / mb:.1f} MB: {mem['peak_over_kept']:.2f}x (target <= 1.5x; "
+                  f"{mem['measured_by']})")
     if "notebook_over_capture" in r:
         print(f"notebook / capture: {r['notebook_over_capture']:.2f}x slower; "
               f"notebook keeps {r['notebook_bytes_over_capture']:.0f}x the bytes per prompt")
@@ -176,9 +299,12 @@ def print_case(r: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batches", default="1,16", help="comma-separated batch sizes (default: %(default)s)")
+    p.add_argument("--batches", default="1,8,16", help="comma-separated batch sizes (default: %(default)s)")
     p.add_argument("--prompt-tokens", type=int, default=64)
-    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--new-tokens", type=int, default=None,
+                   help="new tokens (default: 64 at batch 1 and 16, 32 at batch 8, else 64)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--reps", type=int, default=5, help="repetitions at batch 1 (batch>1: max(3, reps//2))")
     p.add_argument("--notebook-batches", default="1", help="batch sizes that also run the notebook method")
     p.add_argument("--long", action="store_true", help="also run 256+128 tokens at batch 16 (GPU)")
@@ -186,12 +312,20 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     im = inspector.load_model(gpt2_offline_dir(), device=args.device, random_weights=True)
+    if args.memory_child:
+        b = int(args.batches)
+        r = memory_child(im, args.memory_child, b, args.prompt_tokens, args.new_tokens or NEW_TOKENS.get(b, 64))
+        print("MEMORY " + json.dumps(r))
+        return 0
     print(f"model: {im.describe()}")
     nb = {int(x) for x in args.notebook_batches.split(",") if x}
     results = []
     for b in (int(x) for x in args.batches.split(",")):
         reps = args.reps if b == 1 else max(3, args.reps // 2)
-        r = run_case(im, b, args.prompt_tokens, args.new_tokens, reps, notebook=b in nb)
+        new_tokens = args.new_tokens or NEW_TOKENS.get(b, 64)
+        r = run_case(im, b, args.prompt_tokens, new_tokens, reps, notebook=b in nb)
+        if not args.no_memory:
+            r["memory"] = memory_case(args, b, new_tokens, ["plain", "inspector", LAYERS, "selective"])
         print_case(r)
         results.append(r)
     if args.long:

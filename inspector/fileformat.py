@@ -3,7 +3,9 @@
 A capture file is a ``.safetensors`` file whose header metadata (string to string) holds
 
 * ``format``: ``"inspector.capture"``;
-* ``schema_version``: ``"2"`` (version 1 files, written before checksums existed, are still read);
+* ``schema_version``: ``"2"``, or ``"3"`` for a selective capture (its document has an ``attention_layout``
+  and it may hold ``step_attentions``: a reader that predates selection must refuse it rather than take
+  it for a full capture); version 1 files, written before checksums existed, are still read;
 * ``capture``: the JSON document (token strings, texts, labels, metadata);
 * ``checksums`` (version 2): JSON ``{"algorithm": "crc32", "capture": ..., "tensors": {name: ...}}``,
   a CRC-32 of the document's UTF-8 bytes and of every tensor's raw bytes, checked on read.
@@ -28,8 +30,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 FORMAT = "inspector.capture"
 SCHEMA_VERSION = 2
+#: The version of files whose document says what a selective capture holds (``attention_layout``).
+SELECTIVE_SCHEMA_VERSION = 3
 #: Versions this code reads: 1 has no checksums.
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 CHECKSUM_ALGORITHM = "crc32"
 
 
@@ -59,7 +63,7 @@ def _metadata(tensors: dict[str, torch.Tensor], doc: dict[str, Any]) -> dict[str
     }
     return {
         "format": FORMAT,
-        "schema_version": str(SCHEMA_VERSION),
+        "schema_version": str(SELECTIVE_SCHEMA_VERSION if "attention_layout" in doc else SCHEMA_VERSION),
         "capture": text,
         "checksums": json.dumps(checksums),
     }

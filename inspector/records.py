@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import torch
 
+from inspector.attention_layout import AttentionLayout
 from inspector.layer_records import CaptureLens, HiddenStates, layer_fields_problem, layer_tensors
 from inspector.step_records import Candidate, CaptureError, StepRecord, TokenScores, _check
 
@@ -102,6 +103,11 @@ class Capture:
         value_norms: ``[layer, head, key]`` float32, ``||(x_k W_V^h + b_V^h) W_O^h||`` (Kobayashi et al.
             2020), with ``keep_value_norms=True``; see :mod:`inspector.layer_records`.
         lens: the compact logit lens (:class:`~inspector.layer_records.CaptureLens`), with ``lens_k > 0``.
+        step_attentions: ``[layer, head, step, key]`` over the final sequence, the attention rows of the
+            generated tokens only (row ``i`` = query position ``prompt_len + i``), kept instead of
+            ``attentions`` with ``attention_rows="generated"``.
+        attention_layout: which layers and heads the attention axes hold and how
+            (:class:`~inspector.attention_layout.AttentionLayout`); the default is a full capture.
     """
 
     token_ids: torch.Tensor
@@ -119,6 +125,8 @@ class Capture:
     hidden_states: HiddenStates | None = None
     value_norms: torch.Tensor | None = None
     lens: CaptureLens | None = None
+    step_attentions: torch.Tensor | None = None
+    attention_layout: AttentionLayout = field(default_factory=AttentionLayout)
 
     def __post_init__(self) -> None:
         seq = int(self.token_ids.shape[0]) if self.token_ids.dim() == 1 else -1
@@ -136,6 +144,7 @@ class Capture:
                 a.dim() == 4 and a.shape[2] == seq and a.shape[3] == seq,
                 f"attentions must be [layer, head, {seq}, {seq}], got {tuple(a.shape)}",
             )
+        _check_layout(self.attention_layout, self.attentions, self.step_attentions, steps, seq)
         if self.logits is not None:
             _check(
                 self.logits.dim() == 2 and self.logits.shape[0] == steps,
@@ -144,6 +153,18 @@ class Capture:
         att_shape = () if self.attentions is None else tuple(self.attentions.shape)
         problem = layer_fields_problem(self.hidden_states, self.value_norms, self.lens, seq, att_shape)
         _check(problem is None, str(problem))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (and deep-copied) with compact tensors: a capture fresh from a batch holds views of the
+        batch's recording buffer (no copy while assembling), and pickling a view would write the whole buffer."""
+        state = dict(self.__dict__)
+        for name in ("attentions", "step_attentions", "hidden_states", "value_norms"):
+            value = state.get(name)
+            if isinstance(value, tuple):
+                state[name] = tuple(_compact(t) for t in value)
+            elif isinstance(value, torch.Tensor):
+                state[name] = _compact(value)
+        return state
 
     # ----------------------------------------------------------------- sizes
     @property
@@ -221,6 +242,22 @@ class Capture:
 
     # ------------------------------------------------------------ attention
     def require_attentions(self) -> torch.Tensor:
+        """``[layer, head, query, key]`` of every layer and head (a head mean counts as one head).
+
+        Raises ``CaptureError`` saying what to capture instead when attention was not kept, or kept
+        for some layers/heads or for the generated rows only (use ``attentions`` /
+        ``step_attentions`` with ``attention_layout`` directly for those).
+        """
+        lay = self.attention_layout
+        if self.step_attentions is not None:
+            raise CaptureError(
+                "this capture kept only the generated tokens' attention rows ([layer, head, step, key], "
+                "capture.step_attentions); this view needs every row: capture again with attention_rows='all' "
+                "(CLI: --attention-rows all)")
+        if self.attentions is not None and not lay.all_layers_and_heads:
+            raise CaptureError(
+                f"this capture kept attention for {lay.describe()} only; this view needs every layer and head: "
+                "capture again without layers=/heads= (CLI: without --layers/--heads)")
         if self.attentions is None:
             raise CaptureError(
                 "this capture kept no attention weights; capture again with attention kept "
@@ -257,6 +294,8 @@ class Capture:
         out = {**self.raw.tensors("raw"), **self.processed.tensors("processed")}
         if self.attentions is not None:
             out["attentions"] = self.attentions
+        if self.step_attentions is not None:
+            out["step_attentions"] = self.step_attentions
         if self.logits is not None:
             out["logits"] = self.logits
         return {**out, **layer_tensors(self.hidden_states, self.value_norms, self.lens)}
@@ -273,6 +312,8 @@ class Capture:
             "labels": {str(k): v for k, v in self.labels.items()},
             "meta": self.meta.to_dict(),
         }
+        if not self.attention_layout.is_full:  # absent in full captures, so their files stay as before
+            doc["attention_layout"] = self.attention_layout.to_dict()
         return tensors, doc
 
     def save(self, path: str | Path) -> Path:
@@ -283,7 +324,10 @@ class Capture:
         return fileformat.write(path, tensors, doc)
 
     def __repr__(self) -> str:
-        att = "none" if self.attentions is None else "x".join(map(str, self.attentions.shape))
+        kept = self.attentions if self.attentions is not None else self.step_attentions
+        att = "none" if kept is None else "x".join(map(str, kept.shape))
+        if not self.attention_layout.is_full:
+            att += f" ({self.attention_layout.describe()})"
         return (
             f"Capture(prompt_len={self.prompt_len}, steps={self.num_steps}, stop={self.stop_reason!r}, "
             f"attentions={att}, model={self.meta.model!r}, random_weights={self.meta.random_weights}, "
@@ -297,3 +341,31 @@ class Capture:
         return capture_html(self.tokens, self.prompt_len, self.raw.chosen_logprob.tolist(), model=self.meta.model,
                             random_weights=self.meta.random_weights, stop_reason=self.stop_reason,
                             attention_shape=None if self.attentions is None else tuple(self.attentions.shape))
+
+
+def _compact(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself, or a copy when it is a view of a larger buffer."""
+    return t.clone() if t.untyped_storage().nbytes() > t.numel() * t.element_size() else t
+
+
+def _check_layout(lay: AttentionLayout, att: torch.Tensor | None, rows: torch.Tensor | None, steps: int,
+                  seq: int) -> None:
+    """The attention tensors agree with the layout: which field holds them, and the sizes of their axes."""
+    _check(att is None or rows is None, "a capture holds attentions or step_attentions, not both")
+    kept = att if att is not None else rows
+    if rows is not None:
+        _check(lay.rows == "generated", "step_attentions needs an attention layout with rows='generated'")
+        _check(rows.dim() == 4 and tuple(rows.shape[2:]) == (steps, seq),
+               f"step_attentions must be [layer, head, {steps}, {seq}], got {tuple(rows.shape)}")
+    if att is not None:
+        _check(lay.rows == "all", "attentions with rows='generated' belong in step_attentions")
+    if kept is None:
+        return
+    if lay.layers is not None:
+        _check(int(kept.shape[0]) == len(lay.layers),
+               f"attention holds {int(kept.shape[0])} layers, its layout lists {len(lay.layers)}")
+    if lay.head_reduce == "mean":
+        _check(int(kept.shape[1]) == 1, f"a head-mean attention has one head entry, got {int(kept.shape[1])}")
+    elif lay.heads is not None:
+        _check(int(kept.shape[1]) == len(lay.heads),
+               f"attention holds {int(kept.shape[1])} heads, its layout lists {len(lay.heads)}")

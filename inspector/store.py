@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from inspector.attention_layout import AttentionLayout
 from inspector.fileformat import FORMAT, SCHEMA_VERSION, FormatError
 from inspector.fileformat import encode as _encode
 from inspector.fileformat import read as _read
@@ -89,6 +90,8 @@ def capture_from_parts(tensors: dict[str, torch.Tensor], doc: dict[str, Any]) ->
         hidden_states=hidden,
         value_norms=norms,
         lens=lens,
+        step_attentions=tensors.get("step_attentions"),
+        attention_layout=_layout(doc.get("attention_layout")),
     )
     _check_values(capture)
     return capture
@@ -133,6 +136,16 @@ def load_capture(path: str | os.PathLike[str]) -> Capture:
 
 
 # ----------------------------------------------------------------------------------- checks
+def _layout(data: Any) -> AttentionLayout:
+    """The document's attention layout (absent: a full capture, as every file written before selection)."""
+    if data is None:
+        return AttentionLayout()
+    try:
+        return AttentionLayout.from_dict(data)
+    except (ValueError, TypeError) as exc:
+        raise CaptureError(f"'attention_layout' is not valid ({exc})") from None
+
+
 def _fail(message: str) -> None:
     raise CaptureError(message)
 
@@ -207,7 +220,7 @@ def _check_values(cap: Capture) -> None:
         lo, hi = (float(v) for v in torch.aminmax(t))
         if math.isnan(lo) or math.isnan(hi):
             _fail(f"NaN values in {name!r}")
-        if name == "attentions" and not (lo >= 0.0 and hi <= 1.0 + 1e-3):
+        if name in ("attentions", "step_attentions") and not (lo >= 0.0 and hi <= 1.0 + 1e-3):
             _fail(f"attention weights outside [0, 1] (from {lo} to {hi})")
     if cap.lens is not None and bool((cap.lens.topk_ids < 0).any()):
         _fail("negative token ids in the lens")

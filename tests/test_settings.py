@@ -72,7 +72,14 @@ def test_every_flag_sets_its_field():
         attention_dtype="float32", truncate_prompt=True, keep_hidden_states=True, hidden_dtype="float32",
         keep_value_norms=True, lens_k=3,
     )
+    # the selection flags exclude value norms: checked in a second call
+    selective = settings_from_args(parser().parse_args(["--layers", "0,2-3", "--heads", "1", "--attention-rows",
+                                                        "generated", "--head-reduce", "mean", "--memory-budget",
+                                                        "1GB"]))
+    assert selective == GenerationSettings(layers=(0, 2, 3), heads=(1,), attention_rows="generated",
+                                           head_reduce="mean", memory_budget=10**9)
     covered = {n for n in FIELDS if getattr(got, n) != getattr(GenerationSettings(), n)}
+    covered |= {n for n in FIELDS if getattr(selective, n) != getattr(GenerationSettings(), n)}
     assert covered | {"num_beams"} == set(FIELDS) - set(NOT_FLAGS)  # beams exclude sampling: checked alone
     assert settings_from_args(parser().parse_args(["--num-beams", "3"])).num_beams == 3
 

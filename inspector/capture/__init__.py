@@ -3,6 +3,8 @@
 The flow, one module each:
 
 * :mod:`~inspector.capture.settings` - :class:`GenerationSettings`, their bounds, help and CLI flags;
+* :mod:`~inspector.capture.selection` - ``layers=``/``heads=`` and ``memory_budget`` parsed and resolved;
+* :mod:`~inspector.capture.budget` - a capture's size estimated before generation, and the memory budget;
 * :mod:`~inspector.capture.decoding` - settings -> ``GenerationConfig`` and sampling warpers;
 * :mod:`~inspector.capture.encode` - prompts checked, tokenized, left-padded; the context budget;
 * :mod:`~inspector.capture.modules` - the model's attention modules (:mod:`inspector.architectures`) and cache
@@ -38,6 +40,11 @@ _EXPORTS: dict[str, str] = {
     "prompt_budget": "inspector.capture.encode",
     "find_attention_modules": "inspector.architectures",
     "NonFiniteError": "inspector.capture.checks",
+    "AttentionLayout": "inspector.attention_layout",
+    "CaptureEstimate": "inspector.capture.budget",
+    "MemoryBudgetError": "inspector.capture.budget",
+    "ModelSizes": "inspector.capture.budget",
+    "estimate_capture": "inspector.capture.budget",
     "StackedSteps": "inspector.capture.steps",
     "generate": "inspector.capture.engine",
     "is_forced": "inspector.capture.forced",
@@ -47,6 +54,11 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "ATTENTION_DTYPES",
+    "AttentionLayout",
+    "CaptureEstimate",
+    "MemoryBudgetError",
+    "ModelSizes",
+    "estimate_capture",
     "MAX_STOP_STRINGS",
     "MAX_STOP_STRING_CHARS",
     "MAX_STOP_STRING_PRODUCT",
@@ -71,6 +83,8 @@ __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from inspector.architectures import find_attention_modules
+    from inspector.attention_layout import AttentionLayout
+    from inspector.capture.budget import CaptureEstimate, MemoryBudgetError, ModelSizes, estimate_capture
     from inspector.capture.checks import NonFiniteError
     from inspector.capture.encode import PromptBatch, PromptBudget, check_prompts, encode_prompts, prompt_budget
     from inspector.capture.engine import generate

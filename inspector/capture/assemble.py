@@ -60,6 +60,7 @@ def assemble(
     final_rows: list[FinalRow] = []
     if bi is not None and (settings.keep_attention or rec.layers.active):
         final_rows = beam_final_rows(im, rec, seq_cpu, bi, batch)
+    views = bi is None and _views_fit(rec, batch, steps, int(seq_cpu.shape[0]))
     versions = library_versions()
     created = utc_now()
     gen_dict = settings.to_dict()
@@ -94,8 +95,11 @@ def assemble(
                 att = beam_attention(rec, b, pad, plen, steps_j, row_at, final_rows[j].attention)
             else:
                 assert rec.buffer is not None
-                att = rec.buffer[j, :, :, pad : pad + seq_len, pad : pad + seq_len].cpu().clone()
-            check_finite_attention(att, plen, which)
+                top = 0 if rec.generated_rows else pad
+                nrows = steps_j if rec.generated_rows else seq_len
+                att = rec.buffer[j, :, :, top : top + nrows, pad : pad + seq_len].cpu()
+                att = att if views else att.clone()
+            check_finite_attention(att, 0 if rec.generated_rows else plen, which)
         hidden, norms = None, None
         if rec.layers.active:
             if bi is not None:
@@ -103,7 +107,7 @@ def assemble(
                 final = final_rows[j]
                 hidden, norms = rec.layers.beam_sequence(first_row, pad, row_at, (final.hidden, final.norms))
             else:
-                hidden, norms = rec.layers.sequence(j, pad, pad + seq_len)
+                hidden, norms = rec.layers.sequence(j, pad, pad + seq_len, copy=not views)
         lens = compact_lens(im, hidden, ids, settings.lens_k) if settings.lens_k and hidden is not None else None
         if not settings.keep_hidden_states:
             hidden = None
@@ -139,16 +143,45 @@ def assemble(
                 stop_reason=reason,
                 raw=raw_scores,
                 processed=proc_scores,
-                attentions=att,
+                attentions=None if rec.generated_rows else att,
                 logits=logits,
                 meta=meta,
                 labels=labels,
                 hidden_states=hidden,
                 value_norms=norms,
                 lens=lens,
+                step_attentions=att if rec.generated_rows else None,
+                attention_layout=rec.layout,
             )
         )
     return captures
+
+
+def _views_fit(rec: Recorder, batch: PromptBatch, steps: StackedSteps, rows: int) -> bool:
+    """Whether the captures may hold views of the recording buffers instead of copies.
+
+    A copy doubles the memory while assembling (buffer plus copies); a view costs nothing, but the
+    captures then keep the whole buffer alive, padding and unused rows included. Views are taken
+    when the buffers are on the CPU and hold at most 1.5 times what the captures use.
+    """
+    bufs = [b for b in (rec.buffer, rec.layers.hidden_buf, rec.layers.norm_buf) if isinstance(b, torch.Tensor)]
+    if not bufs or any(b.device.type != "cpu" for b in bufs):
+        return False
+    assert steps.finish_step is not None
+    used = 0.0
+    for j in range(rows):
+        fin = int(steps.finish_step[j])
+        n = fin + 1 if 0 <= fin < steps.steps else steps.steps
+        seq = batch.p_max - batch.pads[j // max(1, rec.s.num_return_sequences)] + n
+        for b in bufs:  # the share of row j's slot this sequence uses
+            if b is rec.buffer:  # [row, layer, head, query, key]
+                share = (n if rec.generated_rows else seq) / int(b.shape[-2]) * seq / int(b.shape[-1])
+            elif b is rec.layers.hidden_buf:  # [row, entry, position, d]
+                share = seq / int(b.shape[-2])
+            else:  # value norms [row, layer, head, position]
+                share = seq / int(b.shape[-1])
+            used += share * b.numel() / rows * b.element_size()
+    return sum(b.numel() * b.element_size() for b in bufs) <= 1.5 * used
 
 
 def compact_lens(im: ModelHandle, hidden: HiddenStates, ids: torch.Tensor, k: int) -> CaptureLens:

@@ -41,18 +41,23 @@ def candidate_positions(
 def beam_attention(
     rec: Recorder, b: int, pad: int, plen: int, steps: int, row_at: torch.Tensor, final_row: torch.Tensor | None
 ) -> torch.Tensor:
-    """Dense ``[layer, head, seq, seq]`` for a returned beam of prompt ``b``, gathered through ``beam_indices``."""
-    assert rec.prefill is not None
+    """The kept ``[layer, head, query, key]`` of a returned beam of prompt ``b``, gathered through ``beam_indices``.
+
+    With generated rows only (``rec.generated_rows``) the query axis holds the ``steps`` generated rows.
+    """
     seq = plen + steps
     p_max = rec.p_max
-    att = torch.zeros((rec.num_layers, rec.num_heads, seq, seq), dtype=rec.att_dtype)
-    att[:, :, :plen, :plen] = rec.prefill[int(row_at[0]) if steps else b * rec.s.num_beams, :, :, pad:, pad:].cpu()
+    top = plen if rec.generated_rows else 0  # the query axis starts at this position
+    att = torch.zeros((len(rec.layer_ids), rec.kept_heads, seq - top, seq), dtype=rec.att_dtype)
+    if not rec.generated_rows:
+        assert rec.prefill is not None
+        att[:, :, :plen, :plen] = rec.prefill[int(row_at[0]) if steps else b * rec.s.num_beams, :, :, pad:, pad:].cpu()
     for i in range(steps - 1):  # token i's row comes from forward i+1, on the row that produced token i+1
         r = int(row_at[i + 1])
-        att[:, :, plen + i, : plen + i + 1] = rec.rows_by_step[i][r, :, :, pad : p_max + i + 1].cpu()
+        att[:, :, plen + i - top, : plen + i + 1] = rec.rows_by_step[i][r, :, :, pad : p_max + i + 1].cpu()
     if steps:
         assert final_row is not None  # the final forward keeps attention whenever attention is kept
-        att[:, :, seq - 1, :] = final_row
+        att[:, :, seq - 1 - top, :] = final_row
     return att
 
 
@@ -91,8 +96,8 @@ def beam_final_rows(
         finally:
             for h in handles:
                 h.remove()
-        att = (torch.stack([a[0, :, -1, :] for a in res.attentions]).to(rec.att_dtype).cpu()
-               if rec.s.keep_attention else None)
+        att = (torch.stack([rec.kept(res.attentions[i][:, :, -1:, :])[0, :, 0] for i in rec.layer_ids])
+               .to(rec.att_dtype).cpu() if rec.s.keep_attention else None)
         hidden = [h[0, -1].to(layers.hidden_dtype) for h in res.hidden_states] if layers.hidden else []
         out.append(FinalRow(att, hidden, layers.final_norms(grabbed) if layers.norms else None))
     return out

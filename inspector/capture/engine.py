@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from inspector.capture.assemble import assemble
+from inspector.capture.budget import ModelSizes, check_budget
 from inspector.capture.encode import PromptBatch, check_prompts, encode_prompts
 from inspector.capture.modules import cache_kwarg
 from inspector.capture.recorder import Recorder
@@ -51,6 +52,11 @@ def generate(
     keep_value_norms: bool = False,
     hidden_dtype: torch.dtype | str = torch.float16,
     lens_k: int = 0,
+    layers: Sequence[int] | slice | str | None = None,
+    heads: Sequence[int] | slice | str | None = None,
+    attention_rows: str = "all",
+    head_reduce: str = "none",
+    memory_budget: int | str | None = None,
     sources: Sequence[dict[str, Any]] | dict[str, Any] | None = None,
     settings: GenerationSettings | None = None,
     on_step: Callable[[int, int], None] | None = None,
@@ -76,6 +82,13 @@ def generate(
         hidden_dtype: dtype the hidden states are stored in (default ``torch.float16``).
         lens_k: > 0 computes the logit lens of the hidden states at capture time and stores its top
             ``lens_k`` (``capture.lens``), so a saved capture shows it without the model.
+        layers, heads: keep attention for these layer / head ids only (a list, a slice, or text like
+            ``"0,3,5-7"``; default all), checked against the model before any work.
+        attention_rows: ``"all"`` (default) or ``"generated"``: only the generated tokens' rows,
+            ``capture.step_attentions`` ``[layer, head, step, key]``.
+        head_reduce: ``"none"`` (default) or ``"mean"``: the kept heads' mean, a head axis of size 1.
+        memory_budget: bytes or text like ``"4GB"``; a capture estimated to need more is refused before
+            generation with the options that fit (default: half the free device memory; ``"off"``).
         sources: where each prompt came from (stored in ``capture.meta.source``).
         settings: a ready :class:`GenerationSettings` (overrides the keyword arguments).
         on_step: called after every decoding step as ``on_step(steps_done, max_new_tokens)``
@@ -111,8 +124,15 @@ def generate(
             keep_value_norms=keep_value_norms,
             hidden_dtype=hidden_dtype,  # type: ignore[arg-type]
             lens_k=lens_k,
+            layers=layers,  # type: ignore[arg-type]
+            heads=heads,  # type: ignore[arg-type]
+            attention_rows=attention_rows,
+            head_reduce=head_reduce,
+            memory_budget=memory_budget,
         )
     single, prompt_list = check_prompts(prompts)
+    # layers/heads against the model, before any model work (a slice or negative ids need its size)
+    settings = settings.selected(im.num_layers, im.num_heads, im.name)
     if isinstance(sources, dict) or sources is None:
         source_list = [dict(sources or {"kind": "text"}) for _ in prompt_list]
     else:
@@ -120,6 +140,7 @@ def generate(
         if len(source_list) != len(prompt_list):
             raise ValueError(f"got {len(source_list)} sources for {len(prompt_list)} prompts")
     batch = encode_prompts(im, prompt_list, settings)
+    check_budget(settings, ModelSizes.of(im.model), [batch.p_max - pad for pad in batch.pads], im.device)
     captures = _run(im, batch, settings, source_list, on_step)
     if single and settings.num_return_sequences == 1:
         return captures[0]

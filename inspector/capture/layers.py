@@ -39,6 +39,37 @@ def layer_norms(x: torch.Tensor, weights: ValueWeights) -> torch.Tensor:
     return value_norms_from_weights(x.reshape(rows * q, d), weights).reshape(-1, rows, q).transpose(0, 1)
 
 
+class GramNorms:
+    """Value norms of one layer through per-head Gram matrices, computed once per capture.
+
+    ``||v W_O^h||^2 = v G_h v^T`` with ``G_h = W_O^h W_O^h^T`` (``head_dim x head_dim``), so each step
+    costs the value projection and a ``head_dim``-wide quadratic form per head instead of a
+    ``d_model``-wide output projection per head (``num_heads`` times fewer multiplications).
+    """
+
+    def __init__(self, weights: ValueWeights, device: torch.device):
+        d, groups, c = (int(n) for n in weights.w_v.shape)
+        self.num_heads = weights.num_heads
+        self.repeat = self.num_heads // groups
+        self.w_v = weights.w_v.float().to(device).reshape(d, groups * c)
+        self.b_v = None if weights.b_v is None else weights.b_v.float().to(device).reshape(groups * c)
+        w_o = weights.w_o.double().to(device)  # the Gram matrix in float64: its entries sum d_model products
+        self.gram = (w_o @ w_o.transpose(1, 2)).float()  # [head, c, c]
+        self.c = c
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``[row, q, d]`` attention inputs -> ``[row, head, q]`` float32 value norms."""
+        rows, q, d = (int(n) for n in x.shape)
+        v = x.reshape(rows * q, d).float() @ self.w_v
+        if self.b_v is not None:
+            v = v + self.b_v
+        v = v.view(rows * q, -1, self.c)
+        if self.repeat > 1:
+            v = v.repeat_interleave(self.repeat, dim=1)
+        sq = (torch.einsum("nhc,hce->nhe", v, self.gram) * v).sum(-1)  # [n, head]
+        return sq.clamp_min_(0).sqrt_().view(rows, q, self.num_heads).transpose(1, 2)
+
+
 #: Architectures whose attention layout :func:`~inspector.analysis.value_norms.value_weights` misreads
 #: (none known: Falcon's fused layouts are read since wave 3).
 VALUE_NORMS_UNSUPPORTED: tuple[str, ...] = ()
@@ -61,7 +92,7 @@ class LayerRecorder:
         self.rows, self.s_max, self.beam, self.device = rows, s_max, beam, device
         self.hidden, self.norms = hidden, norms
         self.hidden_dtype = torch_dtype(hidden_dtype)
-        self.weights = [value_weights(m) for m in self.modules] if norms else []
+        self.weights = [GramNorms(value_weights(m), device) for m in self.modules] if norms else []
         self.num_layers = len(self.modules)
         self.num_heads = self.weights[0].num_heads if self.weights else 0
         # greedy/sampling: one buffer per kind (hidden: one [row, entry, seq, d], or one [row, seq, d_i]
@@ -91,7 +122,7 @@ class LayerRecorder:
 
         def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             x = attention_input(args, kwargs)
-            norms = layer_norms(x, weights)
+            norms = weights(x)
             if self.norm_buf is not None:
                 e = end()
                 self.norm_buf[:, layer, :, e - int(x.shape[1]) : e] = norms
@@ -137,14 +168,22 @@ class LayerRecorder:
             target[:, end - q : end].copy_(h)
 
     # -- per returned sequence ------------------------------------------------------------
-    def sequence(self, j: int, start: int, stop: int) -> tuple[HiddenStates | None, torch.Tensor | None]:
-        """Row ``j``'s hidden states and value norms over buffer positions ``start .. stop - 1``, on the CPU."""
+    def sequence(self, j: int, start: int, stop: int,
+                 copy: bool = True) -> tuple[HiddenStates | None, torch.Tensor | None]:
+        """Row ``j``'s hidden states and value norms over buffer positions ``start .. stop - 1``, on the CPU.
+
+        ``copy=False`` returns views of the buffers where they are on the CPU already.
+        """
+        def out(t: torch.Tensor) -> torch.Tensor:
+            t = t.cpu()
+            return t.clone() if copy else t
+
         hidden: HiddenStates | None = None
         if isinstance(self.hidden_buf, torch.Tensor):
-            hidden = self.hidden_buf[j, :, start:stop].cpu().clone()
+            hidden = out(self.hidden_buf[j, :, start:stop])
         elif self.hidden_buf is not None:
-            hidden = tuple(b[j, start:stop].cpu().clone() for b in self.hidden_buf)
-        norms = None if self.norm_buf is None else self.norm_buf[j, :, :, start:stop].cpu().clone()
+            hidden = tuple(out(b[j, start:stop]) for b in self.hidden_buf)
+        norms = None if self.norm_buf is None else out(self.norm_buf[j, :, :, start:stop])
         return hidden, norms
 
     def beam_sequence(self, first_row: int, pad: int, row_at: torch.Tensor,
@@ -185,4 +224,4 @@ class LayerRecorder:
 
     def final_norms(self, grabbed: dict[int, torch.Tensor]) -> torch.Tensor:
         """``[layer, head]`` value norms of the last position from :meth:`final_forward_hooks`' inputs."""
-        return torch.stack([layer_norms(grabbed[i], w)[0, :, 0] for i, w in enumerate(self.weights)])
+        return torch.stack([w(grabbed[i])[0, :, 0] for i, w in enumerate(self.weights)])

@@ -94,8 +94,23 @@ class Recorder:
         self.buffer: torch.Tensor | None = None
         self.prefill: torch.Tensor | None = None  # beam: [row, layer, head, p, p]
         self.rows_by_step: list[torch.Tensor] = []  # beam: [row, layer, head, key] per decode forward
+        # what is kept: only these layers get a hook, and each writes only its kept heads (or their mean)
+        # and rows, so the buffer is the size of what the captures keep
+        self.layout = settings.attention_layout
+        self.layer_ids = list(self.layout.layers) if self.layout.layers is not None else list(range(self.num_layers))
+        heads = self.layout.heads
+        self.head_index: torch.Tensor | slice | None = None
+        if heads is not None:
+            contiguous = list(heads) == list(range(heads[0], heads[-1] + 1))
+            self.head_index = (slice(heads[0], heads[-1] + 1) if contiguous
+                               else torch.tensor(heads, dtype=torch.long, device=self.device))
+        self.head_mean = self.layout.head_reduce == "mean"
+        self.generated_rows = self.layout.rows == "generated"
+        self.kept_heads = self.layout.head_axis(self.num_heads)
+        self._layer_w = [None] * len(self.layer_ids)
         if settings.keep_attention and not self.beam:
-            shape = (rows, self.num_layers, self.num_heads, self.s_max, self.s_max)
+            queries = settings.max_new_tokens if self.generated_rows else self.s_max
+            shape = (rows, len(self.layer_ids), self.kept_heads, queries, self.s_max)
             self.buffer = torch.zeros(shape, dtype=self.att_dtype, device=self.device)
         if settings.keep_value_norms:
             check_value_norms_supported(im.model)
@@ -113,16 +128,35 @@ class Recorder:
                 )
             if not self.s.keep_attention:
                 return
+            q, kk = int(weights.shape[-2]), int(weights.shape[-1])
+            # Where the queries are comes from the step count, not the key length: a
+            # sliding-window cache (Mistral, Gemma 2, ...) hands the layer only its last keys.
+            end = self.p_max + self.forward_calls
+            first = end - q  # position of the first query
+            if self.generated_rows:
+                if end <= self.p_max:  # the prefill holds prompt rows only
+                    return
+                weights = weights[..., max(0, self.p_max - first) :, :]
+                first = max(first, self.p_max)
+            weights = self.kept(weights)
             if self.buffer is not None:
-                q, kk = int(weights.shape[-2]), int(weights.shape[-1])
-                # Where the queries are comes from the step count, not the key length: a
-                # sliding-window cache (Mistral, Gemma 2, ...) hands the layer only its last keys.
-                end = self.p_max + self.forward_calls
-                self.buffer[:, layer, :, end - q : end, end - self._keys(kk, end) : end].copy_(weights)
+                top = first - self.p_max if self.generated_rows else first
+                rows = int(weights.shape[-2])
+                self.buffer[:, layer, :, top : top + rows, end - self._keys(kk, end) : end].copy_(weights)
             else:
                 self._layer_w[layer] = weights.to(self.att_dtype)
 
         return hook
+
+    def kept(self, weights: torch.Tensor) -> torch.Tensor:
+        """The kept heads of ``[row, head, q, k]`` weights, or their mean ``[row, 1, q, k]`` (in float32)."""
+        if self.head_index is not None:
+            weights = (weights[:, self.head_index] if isinstance(self.head_index, slice)
+                       else weights.index_select(1, self.head_index))
+        if self.head_mean:
+            n = int(weights.shape[1])
+            weights = weights.sum(dim=1, keepdim=True, dtype=torch.float32).div_(n)
+        return weights
 
     def _end(self) -> int:
         """One past the last position of the forward under way."""
@@ -145,17 +179,18 @@ class Recorder:
         if self.beam and self.s.keep_attention:
             ws = self._layer_w
             if first:
-                self.prefill = torch.stack(ws, dim=1)  # type: ignore[arg-type]
+                if not self.generated_rows:
+                    self.prefill = torch.stack(ws, dim=1)  # type: ignore[arg-type]
             else:
                 w0 = ws[0]
                 assert w0 is not None
-                row = w0.new_zeros((int(w0.shape[0]), self.num_layers, int(w0.shape[1]), end))
+                row = w0.new_zeros((int(w0.shape[0]), len(self.layer_ids), int(w0.shape[1]), end))
                 for i, w in enumerate(ws):
                     assert w is not None
                     # right-aligned at the query's position: sliding-window layers hold only the last keys
                     row[:, i, :, end - self._keys(int(w.shape[-1]), end) :] = w[:, :, -1, :]
                 self.rows_by_step.append(row)
-            self._layer_w = [None] * self.num_layers
+            self._layer_w = [None] * len(self.layer_ids)
         if self.layers.active:
             self.layers.after_forward(output, end, first)
         if self.record_logits:
@@ -164,7 +199,8 @@ class Recorder:
     @contextlib.contextmanager
     def attached(self) -> Iterator[Recorder]:
         """The hooks on the model for the duration; removed however the block ends."""
-        handles = [m.register_forward_hook(self._attention_hook(i, idx)) for i, (m, idx) in enumerate(self.modules)]
+        handles = [self.modules[layer][0].register_forward_hook(self._attention_hook(slot, self.modules[layer][1]))
+                   for slot, layer in enumerate(self.layer_ids)]
         handles.append(self.im.model.register_forward_hook(self._model_hook, with_kwargs=True))
         if self.layers.hidden:
             handles.append(self.im.model.register_forward_pre_hook(self.layers.model_pre_hook, with_kwargs=True))

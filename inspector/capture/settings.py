@@ -12,7 +12,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from inspector.attention_layout import ATTENTION_ROWS, HEAD_REDUCE, AttentionLayout
 from inspector.capture.decoding import build_generation_config, build_warpers
+from inspector.capture.selection import ids_text, parse_budget, parse_ids, resolve_ids
 from inspector.devices import dtype_name
 
 #: Dtypes attention weights can be stored in (the CLI lists them in this order).
@@ -81,6 +83,21 @@ class GenerationSettings:
         "--keep-value-norms")
     lens_k: int = _opt(0, "store the logit lens (top-k tokens of every layer and position) with this k; 0 is off",
                        "--lens-k", off=0)
+    layers: tuple[int, ...] | slice | str | None = _opt(
+        None, "keep attention for these layers only, e.g. 0,3,5-7 (Python: a list of ids or a slice)", "--layers",
+        none="all")
+    heads: tuple[int, ...] | slice | str | None = _opt(
+        None, "keep attention for these heads only, e.g. 0-3 (Python: a list of ids or a slice)", "--heads",
+        none="all")
+    attention_rows: str = _opt(
+        "all", "attention rows kept: all ([layer, head, query, key]) or generated (only the generated tokens' rows, "
+        "[layer, head, step, key], without the prompt's P x P block)", "--attention-rows", choices=ATTENTION_ROWS)
+    head_reduce: str = _opt(
+        "none", "none: one attention map per kept head; mean: their mean (the head axis has size 1)",
+        "--head-reduce", choices=HEAD_REDUCE)
+    memory_budget: int | str | None = _opt(
+        None, "refuse, before generating, a capture estimated to need more than this (bytes, or 4GB, 512MB; off: "
+        "no check)", "--memory-budget", none="half of the free device memory")
 
     def __post_init__(self) -> None:
         stops = self.stop_strings
@@ -97,6 +114,9 @@ class GenerationSettings:
             dtype = getattr(self, name)
             if not isinstance(dtype, str) and type(dtype).__module__ == "torch":
                 object.__setattr__(self, name, dtype_name(dtype))
+        object.__setattr__(self, "layers", parse_ids(self.layers, "layers"))
+        object.__setattr__(self, "heads", parse_ids(self.heads, "heads"))
+        object.__setattr__(self, "memory_budget", parse_budget(self.memory_budget))
         self.validate()
 
     def validate(self) -> None:
@@ -146,6 +166,32 @@ class GenerationSettings:
             if not isinstance(value, str) or value not in ATTENTION_DTYPES:
                 raise ValueError(f"{name} must be one of {sorted(ATTENTION_DTYPES)}, got {value!r}")
         check_stop_strings(self.stop_strings)
+        for name, choices in (("attention_rows", ATTENTION_ROWS), ("head_reduce", HEAD_REDUCE)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}")
+        if self.keep_value_norms and (self.layers is not None or self.heads is not None or self.head_reduce != "none"):
+            raise ValueError("keep_value_norms needs every layer and head kept separately (norm-weighted attention "
+                             "weights each head); drop layers/heads/head_reduce, or keep_value_norms")
+
+    def selected(self, num_layers: int, num_heads: int, model: str = "the model") -> GenerationSettings:
+        """These settings with ``layers``/``heads`` resolved against the model: sorted ids, ``None`` for all.
+
+        ``ValueError`` naming the model's number of layers or heads when a selection does not fit.
+        """
+        from dataclasses import replace
+
+        layers = resolve_ids(self.layers, num_layers, "layers", model)  # type: ignore[arg-type]
+        heads = resolve_ids(self.heads, num_heads, "heads", model)  # type: ignore[arg-type]
+        if layers == self.layers and heads == self.heads:
+            return self
+        return replace(self, layers=layers, heads=heads)
+
+    @property
+    def attention_layout(self) -> AttentionLayout:
+        """What the kept attention holds (call on :meth:`selected` settings: slices are not ids yet)."""
+        if isinstance(self.layers, (slice, str)) or isinstance(self.heads, (slice, str)):
+            raise ValueError("resolve the layer/head selection against the model first (GenerationSettings.selected)")
+        return AttentionLayout(self.layers, self.heads, self.attention_rows, self.head_reduce)
 
     def prompt_token_budget(self, context_length: int) -> int:
         """Prompt tokens that fit a ``context_length``-token context with room for ``max_new_tokens``.
@@ -172,6 +218,7 @@ class GenerationSettings:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["stop_strings"] = list(self.stop_strings)
+        out["layers"], out["heads"] = ids_text(self.layers), ids_text(self.heads)  # type: ignore[arg-type]
         out["mode"] = self.mode
         return out
 

@@ -41,7 +41,8 @@ NOT_FLAGS: dict[str, str] = {
     "keep_attention": "set by each command (inspector run --attention)",
 }
 # The argparse type of each field annotation (``from __future__ import annotations`` keeps them as text).
-_ARG_TYPES: dict[str, Any] = {"int": int, "int | None": int, "float": float, "str": None}
+_ARG_TYPES: dict[str, Any] = {"int": int, "int | None": int, "float": float, "str": None,
+                              "tuple[int, ...] | slice | str | None": str, "int | str | None": str}
 
 
 def _default_text(f: Any) -> str:
@@ -50,12 +51,17 @@ def _default_text(f: Any) -> str:
     return "%(default)s"
 
 
-def add_generation_args(parser: argparse.ArgumentParser, max_new_tokens: int = 40, truncate: bool = True) -> None:
+#: The selective-capture flags (``selection=False`` leaves them out, for commands whose outputs need everything).
+SELECTION_FLAGS = ("layers", "heads", "attention_rows", "head_reduce")
+
+
+def add_generation_args(parser: argparse.ArgumentParser, max_new_tokens: int = 40, truncate: bool = True,
+                        selection: bool = True) -> None:
     """Decoding and capture options, one per :class:`inspector.GenerationSettings` field with a flag.
 
     Flags, help texts and defaults come from the fields' metadata. ``max_new_tokens`` is this
     parser's default for ``--max-new-tokens``; ``truncate=False`` leaves out ``--truncate-prompt``
-    (for commands that fit prompts themselves).
+    (for commands that fit prompts themselves); ``selection=False`` leaves out :data:`SELECTION_FLAGS`.
     """
     from dataclasses import fields
 
@@ -64,7 +70,8 @@ def add_generation_args(parser: argparse.ArgumentParser, max_new_tokens: int = 4
     g = parser.add_argument_group("generation")
     for f in fields(GenerationSettings):
         flag = f.metadata.get("flag")
-        if flag is None or (f.name == "truncate_prompt" and not truncate):
+        if flag is None or (f.name == "truncate_prompt" and not truncate) or (
+                f.name in SELECTION_FLAGS and not selection):
             continue
         help_text = f.metadata["help"]
         if "bounds" in f.metadata:
@@ -180,6 +187,11 @@ def run_capture(args: argparse.Namespace) -> int:
         raise ValueError("--continuation is empty; give the text to score, or leave the option out to generate")
     if continuation is not None and not prompt.strip():
         raise ValueError("--prompt is empty; give some text to condition the continuation on")
+    selective = [f"--{n.replace('_', '-')}" for n in SELECTION_FLAGS
+                 if getattr(args, n, None) not in (None, "all", "none")]
+    if continuation is not None and selective:
+        raise ValueError(f"{', '.join(selective)} apply to generation; scoring a --continuation keeps every layer, "
+                         "head and row: leave them out")
     im = load_model_from_args(args)
     print(f"loaded {im.describe()}", file=sys.stderr)
     if continuation is not None:
