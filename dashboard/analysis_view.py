@@ -26,7 +26,11 @@ def analysis_panel(capture: Any, loaded: Any, request: state.ModelRequest, setti
         st.info("Generate or open a capture first (Prompt or Corpus view).")
         return
     _lens(capture, loaded)
-    if capture.attentions is None:
+    if not capture.attention_layout.whole_grid:
+        st.info(f"This capture kept part of the attention ({capture.attention_layout.describe()}): rollout and "
+                "head statistics need every layer, head and row. Generate here, or capture again without "
+                "`--layers`, `--heads` and `--attention-rows generated`.")
+    elif capture.attentions is None:
         st.warning("This capture kept no attention weights, so rollout, head statistics and the attention "
                    "comparison are unavailable. Generate here, or run with `--attention full`.")
     else:

@@ -50,6 +50,12 @@ def attention_panel(capture: Any) -> None:
     """Heatmap for a layer/head or aggregate, 'pick a token, see where it looks', and the head grid."""
     if capture is None:
         return
+    layout = capture.attention_layout
+    if not layout.whole_grid:
+        st.info(f"This capture kept part of the attention ({layout.describe()}); these views draw every layer, "
+                "head and row. Generate here, or capture again without `--layers`, `--heads` and "
+                "`--attention-rows generated`.")
+        return
     if capture.attentions is None:
         st.warning("This capture kept no attention weights (e.g. a corpus run made with `--attention summary` or "
                    "`none`). Generate here, or run with `--attention full`.")
@@ -57,9 +63,9 @@ def attention_panel(capture: Any) -> None:
     st.subheader("Attention heatmap")
     st.caption("Each row is a token (query) and shows how much it attended to each earlier token (key). Tokens "
                "after the dashed line were generated.")
-    if (capture.meta.extra or {}).get("attention") == "summary":
-        st.caption("This capture comes from a run that kept only the mean over heads (`--attention summary`): "
-                   "'head 0' is that mean. Rerun with `--attention full` for every head.")
+    if (capture.meta.extra or {}).get("attention") == "summary" or layout.head_reduce == "mean":
+        st.caption("This capture kept only the mean over heads (a run's `--attention summary`, or "
+                   "`--head-reduce mean`): 'head 0' is that mean. Capture again with every head to see each one.")
     _heatmap(capture)
     _token_view(capture)
     _head_grid(capture)

@@ -44,6 +44,14 @@ NOT_IN_DASHBOARD = {
     "keep_hidden_states": "the lens uses the loaded model",
     "hidden_dtype": "follows keep_hidden_states",
     "lens_k": "the lens uses the loaded model",
+    # Selective capture is for long contexts and large models (CLI and API); the page's views (head grid,
+    # every token's row, rollout, head statistics) need every layer, head and row of a short capture.
+    "layers": "the views need every layer",
+    "heads": "the views need every head",
+    "attention_rows": "the views need every row",
+    "head_reduce": "the head grid needs every head",
+    # Dashboard captures are capped at 256 new tokens; the default budget (half the free memory) applies.
+    "memory_budget": "the default (half the free memory)",
 }
 
 _DECODING = {"greedy": "Greedy (most likely token)", "sample": "Sampling", "beam": "Beam search"}

@@ -91,7 +91,7 @@ def analysis_sources(capture: Any, loaded: Any = None) -> dict[str, Any]:
         out["lens"] = (capture, {})
     elif getattr(capture, "hidden_states", None) is not None and loaded is not None:
         out["lens"] = (capture, {"model": loaded.model})
-    if capture.attentions is not None:
+    if capture.attentions is not None and capture.attention_layout.whole_grid:
         out["rollout"] = (capture, {})
         out["headstats"] = (capture, {})
     saved = st.session_state.get(COMPARE_CAPTURE)
@@ -138,6 +138,10 @@ def export_panel(capture: Any, loaded: Any = None) -> None:
                        help="PNG, SVG and PDF are drawn with matplotlib; HTML is the interactive plotly figure "
                        "(opens offline).") or "png"
     opts = figure_options(kind)
+    if kind == "heatmap" and capture is not None and not capture.attention_layout.whole_grid:
+        st.warning(f"This capture kept part of the attention ({capture.attention_layout.describe()}); the heatmap "
+                   "draws every layer, head and row.")
+        return
     if kind == "heatmap" and capture is not None and capture.attentions is None:
         st.warning("This capture kept no attention weights.")
         return

@@ -36,6 +36,9 @@ _EXPORTS: dict[str, str] = {
     "NonFiniteError": "inspector.capture",
     "find_attention_modules": "inspector.capture",
     "generate": "inspector.capture",
+    "AttentionLayout": "inspector.attention_layout",
+    "MemoryBudgetError": "inspector.capture.budget",
+    "estimate_capture": "inspector.capture.budget",
     "InspectorModel": "inspector.model",
     "ModelLoadError": "inspector.model",
     "available_devices": "inspector.model",
@@ -45,6 +48,8 @@ _EXPORTS: dict[str, str] = {
     "RunConfig": "inspector.runs",
     "load_run": "inspector.runs",
     "run_corpus": "inspector.runs",
+    "start_run": "inspector.runs.background",
+    "run_status": "inspector.runs.status",
     "Candidate": "inspector.records",
     "Capture": "inspector.records",
     "CaptureError": "inspector.records",
@@ -58,6 +63,7 @@ _EXPORTS: dict[str, str] = {
     "check_supported": "inspector.architectures",
     "logit_lens": "inspector.analysis.lens",
     "capture_lens": "inspector.analysis.lens",
+    "stored_lens": "inspector.analysis.lens",
     "LensResult": "inspector.analysis.lens",
     "model_value_norms": "inspector.analysis.value_norms",
     "norm_weighted_attention": "inspector.analysis.value_norms",
@@ -94,11 +100,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from inspector.analysis.compare import CaptureComparison, CompareError, compare_beams, compare_captures
     from inspector.analysis.head_stats import HeadStats, aggregate_head_stats, attention_head_stats
-    from inspector.analysis.lens import LensResult, capture_lens, logit_lens
+    from inspector.analysis.lens import LensResult, capture_lens, logit_lens, stored_lens
     from inspector.analysis.rollout import attention_rollout
     from inspector.analysis.value_norms import model_value_norms, norm_weighted_attention
     from inspector.architectures import UnsupportedModelError, check_supported
+    from inspector.attention_layout import AttentionLayout
     from inspector.capture import GenerationSettings, NonFiniteError, find_attention_modules, generate
+    from inspector.capture.budget import MemoryBudgetError, estimate_capture
     from inspector.capture.forced import is_forced, score, score_tokens
     from inspector.data.dailydialog import load_dailydialog
     from inspector.fallback import LoadResult, builtin_model, load_with_fallback
@@ -107,4 +115,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from inspector.research.compare_runs import compare_runs
     from inspector.research.curriculum import order_turns
     from inspector.runs import RunConfig, load_run, run_corpus
+    from inspector.runs.background import start_run
+    from inspector.runs.status import run_status
     from inspector.store import CaptureFileError, load_capture, save_capture

@@ -63,6 +63,11 @@ class AttentionLayout:
     def all_layers_and_heads(self) -> bool:
         return self.layers is None and self.heads is None
 
+    @property
+    def whole_grid(self) -> bool:
+        """Every layer and every row, each head kept or all of them averaged: what the attention views draw."""
+        return self.all_layers_and_heads and self.rows == "all"
+
     def head_axis(self, num_heads: int) -> int:
         """Size of the head axis for ``num_heads`` heads in the model."""
         if self.head_reduce == "mean":

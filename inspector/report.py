@@ -79,7 +79,10 @@ def capture_report(capture: Capture) -> str:
     lines = []
     if m.random_weights:
         lines.append(RANDOM_WEIGHTS_BANNER)
-    att = "not kept" if capture.attentions is None else "x".join(map(str, capture.attentions.shape))
+    kept = capture.attentions if capture.attentions is not None else capture.step_attentions
+    att = "not kept" if kept is None else "x".join(map(str, kept.shape))
+    if kept is not None and not capture.attention_layout.is_full:
+        att += f" ({capture.attention_layout.describe()})"
     if is_forced(capture):
         continuation = f"forced continuation ({capture.num_steps} tokens): {capture.generated_text!r}"
     else:
@@ -89,7 +92,8 @@ def capture_report(capture: Capture) -> str:
         f"model: {m.model} ({'random' if m.random_weights else 'pretrained'} weights) on {m.device}, {m.dtype}",
         f"prompt ({capture.prompt_len} tokens): {capture.prompt_text!r}",
         continuation,
-        f"attention [layer, head, query, key]: {att}",
+        f"attention {'[layer, head, query, key]' if capture.step_attentions is None else '[layer, head, step, key]'}:"
+        f" {att}",
         "",
         step_table(capture),
     ]

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--limit", type=int, default=None, help="only the first N selected turns (default: all)")
     add_model_args(p)
-    add_generation_args(p, max_new_tokens=40, truncate=False)
+    add_generation_args(p, max_new_tokens=40, truncate=False, selection=False)
     g = p.add_argument_group("prompts")
     g.add_argument("--context-turns", type=int, default=DEFAULT_CONTEXT_TURNS,
                    help="dialogue turns shown before the reply cue (default: %(default)s; 1 = the notebook's prompt)")
