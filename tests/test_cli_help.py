@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -114,21 +113,6 @@ def test_argument_error_exits_2_with_usage(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["capture", "--num-beams", "two"])
     assert exc.value.code == 2 and "invalid int value" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_help_subprocess_wall_clock():
-    """The whole `inspector capture --help` process, interpreter start included, against a bare interpreter."""
-    def wall(args: list[str]) -> float:
-        best = float("inf")
-        for _ in range(3):
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, check=True, timeout=120)
-            best = min(best, time.perf_counter() - t0)
-        return best
-
-    extra = wall(["-m", "inspector.cli.main", "capture", "--help"]) - wall(["-c", "pass"])
-    assert extra < 0.5, f"`inspector capture --help` takes {extra:.2f} s more than starting Python"
 
 
 def test_plot_agg_choices_match_the_package():
