@@ -60,7 +60,7 @@ def make_prompts(tokenizer: Any, n: int, tokens: int) -> list[str]:
     )
     prompts = []
     for i in range(n):
-        ids = tokenizer(f"({i}) " + base * 8)["input_ids"][:tokens]
+        ids = tokenizer(f"({i}) " + base * (tokens // 16 + 1))["input_ids"][:tokens]  # > 16 tokens per copy
         text = tokenizer.decode(ids)
         assert len(tokenizer(text)["input_ids"]) == tokens, "prompt does not round-trip to the same length"
         prompts.append(text)

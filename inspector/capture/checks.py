@@ -17,8 +17,11 @@ def check_finite_attention(att: torch.Tensor, prompt_len: int, which: str) -> No
     """``NonFiniteError`` naming the first layer and query position of ``[layer, head, query, key]`` not finite."""
     if not att.numel():
         return
-    # one min/max pass first: a mask as large as the attention would add half its bytes to the peak
-    lo, hi = (float(v) for v in torch.aminmax(att))
+    # one min/max pass first: a mask as large as the attention would add half its bytes to the peak. Along
+    # the last dim: ``aminmax`` over all elements copies a non-contiguous tensor first (a capture is often a
+    # view of the wider recording buffer), which added the whole attention to the peak again.
+    lo_rows, hi_rows = torch.aminmax(att, dim=-1)
+    lo, hi = float(lo_rows.min()), float(hi_rows.max())
     if math.isfinite(lo) and math.isfinite(hi):
         return
     bad = ~torch.isfinite(att)
