@@ -147,6 +147,15 @@ def score_tokens(
     arguments, the result and the errors are those of :func:`score`; the result is always a list.
     """
     settings = _settings(top_k_logits, keep_logits, keep_attention, attention_dtype)
+    items = _items(im, prompt_ids, continuation_ids)
+    texts = _texts(im, items, prompt_texts)
+    return _score(im, items, texts, settings, _sources(sources, len(items)))
+
+
+def _items(
+    im: ModelHandle, prompt_ids: Sequence[Sequence[int]], continuation_ids: Sequence[Sequence[int]]
+) -> list[tuple[list[int], list[int]]]:
+    """The validated ``(prompt ids, continuation ids)`` pairs of :func:`score_tokens` (ValueError on bad input)."""
     n = len(prompt_ids)
     if n == 0:
         raise ValueError("no prompts given; pass a non-empty list of token id lists")
@@ -172,11 +181,17 @@ def score_tokens(
                 f"model's {ctx}-token context; shorten the prompt (drop earlier turns) or the continuation"
             )
         items.append((p, c))
+    return items
+
+
+def _texts(im: ModelHandle, items: list[tuple[list[int], list[int]]], prompt_texts: Sequence[str] | None) -> list[str]:
+    """``Capture.prompt_text`` per item: ``prompt_texts``, else the decoded prompt ids."""
+    n = len(items)
     tok = im.tokenizer
     texts = [str(t) for t in prompt_texts] if prompt_texts is not None else [str(tok.decode(p)) for p, _ in items]
     if len(texts) != n:
         raise ValueError(f"got {len(texts)} prompt_texts for {n} prompts")
-    return _score(im, items, texts, settings, _sources(sources, n))
+    return texts
 
 
 @torch.no_grad()
@@ -234,8 +249,32 @@ def _score(
 ) -> list[Capture]:
     out, pads = _forward(im, items, settings.keep_attention)
     logits = out.logits  # [batch, c_max + 1, vocab]: the last c_max + 1 positions
+    rows = _forced_rows(logits, items)
+    atts = None
+    if settings.keep_attention:
+        atts = [[a[b, :, pad:, pad:] for a in out.attentions] for b, pad in enumerate(pads)]
+    return _captures(im, items, texts, settings, sources, rows, atts)
+
+
+def _forced_rows(logits: torch.Tensor, items: list[tuple[list[int], list[int]]]) -> list[torch.Tensor]:
+    """Per item, the rows of :func:`_forward`'s logits ``[batch, c_max + 1, vocab]`` that predict its forced tokens."""
     c_max = int(logits.shape[1]) - 1
-    k = min(settings.top_k_logits, int(logits.shape[-1]))
+    # position -1 of the kept window follows the whole sequence and predicts nothing forced
+    return [logits[b, c_max - len(c) : c_max] for b, (_, c) in enumerate(items)]
+
+
+def _captures(
+    im: ModelHandle,
+    items: list[tuple[list[int], list[int]]],
+    texts: list[str],
+    settings: GenerationSettings,
+    sources: list[dict[str, Any]],
+    rows_per_item: list[torch.Tensor],
+    attentions: list[list[torch.Tensor]] | None,
+) -> list[Capture]:
+    """The captures of scored items, from each item's logits ``[len(continuation), vocab]`` (the rows that
+    predict its forced tokens) and, with ``keep_attention``, its per-layer unpadded attentions ``[head, q, k]``."""
+    k = min(settings.top_k_logits, int(rows_per_item[0].shape[-1]))
     att_dtype = getattr(torch, settings.attention_dtype)
     tok = im.tokenizer
     gen = {
@@ -249,18 +288,16 @@ def _score(
     versions = library_versions()
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     captures = []
-    for b, ((p, c), pad) in enumerate(zip(items, pads, strict=True)):
+    for b, ((p, c), rows) in enumerate(zip(items, rows_per_item, strict=True)):
         steps = len(c)
-        # position -1 of the kept window follows the whole sequence and predicts nothing forced
-        rows = logits[b, c_max - steps : c_max]
         forced = torch.tensor(c, dtype=torch.long, device=rows.device)
         scores = _token_stats(rows, forced, k)
         if not bool(torch.isfinite(scores.entropy).all()):
             step = int((~torch.isfinite(scores.entropy)).nonzero()[0])
             raise NonFiniteError(f"item {b}: NaN or inf logits at continuation token {step} (final layer output)")
         att = None
-        if settings.keep_attention:
-            att = torch.stack([a[b, :, pad:, pad:] for a in out.attentions]).to(att_dtype).cpu()
+        if attentions is not None:
+            att = torch.stack(attentions[b]).to(att_dtype).cpu()
             if not bool(torch.isfinite(att).all()):
                 layer = int((~torch.isfinite(att)).flatten(1).any(-1).nonzero()[0])
                 raise NonFiniteError(f"item {b}: NaN or inf attention weights at layer {layer}")

@@ -5,11 +5,14 @@ teacher-forced pass scores each turn's reference reply after its plain prompt (d
 :data:`~inspector.research.difficulty.DIFFICULTY_COLUMNS`); with targets, a second batched pass
 scores it after the conditioned prompt (:func:`~inspector.research.condition.condition_prompt`),
 giving :data:`~inspector.research.difficulty.CONDITION_COLUMNS` and ``attn_condition``, the
-continuation's mean attention share on the condition tokens. A turn without a reference reply (a
-dialogue's last turn) or without a target gets NaN in the columns it cannot have, and so does a
-turn whose prompt and reply together exceed the model's context (a truncated reply's likelihood
-would not be comparable with the others'): its difficulty columns when the plain prompt does not
-fit, its condition columns when the conditioned one does not.
+continuation's mean attention share on the condition tokens. Without that share (``condition_share=False``,
+as a corpus run asks), a turn with both prompts is scored after both in one shared-prefix computation
+(:func:`~inspector.capture.forced_pair.score_token_pairs`): the two prompts differ only in the cue,
+so their common prefix is computed once; the columns are those of two separate passes up to float rounding.
+A turn without a reference reply (a dialogue's last turn) or without a target gets NaN in the
+columns it cannot have, and so does a turn whose prompt and reply together exceed the model's
+context (a truncated reply's likelihood would not be comparable with the others'): its difficulty
+columns when the plain prompt does not fit, its condition columns when the conditioned one does not.
 
 The reply is forced as ``" " + response.strip()``: the prompt ends with the cue ``Agent:`` and the
 model's own continuation would start with a space there.
@@ -21,6 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from inspector.capture.forced import score
+from inspector.capture.forced_pair import score_token_pairs
 from inspector.research.condition import (
     CONDITION_SHARE_COLUMN,
     condition_attention_share,
@@ -32,6 +36,7 @@ from inspector.research.difficulty import CONDITION_COLUMNS, DIFFICULTY_COLUMNS,
 if TYPE_CHECKING:  # pragma: no cover
     from inspector.data.prompts import Prompt
     from inspector.model import InspectorModel
+    from inspector.records import Capture
 
 #: Every column :func:`research_columns` returns, in order.
 RESEARCH_COLUMNS: tuple[str, ...] = (*DIFFICULTY_COLUMNS, *CONDITION_COLUMNS, CONDITION_SHARE_COLUMN)
@@ -90,22 +95,39 @@ def research_columns(
             cond_prompt = condition_prompt(prompts[i], str(targets[i]), im.tokenizer, style=style)
             if len(cond_prompt.token_ids) + reply_len[i] <= ctx:
                 conditioned[i] = cond_prompt
-    plain = score(im, [prompts[i].text for i in todo], [replies[i] for i in todo],
-                  keep_logits=bool(conditioned), keep_attention=False)
-    assert isinstance(plain, list)
-    for i, cap in zip(todo, plain, strict=True):
-        out[i].update(reply_difficulty(cap).columns())
-    if conditioned:
-        order = sorted(conditioned)
-        cond = score(im, [conditioned[i].text for i in order], [replies[i] for i in order], keep_logits=True,
-                     keep_attention=condition_share)
-        assert isinstance(cond, list)
-        by_turn = dict(zip(todo, plain, strict=True))
-        for i, cap in zip(order, cond, strict=True):
-            out[i].update(condition_effect(by_turn[i], cap).columns())
-            if not condition_share:
-                continue
-            share = condition_attention_share(cap.require_attentions(), cap.prompt_len,
-                                              condition_positions(conditioned[i].segments))
-            out[i][CONDITION_SHARE_COLUMN] = float(share.mean())
+    order = sorted(conditioned)
+    by_turn: dict[int, Capture] = {}
+    cond: dict[int, Capture] = {}
+    if order and not condition_share:
+        # no attention wanted: the plain and conditioned prompts differ only in the cue, so score both
+        # after one pass over their shared prefix (the corpus run's case; see inspector.capture.forced_pair)
+        tok = im.tokenizer
+        ids = [[list(tok(t, add_special_tokens=False)["input_ids"]) for t in (prompts[i].text, conditioned[i].text,
+                                                                              replies[i])] for i in order]
+        first, second = score_token_pairs(im, [x[0] for x in ids], [x[1] for x in ids], [x[2] for x in ids],
+                                          first_texts=[prompts[i].text for i in order],
+                                          second_texts=[conditioned[i].text for i in order], keep_logits=True)
+        by_turn.update(zip(order, first, strict=True))
+        cond.update(zip(order, second, strict=True))
+    rest = [i for i in todo if i not in by_turn]
+    if rest:
+        plain = score(im, [prompts[i].text for i in rest], [replies[i] for i in rest],
+                      keep_logits=any(i in conditioned for i in rest), keep_attention=False)
+        assert isinstance(plain, list)
+        by_turn.update(zip(rest, plain, strict=True))
+    for i in todo:
+        out[i].update(reply_difficulty(by_turn[i]).columns())
+    if order and not cond:
+        scored = score(im, [conditioned[i].text for i in order], [replies[i] for i in order], keep_logits=True,
+                       keep_attention=condition_share)
+        assert isinstance(scored, list)
+        cond.update(zip(order, scored, strict=True))
+    for i in order:
+        cap = cond[i]
+        out[i].update(condition_effect(by_turn[i], cap).columns())
+        if not condition_share:
+            continue
+        share = condition_attention_share(cap.require_attentions(), cap.prompt_len,
+                                          condition_positions(conditioned[i].segments))
+        out[i][CONDITION_SHARE_COLUMN] = float(share.mean())
     return out

@@ -1,0 +1,167 @@
+"""Teacher-forced scoring of the same continuations after two prompts that share a prefix, with one prefix pass.
+
+:func:`score_token_pairs` gives what :func:`inspector.capture.forced.score_tokens` (with
+``keep_attention=False``) gives for each of two prompt lists, but computes each item's shared prefix
+once: a corpus run's plain and conditioned prompts differ only in the cue (``Agent:`` becomes
+``Agent (happiness):``), so scoring the reference reply after both costs little more than one pass.
+
+Per item the prefix is the longest common prefix of the two prompts' token ids, shortened so that
+each prompt keeps at least one token of its own (the logits predicting the first forced token come
+from the prompt's last token, which must be in the second pass). The passes:
+
+1. one left-padded pass over the prefixes with the KV cache on (position ids count from each item's
+   first real token, as in :mod:`inspector.capture.forced`);
+2. for each of the two prompt lists, one right-padded pass over ``[own suffix + continuation]``
+   reading that cache, with the attention mask ``[prefix mask, segment mask]`` and position ids that
+   continue from each item's real prefix length; the cache is cropped back to the prefixes after the
+   first of them.
+
+Items whose prompts share no prefix are scored alone by :func:`~inspector.capture.forced.score_tokens`'s
+single pass. Attention is not recorded on this path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from inspector.capture.forced import _captures, _forced_rows, _forward, _items, _settings, _sources, _texts
+from inspector.capture.modules import cache_kwarg
+from inspector.records import Capture
+
+if TYPE_CHECKING:  # pragma: no cover
+    from inspector.handle import ModelHandle
+
+__all__ = ["score_token_pairs", "shared_prefix_lengths"]
+
+
+def shared_prefix_lengths(first: Sequence[Sequence[int]], second: Sequence[Sequence[int]]) -> list[int]:
+    """Per item, the prefix computed once: the common prefix, leaving each prompt at least one own token."""
+    out = []
+    for a, b in zip(first, second, strict=True):
+        n = 0
+        limit = min(len(a), len(b)) - 1
+        while n < limit and a[n] == b[n]:
+            n += 1
+        out.append(max(n, 0))
+    return out
+
+
+def _pad_id(im: ModelHandle) -> int:
+    pad = im.tokenizer.pad_token_id
+    return int(pad) if pad is not None else 0
+
+
+@torch.no_grad()
+def _prefix_cache(im: ModelHandle, prefixes: list[list[int]]) -> tuple[Any, torch.Tensor]:
+    """(the KV cache of the left-padded prefixes, their attention mask ``[batch, width]``)."""
+    width = max(len(p) for p in prefixes)
+    input_ids = torch.full((len(prefixes), width), _pad_id(im), dtype=torch.long)
+    mask = torch.zeros((len(prefixes), width), dtype=torch.long)
+    for row, p in enumerate(prefixes):
+        input_ids[row, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+        mask[row, width - len(p) :] = 1
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    dev = im.device
+    out = im.model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev),
+                   use_cache=True, logits_to_keep=1)
+    cache = getattr(out, "cache", None)
+    if cache is None:
+        cache = getattr(out, "past_key_values", None)
+    if cache is None or not hasattr(cache, "crop"):
+        raise ValueError(f"{type(im.model).__name__} returned no croppable KV cache; score the prompts one by one "
+                         "with inspector.capture.forced.score_tokens")
+    return cache, mask
+
+
+@torch.no_grad()
+def _segment_rows(
+    im: ModelHandle, cache: Any, prefix_mask: torch.Tensor, prefix_lens: list[int],
+    segments: list[tuple[list[int], list[int]]],
+) -> list[torch.Tensor]:
+    """Per item, the logits ``[len(continuation), vocab]`` predicting its forced tokens after ``prefix + suffix``.
+
+    ``segments`` holds ``(suffix, continuation)`` per item. The cache is left as it was (cropped back).
+    """
+    lengths = [len(s) + len(c) for s, c in segments]
+    width = max(lengths)
+    input_ids = torch.full((len(segments), width), _pad_id(im), dtype=torch.long)
+    seg_mask = torch.zeros((len(segments), width), dtype=torch.long)
+    for row, ((s, c), length) in enumerate(zip(segments, lengths, strict=True)):
+        input_ids[row, :length] = torch.tensor(s + c, dtype=torch.long)
+        seg_mask[row, :length] = 1
+    mask = torch.cat([prefix_mask, seg_mask], dim=1)
+    # right padding: the pads come after every real token, so no real query sees them; their positions
+    # are clamped only to stay inside the position table
+    position_ids = (torch.tensor(prefix_lens)[:, None] + torch.arange(width)[None, :]).clamp(
+        max=im.context_length - 1)
+    first = min(len(s) for s, _ in segments) - 1  # the first row that predicts a forced token
+    dev = im.device
+    model = im.model
+    out = model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev),
+                use_cache=True, logits_to_keep=width - first, **{cache_kwarg(model): cache})
+    cache.crop(-width)
+    logits = out.logits  # [batch, width - first, vocab]: segment positions first .. width - 1
+    return [logits[b, len(s) - 1 - first : len(s) - 1 - first + len(c)] for b, (s, c) in enumerate(segments)]
+
+
+def score_token_pairs(
+    im: ModelHandle,
+    first_prompt_ids: Sequence[Sequence[int]],
+    second_prompt_ids: Sequence[Sequence[int]],
+    continuation_ids: Sequence[Sequence[int]],
+    *,
+    first_texts: Sequence[str] | None = None,
+    second_texts: Sequence[str] | None = None,
+    top_k_logits: int = 10,
+    keep_logits: bool = False,
+    keep_attention: bool = False,
+    sources: Sequence[dict[str, Any]] | dict[str, Any] | None = None,
+) -> tuple[list[Capture], list[Capture]]:
+    """Score ``continuation_ids[i]`` after ``first_prompt_ids[i]`` and after ``second_prompt_ids[i]``.
+
+    Returns:
+        ``(first captures, second captures)``, each what
+        ``score_tokens(im, prompt_ids, continuation_ids, keep_attention=False, ...)`` returns for that
+        prompt list (up to float rounding: the passes are split differently).
+
+    Raises:
+        ValueError: ``keep_attention=True`` (not supported here: use ``score_tokens``), mismatched
+            lengths, and every error of :func:`~inspector.capture.forced.score_tokens`, before any
+            model work.
+        NonFiniteError: the model produced NaN or inf.
+    """
+    if keep_attention:
+        raise ValueError("score_token_pairs records no attention; use inspector.capture.forced.score_tokens "
+                         "with keep_attention=True for each prompt list instead")
+    if len(first_prompt_ids) != len(second_prompt_ids):
+        raise ValueError(f"got {len(first_prompt_ids)} first prompts but {len(second_prompt_ids)} second prompts; "
+                         "give two prompts per item")
+    settings = _settings(top_k_logits, keep_logits, False, torch.float16)
+    first = _items(im, first_prompt_ids, continuation_ids)
+    second = _items(im, second_prompt_ids, continuation_ids)
+    texts = (_texts(im, first, first_texts), _texts(im, second, second_texts))
+    srcs = _sources(sources, len(first))
+    prefix = shared_prefix_lengths([p for p, _ in first], [p for p, _ in second])
+    shared = [i for i, n in enumerate(prefix) if n > 0]
+    alone = [i for i, n in enumerate(prefix) if n == 0]
+    rows: tuple[list[Any], list[Any]] = ([None] * len(first), [None] * len(first))
+    if shared:
+        cache, pmask = _prefix_cache(im, [first[i][0][: prefix[i]] for i in shared])
+        lens = [prefix[i] for i in shared]
+        for out, items in zip(rows, (first, second), strict=True):
+            segs = [(items[i][0][prefix[i] :], items[i][1]) for i in shared]
+            for i, r in zip(shared, _segment_rows(im, cache, pmask, lens, segs), strict=True):
+                out[i] = r
+    if alone:
+        # no shared prefix to reuse: one ordinary left-padded pass per prompt list, as score_tokens does
+        for out, items in zip(rows, (first, second), strict=True):
+            sub = [items[i] for i in alone]
+            for i, r in zip(alone, _forced_rows(_forward(im, sub, False)[0].logits, sub), strict=True):
+                out[i] = r
+    return (
+        _captures(im, first, texts[0], settings, srcs, rows[0], None),
+        _captures(im, second, texts[1], settings, srcs, rows[1], None),
+    )

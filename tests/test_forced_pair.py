@@ -1,0 +1,125 @@
+"""Shared-prefix pair scoring against independent forward passes over each item alone, and against score_tokens."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inspector.capture.forced import score_tokens
+from inspector.capture.forced_pair import score_token_pairs, shared_prefix_lengths
+from inspector.capture.modules import cache_kwarg
+
+# plain and conditioned prompts as a corpus run builds them (the cue gains a target), plus pairs that share
+# nothing, share only one token, or where one prompt is the other's prefix
+PLAIN = [
+    "User: hey how are you?\nAgent:",
+    "User: what time does the train leave tomorrow morning?\nAgent:",
+    "Hi",
+    "Hello there",
+    "User: ok\nAgent:",
+]
+COND = [
+    "User: hey how are you?\nAgent (happiness):",
+    "User: what time does the train leave tomorrow morning?\nAgent [inform]:",
+    "Yo",
+    "Hello there, my friend",
+    "User: ok\nAgent (no emotion):",
+]
+REPLIES = [" I am fine, thanks.", " At nine.", " there, friend, how is it going today", " hi", " Sure!"]
+
+
+def encode(im, text: str) -> list[int]:
+    return list(im.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+@torch.no_grad()
+def alone(im, p: list[int], c: list[int]) -> torch.Tensor:
+    """float64 logits ``[len(c), vocab]`` predicting ``c`` from one unpadded pass over ``p + c`` alone."""
+    out = im.model(input_ids=torch.tensor([p + c]), use_cache=False)
+    return out.logits[0, len(p) - 1 : -1].double()
+
+
+def assert_same_capture(got, want, ref_logits: torch.Tensor) -> None:
+    assert got.token_ids.tolist() == want.token_ids.tolist()
+    assert (got.prompt_len, got.prompt_text, got.generated_text) == (want.prompt_len, want.prompt_text,
+                                                                     want.generated_text)
+    assert got.stop_reason == want.stop_reason == "forced"
+    assert got.tokens == want.tokens and got.labels == want.labels
+    assert got.attentions is None and want.attentions is None
+    assert got.logits is not None and want.logits is not None
+    assert (got.logits.double() - ref_logits).abs().max().item() <= 1e-4
+    assert (got.logits - want.logits).abs().max().item() <= 1e-4
+    for scores in (got.raw, got.processed):
+        assert torch.allclose(scores.chosen_logprob, want.raw.chosen_logprob, atol=1e-5)
+        assert torch.allclose(scores.entropy, want.raw.entropy, atol=1e-5)
+        assert torch.allclose(scores.topk_logprobs, want.raw.topk_logprobs, atol=1e-5)
+        assert torch.equal(scores.chosen_rank, want.raw.chosen_rank)
+        assert torch.equal(scores.topk_ids, want.raw.topk_ids)
+    gm, wm = got.meta, want.meta
+    assert (gm.generation, gm.source, gm.model, gm.tokenizer, gm.attention_dtype) == (
+        wm.generation, wm.source, wm.model, wm.tokenizer, wm.attention_dtype)
+
+
+def check_pairs(im, plain: list[str], cond: list[str], replies: list[str]) -> None:
+    p1 = [encode(im, t) for t in plain]
+    p2 = [encode(im, t) for t in cond]
+    cs = [encode(im, t) for t in replies]
+    first, second = score_token_pairs(im, p1, p2, cs, first_texts=plain, second_texts=cond, keep_logits=True,
+                                      sources={"kind": "test"})
+    for prompts, texts, got in ((p1, plain, first), (p2, cond, second)):
+        want = score_tokens(im, prompts, cs, prompt_texts=texts, keep_logits=True, keep_attention=False,
+                            sources={"kind": "test"})
+        assert len(got) == len(want) == len(prompts)
+        for g, w, p, c in zip(got, want, prompts, cs, strict=True):
+            assert_same_capture(g, w, alone(im, p, c))
+
+
+def test_pairs_equal_each_item_alone_byte_tiny(byte_tiny):
+    im = byte_tiny
+    lens = shared_prefix_lengths([encode(im, t) for t in PLAIN], [encode(im, t) for t in COND])
+    assert lens[2] == 0 and lens[3] == len("Hello there") - 1  # nothing shared; a prompt that prefixes the other
+    check_pairs(im, PLAIN, COND, REPLIES)
+
+
+def test_pairs_equal_each_item_alone_real_tokenizer(tiny):
+    check_pairs(tiny, PLAIN, COND, REPLIES)
+
+
+def test_only_unshared_items_and_only_shared_items(byte_tiny):
+    check_pairs(byte_tiny, PLAIN[2:3], COND[2:3], REPLIES[2:3])  # every item scored alone
+    check_pairs(byte_tiny, PLAIN[:2], COND[:2], REPLIES[:2])  # every item through the prefix cache
+
+
+def test_full_size_gpt2(gpt2_random):
+    check_pairs(gpt2_random, PLAIN[:2], COND[:2], REPLIES[:2])
+
+
+@pytest.mark.parametrize("arch", ["gpt_neox", "llama", "opt"])
+def test_other_architectures(arch):
+    """Rotary (llama, gpt_neox) and learned-offset (OPT) positions continue correctly from the prefix cache."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from inspector.fallback import builtin_tokenizer
+    from inspector.model import InspectorModel
+    from tests.test_forced import ARCHITECTURES
+
+    kw = dict(ARCHITECTURES[arch])
+    cfg = AutoConfig.for_model(kw.pop("model_type"), vocab_size=257, bos_token_id=256, eos_token_id=256,
+                               pad_token_id=256, **kw)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval()
+    assert cache_kwarg(model) in ("cache", "past_key_values")
+    im = InspectorModel.from_model(model, builtin_tokenizer(), name=arch, random_weights=True)
+    check_pairs(im, PLAIN, COND, REPLIES)
+
+
+def test_refusals_before_model_work(byte_tiny):
+    with pytest.raises(ValueError, match="no attention"):
+        score_token_pairs(byte_tiny, [[1, 2]], [[1, 3]], [[4]], keep_attention=True)
+    with pytest.raises(ValueError, match="two prompts per item"):
+        score_token_pairs(byte_tiny, [[1, 2]], [], [[4]])
+    with pytest.raises(ValueError, match="continuation 0 has no tokens"):
+        score_token_pairs(byte_tiny, [[1, 2]], [[1, 3]], [[]])
+    with pytest.raises(ValueError, match="more than the model's"):
+        score_token_pairs(byte_tiny, [[1, 2]], [[1] * byte_tiny.context_length], [[4]])
