@@ -242,18 +242,22 @@ def dailydialog_source() -> str | None:
 
 
 # ----------------------------------------------------------------------------- runs
-def _run_stamp(path: Path) -> float:
-    """Changes when the run's summary is rewritten or a batch's part lands (the parts folder's entries change).
+def _run_stamp(path: Path) -> tuple[Any, ...]:
+    """Changes when the run's summary or run.json is rewritten or a batch's part lands.
 
-    So a finished run reloads, and a run still being written is read again as batches finish.
+    So a finished run reloads, and a run still being written is read again as batches finish. The
+    parts are counted by name, not by the folder's time: two writes within the file system's clock
+    tick leave the same time, and a page read between them kept a stale table.
     """
-    stamps = [p.stat().st_mtime_ns / 1e9 for p in (path / "summary.parquet", path / "run.json", path / "parts")
-              if p.exists()]
-    return max(stamps, default=0.0)
+    times = tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in (path / "summary.parquet", path / "run.json"))
+    parts = path / "parts"
+    names = sorted(n for n in os.listdir(parts) if n.startswith("batch-") and n.endswith(".parquet")) \
+        if parts.is_dir() else []
+    return (*times, len(names), names[-1] if names else "")
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _open_run(path: str, stamp: float) -> Any:  # noqa: ARG001 - stamp only keys the cache
+def _open_run(path: str, stamp: tuple[Any, ...]) -> Any:  # noqa: ARG001 - stamp only keys the cache
     from inspector.runs import load_run
 
     run = load_run(path)
@@ -274,7 +278,7 @@ def open_run(path: str) -> Any:
 
 
 @st.cache_resource(show_spinner=False, max_entries=CAPTURE_CACHE_ENTRIES)
-def _run_capture(path: str, stamp: float, dial_id: int, turn: int) -> Any:  # noqa: ARG001
+def _run_capture(path: str, stamp: tuple[Any, ...], dial_id: int, turn: int) -> Any:  # noqa: ARG001
     return _open_run(path, stamp).load_capture(dial_id, turn)
 
 

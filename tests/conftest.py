@@ -97,3 +97,30 @@ def gpt2_random(gpt2_dir):
     im = inspector.load_model(gpt2_dir, device="cpu", random_weights=True)
     assert im.num_layers == 12 and im.num_heads == 12
     return im
+
+
+@pytest.fixture
+def bound_locally():
+    """Streamlit's ``server.address`` set to 127.0.0.1 for the test (AppTest runs no server), then restored."""
+    from dashboard_helpers import set_server_address
+
+    before = set_server_address("127.0.0.1")
+    yield
+    set_server_address(before)
+
+
+@pytest.fixture
+def fresh(monkeypatch, bound_locally):
+    """A dashboard page on the built-in model with no other launch option, and empty caches (yields ``state``).
+
+    Test files that need another page (DailyDialog kept, a model folder) define their own ``fresh``.
+    """
+    from dashboard import state
+
+    monkeypatch.setenv("INSPECTOR_DASHBOARD_MODEL", "builtin")
+    for name in ("INSPECTOR_DASHBOARD_RUN", "INSPECTOR_DASHBOARD_CAPTURE", "INSPECTOR_DASHBOARD_RANDOM_WEIGHTS",
+                 "INSPECTOR_DASHBOARD_REMOTE", "INSPECTOR_DAILYDIALOG_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    state.clear_caches()
+    yield state
+    state.clear_caches()

@@ -4,30 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dashboard_helpers import free_text, new_app, ok, set_server_address, texts, widgets
+from dashboard_helpers import free_text, new_app, ok, texts, widgets
 from plot_helpers import _decode
 
 pytest.importorskip("streamlit.testing.v1")
-
-
-@pytest.fixture(autouse=True)
-def _bound_locally():
-    before = set_server_address("127.0.0.1")
-    yield
-    set_server_address(before)
-
-
-@pytest.fixture
-def fresh(monkeypatch):
-    from dashboard import state
-
-    monkeypatch.setenv("INSPECTOR_DASHBOARD_MODEL", "builtin")
-    for name in ("INSPECTOR_DASHBOARD_RUN", "INSPECTOR_DASHBOARD_CAPTURE", "INSPECTOR_DASHBOARD_RANDOM_WEIGHTS",
-                 "INSPECTOR_DASHBOARD_REMOTE", "INSPECTOR_DAILYDIALOG_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    state.clear_caches()
-    yield state
-    state.clear_caches()
 
 
 def _figure(at, index: int) -> dict:

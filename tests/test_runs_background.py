@@ -216,8 +216,12 @@ def test_progress_rate_and_time_left_come_from_the_part_files(tmp_path):
     from inspector.runs.folder import RUN_FORMAT, RUN_JSON
 
     session = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+    # as run_corpus writes it: created in an earlier session, resumed at ``session``, updated since (by a
+    # batch, or at the end: then ``updated`` is after every part, and the rate must still come from the parts)
     (tmp_path / RUN_JSON).write_text(json.dumps({
-        "format": RUN_FORMAT, "schema_version": 1, "status": "running", "updated": session.isoformat(),
+        "format": RUN_FORMAT, "schema_version": 1, "status": "running",
+        "created": (session - dt.timedelta(hours=1)).isoformat(), "resumed": [session.isoformat()],
+        "updated": (session + dt.timedelta(seconds=20)).isoformat(),
         "identity": {"num_turns": 20}, "counts": {"turns": 20}}))
     (tmp_path / "parts").mkdir()
     t0 = session.timestamp()

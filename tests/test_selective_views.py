@@ -8,18 +8,6 @@ from dashboard_helpers import new_app, ok, texts
 from inspector.report import capture_report
 
 
-@pytest.fixture
-def fresh(monkeypatch):
-    from dashboard import state
-
-    monkeypatch.setenv("INSPECTOR_DASHBOARD_MODEL", "builtin")
-    for name in ("INSPECTOR_DASHBOARD_RUN", "INSPECTOR_DASHBOARD_RANDOM_WEIGHTS", "INSPECTOR_DASHBOARD_REMOTE"):
-        monkeypatch.delenv(name, raising=False)
-    state.clear_caches()
-    yield state
-    state.clear_caches()
-
-
 def test_report_names_a_selective_layout(byte_tiny):
     cap = byte_tiny.generate("hello there", max_new_tokens=3, layers=[1], attention_rows="generated")
     text = capture_report(cap)

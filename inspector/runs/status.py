@@ -216,6 +216,21 @@ def _parts(out: Path) -> list[tuple[float, int]]:
     return sorted(found)
 
 
+def _session_start(doc: dict[str, Any] | None) -> float | None:
+    """When the run's current (or last) session began: its last resume, else its creation.
+
+    Not ``updated``: a finished run's ``updated`` is its end, after every part, which left no part to
+    take a rate from (a test saw ``rate=None`` for a finished run whenever the last part and the end fell
+    in different seconds).
+    """
+    if doc is None:
+        return None
+    resumed = doc.get("resumed")
+    if isinstance(resumed, list) and resumed:
+        return _timestamp(resumed[-1])
+    return _timestamp(doc.get("created")) or _timestamp(doc.get("updated"))
+
+
 def _rate(parts: list[tuple[float, int]], session_start: float | None) -> float | None:
     """Turns per second over the parts written since ``session_start`` (one second's resolution)."""
     if session_start is None:
@@ -253,7 +268,7 @@ def run_status(out: str | os.PathLike[str]) -> RunStatus:
     if launch is not None and doc is not None and _timestamp(launch.get("started")) is not None \
             and (_timestamp(doc.get("updated")) or 0) < (_timestamp(launch.get("started")) or 0):
         started = launch.get("started")  # relaunched, still loading: run.json is the last session's
-    rate = _rate(parts, _timestamp((doc or {}).get("updated")))
+    rate = _rate(parts, _session_start(doc))
     done = sum(n for _, n in parts)
     if held:
         state, pid = "running", holder if holder is not None else (launch or {}).get("pid")
