@@ -124,3 +124,29 @@ def fresh(monkeypatch, bound_locally):
     state.clear_caches()
     yield state
     state.clear_caches()
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """A model folder for a tiny GPT-2 (config only) with the byte-level tokenizer built in code."""
+    from run_helpers import write_byte_model_folder
+
+    return write_byte_model_folder(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_dir):
+    """The :func:`tiny_dir` model loaded with random weights on the CPU (2 layers, 2 heads, 32 dims)."""
+    import inspector
+
+    im = inspector.load_model(tiny_dir, device="cpu", random_weights=True)
+    assert im.num_layers == 2 and im.num_heads == 2 and im.model.config.n_embd == 32
+    return im
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A handmade DailyDialog validation split (run mechanics do not need the real one)."""
+    from run_helpers import write_dailydialog
+
+    return write_dailydialog(tmp_path_factory.mktemp("dailydialog"))

@@ -20,13 +20,6 @@ pytest.importorskip("streamlit.testing.v1")
 
 
 @pytest.fixture
-def bound_locally():
-    before = set_server_address("127.0.0.1")
-    yield
-    set_server_address(before)
-
-
-@pytest.fixture
 def fresh(monkeypatch, bound_locally):
     """Built-in model, caches cleared, no launch options but the model."""
     from dashboard import state

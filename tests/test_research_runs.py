@@ -12,28 +12,12 @@ import math
 import pandas as pd
 import pytest
 import torch
-from run_helpers import write_byte_model_folder, write_dailydialog
 
 import inspector
 from inspector.capture import GenerationSettings
 from inspector.cli.main import main as cli_main
 from inspector.data import build_prompt, load_dailydialog
 from inspector.runs import RunConfig, RunMismatchError, load_run, run_corpus
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return write_byte_model_folder(tmp_path_factory.mktemp("tiny-gpt2"))
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tiny_dir):
-    return inspector.load_model(tiny_dir, device="cpu", random_weights=True)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_dailydialog(tmp_path_factory.mktemp("dailydialog"))
 
 
 def config(data_dir, **kw) -> RunConfig:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from run_helpers import write_byte_model_folder, write_dailydialog
+from run_helpers import write_byte_model_folder
 
 import inspector
 from inspector.capture import GenerationSettings
@@ -34,11 +34,6 @@ def model(model_dir):
     im = inspector.load_model(model_dir, device="cpu", random_weights=True)
     assert im.num_layers == 2 and len(im.tokenizer) == 257
     return im
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_dailydialog(tmp_path_factory.mktemp("dailydialog"))
 
 
 def config(data_dir: Path) -> RunConfig:

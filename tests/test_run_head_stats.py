@@ -5,23 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from run_helpers import write_byte_model_folder, write_dailydialog
 
-import inspector
 from inspector.capture import GenerationSettings
 from inspector.runs import RunConfig, RunError, load_run, run_corpus
 from inspector.runs.head_stats import headstats_path, read_run_head_stats
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    folder = write_byte_model_folder(tmp_path_factory.mktemp("tiny-gpt2"))
-    return inspector.load_model(folder, device="cpu", random_weights=True)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_dailydialog(tmp_path_factory.mktemp("dailydialog"))
 
 
 def config(data_dir, **kw) -> RunConfig:

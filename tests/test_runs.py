@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from run_helpers import write_byte_model_folder, write_dailydialog
 
 import inspector
 from inspector.capture import GenerationSettings
@@ -31,26 +30,6 @@ CONTRACT = [
     "seconds", "capture_file",
 ]
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    """A model folder for a tiny GPT-2 (config only) with the byte-level tokenizer built in code."""
-    return write_byte_model_folder(tmp_path_factory.mktemp("tiny-gpt2"))
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tiny_dir):
-    im = inspector.load_model(tiny_dir, device="cpu", random_weights=True)
-    assert im.num_layers == 2 and im.num_heads == 2 and im.model.config.n_embd == 32
-    assert len(im.tokenizer) == 257
-    return im
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """A handmade DailyDialog validation split (the run mechanics do not need the real one)."""
-    return write_dailydialog(tmp_path_factory.mktemp("dailydialog"))
 
 
 def config(data_dir, **kw) -> RunConfig:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from run_helpers import write_byte_model_folder, write_dailydialog
 
 import inspector
 from inspector.capture import GenerationSettings
@@ -31,16 +30,6 @@ from inspector.runs import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return write_byte_model_folder(tmp_path_factory.mktemp("tiny-gpt2"))
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_dailydialog(tmp_path_factory.mktemp("dailydialog"))
 
 
 def _config(data_dir: Path) -> RunConfig:

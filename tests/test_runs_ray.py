@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from run_helpers import NUM_TURNS, write_byte_model_folder, write_dailydialog
+from run_helpers import NUM_TURNS
 
 import inspector
 from inspector.capture import GenerationSettings
@@ -32,21 +32,6 @@ except ImportError:  # pragma: no cover - depends on the environment
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="ray[data] is not installed (pip install 'inspector[ray]')")
 BATCH = 4
 NUM_BATCHES = -(-NUM_TURNS // BATCH)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return write_byte_model_folder(tmp_path_factory.mktemp("tiny-gpt2"))
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tiny_dir):
-    return inspector.load_model(tiny_dir, device="cpu", random_weights=True)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return write_dailydialog(tmp_path_factory.mktemp("dailydialog"))
 
 
 @pytest.fixture(scope="module")
