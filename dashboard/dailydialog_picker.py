@@ -13,6 +13,28 @@ from .text import md, short
 TURN_OPTIONS_LIMIT = 400
 
 
+def dailydialog_unavailable(exc: BaseException) -> None:
+    """Say why DailyDialog could not be loaded and how to point at a local copy."""
+    st.warning(
+        f"**DailyDialog could not be loaded:** {exc}\n\n"
+        "Point at a local copy: type its folder under **DailyDialog turn**, set "
+        "`INSPECTOR_DAILYDIALOG_DIR=/path/to/dailydialog` before starting, or start with "
+        "`inspector dashboard --dailydialog /path/to/dailydialog`. The folder holds the original release "
+        "(`validation/dialogues_validation.txt` with its act and emotion files) or Parquet/CSV/JSONL files with "
+        "dialog, act and emotion columns. Meanwhile, **Free text** prompts work.",
+        icon=":material/folder_open:",
+    )
+
+
+def dailydialog_problem() -> BaseException | None:
+    """Why the default DailyDialog split cannot be loaded, or ``None`` when it can (the load is cached)."""
+    try:
+        state.load_turns("validation", None)
+    except Exception as exc:  # noqa: BLE001 - any failure is shown to the user, not raised
+        return exc
+    return None
+
+
 def dailydialog_picker(load: Any, settings: Any) -> tuple[str, dict[str, Any]] | None:
     """Split, filters, a turn list, the dialogue with its labels and the reference response."""
     from inspector.data.dailydialog import ACT_NAMES, EMOTION_NAMES, filter_turns
@@ -30,14 +52,7 @@ def dailydialog_picker(load: Any, settings: Any) -> tuple[str, dict[str, Any]] |
         with st.spinner("Loading DailyDialog…"):
             turns = state.load_turns(split, where.strip() or None)
     except Exception as exc:  # noqa: BLE001 - any failure: say how to fix, keep free text working
-        st.warning(
-            f"**DailyDialog could not be loaded:** {exc}\n\n"
-            "Point at a local copy: type its folder above, set `INSPECTOR_DAILYDIALOG_DIR=/path/to/dailydialog` "
-            "before starting, or start with `inspector dashboard --dailydialog /path/to/dailydialog`. The folder "
-            "holds the original release (`validation/dialogues_validation.txt` with its act and emotion files) or "
-            "Parquet/CSV/JSONL files with dialog, act and emotion columns. Meanwhile, **Free text** prompts work.",
-            icon=":material/folder_open:",
-        )
+        dailydialog_unavailable(exc)
         return None
     acts, emotions = list(ACT_NAMES.values()), list(EMOTION_NAMES.values())
     for key in ("f_act", "f_emotion", "f_response_act", "f_response_emotion"):

@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from . import state
-from .dailydialog_picker import dailydialog_picker
+from .dailydialog_picker import dailydialog_picker, dailydialog_problem, dailydialog_unavailable
 from .text import stop_label
 
 DEFAULT_PROMPT = "User: hey how are you? \nAgent:"
@@ -16,6 +16,12 @@ DEFAULT_PROMPT = "User: hey how are you? \nAgent:"
 def prompt_panel(load: Any, req: state.ModelRequest, settings: Any, settings_error: str | None) -> None:
     """DailyDialog turn picker or free text, and the Generate button."""
     st.subheader("1 · Choose a prompt")
+    if "prompt_source" not in st.session_state and not state.remembered("prompt_source"):
+        # A page that cannot load DailyDialog opens on free text (with a prompt), so Generate works at once.
+        problem = dailydialog_problem()
+        if problem is not None:
+            dailydialog_unavailable(problem)
+        state.sticky("prompt_source", "DailyDialog turn" if problem is None else "Free text")
     state.sticky("prompt_source", "DailyDialog turn")
     source_kind = st.radio("Prompt source", ["DailyDialog turn", "Free text"], key="prompt_source",
                            horizontal=True)

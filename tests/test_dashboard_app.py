@@ -214,7 +214,8 @@ def test_without_dailydialog_it_says_how_and_free_text_works(fresh, monkeypatch,
     ok(at)
     warning = texts(at.warning)
     assert "DailyDialog could not be loaded" in warning and "INSPECTOR_DAILYDIALOG_DIR" in warning
-    free_text(at, "User: is anyone there?\nAgent:")
+    # The page opens on free text with a prompt, so Generate works without typing anything.
+    assert at.radio(key="prompt_source").value == "Free text" and at.text_area(key="free_text").value.strip()
     at.button(key="generate").click().run()
     ok(at)
     assert fresh.generate_calls() == 1
