@@ -60,12 +60,13 @@ def assert_same_capture(got, want, ref_logits: torch.Tensor) -> None:
         wm.generation, wm.source, wm.model, wm.tokenizer, wm.attention_dtype)
 
 
-def check_pairs(im, plain: list[str], cond: list[str], replies: list[str]) -> None:
+def check_pairs(im, plain: list[str], cond: list[str], replies: list[str], **cache) -> None:
+    """Pair scoring (``cache``: ``prompt_cache`` and ``cache_rows``) against score_tokens and each item alone."""
     p1 = [encode(im, t) for t in plain]
     p2 = [encode(im, t) for t in cond]
     cs = [encode(im, t) for t in replies]
     first, second = score_token_pairs(im, p1, p2, cs, first_texts=plain, second_texts=cond, keep_logits=True,
-                                      sources={"kind": "test"})
+                                      sources={"kind": "test"}, **cache)
     for prompts, texts, got in ((p1, plain, first), (p2, cond, second)):
         want = score_tokens(im, prompts, cs, prompt_texts=texts, keep_logits=True, keep_attention=False,
                             sources={"kind": "test"})
@@ -88,6 +89,58 @@ def test_pairs_equal_each_item_alone_real_tokenizer(tiny):
 def test_only_unshared_items_and_only_shared_items(byte_tiny):
     check_pairs(byte_tiny, PLAIN[2:3], COND[2:3], REPLIES[2:3])  # every item scored alone
     check_pairs(byte_tiny, PLAIN[:2], COND[:2], REPLIES[:2])  # every item through the prefix cache
+
+
+def generated_cache(im, prompts: list[str]):
+    """The prompt cache a 3-token greedy batch generation from ``prompts`` leaves."""
+    from inspector.capture import GenerationSettings
+    from inspector.capture.engine import generate_with_prompt_cache
+
+    caps, cache = generate_with_prompt_cache(im, prompts, GenerationSettings(max_new_tokens=3),
+                                             [{"kind": "test"}] * len(prompts))
+    assert len(caps) == len(prompts) and cache is not None
+    return cache
+
+
+def count_prefix_passes(monkeypatch) -> list[int]:
+    import inspector.capture.forced_pair as fp
+
+    calls: list[int] = []
+    real = fp._prefix_cache
+
+    def counted(im, prefixes):
+        calls.append(len(prefixes))
+        return real(im, prefixes)
+
+    monkeypatch.setattr(fp, "_prefix_cache", counted)
+    return calls
+
+
+@pytest.mark.parametrize("fixture", ["byte_tiny", "tiny"])
+def test_after_a_generations_prompt_cache(fixture, request, monkeypatch):
+    """Scoring after the cache a generation from the second prompts left equals scoring without it; no
+    prefix pass is run for the items it covers, others (a row holding another prompt) take the usual path."""
+    im = request.getfixturevalue(fixture)
+    passes = count_prefix_passes(monkeypatch)
+    shared = [0, 1, 3, 4]  # items that share a prefix (item 2 shares nothing and is scored alone)
+    plain, cond, replies = [PLAIN[i] for i in shared], [COND[i] for i in shared], [REPLIES[i] for i in shared]
+    # the generation holds one more prompt nobody scores, first, so that item i is cache row i + 1
+    cache = generated_cache(im, ["User: a prompt that is generated from but not scored\nAgent:", *cond])
+    check_pairs(im, plain, cond, replies, prompt_cache=cache, cache_rows=[1, 2, 3, 4])
+    assert passes == []
+    # rows given in another order: each item finds its own prompt only in its own row
+    cache = generated_cache(im, cond)
+    check_pairs(im, plain, cond, replies, prompt_cache=cache, cache_rows=[0, 2, 1, 3])
+    assert passes == [2]  # items 1 and 2 point at each other's rows: one prefix pass for both
+    check_pairs(im, PLAIN, COND, REPLIES, prompt_cache=generated_cache(im, COND), cache_rows=[0, 1, 2, 3, 4])
+    assert passes == [2]  # the unshared item 2 is scored alone, the rest from the cache
+
+
+def test_prompt_cache_needs_one_row_per_item(byte_tiny):
+    cache = generated_cache(byte_tiny, COND[:2])
+    with pytest.raises(ValueError, match="one cache row per item"):
+        score_token_pairs(byte_tiny, [encode(byte_tiny, t) for t in PLAIN[:2]],
+                          [encode(byte_tiny, t) for t in COND[:2]], [[4], [5]], prompt_cache=cache, cache_rows=[0])
 
 
 def test_full_size_gpt2(gpt2_random):
@@ -123,3 +176,20 @@ def test_refusals_before_model_work(byte_tiny):
         score_token_pairs(byte_tiny, [[1, 2]], [[1, 3]], [[]])
     with pytest.raises(ValueError, match="more than the model's"):
         score_token_pairs(byte_tiny, [[1, 2]], [[1] * byte_tiny.context_length], [[4]])
+
+
+def test_output_layer_sees_only_the_forced_positions(byte_tiny, monkeypatch):
+    """The vocabulary projection runs on the positions that predict forced tokens, not the padded window;
+    a model whose output layer is not a module falls back to the window, with the same results."""
+    seen: list[tuple[int, ...]] = []
+    head = byte_tiny.model.get_output_embeddings()
+    handle = head.register_forward_hook(lambda _m, args, out: seen.append(tuple(args[0].shape)))
+    try:
+        check_pairs(byte_tiny, PLAIN[:2], COND[:2], REPLIES[:2])
+    finally:
+        handle.remove()
+    forced = sum(len(encode(byte_tiny, r)) for r in REPLIES[:2])
+    # the prefix pass keeps one position per item; each segment pass only the forced tokens
+    assert seen[:3] == [(2, 1, byte_tiny.model.config.hidden_size)] + [(1, forced, byte_tiny.model.config.hidden_size)] * 2
+    monkeypatch.setattr(type(byte_tiny.model), "get_output_embeddings", lambda self: None)
+    check_pairs(byte_tiny, PLAIN[:2], COND[:2], REPLIES[:2])

@@ -80,9 +80,13 @@ def test_research_options_are_part_of_the_command_identity(scored_run, tiny_mode
     assert RunConfig(condition="act").score_reference is True
 
 
-def test_conditioned_run_generates_from_the_conditioned_prompt(tmp_path, tiny_model, data_dir):
+def test_conditioned_run_generates_from_the_conditioned_prompt(tmp_path, tiny_model, data_dir, monkeypatch):
+    from tests.test_forced_pair import count_prefix_passes
+
     cfg = config(data_dir, condition="emotion", attention="full", limit=8)
+    passes = count_prefix_passes(monkeypatch)
     run = run_corpus(cfg, tmp_path / "cond", tiny_model, progress=False)
+    assert passes == []  # the reference is scored from the generation's prompt cache, checked below
     df = run.summary
     data = load_dailydialog("validation", data_dir)
     has_target = df["response_emotion"].notna()

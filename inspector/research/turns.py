@@ -34,6 +34,7 @@ from inspector.research.condition import (
 from inspector.research.difficulty import CONDITION_COLUMNS, DIFFICULTY_COLUMNS, condition_effect, reply_difficulty
 
 if TYPE_CHECKING:  # pragma: no cover
+    from inspector.capture.prompt_cache import PromptCache
     from inspector.data.prompts import Prompt
     from inspector.model import InspectorModel
     from inspector.records import Capture
@@ -57,6 +58,7 @@ def research_columns(
     *,
     style: str = "paren",
     condition_share: bool = True,
+    prompt_cache: PromptCache | None = None,
 ) -> list[dict[str, float]]:
     """The :data:`RESEARCH_COLUMNS` of each turn (one dict per prompt, in order).
 
@@ -70,6 +72,10 @@ def research_columns(
         condition_share: compute ``attn_condition`` from the conditioned forced pass; ``False`` skips the
             attention there (cheaper) and leaves the column NaN, e.g. for a caller that reads it off its
             own conditioned generation.
+        prompt_cache: the KV cache of that generation, one row per prompt in order
+            (:func:`~inspector.capture.engine.generate_with_prompt_cache`): a turn whose conditioned
+            prompt is the one generated from skips its prefix pass (with ``condition_share=False``).
+            Used up by the call.
     """
     n = len(prompts)
     if len(responses) != n or (targets is not None and len(targets) != n):
@@ -106,7 +112,8 @@ def research_columns(
                                                                               replies[i])] for i in order]
         first, second = score_token_pairs(im, [x[0] for x in ids], [x[1] for x in ids], [x[2] for x in ids],
                                           first_texts=[prompts[i].text for i in order],
-                                          second_texts=[conditioned[i].text for i in order], keep_logits=True)
+                                          second_texts=[conditioned[i].text for i in order], keep_logits=True,
+                                          prompt_cache=prompt_cache, cache_rows=order if prompt_cache else None)
         by_turn.update(zip(order, first, strict=True))
         cond.update(zip(order, second, strict=True))
     rest = [i for i in todo if i not in by_turn]

@@ -41,6 +41,7 @@ from inspector.runs.summary import coerce, done_batches, read_parts, write_table
 if TYPE_CHECKING:  # pragma: no cover
     import os
 
+    from inspector.capture.prompt_cache import PromptCache
     from inspector.model import InspectorModel
     from inspector.records import Capture
 
@@ -108,7 +109,8 @@ def _row(item: WorkItem, capture: Capture, metrics: Mapping[str, Any], capture_f
 
 
 def _add_research(config: RunConfig, im: InspectorModel, batch: Sequence[WorkItem], captures: Sequence[Capture],
-                  kept: list[Capture], metrics: list[dict[str, Any]]) -> list[Capture]:
+                  kept: list[Capture], metrics: list[dict[str, Any]],
+                  prompt_cache: PromptCache | None = None) -> list[Capture]:
     """Merge each turn's research columns into its metrics; keep the condition's attention share in the capture.
 
     The reference reply is scored after the plain prompt (and after the conditioned one with a
@@ -123,7 +125,7 @@ def _add_research(config: RunConfig, im: InspectorModel, batch: Sequence[WorkIte
     conditioned = config.condition != "none"
     columns = research_columns(im, [it.plain_prompt for it in batch], [it.labels["response"] for it in batch],
                                [it.target for it in batch] if conditioned else None,
-                               style=config.condition_style, condition_share=False)
+                               style=config.condition_style, condition_share=False, prompt_cache=prompt_cache)
     out = []
     for it, cap, small, m, cols in zip(batch, captures, kept, metrics, columns, strict=True):
         m.update(cols)
@@ -328,12 +330,19 @@ def capture_batch(config: RunConfig, out: Path, im: InspectorModel, plan: RunPla
     import pandas as pd
 
     from inspector.capture import generate
+    from inspector.capture.engine import generate_with_prompt_cache
 
     batch = plan.batches[b]
     t0 = time.perf_counter()
-    captures = generate(im, [it.prompt.text for it in batch], settings=config.batch_settings(b),
-                        sources=[it.prompt.source() for it in batch])
-    assert isinstance(captures, list)
+    prompts, sources = [it.prompt.text for it in batch], [it.prompt.source() for it in batch]
+    prompt_cache = None
+    if config.score_reference and config.condition != "none":
+        # the reference is scored after the conditioned prompt generated from: its prefill is reused
+        captures, prompt_cache = generate_with_prompt_cache(im, prompts, config.batch_settings(b), sources)
+    else:
+        generated = generate(im, prompts, settings=config.batch_settings(b), sources=sources)
+        assert isinstance(generated, list)
+        captures = generated
     metrics, kept, head_stats = [], [], []
     for it, cap in zip(batch, captures, strict=True):
         if cap.token_ids[: cap.prompt_len].tolist() != list(it.prompt.token_ids):
@@ -345,7 +354,8 @@ def capture_batch(config: RunConfig, out: Path, im: InspectorModel, plan: RunPla
         head_stats.append(turn_head_stats(cap))  # from the full attention, before any reduction
         kept.append(_reduce_attention(cap, config.attention))
     if config.score_reference:
-        kept = _add_research(config, im, batch, captures, kept, metrics)
+        kept = _add_research(config, im, batch, captures, kept, metrics, prompt_cache)
+    del prompt_cache
     files: list[str | None] = [None] * len(batch)
     if config.keep_captures:
         for i, (it, cap) in enumerate(zip(batch, kept, strict=True)):
