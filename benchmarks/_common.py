@@ -86,9 +86,18 @@ def sync(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any, int]:
-    """(seconds, result, peak bytes above start) of one call."""
+def timed(fn: Callable[[], Any], device: torch.device, memory: bool = True) -> tuple[float, Any, int]:
+    """(seconds, result, peak bytes above start) of one call.
+
+    ``memory=False``: no sampling thread (on the CPU it wakes every 2 ms and takes the GIL, which adds
+    noise to the time); the peak is then reported as 0.
+    """
     sync(device)
+    if not memory:
+        t0 = time.perf_counter()
+        result = fn()
+        sync(device)
+        return time.perf_counter() - t0, result, 0
     with PeakMemory(device) as mem:
         t0 = time.perf_counter()
         result = fn()

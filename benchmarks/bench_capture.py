@@ -77,6 +77,8 @@ def tensor_bytes(obj: Any) -> int:
 
 #: The method that also keeps hidden states and value norms.
 LAYERS = "+layers"
+#: plain ``generate`` with the capture's reserved KV cache: the capture's own cost is its time over this one's.
+RESERVED = "plain+cache"
 #: The selective method's settings.
 SELECTIVE = {"layers": [0, 6, 11], "attention_rows": "generated"}
 #: New tokens per batch size when --new-tokens is not given (the issue's cases).
@@ -95,12 +97,16 @@ def capture_methods(im: Any, prompts: list[str], new_tokens: int) -> dict[str, A
             "selective": make(**SELECTIVE)}
 
 
-def run_case(im: Any, batch: int, prompt_tokens: int, new_tokens: int, reps: int, notebook: bool) -> dict[str, Any]:
+def run_case(im: Any, batch: int, prompt_tokens: int, new_tokens: int, reps: int, notebook: bool,
+             only: set[str] | None = None, sample_memory: bool = False) -> dict[str, Any]:
+    """Every method ``reps`` times, interleaved: the order reverses on odd repetitions (ABBA), so a drift in
+    the machine's speed hits all alike. ``only``: these methods (plain always runs)."""
     tok, model, dev = im.tokenizer, im.model, im.device
     prompts = make_prompts(tok, batch, prompt_tokens)
     enc = tok(prompts, return_tensors="pt", padding=True).to(dev)
-    common = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                  pad_token_id=tok.pad_token_id)
+    # Exactly what the capture asks of generate: no min_new_tokens (its processor costs plain ~2% at batch
+    # 16, a cost the capture does not pay); greedy on the same model stops both at the same step (checked).
+    common = dict(max_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
 
     def plain() -> torch.Tensor:
         with torch.no_grad():
@@ -113,9 +119,20 @@ def run_case(im: Any, batch: int, prompt_tokens: int, new_tokens: int, reps: int
             stacked = [torch.stack(out.attentions[step]).mean(dim=0) for step in range(len(out.attentions))]
         return out, stacked
 
-    methods = {"plain": plain, **capture_methods(im, prompts, new_tokens)}
+    def plain_reserved() -> torch.Tensor:
+        """plain generate given the capture's KV cache (room reserved, written in place), nothing recorded"""
+        from inspector.capture.modules import cache_kwarg
+        from inspector.capture.reserved_cache import reserved_cache
+
+        cache = reserved_cache(model, int(enc["input_ids"].shape[1]) + new_tokens)
+        with torch.no_grad():
+            return model.generate(**enc, use_cache=True, **common, **{cache_kwarg(model): cache})
+
+    methods = {"plain": plain, RESERVED: plain_reserved, **capture_methods(im, prompts, new_tokens)}
     if notebook:
         methods["notebook"] = notebook_method
+    if only:
+        methods = {m: f for m, f in methods.items() if m == "plain" or m in only}
     # warm-up (allocator, kernels): one short run each
     with torch.no_grad():
         model.generate(**enc, max_new_tokens=2, pad_token_id=tok.pad_token_id)
@@ -127,10 +144,13 @@ def run_case(im: Any, batch: int, prompt_tokens: int, new_tokens: int, reps: int
     kept: dict[str, int] = {}
     steps: dict[str, int] = {}
     failed: dict[str, str] = {}
-    for _ in range(reps):
-        for name, fn in list(methods.items()):
+    for rep in range(reps):
+        order = list(methods.items())
+        for name, fn in order if rep % 2 == 0 else order[::-1]:
+            if name not in methods:  # ran out of memory earlier
+                continue
             try:
-                seconds, result, peak = timed(fn, dev)
+                seconds, result, peak = timed(fn, dev, memory=sample_memory)
             except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
                 # the notebook's method at 256+128 tokens, batch 16, ran out of an 80 GB GPU: say so, go on
                 failed[name] = f"out of memory: {str(exc).splitlines()[0][:200]}"
@@ -143,7 +163,7 @@ def run_case(im: Any, batch: int, prompt_tokens: int, new_tokens: int, reps: int
                 continue
             times[name].append(seconds)
             peaks[name].append(peak)
-            if name == "plain":
+            if name in ("plain", RESERVED):
                 kept[name] = tensor_bytes(result) // batch
                 steps[name] = int(result.shape[1]) - int(enc["input_ids"].shape[1])
             elif name == "notebook":
@@ -155,6 +175,12 @@ def run_case(im: Any, batch: int, prompt_tokens: int, new_tokens: int, reps: int
                 steps[name] = min(c.num_steps for c in result)
             del result
     med = {m: median(t) for m, t in times.items()}
+    # each repetition's pair, run back to back: robust to a slow spell that spans one repetition
+    paired = {m: median([a / b for a, b in zip(t, times["plain"], strict=True)]) for m, t in times.items()
+              if m != "plain" and len(t) == len(times["plain"])}
+    capture_steps = [v for m, v in steps.items() if m not in ("plain", "notebook", RESERVED)]
+    if any(v != steps["plain"] for v in capture_steps):
+        print(f"  WARNING: the methods generated different numbers of steps: {steps}", flush=True)
     res: dict[str, Any] = {
         "batch": batch,
         "prompt_tokens": prompt_tokens,
@@ -165,13 +191,19 @@ def run_case(im: Any, batch: int, prompt_tokens: int, new_tokens: int, reps: int
         "steps": steps,
         "bytes_kept_per_prompt": kept,
         "peak_mem_above_start_bytes": {m: max(p) for m, p in peaks.items()},
-        "capture_over_plain": med["inspector"] / med["plain"],
+        "capture_over_plain": med["inspector"] / med["plain"] if "inspector" in med else None,
+        "paired_over_plain": paired,
         "failed": failed,
     }
-    res["peak_mem_capture_minus_plain_bytes"] = (
-        res["peak_mem_above_start_bytes"]["inspector"] - res["peak_mem_above_start_bytes"]["plain"]
-    )
-    if LAYERS in med:
+    if sample_memory and "inspector" in med:
+        res["peak_mem_capture_minus_plain_bytes"] = (
+            res["peak_mem_above_start_bytes"]["inspector"] - res["peak_mem_above_start_bytes"]["plain"]
+        )
+    if RESERVED in med and "inspector" in med:
+        # what recording costs on top of the very same generation (same cache), pair by pair
+        res["capture_over_same_cache"] = median([a / b for a, b in zip(times["inspector"], times[RESERVED],
+                                                                       strict=True)])
+    if LAYERS in med and "inspector" in med:
         res["layers_over_capture"] = med[LAYERS] / med["inspector"]
     if notebook and "notebook" in med:
         res["notebook_over_capture"] = med["notebook"] / med["inspector"]
@@ -187,7 +219,7 @@ def memory_child(im: Any, method: str, batch: int, prompt_tokens: int, new_token
 
     def plain(n: int) -> Any:
         with torch.no_grad():
-            return model.generate(**enc, use_cache=True, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+            return model.generate(**enc, use_cache=True, max_new_tokens=n, do_sample=False,
                                   pad_token_id=tok.pad_token_id)
 
     def run(n: int) -> Any:
@@ -265,7 +297,7 @@ def memory_case(args: argparse.Namespace, batch: int, new_tokens: int, methods: 
         out[m] = json.loads(line[len("MEMORY "):])
     plain = out.get("plain", {}).get("peak_above_start_bytes")
     for m, r in out.items():
-        if m != "plain" and plain is not None and "kept_bytes" in r and r["kept_bytes"]:
+        if m not in ("plain", RESERVED) and plain is not None and "kept_bytes" in r and r["kept_bytes"]:
             r["peak_above_plain_bytes"] = r["peak_above_start_bytes"] - plain
             r["peak_over_kept"] = r["peak_above_plain_bytes"] / r["kept_bytes"]
     return out
@@ -274,12 +306,20 @@ def memory_case(args: argparse.Namespace, batch: int, new_tokens: int, methods: 
 def print_case(r: dict[str, Any]) -> None:
     mb = 1e6
     print(f"\n== batch {r['batch']}, {r['prompt_tokens']}+{r['new_tokens']} tokens, median of {r['reps']} ==")
-    print(f"{'method':<10} {'median s':>9} {'vs plain':>9} {'kept/prompt MB':>15} {'peak mem +MB':>13} {'steps':>6}")
+    print(f"{'method':<10} {'median s':>9} {'vs plain':>9} {'paired':>8} {'min s':>8} {'kept/prompt MB':>15} "
+          f"{'steps':>6}")
     for m, s in r["median_s"].items():
-        print(f"{m:<10} {s:>9.3f} {s / r['median_s']['plain']:>8.2f}x {r['bytes_kept_per_prompt'][m] / mb:>15.2f} "
-              f"{r['peak_mem_above_start_bytes'][m] / mb:>13.1f} {r['steps'][m]:>6}")
-    print(f"capture / plain: {r['capture_over_plain']:.3f}x; "
-          f"capture peak memory minus plain's: {r['peak_mem_capture_minus_plain_bytes'] / mb:.1f} MB")
+        pair = r["paired_over_plain"].get(m)
+        print(f"{m:<10} {s:>9.3f} {s / r['median_s']['plain']:>8.3f}x {pair or 1.0:>7.3f}x {min(r['all_s'][m]):>8.3f} "
+              f"{r['bytes_kept_per_prompt'][m] / mb:>15.2f} {r['steps'][m]:>6}")
+    if r["capture_over_plain"] is not None:
+        print(f"capture / plain: {r['capture_over_plain']:.3f}x (medians), {r['paired_over_plain']['inspector']:.3f}x "
+              "(median of back-to-back pairs)")
+    if "capture_over_same_cache" in r:
+        print(f"capture / plain generate with the capture's reserved cache: {r['capture_over_same_cache']:.3f}x "
+              "(median of pairs: the recording's own cost)")
+    if "peak_mem_capture_minus_plain_bytes" in r:
+        print(f"capture peak memory minus plain's (sampled): {r['peak_mem_capture_minus_plain_bytes'] / mb:.1f} MB")
     for m, why in r.get("failed", {}).items():
         print(f"{m}: did not complete ({why})")
     if "layers_over_capture" in r:
@@ -306,6 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--reps", type=int, default=5, help="repetitions at batch 1 (batch>1: max(3, reps//2))")
+    p.add_argument("--batch-reps", type=int, default=None, help="repetitions at batch > 1 (default: see --reps)")
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated methods besides plain (default: all of inspector,{LAYERS},selective)")
+    p.add_argument("--sample-memory", action="store_true",
+                   help="also sample RSS during the timed runs (a thread every 2 ms: adds noise to the time)")
     p.add_argument("--notebook-batches", default="1", help="batch sizes that also run the notebook method")
     p.add_argument("--long", action="store_true", help="also run 256+128 tokens at batch 16 (GPU)")
     p.add_argument("--json", default=None, help="write results as JSON here")
@@ -321,15 +366,18 @@ def main(argv: list[str] | None = None) -> int:
     nb = {int(x) for x in args.notebook_batches.split(",") if x}
     results = []
     for b in (int(x) for x in args.batches.split(",")):
-        reps = args.reps if b == 1 else max(3, args.reps // 2)
+        reps = args.reps if b == 1 else (args.batch_reps or max(3, args.reps // 2))
         new_tokens = args.new_tokens or NEW_TOKENS.get(b, 64)
-        r = run_case(im, b, args.prompt_tokens, new_tokens, reps, notebook=b in nb)
+        only = set(args.methods.split(",")) if args.methods else None
+        r = run_case(im, b, args.prompt_tokens, new_tokens, reps, notebook=b in nb, only=only,
+                     sample_memory=args.sample_memory)
         if not args.no_memory:
-            r["memory"] = memory_case(args, b, new_tokens, ["plain", "inspector", LAYERS, "selective"])
+            kinds = [m for m in ("inspector", LAYERS, "selective") if not only or m in only]
+            r["memory"] = memory_case(args, b, new_tokens, ["plain", *kinds])
         print_case(r)
         results.append(r)
     if args.long:
-        r = run_case(im, 16, 256, 128, 3, notebook=True)
+        r = run_case(im, 16, 256, 128, 3, notebook=True, sample_memory=args.sample_memory)
         print_case(r)
         results.append(r)
     write_json(args.json, {"benchmark": "capture", "machine": machine(), "device": str(im.device), "results": results})

@@ -56,8 +56,9 @@ def runner(im: Any, method: str, prompt: str, new_tokens: int) -> Any:
 
         def plain() -> Any:
             with torch.no_grad():
-                return model.generate(**enc, use_cache=True, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                                      do_sample=False, pad_token_id=tok.eos_token_id)
+                # what the capture asks of generate (no min_new_tokens: greedy stops both at the same step)
+                return model.generate(**enc, use_cache=True, max_new_tokens=new_tokens, do_sample=False,
+                                      pad_token_id=tok.eos_token_id)
         return plain
     return lambda: [inspector.generate(im, prompt, max_new_tokens=new_tokens, **METHODS[method])]
 

@@ -309,3 +309,17 @@ def test_step_entropy_and_topk_against_float64_at_batch_16():
     kept = torch.log_softmax(logits.double().masked_fill(logits < 2.0, float("-inf")), -1)
     ref_m = -(kept.exp() * kept.masked_fill(kept.isinf(), 0)).sum(-1)
     assert torch.allclose(m_ent.double(), ref_m, rtol=0, atol=2e-5)
+
+
+def test_extra_step_for_the_last_row_skips_the_output_layer(byte_tiny):
+    """The step after generate (for the last token's attention row) projects no position onto the vocabulary."""
+    seen: list[tuple[int, ...]] = []
+    head = byte_tiny.model.get_output_embeddings()
+    handle = head.register_forward_hook(lambda _m, args, out: seen.append(tuple(out.shape)))
+    try:
+        cap = inspector.generate(byte_tiny, ["User: hi\nAgent:", "Hello"], max_new_tokens=3)
+    finally:
+        handle.remove()
+    vocab = byte_tiny.model.config.vocab_size
+    assert seen == [(2, 1, vocab)] * 3 + [(2, 0, vocab)]
+    assert cap[0].attentions is not None and cap[0].num_steps == 3

@@ -22,6 +22,7 @@ from inspector.capture.encode import PromptBatch, check_prompts, encode_prompts
 from inspector.capture.modules import cache_kwarg
 from inspector.capture.prompt_cache import PromptCache
 from inspector.capture.recorder import Recorder
+from inspector.capture.reserved_cache import reserved_cache
 from inspector.capture.settings import GenerationSettings
 from inspector.capture.steps import StackedSteps
 
@@ -223,6 +224,13 @@ def _run(
     rng: Any = contextlib.nullcontext()
     if settings.seed is not None:
         rng = torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
+    cache: dict[str, Any] = {}
+    if expand == 1 and settings.num_beams == 1:  # one row per prompt: the cache is never reordered
+        # every position the generation and its extra step write: the prompt and each new token
+        reserved = reserved_cache(model, batch.p_max + settings.max_new_tokens, gen_config)
+        if reserved is not None:
+            cache[cache_kwarg(model)] = reserved
+            gen_config.cache_implementation = None  # the cache is given (generate refuses both)
     with rng, rec.attached():
         if settings.seed is not None:
             torch.manual_seed(settings.seed)
@@ -232,6 +240,7 @@ def _run(
             generation_config=gen_config,
             logits_processor=LogitsProcessorList([*settings.warpers(), processor]),
             stopping_criteria=StoppingCriteriaList([criterion]),
+            **cache,
         )
         sequences = out.sequences  # [rows_out, p_max + T]
         total_steps = int(sequences.shape[1]) - batch.p_max
@@ -265,11 +274,20 @@ def _final_cached_step(rec: Recorder, out: Any, sequences: torch.Tensor, mask: t
     position_ids = (full_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -1:]
     rec.record_logits = False
     kwargs = {cache_kwarg(model): cache}
-    model(
-        input_ids=sequences[:, -1:],
-        attention_mask=full_mask,
-        position_ids=position_ids,
-        use_cache=True,
-        logits_to_keep=1,
-        **kwargs,
-    )
+    # nothing reads this step's logits: the output layer gets no position (at batch 16 the vocabulary
+    # projection was a fifth of the step)
+    head = model.get_output_embeddings()
+    handle = (head.register_forward_pre_hook(lambda _m, args: (args[0][..., :0, :], *args[1:]))
+              if isinstance(head, torch.nn.Module) else None)
+    try:
+        model(
+            input_ids=sequences[:, -1:],
+            attention_mask=full_mask,
+            position_ids=position_ids,
+            use_cache=True,
+            logits_to_keep=1,
+            **kwargs,
+        )
+    finally:
+        if handle is not None:
+            handle.remove()

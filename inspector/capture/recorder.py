@@ -106,10 +106,13 @@ class Recorder:
         self.generated_rows = self.layout.rows == "generated"
         self.kept_heads = self.layout.head_axis(self.num_heads)
         self._layer_w = [None] * len(self.layer_ids)
+        self._all_heads = self.head_index is None and not self.head_mean  # weights go in as they come
+        self._layer_buf: list[torch.Tensor] | None = None  # per kept layer, a view of the buffer
         if settings.keep_attention and not self.beam:
             queries = settings.max_new_tokens if self.generated_rows else self.s_max
             shape = (rows, len(self.layer_ids), self.kept_heads, queries, self.s_max)
             self.buffer = torch.zeros(shape, dtype=self.att_dtype, device=self.device)
+            self._layer_buf = list(self.buffer.unbind(1))  # [row, head, query, key] each
         if settings.keep_value_norms:
             check_value_norms_supported(im.model)
         self.layers = LayerRecorder(self.modules, rows, self.s_max, settings.record_hidden_states,
@@ -136,11 +139,12 @@ class Recorder:
                     return
                 weights = weights[..., max(0, self.p_max - first) :, :]
                 first = max(first, self.p_max)
-            weights = self.kept(weights)
-            if self.buffer is not None:
+            if not self._all_heads:
+                weights = self.kept(weights)
+            if self._layer_buf is not None:
                 top = first - self.p_max if self.generated_rows else first
                 rows = int(weights.shape[-2])
-                self.buffer[:, layer, :, top : top + rows, end - self._keys(kk, end) : end].copy_(weights)
+                self._layer_buf[layer][:, :, top : top + rows, end - self._keys(kk, end) : end].copy_(weights)
             else:
                 self._layer_w[layer] = weights.to(self.att_dtype)
 
