@@ -55,10 +55,12 @@ def test_crop_select_and_write_again(byte_tiny):
     assert torch.equal(plain.update(k[1:, :, :1], -k[1:, :, :1])[0], keys)
 
 
-def test_the_capture_generates_with_it(byte_tiny):
+def test_the_capture_generates_with_it(byte_tiny, monkeypatch):
     from inspector.capture import GenerationSettings
     from inspector.capture.engine import generate_with_prompt_cache
 
+    # this tiny capture keeps less than the cache's page overhead bound: allow it here (see the test below)
+    monkeypatch.setattr("inspector.capture.reserved_cache.MAX_PAGE_OVERHEAD", float("inf"))
     caps, cache = generate_with_prompt_cache(byte_tiny, PROMPTS, GenerationSettings(max_new_tokens=4),
                                              [{"kind": "test"}] * len(PROMPTS))
     assert cache is not None and all(type(layer) is ReservedLayer for layer in cache.cache.layers)
@@ -69,10 +71,37 @@ def test_the_capture_generates_with_it(byte_tiny):
     assert all(c.num_steps == 4 for c in caps)
 
 
+def test_only_where_its_memory_is_small_next_to_the_capture(byte_tiny, gpt2_random):
+    """On the CPU a reserved cache may hold up to a page per (row, KV head, layer, keys or values) more than
+    a compact one; the capture uses it when that is at most a quarter of what it keeps."""
+    import mmap
+
+    from inspector.capture import GenerationSettings
+    from inspector.capture.budget import ModelSizes, estimate_capture
+    from inspector.capture.engine import generate_with_prompt_cache
+    from inspector.capture.reserved_cache import MAX_PAGE_OVERHEAD, page_overhead, worth_reserving
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert page_overhead(gpt2_random.model, 16) == 16 * 12 * 12 * 2 * mmap.PAGESIZE  # 18.9 MB with 4 KiB pages
+    assert worth_reserving(gpt2_random.model, cpu, 16, 76 * 10**6)  # a full 64 + 64-token capture keeps 76 MB
+    assert not worth_reserving(gpt2_random.model, cpu, 16, 10 * 10**6)  # 3 layers' generated rows: 10 MB
+    assert worth_reserving(gpt2_random.model, cuda, 16, 1)  # a device allocates whole blocks either way
+    for settings, reserved in ((GenerationSettings(max_new_tokens=4), False),
+                               (GenerationSettings(max_new_tokens=60), True)):
+        lens = [len(byte_tiny.tokenizer(p)["input_ids"]) for p in PROMPTS]
+        kept = estimate_capture(settings.selected(byte_tiny.num_layers, byte_tiny.num_heads, "tiny"),
+                                ModelSizes.of(byte_tiny.model), lens).kept
+        assert (page_overhead(byte_tiny.model, 3) <= MAX_PAGE_OVERHEAD * kept) is reserved
+        _, cache = generate_with_prompt_cache(byte_tiny, PROMPTS, settings, [{"kind": "test"}] * 3)
+        assert cache is not None
+        assert all(type(layer) is (ReservedLayer if reserved else DynamicLayer) for layer in cache.cache.layers)
+
+
 def test_not_for_beam_search_or_several_sequences(byte_tiny, monkeypatch):
     import inspector
     import inspector.capture.engine as engine
 
+    monkeypatch.setattr("inspector.capture.reserved_cache.MAX_PAGE_OVERHEAD", float("inf"))
     made: list[object] = []
     real = engine.reserved_cache
     monkeypatch.setattr(engine, "reserved_cache", lambda *a: made.append(real(*a)) or made[-1])

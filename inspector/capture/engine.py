@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from inspector.capture.assemble import assemble
-from inspector.capture.budget import ModelSizes, check_budget
+from inspector.capture.budget import ModelSizes, check_budget, estimate_capture
 from inspector.capture.encode import PromptBatch, check_prompts, encode_prompts
 from inspector.capture.modules import cache_kwarg
 from inspector.capture.prompt_cache import PromptCache
 from inspector.capture.recorder import Recorder
-from inspector.capture.reserved_cache import reserved_cache
+from inspector.capture.reserved_cache import reserved_cache, worth_reserving
 from inspector.capture.settings import GenerationSettings
 from inspector.capture.steps import StackedSteps
 
@@ -225,7 +225,9 @@ def _run(
     if settings.seed is not None:
         rng = torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
     cache: dict[str, Any] = {}
-    if expand == 1 and settings.num_beams == 1:  # one row per prompt: the cache is never reordered
+    kept = estimate_capture(settings, ModelSizes.of(model), [batch.p_max - pad for pad in batch.pads]).kept
+    # one row per prompt (the cache is never reordered), and the memory it may add small next to the captures
+    if expand == 1 and settings.num_beams == 1 and worth_reserving(model, dev, rows, kept):
         # every position the generation and its extra step write: the prompt and each new token
         reserved = reserved_cache(model, batch.p_max + settings.max_new_tokens, gen_config)
         if reserved is not None:

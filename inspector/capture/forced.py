@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from inspector.capture.checks import NonFiniteError
+from inspector.capture.recorder import entropy_of_logprobs
 from inspector.capture.settings import GenerationSettings
 from inspector.devices import dtype_name
 from inspector.provenance import library_versions
@@ -228,7 +229,7 @@ def _forward(
 def _token_stats(logits: torch.Tensor, forced: torch.Tensor, k: int) -> TokenScores:
     """Statistics of ``logits`` ``[step, vocab]`` for the forced ids ``[step]`` (float32 log-softmax)."""
     logp = torch.log_softmax(logits.float(), dim=-1)
-    entropy = -(logp.exp() * logp).sum(-1)
+    entropy = entropy_of_logprobs(logp)
     chosen = logp.gather(-1, forced[:, None])
     # ties count in the forced token's favour, as in generated captures
     rank = (logp > chosen).sum(-1) + 1

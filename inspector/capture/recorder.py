@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
@@ -32,20 +32,37 @@ if TYPE_CHECKING:  # pragma: no cover
     from inspector.handle import ModelHandle
 
 
+#: Bytes of one chunk of ``[row, vocab]`` log-probabilities in :func:`entropy_of_logprobs` (stays in cache).
+ENTROPY_CHUNK_BYTES = 256 * 1024
+
+
+def entropy_of_logprobs(logp: torch.Tensor, masked: bool = False) -> torch.Tensor:
+    """Entropy ``[row]`` in nats of log-probabilities ``[row, vocab]`` (float32), ``-sum p log p``.
+
+    Computed over column chunks of about :data:`ENTROPY_CHUNK_BYTES`: each chunk's ``p = exp(log p)``
+    is used while still in the CPU cache, and no ``[row, vocab]`` temporary is made. At batch 16 x
+    50,257 that took 0.6 ms where one ``exp`` and ``vecdot`` over the whole took 2.6 ms (and a ``bmm``
+    6 ms, less accurately). ``masked``: some entries may be ``-inf`` (filtered by top-k/top-p); their
+    ``0 * -inf`` terms are taken as 0.
+    """
+    rows = max(1, int(logp.shape[0]))
+    width = max(1024, ENTROPY_CHUNK_BYTES // (rows * logp.element_size()))
+    total: torch.Tensor | None = None
+    for chunk in logp.split(width, dim=-1):
+        p = chunk.exp()
+        part = torch.linalg.vecdot(p, chunk.masked_fill(p == 0, 0.0) if masked else chunk)
+        total = part if total is None else total.add_(part)
+    assert total is not None
+    return total.neg_()
+
+
 def entropy_and_topk(
     logp: torch.Tensor, k: int, masked: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Entropy ``[row]`` and top-k values and ids ``[row, k]`` of log-probabilities ``[row, vocab]``.
-
-    ``masked``: some entries may be ``-inf`` (filtered by top-k/top-p); their
-    ``0 * -inf`` terms are taken as 0. Otherwise the entropy is one dot product
-    ``-p . log p`` per row (``vecdot``: at batch 16 x 50,257 a ``bmm`` of ``[row, 1, vocab]``
-    by ``[row, vocab, 1]`` took 6 ms a step here, 19x longer and less accurate).
-    """
-    p = logp.exp()
-    ent = -(p * logp.masked_fill(p == 0, 0.0)).sum(-1) if masked else -torch.linalg.vecdot(p, logp)
+    """Entropy ``[row]`` (:func:`entropy_of_logprobs`) and top-k values and ids ``[row, k]`` of
+    log-probabilities ``[row, vocab]``."""
     topv, topi = logp.topk(k, dim=-1)
-    return ent, topv, topi
+    return entropy_of_logprobs(logp, masked), topv, topi
 
 
 def logprob_and_rank(logp: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,6 +72,18 @@ def logprob_and_rank(logp: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tenso
     lp = logp.gather(-1, ids2)
     rank = (logp[:, None, :] > lp[:, :, None]).sum(-1) + 1
     return (lp[:, 0], rank[:, 0]) if squeeze else (lp, rank)
+
+
+class _Pending(NamedTuple):
+    """What :meth:`Recorder.stop` needs of the step :meth:`Recorder.process` saw: the model's raw logits
+    ``[row, vocab]``; with sampling, the raw and processed log-probabilities; with greedy decoding, the best
+    raw log-probability and token ``[row]`` instead."""
+
+    raw: torch.Tensor
+    raw_lp: torch.Tensor | None
+    proc_lp: torch.Tensor | None
+    best_lp: torch.Tensor | None
+    best_id: torch.Tensor | None
 
 
 class Recorder:
@@ -76,7 +105,7 @@ class Recorder:
         self.forward_calls = 0
         self.record_logits = True
         self.raw: torch.Tensor | None = None
-        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._pending: _Pending | None = None
         self._layer_w: list[torch.Tensor | None] = [None] * self.num_layers
         self.stop_criteria = stopper
         self.on_step: Callable[[int, int], None] | None = None
@@ -222,8 +251,8 @@ class Recorder:
         """Called by ``generate`` with the final processed scores; returns them unchanged."""
         if self.raw is None:  # pragma: no cover - defensive
             raise RuntimeError("logits processor called before the model's forward hook")
-        raw = self.raw.float()
-        self.raw = None
+        raw_out, self.raw = self.raw, None
+        raw = raw_out.float()
         log = self.log
         if self.s.keep_logits:
             log.logits.append(raw.clone())
@@ -256,8 +285,12 @@ class Recorder:
                 lp, rank = logprob_and_rank(logp, cand)
                 lp_list.append(lp)
                 rank_list.append(rank)
+        elif self.unprocessed:
+            # greedy: the chosen token is the argmax, so its log-probability is the best one and its rank 1;
+            # no [row, vocab] tensor is kept for stop() (the model's logits are held by generate anyway)
+            self._pending = _Pending(raw_out, None, None, topv[:, 0], topi[:, 0])
         else:
-            self._pending = (raw_lp, proc_lp)
+            self._pending = _Pending(raw_out, raw_lp, proc_lp, None, None)
         return scores
 
     def stop(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
@@ -270,19 +303,22 @@ class Recorder:
             else torch.zeros_like(eos_hit)
         )
         if not self.beam and self._pending is not None:
-            raw_lp, proc_lp = self._pending
-            self._pending = None
-            if proc_lp is raw_lp:  # greedy on raw scores: the chosen token is the argmax, rank 1 by definition
-                lp, rank = raw_lp.gather(-1, last[:, None])[:, 0], torch.ones_like(last)
+            pending, self._pending = self._pending, None
+            if pending.best_id is not None and pending.best_lp is not None:  # greedy on raw scores
+                if torch.equal(pending.best_id, last):
+                    lp, rank = pending.best_lp, torch.ones_like(last)
+                else:  # an exact tie the argmax broke the other way: the same value, computed from the logits
+                    lp, rank = logprob_and_rank(torch.log_softmax(pending.raw.float(), dim=-1), last)
             else:
-                lp, rank = logprob_and_rank(raw_lp, last)
+                assert pending.raw_lp is not None
+                lp, rank = logprob_and_rank(pending.raw_lp, last)
             self.log.raw_chosen_lp.append(lp)
             self.log.raw_chosen_rank.append(rank)
-            if proc_lp is raw_lp:
+            if pending.proc_lp is None:
                 self.log.proc_chosen_lp.append(lp)
                 self.log.proc_chosen_rank.append(rank)
             else:
-                plp, prank = logprob_and_rank(proc_lp, last)
+                plp, prank = logprob_and_rank(pending.proc_lp, last)
                 self.log.proc_chosen_lp.append(plp)
                 self.log.proc_chosen_rank.append(prank)
             step = len(self.log.raw_chosen_lp) - 1

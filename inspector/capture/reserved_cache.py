@@ -11,12 +11,16 @@ copies. Anything that replaces the tensors (selecting or reordering rows) simply
 
 from __future__ import annotations
 
+import mmap
 from typing import Any
 
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-__all__ = ["ReservedLayer", "reserved_cache"]
+__all__ = ["MAX_PAGE_OVERHEAD", "ReservedLayer", "page_overhead", "reserved_cache", "worth_reserving"]
+
+#: On the CPU, the most a reserved cache may add to a capture's peak memory, as a share of what it keeps.
+MAX_PAGE_OVERHEAD = 0.25
 
 
 class ReservedLayer(DynamicLayer):
@@ -85,3 +89,23 @@ def reserved_cache(model: Any, capacity: int, generation_config: Any = None) -> 
         return None
     cache.layers = [ReservedLayer(capacity) if type(layer) is DynamicLayer else layer for layer in layers]
     return cache
+
+
+def page_overhead(model: Any, rows: int) -> int:
+    """The most resident memory a reserved cache holds beyond a compact one (CPU, bytes).
+
+    Each ``[position, head_dim]`` block of a row, KV head and layer, for keys and values, is filled a
+    position at a time, and its last page is resident once touched: up to one page per block more
+    than a cache that is exactly as long as what it holds (at batch 16, GPT-2 small: 18.9 MB).
+    """
+    cfg = model.config.get_text_config(decoder=True)
+    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    return rows * int(heads) * int(cfg.num_hidden_layers) * 2 * mmap.PAGESIZE
+
+
+def worth_reserving(model: Any, device: torch.device, rows: int, kept_bytes: int) -> bool:
+    """Whether to generate with a reserved cache: always off the CPU (the device allocates whole blocks
+    either way); on the CPU when :func:`page_overhead` is at most :data:`MAX_PAGE_OVERHEAD` of the bytes
+    the captures keep (a capture that keeps little, e.g. a few layers' generated rows, grows the cache
+    by concatenation rather than hold more memory for it than it keeps)."""
+    return device.type != "cpu" or page_overhead(model, rows) <= MAX_PAGE_OVERHEAD * kept_bytes
