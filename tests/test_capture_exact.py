@@ -293,7 +293,7 @@ def test_step_entropy_and_topk_against_float64_at_batch_16():
     A batched ``bmm`` entropy was 19x slower at this size and off by 2.4e-4 nats; the dot
     product stays within float32 rounding.
     """
-    from inspector.capture.recorder import entropy_and_topk
+    from inspector.capture.step_stats import entropy_and_topk
 
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(16, 50257, generator=g) * 3
@@ -323,3 +323,27 @@ def test_extra_step_for_the_last_row_skips_the_output_layer(byte_tiny):
     vocab = byte_tiny.model.config.vocab_size
     assert seen == [(2, 1, vocab)] * 3 + [(2, 0, vocab)]
     assert cap[0].attentions is not None and cap[0].num_steps == 3
+
+
+@pytest.mark.parametrize("rows", [1, 16])
+def test_step_stats_from_logits_against_float64(rows):
+    """row_stats (entropy, log-sum-exp, top-k log-probabilities straight from scores, chunk by chunk) and
+    chosen_from_logits against a float64 log-softmax, on raw logits and on filtered (-inf) scores."""
+    from inspector.capture.step_stats import chosen_from_logits, row_stats
+
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(rows, 50257, generator=g) * 4 + 20  # large logits, as trained models give
+    for scores, masked in ((logits, False), (logits.masked_fill(logits < 24.0, float("-inf")), True)):
+        lse, ent, topv, topi = row_stats(scores, 10, masked=masked)
+        ref = torch.log_softmax(scores.double(), dim=-1)
+        assert torch.allclose(lse.double(), torch.logsumexp(scores.double(), -1), rtol=0, atol=1e-5)
+        assert torch.allclose(ent.double(), -(ref.exp() * ref.masked_fill(ref.isinf(), 0)).sum(-1), rtol=0, atol=3e-5)
+        ref_v, ref_i = ref.topk(10, dim=-1)
+        assert torch.equal(topi, ref_i) and torch.allclose(topv.double(), ref_v, rtol=0, atol=1e-5)
+        ids = torch.stack([ref_i[:, 3], ref_i[:, 0]], dim=1)[:, rows % 2]  # some rank-4 or best tokens
+        lp, rank = chosen_from_logits(scores, lse, ids)
+        assert torch.allclose(lp.double(), ref.gather(-1, ids[:, None])[:, 0], rtol=0, atol=1e-5)
+        assert torch.equal(rank, (ref > ref.gather(-1, ids[:, None])).sum(-1) + 1)
+    bad = logits.clone()
+    bad[0, 7] = float("nan")
+    assert torch.isnan(row_stats(bad, 10)[1][0]) and (rows == 1 or torch.isfinite(row_stats(bad, 10)[1][1:]).all())

@@ -190,6 +190,7 @@ def test_output_layer_sees_only_the_forced_positions(byte_tiny, monkeypatch):
         handle.remove()
     forced = sum(len(encode(byte_tiny, r)) for r in REPLIES[:2])
     # the prefix pass keeps one position per item; each segment pass only the forced tokens
-    assert seen[:3] == [(2, 1, byte_tiny.model.config.hidden_size)] + [(1, forced, byte_tiny.model.config.hidden_size)] * 2
+    d_model = byte_tiny.model.config.hidden_size
+    assert seen[:3] == [(2, 1, d_model)] + [(1, forced, d_model)] * 2
     monkeypatch.setattr(type(byte_tiny.model), "get_output_embeddings", lambda self: None)
     check_pairs(byte_tiny, PLAIN[:2], COND[:2], REPLIES[:2])

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from inspector.capture.checks import NonFiniteError
-from inspector.capture.recorder import entropy_of_logprobs
 from inspector.capture.settings import GenerationSettings
+from inspector.capture.step_stats import entropy_of_logprobs
 from inspector.devices import dtype_name
 from inspector.provenance import library_versions
 from inspector.records import Capture, CaptureMeta, TokenScores

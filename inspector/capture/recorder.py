@@ -23,6 +23,7 @@ from torch import nn
 
 from inspector.capture.layers import LayerRecorder, check_value_norms_supported
 from inspector.capture.modules import find_attention_modules
+from inspector.capture.step_stats import chosen_from_logits, entropy_and_topk, logprob_and_rank, row_stats
 from inspector.capture.steps import EOS, STOP_STRING, StepLog
 from inspector.devices import torch_dtype
 from inspector.records import CaptureError
@@ -32,56 +33,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from inspector.handle import ModelHandle
 
 
-#: Bytes of one chunk of ``[row, vocab]`` log-probabilities in :func:`entropy_of_logprobs` (stays in cache).
-ENTROPY_CHUNK_BYTES = 256 * 1024
-
-
-def entropy_of_logprobs(logp: torch.Tensor, masked: bool = False) -> torch.Tensor:
-    """Entropy ``[row]`` in nats of log-probabilities ``[row, vocab]`` (float32), ``-sum p log p``.
-
-    Computed over column chunks of about :data:`ENTROPY_CHUNK_BYTES`: each chunk's ``p = exp(log p)``
-    is used while still in the CPU cache, and no ``[row, vocab]`` temporary is made. At batch 16 x
-    50,257 that took 0.6 ms where one ``exp`` and ``vecdot`` over the whole took 2.6 ms (and a ``bmm``
-    6 ms, less accurately). ``masked``: some entries may be ``-inf`` (filtered by top-k/top-p); their
-    ``0 * -inf`` terms are taken as 0.
-    """
-    rows = max(1, int(logp.shape[0]))
-    width = max(1024, ENTROPY_CHUNK_BYTES // (rows * logp.element_size()))
-    total: torch.Tensor | None = None
-    for chunk in logp.split(width, dim=-1):
-        p = chunk.exp()
-        part = torch.linalg.vecdot(p, chunk.masked_fill(p == 0, 0.0) if masked else chunk)
-        total = part if total is None else total.add_(part)
-    assert total is not None
-    return total.neg_()
-
-
-def entropy_and_topk(
-    logp: torch.Tensor, k: int, masked: bool = False
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Entropy ``[row]`` (:func:`entropy_of_logprobs`) and top-k values and ids ``[row, k]`` of
-    log-probabilities ``[row, vocab]``."""
-    topv, topi = logp.topk(k, dim=-1)
-    return entropy_of_logprobs(logp, masked), topv, topi
-
-
-def logprob_and_rank(logp: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probability and 1-based rank of ``ids`` ``[n]`` (or ``[n, c]``) under ``logp`` ``[n, vocab]``."""
-    squeeze = ids.dim() == 1
-    ids2 = ids[:, None] if squeeze else ids
-    lp = logp.gather(-1, ids2)
-    rank = (logp[:, None, :] > lp[:, :, None]).sum(-1) + 1
-    return (lp[:, 0], rank[:, 0]) if squeeze else (lp, rank)
-
-
 class _Pending(NamedTuple):
-    """What :meth:`Recorder.stop` needs of the step :meth:`Recorder.process` saw: the model's raw logits
-    ``[row, vocab]``; with sampling, the raw and processed log-probabilities; with greedy decoding, the best
-    raw log-probability and token ``[row]`` instead."""
+    """What :meth:`Recorder.stop` needs of the step :meth:`Recorder.process` saw (greedy and sampling).
+
+    ``raw``: the model's logits ``[row, vocab]`` (held by ``generate`` until the step ends anyway) and
+    ``raw_lse`` their log-sum-exp ``[row]``; with sampling, the processed scores ``proc`` ``[row, vocab]``
+    and ``proc_lse``; with greedy decoding, the best raw log-probability ``best_lp`` and token ``best_id``.
+    """
 
     raw: torch.Tensor
-    raw_lp: torch.Tensor | None
-    proc_lp: torch.Tensor | None
+    raw_lse: torch.Tensor
+    proc: torch.Tensor | None
+    proc_lse: torch.Tensor | None
     best_lp: torch.Tensor | None
     best_id: torch.Tensor | None
 
@@ -256,9 +219,12 @@ class Recorder:
         log = self.log
         if self.s.keep_logits:
             log.logits.append(raw.clone())
-        raw_lp = torch.log_softmax(raw, dim=-1)
-        ent, topv, topi = entropy_and_topk(raw_lp, self.k)
-        # -p.log p is finite exactly when every raw logit is (NaN, +inf or -inf all make it NaN)
+        if self.beam:
+            self._process_beam(raw, scores)
+            return scores
+        # statistics straight from the logits, a cache-sized chunk at a time (no [row, vocab] temporary)
+        raw_lse, ent, topv, topi = row_stats(raw, self.k)
+        # the entropy is finite exactly when every raw logit is (NaN, +inf or -inf all make it NaN)
         log.finite.append(torch.isfinite(ent))
         log.raw_entropy.append(ent)
         log.raw_topv.append(topv)
@@ -267,31 +233,43 @@ class Recorder:
             # nothing processes greedy scores here (no processor is configured); checked once
             if len(log.raw_entropy) == 1 and not torch.allclose(scores, raw, rtol=0, atol=0, equal_nan=True):
                 raise CaptureError("generate processed greedy scores unexpectedly; please report this")
-            proc_lp = raw_lp
             log.proc_entropy.append(ent)
             log.proc_topv.append(topv)
             log.proc_topi.append(topi)
-        else:  # beam scores are already log-probabilities, processed; sampling scores are warped logits
-            proc_lp = torch.log_softmax(scores.float(), dim=-1)
-            pe, pv, pi = entropy_and_topk(proc_lp, self.k, masked=True)
+            # the chosen token is the argmax: its log-probability is the best one and its rank 1
+            self._pending = _Pending(raw_out, raw_lse, None, None, topv[:, 0], topi[:, 0])
+        else:  # sampling: the scores are warped logits (-inf where filtered)
+            proc = scores.float()
+            proc_lse, pe, pv, pi = row_stats(proc, self.k, masked=True)
             log.proc_entropy.append(pe)
             log.proc_topv.append(pv)
             log.proc_topi.append(pi)
-        if self.beam:
-            cand = proc_lp.topk(self.cand_k, dim=-1).indices
-            log.cand_ids.append(cand)
-            for lp_list, rank_list, logp in ((log.raw_chosen_lp, log.raw_chosen_rank, raw_lp),
-                                             (log.proc_chosen_lp, log.proc_chosen_rank, proc_lp)):
-                lp, rank = logprob_and_rank(logp, cand)
-                lp_list.append(lp)
-                rank_list.append(rank)
-        elif self.unprocessed:
-            # greedy: the chosen token is the argmax, so its log-probability is the best one and its rank 1;
-            # no [row, vocab] tensor is kept for stop() (the model's logits are held by generate anyway)
-            self._pending = _Pending(raw_out, None, None, topv[:, 0], topi[:, 0])
-        else:
-            self._pending = _Pending(raw_out, raw_lp, proc_lp, None, None)
+            self._pending = _Pending(raw_out, raw_lse, proc, proc_lse, None, None)
         return scores
+
+    def _process_beam(self, raw: torch.Tensor, scores: torch.Tensor) -> None:
+        """Beam search: statistics of every row, and of each row's candidate tokens (its next beams come
+        from them; ``beam_indices`` tells later which row each returned sequence took)."""
+        log = self.log
+        raw_lp = torch.log_softmax(raw, dim=-1)
+        ent, topv, topi = entropy_and_topk(raw_lp, self.k)
+        log.finite.append(torch.isfinite(ent))
+        log.raw_entropy.append(ent)
+        log.raw_topv.append(topv)
+        log.raw_topi.append(topi)
+        # beam scores are already log-probabilities, processed
+        proc_lp = torch.log_softmax(scores.float(), dim=-1)
+        pe, pv, pi = entropy_and_topk(proc_lp, self.k, masked=True)
+        log.proc_entropy.append(pe)
+        log.proc_topv.append(pv)
+        log.proc_topi.append(pi)
+        cand = proc_lp.topk(self.cand_k, dim=-1).indices
+        log.cand_ids.append(cand)
+        for lp_list, rank_list, logp in ((log.raw_chosen_lp, log.raw_chosen_rank, raw_lp),
+                                         (log.proc_chosen_lp, log.proc_chosen_rank, proc_lp)):
+            lp, rank = logprob_and_rank(logp, cand)
+            lp_list.append(lp)
+            rank_list.append(rank)
 
     def stop(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
         """Called by ``generate`` right after each token selection."""
@@ -304,21 +282,17 @@ class Recorder:
         )
         if not self.beam and self._pending is not None:
             pending, self._pending = self._pending, None
-            if pending.best_id is not None and pending.best_lp is not None:  # greedy on raw scores
-                if torch.equal(pending.best_id, last):
-                    lp, rank = pending.best_lp, torch.ones_like(last)
-                else:  # an exact tie the argmax broke the other way: the same value, computed from the logits
-                    lp, rank = logprob_and_rank(torch.log_softmax(pending.raw.float(), dim=-1), last)
-            else:
-                assert pending.raw_lp is not None
-                lp, rank = logprob_and_rank(pending.raw_lp, last)
+            if pending.best_id is not None and pending.best_lp is not None and torch.equal(pending.best_id, last):
+                lp, rank = pending.best_lp, torch.ones_like(last)  # greedy: the argmax
+            else:  # sampling, or an exact tie the greedy argmax broke the other way (the same value)
+                lp, rank = chosen_from_logits(pending.raw.float(), pending.raw_lse, last)
             self.log.raw_chosen_lp.append(lp)
             self.log.raw_chosen_rank.append(rank)
-            if pending.proc_lp is None:
+            if pending.proc is None or pending.proc_lse is None:
                 self.log.proc_chosen_lp.append(lp)
                 self.log.proc_chosen_rank.append(rank)
             else:
-                plp, prank = logprob_and_rank(pending.proc_lp, last)
+                plp, prank = chosen_from_logits(pending.proc, pending.proc_lse, last)
                 self.log.proc_chosen_lp.append(plp)
                 self.log.proc_chosen_rank.append(prank)
             step = len(self.log.raw_chosen_lp) - 1
