@@ -168,6 +168,8 @@ def test_shared_page_opens_only_the_paths_it_was_started_with(fresh, monkeypatch
 
     at.session_state[state.VIEW] = "Prompt"
     at.run()
+    # the page opened on free text (no DailyDialog here); the turn picker's folder box is the one to try
+    at.radio(key="prompt_source").set_value("DailyDialog turn").run()
     at.text_input(key="dd_dir").set_value(str(outside)).run()
     ok(at)
     assert "DailyDialog could not be loaded" in texts(at.warning) and "not available here" in texts(at.warning)
