@@ -158,9 +158,8 @@ ARCHITECTURES = {  # tiny configs over the 257-id byte-level vocabulary (eos/pad
 }
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
-def test_other_architectures_match_teacher_forced_pass(arch):
-    """Position ids and padding handled for rotary, learned-offset (OPT) and grouped-query attention too."""
+def tiny_architecture(arch: str):
+    """An ``InspectorModel`` of ``ARCHITECTURES[arch]``: seeded random weights, eager attention, byte tokenizer."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from inspector.fallback import builtin_tokenizer
@@ -172,8 +171,14 @@ def test_other_architectures_match_teacher_forced_pass(arch):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval()
-    assert model.config.num_hidden_layers == 2 and model.config.num_attention_heads == 4
-    im = InspectorModel.from_model(model, builtin_tokenizer(), name=arch, random_weights=True)
+    return InspectorModel.from_model(model, builtin_tokenizer(), name=arch, random_weights=True)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_other_architectures_match_teacher_forced_pass(arch):
+    """Position ids and padding handled for rotary, learned-offset (OPT) and grouped-query attention too."""
+    im = tiny_architecture(arch)
+    assert im.model.config.num_hidden_layers == 2 and im.model.config.num_attention_heads == 4
     caps = score(im, PROMPTS[:2], REPLIES[:2], attention_dtype=torch.float32, keep_logits=True)
     assert caps[1].seq_len < caps[0].seq_len  # the second item is left-padded in the batch
     for cap, p, r in zip(caps, PROMPTS, REPLIES[:2], strict=False):

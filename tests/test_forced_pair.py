@@ -150,20 +150,10 @@ def test_full_size_gpt2(gpt2_random):
 @pytest.mark.parametrize("arch", ["gpt_neox", "llama", "opt"])
 def test_other_architectures(arch):
     """Rotary (llama, gpt_neox) and learned-offset (OPT) positions continue correctly from the prefix cache."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from tests.test_forced import tiny_architecture
 
-    from inspector.fallback import builtin_tokenizer
-    from inspector.model import InspectorModel
-    from tests.test_forced import ARCHITECTURES
-
-    kw = dict(ARCHITECTURES[arch])
-    cfg = AutoConfig.for_model(kw.pop("model_type"), vocab_size=257, bos_token_id=256, eos_token_id=256,
-                               pad_token_id=256, **kw)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval()
-    assert cache_kwarg(model) in ("cache", "past_key_values")
-    im = InspectorModel.from_model(model, builtin_tokenizer(), name=arch, random_weights=True)
+    im = tiny_architecture(arch)
+    assert cache_kwarg(im.model) in ("cache", "past_key_values")
     check_pairs(im, PLAIN, COND, REPLIES)
 
 
