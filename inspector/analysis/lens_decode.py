@@ -4,7 +4,7 @@ The logit lens decodes ``layer + 1`` entries x positions rows over the whole
 vocabulary (50257 columns for GPT-2); after the matrix product, each extra pass over
 a ``[rows, vocab]`` float32 chunk is what costs. So:
 
-* the top-k comes from block maxima (:func:`topk_rows`): one cheap pass, then an
+* the top-k comes from block maxima (:func:`inspector.topk.topk_rows`): one cheap pass, then an
   exact top-k over the few blocks that can hold it, instead of a full ``topk``;
 * the row maximum is the top-1 value, so no separate ``max`` pass;
 * the entropy comes from one ``exp`` pass, ``H = log s - sum(e z) / s`` with
@@ -18,31 +18,7 @@ from __future__ import annotations
 
 import torch
 
-#: Columns per block of :func:`topk_rows`; 64 float32 are one AVX-512 cache line pair.
-BLOCK = 64
-
-
-def topk_rows(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(values, ids)`` ``[n, k]`` of the k largest entries of every row of ``x [n, vocab]``, largest first.
-
-    Exact: every one of a row's k largest entries lies in one of the k blocks with
-    the largest maxima (a block holding one has a maximum at least as large), so the
-    top-k of those blocks plus the ragged tail is the top-k of the row. Among equal
-    values the ids chosen may differ from ``torch.topk``'s.
-    """
-    n, vocab = x.shape
-    k = min(k, vocab)
-    nblocks = vocab // BLOCK
-    if nblocks < 4 * k:  # small vocabularies: the blocks would not save work
-        return x.topk(k, dim=-1)
-    body = nblocks * BLOCK
-    block_max = x[:, :body].unflatten(-1, (nblocks, BLOCK)).amax(-1)
-    blocks = block_max.topk(k, dim=-1).indices
-    cand = (blocks.unsqueeze(-1) * BLOCK + torch.arange(BLOCK, device=x.device)).flatten(1)
-    if body < vocab:
-        cand = torch.cat([cand, torch.arange(body, vocab, device=x.device).expand(n, -1)], dim=1)
-    values, where = x.gather(1, cand).topk(k, dim=-1)
-    return values, cand.gather(1, where)
+from inspector.topk import topk_rows
 
 
 def decode_logits(

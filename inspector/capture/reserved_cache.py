@@ -32,14 +32,17 @@ class ReservedLayer(DynamicLayer):
         self.capacity = capacity
         self._key_buf: torch.Tensor | None = None
         self._value_buf: torch.Tensor | None = None
+        self._view: torch.Tensor | None = None  # the ``keys`` this layer last handed out
 
     def _filled(self) -> int | None:
         """How many positions of the buffers ``keys`` holds, or ``None`` when it is no longer a view of them."""
         buf, keys = self._key_buf, self.keys
+        if keys is not None and keys is self._view:  # untouched since the last update (every decoding step)
+            return int(keys.shape[-2])
         if buf is None or keys is None or keys.data_ptr() != buf.data_ptr() or keys.shape[:-2] != buf.shape[:-2] \
                 or keys.stride() != buf.stride():
             return None
-        return int(keys.shape[-2])
+        return int(keys.shape[-2])  # cropped in place (a prompt cache kept for teacher-forced passes)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
                **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,12 +58,14 @@ class ReservedLayer(DynamicLayer):
         else:
             filled = self._filled()
         if filled is None or filled + new > int(self._key_buf.shape[-2]):  # type: ignore[union-attr]
+            self._view = None
             return super().update(key_states, value_states, *args, **kwargs)
-        assert self._key_buf is not None and self._value_buf is not None
-        self._key_buf[..., filled : filled + new, :].copy_(key_states)
-        self._value_buf[..., filled : filled + new, :].copy_(value_states)
-        self.keys = self._key_buf[..., : filled + new, :]
-        self.values = self._value_buf[..., : filled + new, :]
+        kbuf, vbuf = self._key_buf, self._value_buf
+        assert kbuf is not None and vbuf is not None
+        kbuf.narrow(-2, filled, new).copy_(key_states)
+        vbuf.narrow(-2, filled, new).copy_(value_states)
+        self.keys = self._view = kbuf.narrow(-2, 0, filled + new)
+        self.values = vbuf.narrow(-2, 0, filled + new)
         return self.keys, self.values
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from inspector.topk import topk_rows
+
 #: Bytes of one column chunk of a ``[row, vocab]`` tensor in the chunked loops (stays in the CPU cache).
 CHUNK_BYTES = 256 * 1024
 
@@ -39,7 +41,7 @@ def entropy_and_topk(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Entropy ``[row]`` (:func:`entropy_of_logprobs`) and top-k values and ids ``[row, k]`` of
     log-probabilities ``[row, vocab]``."""
-    topv, topi = logp.topk(k, dim=-1)
+    topv, topi = topk_rows(logp, k)
     return entropy_of_logprobs(logp, masked), topv, topi
 
 
@@ -55,7 +57,7 @@ def row_stats(
     ``masked``: entries may be ``-inf`` (filtered scores); their ``0 * -inf`` terms count as 0. Any
     NaN or infinite raw score (``masked=False``) makes the entropy NaN.
     """
-    topv, topi = x.topk(k, dim=-1)
+    topv, topi = topk_rows(x, k)
     m = topv[:, :1]
     total = dot = None
     for chunk in x.split(_chunk_width(x), dim=-1):
