@@ -19,6 +19,7 @@ import torch
 from inspector.capture.assemble import assemble
 from inspector.capture.budget import ModelSizes, check_budget, estimate_capture
 from inspector.capture.encode import PromptBatch, check_prompts, encode_prompts
+from inspector.capture.greedy_stats import group_steps
 from inspector.capture.modules import cache_kwarg
 from inspector.capture.prompt_cache import PromptCache
 from inspector.capture.recorder import Recorder
@@ -216,7 +217,10 @@ def _run(
     rows = n_prompts * expand
     gen_config = settings.generation_config(model, tok)
     stopper = stop_string_criteria(tok, settings.stop_strings) if settings.stop_strings else None
-    rec = Recorder(im, settings, rows, batch.p_max, stopper)
+    sizes = ModelSizes.of(model)
+    kept = estimate_capture(settings, sizes, [batch.p_max - pad for pad in batch.pads]).kept
+    group = group_steps(rows, sizes.vocab_size, kept)
+    rec = Recorder(im, settings, rows, batch.p_max, stopper, stats_group=group)
     rec.on_step = on_step
     processor, criterion = rec.hf_objects()
     input_ids = batch.input_ids.to(dev)
@@ -225,7 +229,6 @@ def _run(
     if settings.seed is not None:
         rng = torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
     cache: dict[str, Any] = {}
-    kept = estimate_capture(settings, ModelSizes.of(model), [batch.p_max - pad for pad in batch.pads]).kept
     # one row per prompt (the cache is never reordered), and the memory it may add small next to the captures
     if expand == 1 and settings.num_beams == 1 and worth_reserving(model, dev, rows, kept):
         # every position the generation and its extra step write: the prompt and each new token
@@ -245,6 +248,7 @@ def _run(
             **cache,
         )
         sequences = out.sequences  # [rows_out, p_max + T]
+        rec.finish(sequences)
         total_steps = int(sequences.shape[1]) - batch.p_max
         needs_last = settings.keep_attention or rec.layers.active
         if not settings.num_beams > 1 and needs_last and rec.forward_calls < total_steps + 1:

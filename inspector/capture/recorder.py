@@ -2,14 +2,17 @@
 
 * attention weights: forward hooks on every attention module (eager attention returns
   ``(output, weights)``), written into one ``[row, layer, head, seq, seq]`` buffer
-  (greedy/sampling) or kept per step for gathering through ``beam_indices`` (beam search);
+  (greedy/sampling; a decoding step's rows of every layer in one copy after the forward) or kept
+  per step for gathering through ``beam_indices`` (beam search);
 * raw logits: a forward hook on the model (``outputs.logits[:, -1]``);
 * hidden states and value norms, when asked for: :class:`~inspector.capture.layers.LayerRecorder`;
 * processed scores: a logits processor placed last, which sees what decoding picks from;
-* the chosen token: a stopping criterion, called right after each selection.
+* the chosen token and stop strings: a stopping criterion, called right after each selection;
+  where rows wrote EOS is read from the sequences at the end (:meth:`Recorder.finish`).
 
-Each step's scores are reduced at once (entropy, top-k, chosen-token rank) into a
-:class:`~inspector.capture.steps.StepLog`, so memory stays flat however long the generation.
+Each step's scores are reduced as they come (greedy decoding: a few steps at a time,
+:mod:`~inspector.capture.greedy_stats`) into a :class:`~inspector.capture.steps.StepLog` of entropy,
+top-k and chosen-token rank, so memory stays flat however long the generation.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 from torch import nn
 
+from inspector.capture.greedy_stats import GreedyStats
 from inspector.capture.layers import LayerRecorder, check_value_norms_supported
 from inspector.capture.modules import find_attention_modules
 from inspector.capture.step_stats import chosen_from_logits, entropy_and_topk, logprob_and_rank, row_stats
-from inspector.capture.steps import EOS, STOP_STRING, StepLog
+from inspector.capture.steps import EOS, LENGTH, STOP_STRING, StepLog
 from inspector.devices import torch_dtype
 from inspector.records import CaptureError
 
@@ -34,25 +38,24 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class _Pending(NamedTuple):
-    """What :meth:`Recorder.stop` needs of the step :meth:`Recorder.process` saw (greedy and sampling).
+    """What :meth:`Recorder.stop` needs of the step :meth:`Recorder.process` saw (sampling).
 
     ``raw``: the model's logits ``[row, vocab]`` (held by ``generate`` until the step ends anyway) and
-    ``raw_lse`` their log-sum-exp ``[row]``; with sampling, the processed scores ``proc`` ``[row, vocab]``
-    and ``proc_lse``; with greedy decoding, the best raw log-probability ``best_lp`` and token ``best_id``.
+    ``raw_lse`` their log-sum-exp ``[row]``; ``proc``: the processed scores ``[row, vocab]``, ``proc_lse``
+    theirs.
     """
 
     raw: torch.Tensor
     raw_lse: torch.Tensor
-    proc: torch.Tensor | None
-    proc_lse: torch.Tensor | None
-    best_lp: torch.Tensor | None
-    best_id: torch.Tensor | None
+    proc: torch.Tensor
+    proc_lse: torch.Tensor
 
 
 class Recorder:
     """Hooks, logits processor and stopping criterion that record one ``generate`` call."""
 
-    def __init__(self, im: ModelHandle, settings: GenerationSettings, rows: int, p_max: int, stopper: Any):
+    def __init__(self, im: ModelHandle, settings: GenerationSettings, rows: int, p_max: int, stopper: Any,
+                 stats_group: int = 1):
         self.im = im
         self.s = settings
         self.rows = rows
@@ -76,10 +79,15 @@ class Recorder:
         eos = im.model.config.eos_token_id if im.model.config.eos_token_id is not None else im.tokenizer.eos_token_id
         eos_list = eos if isinstance(eos, list) else [eos]
         self.eos_ids = torch.tensor([e for e in eos_list if e is not None], dtype=torch.long, device=self.device)
+        # set by finish(): the step each row wrote EOS or completed a stop string (-1: neither), and which
         self.finish_step = torch.full((rows,), -1, dtype=torch.long, device=self.device)
         self.finish_reason = torch.zeros((rows,), dtype=torch.long, device=self.device)
+        self._stop_string_step = torch.full((rows,), -1, dtype=torch.long, device=self.device)
+        self._no_stop: torch.Tensor | None = None
         self.beam = settings.num_beams > 1
         self.unprocessed = not settings.do_sample and settings.repetition_penalty == 1.0 and not self.beam
+        # greedy: statistics of ``stats_group`` steps at a time (see greedy_stats); call finish() at the end
+        self.greedy = GreedyStats(self.log, rows, self.k, stats_group) if self.unprocessed else None
         self.cand_k = min(int(im.model.config.vocab_size), 2 * settings.num_beams * max(1, len(eos_list)) + 2)
         self.buffer: torch.Tensor | None = None
         self.prefill: torch.Tensor | None = None  # beam: [row, layer, head, p, p]
@@ -248,30 +256,45 @@ class Recorder:
         if self.beam:
             self._process_beam(raw, scores)
             return scores
-        # statistics straight from the logits, a cache-sized chunk at a time (no [row, vocab] temporary)
+        if self.greedy is not None:
+            # nothing processes greedy scores here (no processor is configured); checked once
+            if self.steps_done == 0 and not torch.allclose(scores, raw, rtol=0, atol=0, equal_nan=True):
+                raise CaptureError("generate processed greedy scores unexpectedly; please report this")
+            self.greedy.add(raw)
+            return scores
+        # sampling or a repetition penalty: statistics straight from the logits and from the processed
+        # scores (-inf where filtered), a cache-sized chunk at a time (no [row, vocab] temporary)
         raw_lse, ent, topv, topi = row_stats(raw, self.k)
         # the entropy is finite exactly when every raw logit is (NaN, +inf or -inf all make it NaN)
         log.finite.append(torch.isfinite(ent))
         log.raw_entropy.append(ent)
         log.raw_topv.append(topv)
         log.raw_topi.append(topi)
-        if self.unprocessed:
-            # nothing processes greedy scores here (no processor is configured); checked once
-            if len(log.raw_entropy) == 1 and not torch.allclose(scores, raw, rtol=0, atol=0, equal_nan=True):
-                raise CaptureError("generate processed greedy scores unexpectedly; please report this")
-            log.proc_entropy.append(ent)
-            log.proc_topv.append(topv)
-            log.proc_topi.append(topi)
-            # the chosen token is the argmax: its log-probability is the best one and its rank 1
-            self._pending = _Pending(raw_out, raw_lse, None, None, topv[:, 0], topi[:, 0])
-        else:  # sampling: the scores are warped logits (-inf where filtered)
-            proc = scores.float()
-            proc_lse, pe, pv, pi = row_stats(proc, self.k, masked=True)
-            log.proc_entropy.append(pe)
-            log.proc_topv.append(pv)
-            log.proc_topi.append(pi)
-            self._pending = _Pending(raw_out, raw_lse, proc, proc_lse, None, None)
+        proc = scores.float()
+        proc_lse, pe, pv, pi = row_stats(proc, self.k, masked=True)
+        log.proc_entropy.append(pe)
+        log.proc_topv.append(pv)
+        log.proc_topi.append(pi)
+        self._pending = _Pending(raw_out, raw_lse, proc, proc_lse)
         return scores
+
+    def finish(self, sequences: torch.Tensor) -> None:
+        """After ``generate`` (``sequences`` ``[row, p_max + step]``): the statistics of greedy steps still
+        held, and where each row stopped: its first EOS in ``sequences`` or its completed stop string,
+        whichever came first (EOS on a tie). EOS stops a row through ``generate``'s own criterion (the
+        same ids, :func:`~inspector.capture.decoding.build_generation_config`), so no step checks it here."""
+        if self.greedy is not None:
+            self.greedy.flush()
+        if self.beam:
+            return
+        gen = sequences[:, self.p_max :]
+        steps = int(gen.shape[1])
+        eos = torch.isin(gen, self.eos_ids)
+        first_eos = torch.where(eos.any(1), eos.int().argmax(1), steps)  # argmax: the first of equal maxima
+        by_string = torch.where(self._stop_string_step >= 0, self._stop_string_step, steps)
+        first = torch.minimum(first_eos, by_string)
+        self.finish_step = torch.where(first < steps, first, -1)
+        self.finish_reason = torch.where(first >= steps, LENGTH, torch.where(first_eos <= by_string, EOS, STOP_STRING))
 
     def _process_beam(self, raw: torch.Tensor, scores: torch.Tensor) -> None:
         """Beam search: statistics of every row, and of each row's candidate tokens (its next beams come
@@ -298,33 +321,30 @@ class Recorder:
             rank_list.append(rank)
 
     def stop(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-        """Called by ``generate`` right after each token selection."""
-        last = input_ids[:, -1]
-        eos_hit = hit = torch.isin(last, self.eos_ids)
-        if self.stop_criteria is not None:
-            hit = eos_hit | self.stop_criteria(input_ids, scores)
-        if not self.beam and self._pending is not None:
-            pending, self._pending = self._pending, None
-            if pending.best_id is not None and pending.best_lp is not None and torch.equal(pending.best_id, last):
-                lp, rank = pending.best_lp, torch.ones_like(last)  # greedy: the argmax
-            else:  # sampling, or an exact tie the greedy argmax broke the other way (the same value)
+        """Called by ``generate`` right after each token selection: stop strings (EOS: see :meth:`finish`)."""
+        hit = self.stop_criteria(input_ids, scores) if self.stop_criteria is not None else None
+        if self.beam:
+            eos_hit = torch.isin(input_ids[:, -1], self.eos_ids)
+            hit = eos_hit if hit is None else eos_hit | hit
+        else:
+            if self._pending is not None:  # not greedy: the chosen token's log-probability and rank
+                pending, self._pending = self._pending, None
+                last = input_ids[:, -1]
                 lp, rank = chosen_from_logits(pending.raw.float(), pending.raw_lse, last)
-            self.log.raw_chosen_lp.append(lp)
-            self.log.raw_chosen_rank.append(rank)
-            if pending.proc is None or pending.proc_lse is None:
-                self.log.proc_chosen_lp.append(lp)
-                self.log.proc_chosen_rank.append(rank)
-            else:
                 plp, prank = chosen_from_logits(pending.proc, pending.proc_lse, last)
+                self.log.raw_chosen_lp.append(lp)
+                self.log.raw_chosen_rank.append(rank)
                 self.log.proc_chosen_lp.append(plp)
                 self.log.proc_chosen_rank.append(prank)
-            step = len(self.log.raw_chosen_lp) - 1
-            new = hit & (self.finish_step < 0)
-            self.finish_step.masked_fill_(new, step)
-            self.finish_reason = torch.where(new, torch.where(eos_hit, EOS, STOP_STRING), self.finish_reason)
+            if hit is not None:
+                self._stop_string_step.masked_fill_(hit & (self._stop_string_step < 0), self.steps_done)
         self.steps_done += 1
         if self.on_step is not None:
             self.on_step(self.steps_done, self.s.max_new_tokens)
+        if hit is None:
+            if self._no_stop is None:
+                self._no_stop = torch.zeros(int(input_ids.shape[0]), dtype=torch.bool, device=input_ids.device)
+            hit = self._no_stop
         return hit
 
     def hf_objects(self) -> tuple[Any, Any]:
