@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from inspector.capture import greedy_stats
-from inspector.capture.greedy_stats import MAX_GROUP_ROWS, GreedyStats, group_steps
+from inspector.capture.greedy_stats import MAX_GROUP_ROWS, MAX_GROUP_SHARE, GreedyStats, group_steps
 from inspector.capture.steps import StepLog
 
 
 def test_group_size_rule():
     step = 50257 * 4  # one row's float32 logits
     assert group_steps(1, 50257, 100 * step) == MAX_GROUP_ROWS  # few rows, much kept: the most rows
-    assert group_steps(1, 50257, 24 * step) == 6  # the block stays within a quarter of what is kept
+    assert group_steps(1, 50257, 24 * step) == int(MAX_GROUP_SHARE * 24)  # within its share of what is kept
     assert group_steps(3, 50257, 100 * step) == MAX_GROUP_ROWS // 3
     assert group_steps(16, 50257, 10**12) == 1  # many rows: every step as it comes
     assert group_steps(1, 50257, step) == 1  # a capture that keeps little holds no block
@@ -57,8 +57,8 @@ def test_every_step_against_float64(group):
 
 def test_generate_reduces_blocks_of_steps_and_stays_exact(gpt2_random, monkeypatch):
     """Batch 1, 13 steps: statistics come in blocks (not one reduction per step) and still equal a
-    teacher-forced pass's, the last partial block included. (Keeping the logits makes the capture large
-    enough for a block: a quarter of 13 steps' logits is 3 steps.)"""
+    teacher-forced pass's, the last partial block included. (A long prompt and the kept logits make the
+    capture large enough for blocks of 2 steps.)"""
     calls: list[int] = []
     record = greedy_stats.GreedyStats._record
 
@@ -67,8 +67,11 @@ def test_generate_reduces_blocks_of_steps_and_stays_exact(gpt2_random, monkeypat
         return record(self, x, steps)
 
     monkeypatch.setattr(greedy_stats.GreedyStats, "_record", spy)
-    cap = gpt2_random.generate("User: hey how are you? \nAgent:", max_new_tokens=13, keep_logits=True)
-    assert sum(calls) == 13 and calls[0] == 3 and calls[-1] == 1 and len(calls) == 5
+    prompt = "User: hey how are you? I was hoping we could talk about the trip next week, the hotel and the" \
+             " train tickets, and whether your sister is coming along with us after all.\nAgent:"
+    cap = gpt2_random.generate(prompt, max_new_tokens=13, keep_logits=True)
+    assert cap.prompt_len > 30
+    assert calls == [2] * 6 + [1]
     ids = cap.token_ids[None]
     with torch.no_grad():
         logits = gpt2_random.model(input_ids=ids).logits[0, cap.prompt_len - 1 : -1].double()

@@ -284,7 +284,7 @@ class Recorder:
         whichever came first (EOS on a tie). EOS stops a row through ``generate``'s own criterion (the
         same ids, :func:`~inspector.capture.decoding.build_generation_config`), so no step checks it here."""
         if self.greedy is not None:
-            self.greedy.flush()
+            self.greedy.flush(release=True)
         if self.beam:
             return
         gen = sequences[:, self.p_max :]
