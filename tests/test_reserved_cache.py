@@ -35,32 +35,38 @@ def test_same_tokens_and_logits_as_the_growing_cache(byte_tiny, capacity):
 
 
 def test_crop_select_and_write_again(byte_tiny):
-    """Cropping keeps a view (the next write lands after it); selecting rows leaves the buffer (concatenation)."""
+    """The prefill stays compact; the next write moves it into the reserved room. Cropping keeps a view (the
+    next write lands after it); selecting rows leaves the buffer (concatenation)."""
     layer = ReservedLayer(8)
     k = torch.arange(2 * 3 * 5 * 4, dtype=torch.float32).view(2, 3, 5, 4)
     keys, _ = layer.update(k, -k)
-    assert torch.equal(keys, k) and keys.data_ptr() == layer._key_buf.data_ptr()
+    assert torch.equal(keys, k) and layer._key_buf is None  # nothing reserved during the prefill
     layer.crop(-2)
     keys, values = layer.update(k[:, :, :1] + 100, -k[:, :, :1] - 100)
     assert torch.equal(keys, torch.cat([k[:, :, :3], k[:, :, :1] + 100], dim=-2))
     assert torch.equal(values, -keys) and keys.data_ptr() == layer._key_buf.data_ptr()
+    assert layer._key_buf.shape[-2] == 8
+    layer.crop(-1)
+    keys, _ = layer.update(k[:, :, :2] + 200, -k[:, :, :2] - 200)  # after a crop: in place again
+    assert torch.equal(keys, torch.cat([k[:, :, :3], k[:, :, :2] + 200], dim=-2))
+    assert keys.data_ptr() == layer._key_buf.data_ptr()
     layer.batch_select_indices(torch.tensor([1]))
     keys, _ = layer.update(k[1:, :, :1], -k[1:, :, :1])
-    assert keys.shape == (1, 3, 5, 4) and torch.equal(keys[0, :, -1], k[1, :, 0])
+    assert keys.shape == (1, 3, 6, 4) and torch.equal(keys[0, :, -1], k[1, :, 0])
     plain = DynamicLayer()
     plain.update(k, -k)
     plain.crop(-2)
     plain.update(k[:, :, :1] + 100, -k[:, :, :1] - 100)
+    plain.crop(-1)
+    plain.update(k[:, :, :2] + 200, -k[:, :, :2] - 200)
     plain.batch_select_indices(torch.tensor([1]))
     assert torch.equal(plain.update(k[1:, :, :1], -k[1:, :, :1])[0], keys)
 
 
-def test_the_capture_generates_with_it(byte_tiny, monkeypatch):
+def test_the_capture_generates_with_it(byte_tiny):
     from inspector.capture import GenerationSettings
     from inspector.capture.engine import generate_with_prompt_cache
 
-    # this tiny capture keeps less than the cache's page overhead bound: allow it here (see the test below)
-    monkeypatch.setattr("inspector.capture.reserved_cache.MAX_PAGE_OVERHEAD", float("inf"))
     caps, cache = generate_with_prompt_cache(byte_tiny, PROMPTS, GenerationSettings(max_new_tokens=4),
                                              [{"kind": "test"}] * len(PROMPTS))
     assert cache is not None and all(type(layer) is ReservedLayer for layer in cache.cache.layers)
@@ -71,37 +77,39 @@ def test_the_capture_generates_with_it(byte_tiny, monkeypatch):
     assert all(c.num_steps == 4 for c in caps)
 
 
-def test_only_where_its_memory_is_small_next_to_the_capture(byte_tiny, gpt2_random):
-    """On the CPU a reserved cache may hold up to a page per (row, KV head, layer, keys or values) more than
-    a compact one; the capture uses it when that is at most a quarter of what it keeps."""
-    import mmap
+def test_the_prefill_is_not_reserved_on_top_of_its_temporaries(byte_tiny, monkeypatch):
+    """Each layer reserves its room at its first update after the prefill, one layer at a time: the prefill's
+    keys and values are compact while the prefill's own temporaries exist."""
+    import inspector
+    import inspector.capture.engine as engine
 
-    from inspector.capture import GenerationSettings
-    from inspector.capture.budget import ModelSizes, estimate_capture
-    from inspector.capture.engine import generate_with_prompt_cache
-    from inspector.capture.reserved_cache import MAX_PAGE_OVERHEAD, page_overhead, worth_reserving
+    seen: list[tuple[int, bool]] = []  # per update: positions written, whether the layer had reserved room
+    real_update = ReservedLayer.update
 
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert page_overhead(gpt2_random.model, 16) == 16 * 12 * 12 * 2 * mmap.PAGESIZE  # 18.9 MB with 4 KiB pages
-    assert worth_reserving(gpt2_random.model, cpu, 16, 76 * 10**6)  # a full 64 + 64-token capture keeps 76 MB
-    assert not worth_reserving(gpt2_random.model, cpu, 16, 10 * 10**6)  # 3 layers' generated rows: 10 MB
-    assert worth_reserving(gpt2_random.model, cuda, 16, 1)  # a device allocates whole blocks either way
-    for settings, reserved in ((GenerationSettings(max_new_tokens=4), False),
-                               (GenerationSettings(max_new_tokens=60), True)):
-        lens = [len(byte_tiny.tokenizer(p)["input_ids"]) for p in PROMPTS]
-        kept = estimate_capture(settings.selected(byte_tiny.num_layers, byte_tiny.num_heads, "tiny"),
-                                ModelSizes.of(byte_tiny.model), lens).kept
-        assert (page_overhead(byte_tiny.model, 3) <= MAX_PAGE_OVERHEAD * kept) is reserved
-        _, cache = generate_with_prompt_cache(byte_tiny, PROMPTS, settings, [{"kind": "test"}] * 3)
-        assert cache is not None
-        assert all(type(layer) is (ReservedLayer if reserved else DynamicLayer) for layer in cache.cache.layers)
+    def update(self, k, v, *args, **kwargs):
+        seen.append((int(k.shape[-2]), self._key_buf is not None))
+        return real_update(self, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(ReservedLayer, "update", update)
+    made: list[object] = []
+    real = engine.reserved_cache
+    monkeypatch.setattr(engine, "reserved_cache", lambda *a: made.append(real(*a)) or made[-1])
+    cap = inspector.generate(byte_tiny, PROMPTS[0], max_new_tokens=3, layers=[0], attention_rows="generated")
+    assert len(made) == 1 and made[0] is not None  # a small selective capture generates with it too
+    layers = byte_tiny.num_layers
+    prompt = cap.prompt_len
+    # prefill: nothing reserved; the first step after it reserves (per layer); then every write lands in place
+    assert seen[:layers] == [(prompt, False)] * layers
+    assert seen[layers : 2 * layers] == [(1, False)] * layers
+    assert seen[2 * layers :] == [(1, True)] * (len(seen) - 2 * layers)
+    assert all(layer._key_buf is not None and layer.keys.data_ptr() == layer._key_buf.data_ptr()
+               for layer in made[0].layers)  # type: ignore[attr-defined]
 
 
 def test_not_for_beam_search_or_several_sequences(byte_tiny, monkeypatch):
     import inspector
     import inspector.capture.engine as engine
 
-    monkeypatch.setattr("inspector.capture.reserved_cache.MAX_PAGE_OVERHEAD", float("inf"))
     made: list[object] = []
     real = engine.reserved_cache
     monkeypatch.setattr(engine, "reserved_cache", lambda *a: made.append(real(*a)) or made[-1])

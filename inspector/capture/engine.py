@@ -23,7 +23,7 @@ from inspector.capture.greedy_stats import group_steps
 from inspector.capture.modules import cache_kwarg
 from inspector.capture.prompt_cache import PromptCache
 from inspector.capture.recorder import Recorder
-from inspector.capture.reserved_cache import reserved_cache, worth_reserving
+from inspector.capture.reserved_cache import reserved_cache
 from inspector.capture.settings import GenerationSettings
 from inspector.capture.steps import StackedSteps
 
@@ -229,8 +229,8 @@ def _run(
     if settings.seed is not None:
         rng = torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
     cache: dict[str, Any] = {}
-    # one row per prompt (the cache is never reordered), and the memory it may add small next to the captures
-    if expand == 1 and settings.num_beams == 1 and worth_reserving(model, dev, rows, kept):
+    # one row per prompt (the cache is never reordered)
+    if expand == 1 and settings.num_beams == 1:
         # every position the generation and its extra step write: the prompt and each new token
         reserved = reserved_cache(model, batch.p_max + settings.max_new_tokens, gen_config)
         if reserved is not None:

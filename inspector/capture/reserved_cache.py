@@ -7,25 +7,29 @@ extra step for the last token's attention row), so :class:`ReservedLayer` alloca
 values once and hands the model views of the filled part: the same numbers, bit for bit, without the
 copies. Anything that replaces the tensors (selecting or reordering rows) simply continues as a
 ``DynamicLayer`` would, by concatenation.
+
+Memory: each ``[position, head_dim]`` block of a row, KV head and layer is filled a position at a
+time, and on the CPU its last, partly filled page is resident: up to one page per block more than a
+compact cache (18.9 MB at batch 16 for GPT-2 small). Reserving the room during the prefill put that
+on top of the prefill's own large temporaries, the peak of a small capture (a selective capture at
+batch 16 peaked 6.5 MB higher, 0.7x what it keeps). So the prefill's keys and values are kept as they
+come, compact, and each layer moves them into its reserved room at its next update, one layer at a
+time; from then on the partly filled pages never add up to more than the full cache at the end.
 """
 
 from __future__ import annotations
 
-import mmap
 from typing import Any
 
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-__all__ = ["MAX_PAGE_OVERHEAD", "ReservedLayer", "page_overhead", "reserved_cache", "worth_reserving"]
-
-#: On the CPU, the most a reserved cache may add to a capture's peak memory, as a share of what it keeps.
-MAX_PAGE_OVERHEAD = 0.25
+__all__ = ["ReservedLayer", "reserved_cache"]
 
 
 class ReservedLayer(DynamicLayer):
-    """A ``DynamicLayer`` whose ``keys`` and ``values`` ``[batch, kv_head, position, head_dim]`` are views of
-    buffers reserved for ``capacity`` positions, filled in place."""
+    """A ``DynamicLayer`` whose ``keys`` and ``values`` ``[batch, kv_head, position, head_dim]`` become views of
+    buffers reserved for ``capacity`` positions after the first update (the prefill), filled in place."""
 
     def __init__(self, capacity: int) -> None:
         super().__init__()
@@ -44,19 +48,29 @@ class ReservedLayer(DynamicLayer):
             return None
         return int(keys.shape[-2])  # cropped in place (a prompt cache kept for teacher-forced passes)
 
+    def _reserve(self, new: int) -> None:
+        """Moves the compact keys and values into buffers with room for ``capacity`` positions (or the filled
+        ones and ``new`` more, if that is larger)."""
+        keys, values = self.keys, self.values
+        assert keys is not None and values is not None
+        filled = int(keys.shape[-2])
+        size = max(self.capacity, filled + new)
+        self._key_buf = keys.new_empty((*keys.shape[:-2], size, keys.shape[-1]))
+        self._value_buf = values.new_empty((*values.shape[:-2], size, values.shape[-1]))
+        self._key_buf.narrow(-2, 0, filled).copy_(keys)
+        self._value_buf.narrow(-2, 0, filled).copy_(values)
+        self.keys = self._view = self._key_buf.narrow(-2, 0, filled)
+        self.values = self._value_buf.narrow(-2, 0, filled)
+
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
                **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write the new positions after the filled ones and return views of everything filled."""
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
+        """The prefill: kept compact. Later: written after the filled positions, views of everything filled."""
+        if not self.is_initialized or self.keys is None or self.keys.numel() == 0:
+            return super().update(key_states, value_states, *args, **kwargs)
         new = int(key_states.shape[-2])
-        if self.keys is None or self.keys.numel() == 0:
-            size = max(self.capacity, new)
-            self._key_buf = key_states.new_empty((*key_states.shape[:-2], size, key_states.shape[-1]))
-            self._value_buf = value_states.new_empty((*value_states.shape[:-2], size, value_states.shape[-1]))
-            filled: int | None = 0
-        else:
-            filled = self._filled()
+        if self._key_buf is None:
+            self._reserve(new)
+        filled = self._filled()
         if filled is None or filled + new > int(self._key_buf.shape[-2]):  # type: ignore[union-attr]
             self._view = None
             return super().update(key_states, value_states, *args, **kwargs)
@@ -94,23 +108,3 @@ def reserved_cache(model: Any, capacity: int, generation_config: Any = None) -> 
         return None
     cache.layers = [ReservedLayer(capacity) if type(layer) is DynamicLayer else layer for layer in layers]
     return cache
-
-
-def page_overhead(model: Any, rows: int) -> int:
-    """The most resident memory a reserved cache holds beyond a compact one (CPU, bytes).
-
-    Each ``[position, head_dim]`` block of a row, KV head and layer, for keys and values, is filled a
-    position at a time, and its last page is resident once touched: up to one page per block more
-    than a cache that is exactly as long as what it holds (at batch 16, GPT-2 small: 18.9 MB).
-    """
-    cfg = model.config.get_text_config(decoder=True)
-    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
-    return rows * int(heads) * int(cfg.num_hidden_layers) * 2 * mmap.PAGESIZE
-
-
-def worth_reserving(model: Any, device: torch.device, rows: int, kept_bytes: int) -> bool:
-    """Whether to generate with a reserved cache: always off the CPU (the device allocates whole blocks
-    either way); on the CPU when :func:`page_overhead` is at most :data:`MAX_PAGE_OVERHEAD` of the bytes
-    the captures keep (a capture that keeps little, e.g. a few layers' generated rows, grows the cache
-    by concatenation rather than hold more memory for it than it keeps)."""
-    return device.type != "cpu" or page_overhead(model, rows) <= MAX_PAGE_OVERHEAD * kept_bytes
