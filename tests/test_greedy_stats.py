@@ -93,3 +93,18 @@ def test_a_batch_that_stops_early_keeps_every_step(byte_tiny):
         assert torch.equal(a.generated_ids, b.generated_ids)
         assert torch.allclose(a.raw.entropy, b.raw.entropy, atol=1e-5)
         assert torch.equal(a.raw.topk_ids, b.raw.topk_ids)
+
+
+def test_no_block_when_hidden_states_are_recorded(gpt2_random, monkeypatch):
+    """Recording hidden states already holds the prefill's float32 states of every layer: no block on top."""
+    calls: list[int] = []
+    record = greedy_stats.GreedyStats._record
+    monkeypatch.setattr(greedy_stats.GreedyStats, "_record", lambda self, x, steps: calls.append(steps) or
+                        record(self, x, steps))
+    prompt = "User: hey how are you? I was hoping we could talk about the trip next week, the hotel and the" \
+             " train tickets, and whether your sister is coming along with us after all.\nAgent:"
+    gpt2_random.generate(prompt, max_new_tokens=5, keep_logits=True)
+    assert max(calls) > 1  # the same capture without hidden states holds blocks
+    calls.clear()
+    cap = gpt2_random.generate(prompt, max_new_tokens=5, keep_logits=True, keep_hidden_states=True)
+    assert calls == [1] * 5 and cap.hidden_states is not None

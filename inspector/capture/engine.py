@@ -219,7 +219,8 @@ def _run(
     stopper = stop_string_criteria(tok, settings.stop_strings) if settings.stop_strings else None
     sizes = ModelSizes.of(model)
     kept = estimate_capture(settings, sizes, [batch.p_max - pad for pad in batch.pads]).kept
-    group = group_steps(rows, sizes.vocab_size, kept)
+    # hidden states: the prefill's float32 states of every layer already take the room a block would
+    group = 1 if settings.record_hidden_states else group_steps(rows, sizes.vocab_size, kept)
     rec = Recorder(im, settings, rows, batch.p_max, stopper, stats_group=group)
     rec.on_step = on_step
     processor, criterion = rec.hf_objects()

@@ -8,7 +8,8 @@ into a small ``[group x row, vocab]`` block and reduces the block when it is ful
 generation ends): 23 ms instead of 40 ms over 64 steps at batch 1 with 3 steps held (14 ms with 6,
 which would cost more memory than the captures may add). Only when few rows run together
 (:data:`MAX_GROUP_ROWS`) and the block is small next to what the captures keep
-(:data:`MAX_GROUP_SHARE`); otherwise every step is reduced as it comes (a group of one, no copy).
+(:data:`MAX_GROUP_SHARE`) and no hidden states are recorded; otherwise every step is reduced as it
+comes (a group of one, no copy).
 
 Greedy decoding picks the highest raw logit (nothing processes the scores; the recorder checks
 that at the first step), so the chosen token's log-probability is the best one and its rank is 1,
@@ -28,10 +29,11 @@ __all__ = ["MAX_GROUP_ROWS", "MAX_GROUP_SHARE", "GreedyStats", "group_steps"]
 #: Rows (steps x batch rows) reduced together at most; more gain little (measured 8 vs 16 at batch 1).
 MAX_GROUP_ROWS = 8
 #: The most the block of held logits may be, as a share of the bytes the captures keep. The block lives
-#: through the whole generation, so it adds to the peak: at batch 1 (GPT-2 small, 64 + 64 tokens) a
-#: capture with hidden states and value norms measured 1.32x its kept bytes above plain ``generate``
-#: without a block, 1.43x with this share (4 steps held) and 1.53x with a quarter (8 steps); the
-#: default capture holds 3 steps (1.25x). The target is at most 1.5x.
+#: through the whole generation, so it adds to the peak: at batch 1 (GPT-2 small, 64 + 64 tokens) the
+#: default capture holds 3 steps and peaked 1.28x what it keeps above plain ``generate`` (median of 3
+#: processes; target at most 1.5x). Captures that record hidden states hold no block (their prefill's
+#: float32 states of every layer already take that room: with hidden states and value norms the peak
+#: was 1.32x without a block, 1.43-1.50x with 4 steps held).
 MAX_GROUP_SHARE = 0.13
 
 
