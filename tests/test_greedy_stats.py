@@ -103,8 +103,8 @@ def test_no_block_when_hidden_states_are_recorded(gpt2_random, monkeypatch):
                         record(self, x, steps))
     prompt = "User: hey how are you? I was hoping we could talk about the trip next week, the hotel and the" \
              " train tickets, and whether your sister is coming along with us after all.\nAgent:"
-    gpt2_random.generate(prompt, max_new_tokens=5, keep_logits=True)
+    gpt2_random.generate(prompt, max_new_tokens=13, keep_logits=True)
     assert max(calls) > 1  # the same capture without hidden states holds blocks
     calls.clear()
-    cap = gpt2_random.generate(prompt, max_new_tokens=5, keep_logits=True, keep_hidden_states=True)
-    assert calls == [1] * 5 and cap.hidden_states is not None
+    cap = gpt2_random.generate(prompt, max_new_tokens=13, keep_logits=True, keep_hidden_states=True)
+    assert calls == [1] * 13 and cap.hidden_states is not None
