@@ -17,8 +17,8 @@ with 32 (the issue's cases). Methods:
 
 Time: every method runs in this one process, interleaved, on the same model; the ratio is
 each median over plain's. Peak memory: each method runs again in fresh subprocesses (3 each by
-default, in turn, the median counting; the
-model loaded and a 2-token warm-up done first), because a process that already ran other
+default, in turn, the median counting; in each the model is loaded and a 2-token warm-up done
+first), because a process that already ran other
 methods keeps freed heap pages and hides the next peak. On the CPU the peak is the resident set
 size above its start, with glibc's mmap threshold fixed at 128 kB (see :func:`child_env`):
 on Linux the kernel's exact high-water mark ``VmHWM``, reset just before the run
