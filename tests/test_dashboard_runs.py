@@ -109,6 +109,7 @@ def test_start_reload_refuse_stop_resume_from_the_page(page):
 
     again.button(key="run_stop").click().run()
     ok(again)
+    assert not again.error, plain(again.error)  # "Could not stop the run: ..."
     stopped = run_status(out)
     assert stopped.state == "stopped" and 2 <= stopped.turns_done < 29, stopped.describe()
     assert "stopped" in plain(again.warning)

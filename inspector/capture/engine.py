@@ -96,7 +96,8 @@ def generate(
         settings: a ready :class:`GenerationSettings` (overrides the keyword arguments).
         on_step: called after every decoding step as ``on_step(steps_done, max_new_tokens)``
             (for a progress bar). To cancel, raise from it: the exception propagates out of
-            ``generate``, the model's hooks are removed and nothing is returned.
+            ``generate``, the model's hooks are removed and nothing is returned. It runs inside
+            ``torch.inference_mode()``, as the generation does.
 
     Returns:
         A :class:`Capture` for a single string with one returned sequence; otherwise a list,
@@ -237,7 +238,11 @@ def _run(
         if reserved is not None:
             cache[cache_kwarg(model)] = reserved
             gen_config.cache_implementation = None  # the cache is given (generate refuses both)
-    with rng, rec.attached():
+    # inference mode: ``generate`` runs ~2-4% faster than under its own ``no_grad`` (no version counters
+    # or autograd bookkeeping per op). Tensors made here are inference tensors; the captures are assembled
+    # outside it, from copies, and the KV cache's reserved room is made outside it (reserved_cache), so
+    # nothing handed back refuses later in-place use.
+    with rng, rec.attached(), torch.inference_mode():
         if settings.seed is not None:
             torch.manual_seed(settings.seed)
         out = model.generate(

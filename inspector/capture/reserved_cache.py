@@ -55,8 +55,11 @@ class ReservedLayer(DynamicLayer):
         assert keys is not None and values is not None
         filled = int(keys.shape[-2])
         size = max(self.capacity, filled + new)
-        self._key_buf = keys.new_empty((*keys.shape[:-2], size, keys.shape[-1]))
-        self._value_buf = values.new_empty((*values.shape[:-2], size, values.shape[-1]))
+        # ordinary tensors even when generating under inference mode: a prompt cache kept after generation
+        # is written in place again by teacher-forced passes, which run outside it
+        with torch.inference_mode(False):
+            self._key_buf = keys.new_empty((*keys.shape[:-2], size, keys.shape[-1]))
+            self._value_buf = values.new_empty((*values.shape[:-2], size, values.shape[-1]))
         self._key_buf.narrow(-2, 0, filled).copy_(keys)
         self._value_buf.narrow(-2, 0, filled).copy_(values)
         self.keys = self._view = self._key_buf.narrow(-2, 0, filled)
