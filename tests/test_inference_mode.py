@@ -100,3 +100,11 @@ def test_kept_prompt_cache_is_written_again_outside_inference_mode(byte_tiny):
         ref = byte_tiny.model(input_ids=ids, attention_mask=full_mask,
                               position_ids=(full_mask.cumsum(-1) - 1).clamp(min=0)).logits[:, -1]
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_generation_runs_under_inference_mode_and_leaves_it(byte_tiny):
+    seen: list[bool] = []
+    inspector.generate(byte_tiny, "ab", max_new_tokens=3,
+                       on_step=lambda done, total: seen.append(torch.is_inference_mode_enabled()))
+    assert seen == [True, True, True]
+    assert not torch.is_inference_mode_enabled()

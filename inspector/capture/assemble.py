@@ -7,7 +7,6 @@ labels of every token it shows, and the provenance of the call.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -21,6 +20,7 @@ from inspector.capture.beams import (
     candidate_positions,
 )
 from inspector.capture.checks import check_finite_attention, check_finite_steps
+from inspector.capture.labels import token_labels
 from inspector.capture.steps import REASONS, StackedSteps
 from inspector.devices import dtype_name
 from inspector.layer_records import CaptureLens, HiddenStates
@@ -32,11 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from inspector.capture.recorder import Recorder
     from inspector.capture.settings import GenerationSettings
     from inspector.handle import ModelHandle
-
-
-def token_strings(tokenizer: Any, ids: Sequence[int]) -> list[str]:
-    """Display string of each token id (``tokenizer.decode([id])``, spaces kept as they are)."""
-    return [tokenizer.decode([i], clean_up_tokenization_spaces=False) for i in ids]
 
 
 def assemble(
@@ -58,6 +53,7 @@ def assemble(
     seq_cpu = sequences.cpu()
     bi = beam_indices.cpu().long() if beam_indices is not None else None  # [rows_out, steps], -1 = unfilled
     final_rows: list[FinalRow] = []
+    names: dict[int, str] = {}  # token id -> display string, shared by the captures of the batch
     if bi is not None and (settings.keep_attention or rec.layers.active):
         final_rows = beam_final_rows(im, rec, seq_cpu, bi, batch)
     views = bi is None and _views_fit(rec, batch, steps, int(seq_cpu.shape[0]))
@@ -115,10 +111,9 @@ def assemble(
         check_finite_steps(steps.finite[row_at, idx], which)
         logits = steps.logits[row_at, idx] if steps.logits is not None else None
         id_list = ids.tolist()
-        labels_ids = sorted(
-            set(id_list) | set(raw_scores.topk_ids.flatten().tolist()) | set(proc_scores.topk_ids.flatten().tolist())
-        )
-        labels = dict(zip(labels_ids, token_strings(tok, labels_ids), strict=True))
+        # each id decoded once for the whole batch
+        labels = token_labels(tok, set(id_list) | set(raw_scores.topk_ids.flatten().tolist())
+                              | set(proc_scores.topk_ids.flatten().tolist()), names)
         meta = CaptureMeta(
             model=im.name,
             revision=im.revision,

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from inspector.capture.checks import NonFiniteError
+from inspector.capture.labels import token_labels
 from inspector.capture.settings import GenerationSettings
 from inspector.capture.step_stats import entropy_of_logprobs
 from inspector.devices import dtype_name
@@ -238,10 +239,6 @@ def _token_stats(logits: torch.Tensor, forced: torch.Tensor, k: int) -> TokenSco
     return TokenScores(entropy.cpu(), chosen[:, 0].cpu(), rank.long().cpu(), topi.cpu(), topv.cpu())
 
 
-def _labels(tokenizer: Any, ids: set[int]) -> dict[int, str]:
-    return {i: str(tokenizer.decode([i], clean_up_tokenization_spaces=False)) for i in sorted(ids)}
-
-
 def _score(
     im: ModelHandle,
     items: list[tuple[list[int], list[int]]],
@@ -304,7 +301,7 @@ def _captures(
                 layer = int((~torch.isfinite(att)).flatten(1).any(-1).nonzero()[0])
                 raise NonFiniteError(f"item {b}: NaN or inf attention weights at layer {layer}")
         ids = p + c
-        labels = _labels(tok, set(ids) | set(scores.topk_ids.flatten().tolist()))
+        labels = token_labels(tok, set(ids) | set(scores.topk_ids.flatten().tolist()))
         meta = CaptureMeta(
             model=im.name,
             revision=im.revision,
