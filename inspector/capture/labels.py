@@ -15,7 +15,7 @@ def token_strings(tokenizer: Any, ids: Sequence[int]) -> list[str]:
     one call of the backend (what ``decode`` does per id, without a Python round per token: 3x faster);
     any other tokenizer is asked id by id.
     """
-    backend = getattr(tokenizer, "_tokenizer", None)
+    backend: Any = getattr(tokenizer, "_tokenizer", None)
     if ids and _stock_decode(tokenizer) and hasattr(backend, "decode_batch"):
         return list(backend.decode_batch([[int(i)] for i in ids], skip_special_tokens=False))
     return [str(tokenizer.decode([i], clean_up_tokenization_spaces=False)) for i in ids]
