@@ -239,9 +239,9 @@ def _run(
             cache[cache_kwarg(model)] = reserved
             gen_config.cache_implementation = None  # the cache is given (generate refuses both)
     # inference mode: ``generate`` runs ~2-4% faster than under its own ``no_grad`` (no version counters
-    # or autograd bookkeeping per op). Tensors made here are inference tensors; the captures are assembled
-    # outside it, from copies, and the KV cache's reserved room is made outside it (reserved_cache), so
-    # nothing handed back refuses later in-place use.
+    # or autograd bookkeeping per op). Tensors made in it are inference tensors, so what is handed back is
+    # not: the recorder's buffers (made above) and the reserved cache's room (reserved_cache) are made
+    # outside it, and the steps are stacked and the captures assembled after it.
     with rng, rec.attached(), torch.inference_mode():
         if settings.seed is not None:
             torch.manual_seed(settings.seed)
