@@ -20,7 +20,17 @@ def header(load: Any) -> None:
         "and where each token looked (Attention), or compare many dialogue turns from a corpus run (Corpus)."
     )
     m = load.model
-    if load.fell_back:
+    if load.level == "demo":
+        asked = st.session_state.get("model_name") or "the model"
+        st.info(
+            f"**{asked!r} could not be loaded here, so the page uses {m.name!r}: SmolLM2-135M-Instruct, a real "
+            f"trained model ({m.model_file.get('quantization', '4-bit')}, 4-bit quantised), not GPT-2.** Its "
+            "text and attention are meaningful; its tokenizer, layers and heads differ from GPT-2's.",
+            icon=":material/school:",
+        )
+        with st.expander("Why"):
+            st.markdown(md_paragraphs(load.message))
+    elif load.fell_back:
         asked = st.session_state.get("model_name") or "the model"
         where = m.name if load.level == "local-config" else "the built-in tiny model"
         st.error(

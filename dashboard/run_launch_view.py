@@ -41,6 +41,8 @@ def child_model(loaded: Any, request: state.ModelRequest) -> Any:
 
     if loaded.level == "requested":
         return RunModel(request.name, request.random_weights, request.device)
+    if loaded.level == "demo":  # the offline demo model stands in for the model asked for
+        return RunModel(str(loaded.model.name), False, request.device)
     if loaded.level == "local-config":  # the fallback: this folder's config with random weights
         return RunModel(str(loaded.model.name), True, request.device)
     raise ValueError("the page uses the built-in model, which `inspector run` cannot load; set the sidebar's model "

@@ -18,11 +18,12 @@ def sidebar_model(opts: LaunchOptions) -> state.ModelRequest:
 
     st.header("Model")
     name = st.text_input(
-        "Model (hub id or local folder)",
+        "Model (hub id, folder, .gguf file or smollm2)",
         value=opts.model,
         key="model_name",
         help="'gpt2' from the Hugging Face Hub or its local cache, a folder holding config.json, tokenizer "
-        "files and weights, or 'builtin' for a tiny random model that needs no file at all.",
+        "files and weights, a .gguf file (de-quantised, converted once and cached), 'smollm2' for the offline "
+        "demo model (SmolLM2-135M-Instruct, trained), or 'builtin' for a tiny random model that needs no file.",
     )
     random_weights = st.toggle(
         "Random weights",

@@ -80,6 +80,10 @@ def _load_model(name: str, device: str, random_weights: bool, config_dir: str | 
     if result.fell_back:
         # Logged here, inside the cache, so the line appears once per load and not on every rerun.
         why = " ".join(str(result.errors[0]).split()) if result.errors else "unknown error"
+        if result.level == "demo":
+            log.warning("could not load model %r; the page uses the trained demo model %r instead. Error: %s",
+                        name, result.model.name, why)
+            return result
         log.warning("could not load model %r; the page uses %s with RANDOM WEIGHTS instead (generated text is "
                     "meaningless). Error: %s", name, result.model.name, why)
     return result

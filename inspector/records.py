@@ -49,6 +49,8 @@ class CaptureMeta:
         sequence_index: index among the sequences returned for the prompt (beam rank).
         sequence_score: beam score of the sequence (beam search only).
         extra: anything else a caller wants to keep.
+        model_file: for weights read from a GGUF file, the file's ``file`` name, ``sha256``, ``quantization``
+            type (``"Q4_1"``), ``architecture`` and ``dequantized`` (True); empty for other models.
     """
 
     model: str = ""
@@ -65,6 +67,7 @@ class CaptureMeta:
     sequence_score: float | None = None
     created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    model_file: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

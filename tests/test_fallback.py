@@ -51,7 +51,7 @@ def test_builtin_by_name_is_not_a_fallback():
     assert model is res.model and "meaningless" in message
 
 
-def test_missing_model_falls_back_to_local_config(gpt2_dir, tmp_path):
+def test_missing_model_falls_back_to_local_config(no_demo_model, gpt2_dir, tmp_path):
     res = fallback.load_with_fallback(tmp_path / "no-such-model", device="cpu", config_dir=gpt2_dir)
     assert res.level == "local-config" and res.fell_back
     assert res.model.random_weights and res.model.num_layers == 12
@@ -59,7 +59,7 @@ def test_missing_model_falls_back_to_local_config(gpt2_dir, tmp_path):
     assert len(res.model.tokenizer) == 50257
 
 
-def test_nothing_usable_falls_back_to_builtin(tmp_path, monkeypatch):
+def test_nothing_usable_falls_back_to_builtin(no_demo_model, tmp_path, monkeypatch):
     monkeypatch.setattr(fallback, "default_config_dirs", lambda extra=None: [tmp_path / "empty"])
     res = fallback.load_with_fallback(tmp_path / "no-such-model", device="cpu")
     assert res.level == "builtin" and res.fell_back
@@ -67,7 +67,7 @@ def test_nothing_usable_falls_back_to_builtin(tmp_path, monkeypatch):
     assert res.model.generate("hi", max_new_tokens=2).meta.random_weights
 
 
-def test_broken_config_folder_is_skipped(tmp_path, monkeypatch):
+def test_broken_config_folder_is_skipped(no_demo_model, tmp_path, monkeypatch):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{ not json")
@@ -76,7 +76,7 @@ def test_broken_config_folder_is_skipped(tmp_path, monkeypatch):
     assert res.level == "builtin" and len(res.errors) == 2 and str(broken) in res.message
 
 
-def test_offline_hub_id_fails_fast_with_a_plain_message(tmp_path, monkeypatch):
+def test_offline_hub_id_fails_fast_with_a_plain_message(no_demo_model, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setattr(fallback, "default_config_dirs", lambda extra=None: [])
@@ -110,3 +110,26 @@ def test_fallback_module_does_not_import_streamlit():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+def test_the_trained_demo_model_stands_in_before_random_weights(smollm2, tmp_path):
+    res = fallback.load_with_fallback(tmp_path / "no-such-model", device="cpu")
+    assert res.level == "demo" and res.fell_back and res.model.name == "smollm2"
+    assert not res.model.random_weights and res.model.model_file["quantization"] == "Q4_1"
+    assert "does not exist" in res.message and "a real trained model" in res.message and "not GPT-2" in res.message
+    # asking for random weights keeps asking for random weights: no trained model instead
+    res = fallback.load_with_fallback(tmp_path / "no-such-model", device="cpu", random_weights=True)
+    assert res.level in ("local-config", "builtin") and res.model.random_weights
+
+
+@pytest.mark.slow
+def test_dashboard_opens_on_the_demo_model_with_a_banner(smollm2, fresh, monkeypatch, tmp_path):
+    from dashboard_helpers import new_app, ok, texts
+
+    monkeypatch.setenv("INSPECTOR_DASHBOARD_MODEL", str(tmp_path / "no-such-model"))
+    at = new_app().run(timeout=120)
+    ok(at)
+    banner = texts(at.info)
+    assert "SmolLM2-135M-Instruct, a real trained model" in banner and "not GPT-2" in banner
+    assert "Q4_1" in banner and not texts(at.error)

@@ -104,7 +104,8 @@ def test_used_random_weights_reads_run_json():
     assert used_random_weights({"random_weights": True}) and not used_random_weights({})
 
 
-def test_server_logs_one_line_when_the_page_falls_back_to_random_weights(page, monkeypatch, tmp_path, caplog):
+def test_server_logs_one_line_when_the_page_falls_back_to_random_weights(no_demo_model, page, monkeypatch, tmp_path,
+                                                                        caplog):
     monkeypatch.setenv("INSPECTOR_DASHBOARD_MODEL", str(tmp_path / "no-such-model"))
     monkeypatch.setenv("INSPECTOR_DASHBOARD_CONFIG_DIR", str(tmp_path / "no-config-either"))
     monkeypatch.setattr("inspector.fallback.default_config_dirs", lambda extra=None: [Path(extra)] if extra else [])

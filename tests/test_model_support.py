@@ -98,7 +98,7 @@ def test_unsupported_architecture_refused_at_load_before_weights(tmp_path, rando
         inspector.load_model(folder, device="cpu", random_weights=random_weights)
 
 
-def test_fallback_names_the_unsupported_architecture(tmp_path):
+def test_fallback_names_the_unsupported_architecture(no_demo_model, tmp_path):
     """The dashboard's loader falls back to a GPT-2 and says why, instead of failing."""
     from inspector.fallback import load_with_fallback
 

@@ -314,6 +314,7 @@ def _captures(
             versions=versions,
             source=sources[b],
             created=created,
+            model_file=im.model_file,
         )
         captures.append(
             Capture(

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from inspector.locations import MODEL_NAME_HELP
+
 DEFAULT_PROMPT = "User: hey how are you? \nAgent:"
 #: Where commands write when not told otherwise: one folder that .gitignore covers, so trying the
 #: README's commands in a checkout leaves no untracked files in the repository root.
@@ -17,7 +19,7 @@ DEFAULT_CAPTURE_OUT = f"{OUTPUT_DIR}/captures/capture.safetensors"
 def add_model_args(parser: argparse.ArgumentParser, model_default: str = "gpt2") -> None:
     """``--model``, ``--random-weights``, ``--device``, ``--dtype``, ``--trust-remote-code``."""
     g = parser.add_argument_group("model")
-    g.add_argument("--model", default=model_default, help="hub id or local folder (default: %(default)s)")
+    g.add_argument("--model", default=model_default, help=f"{MODEL_NAME_HELP} (default: %(default)s)")
     g.add_argument(
         "--random-weights",
         action="store_true",
@@ -161,7 +163,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="compare a short capture on the CPU and on a device (parity, NaN check, timings)",
         description="Run the same short capture on the CPU and on --device and report max differences.",
     )
-    d.add_argument("--model", default="gpt2", help="hub id or local folder (default: %(default)s)")
+    d.add_argument("--model", default="gpt2", help=f"{MODEL_NAME_HELP} (default: %(default)s)")
     d.add_argument("--random-weights", action="store_true",
                    help="build the model from the folder's config.json with random weights (default: off)")
     d.add_argument("--device", default="auto", help="device to compare with the CPU (default: %(default)s)")

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from inspector.locations import MODEL_NAME_HELP
+
 #: The name the dashboard's folder (``dashboard/`` in a source checkout) is installed under.
 APP_PACKAGE = "inspector_dashboard"
 
@@ -62,7 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--capture", default=None, metavar="FILE.safetensors",
                    help="capture file (from `inspector capture --out`) that every new page opens with (default: none)")
     p.add_argument("--model", default=None, metavar="NAME_OR_DIR",
-                   help="hub id, local folder, or 'builtin' (default: gpt2)")
+                   help=f"{MODEL_NAME_HELP}, or 'builtin' (default: gpt2, else smollm2 where gpt2 cannot "
+                        "be loaded)")
     p.add_argument("--random-weights", action="store_true",
                    help="random weights from the model folder's config.json (text is meaningless)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
