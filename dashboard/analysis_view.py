@@ -18,6 +18,9 @@ COMPARE_DECODING = {"greedy": "Greedy", "sample": "Sampling", "beam": "Beam sear
 BEAMS_CAPTURE = "_compare_beams"
 #: Most positions the lens grid shows at once (a window over the sequence): 13 rows x 48 cells of words.
 LENS_WINDOW = 48
+#: The head rankings shown under the head statistics: (statistic, table title), and how many heads each lists.
+HEAD_RANKINGS = (("induction", "Top heads by induction score"), ("previous", "Top heads by previous-token score"))
+RANKING_TOP = 10
 
 
 def analysis_panel(capture: Any, loaded: Any, request: state.ModelRequest, settings: Any) -> None:
@@ -122,7 +125,9 @@ def _head_stats(capture: Any) -> None:
 
     st.subheader("Head statistics")
     st.caption("Per layer and head: attention entropy, how far back it looks, its share on the first token "
-               "(sink), previous-token and self scores, and its shares on prompt and generated tokens.")
+               "(sink), previous-token, induction and self scores, and its shares on prompt and generated "
+               "tokens. The induction score is the share on the token that followed the last earlier "
+               "occurrence of the current token, over the tokens that occurred before.")
     state.sticky("an_hs_rows", "all", ROW_CHOICES)
     state.sticky("an_hs_stats", ["entropy", "distance", "sink", "previous"])
     c1, c2 = st.columns([1, 3])
@@ -138,6 +143,22 @@ def _head_stats(capture: Any) -> None:
         st.info(f"Head statistics: {exc}")
         return
     st.plotly_chart(fig, key="fig_headstats", width="stretch")
+    _head_rankings(capture, rows)
+
+
+def _head_rankings(capture: Any, rows: str) -> None:
+    """The heads with the highest induction and previous-token scores over the chosen rows, as tables."""
+    from inspector.analysis.head_stats import capture_head_stats, rank_heads
+
+    stats = capture_head_stats(capture, rows)
+    for column, (statistic, title) in zip(st.columns(len(HEAD_RANKINGS)), HEAD_RANKINGS, strict=True):
+        column.markdown(f"**{title}**")
+        table = rank_heads(stats, statistic, top=RANKING_TOP)
+        if table.empty:
+            column.info(f"No {statistic} score over these rows: no token in them occurred earlier in the sequence."
+                        if statistic == "induction" else f"No {statistic} score over these rows.")
+            continue
+        column.dataframe(table, key=f"an_hs_rank_{statistic}", hide_index=True, width="stretch")
 
 
 def second_settings(settings: Any, mode: str, temperature: float, seed: int) -> Any:

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from inspector import locations
 from inspector.architectures import UnsupportedModelError, check_supported
 from inspector.devices import available_devices, resolve_device, resolve_dtype
 from inspector.gguf import GGUF_INFO_KEY, GGUFError, GGUFInfo, converted_folder, is_gguf_path
 from inspector.handle import ModelHandle
 from inspector.hub import hub_offline, hub_reachable
-from inspector import locations
 from inspector.locations import DEMO_INSTALL, DEMO_MODEL
 from inspector.provenance import library_versions
 

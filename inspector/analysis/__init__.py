@@ -6,7 +6,8 @@ model's weights), with shapes in their docstrings:
 * :mod:`~inspector.analysis.lens` (:func:`logit_lens`) with :mod:`~inspector.analysis.readout`;
 * :mod:`~inspector.analysis.value_norms` (Kobayashi et al. 2020, norm-weighted attention);
 * :mod:`~inspector.analysis.rollout` (:func:`attention_rollout`, Abnar & Zuidema 2020);
-* :mod:`~inspector.analysis.head_stats` (:func:`attention_head_stats`, :func:`aggregate_head_stats`);
+* :mod:`~inspector.analysis.head_stats` (:func:`attention_head_stats`, :func:`aggregate_head_stats`,
+  :func:`rank_heads`);
 * :mod:`~inspector.analysis.compare` (:func:`compare_captures`, :func:`compare_beams`).
 """
 
@@ -31,7 +32,10 @@ _EXPORTS: dict[str, str] = {
     "aggregate_head_stats": "inspector.analysis.head_stats",
     "attention_head_stats": "inspector.analysis.head_stats",
     "capture_head_stats": "inspector.analysis.head_stats",
+    "head_name": "inspector.analysis.head_stats",
+    "previous_occurrences": "inspector.analysis.head_stats",
     "query_rows": "inspector.analysis.head_stats",
+    "rank_heads": "inspector.analysis.head_stats",
     "LensResult": "inspector.analysis.lens",
     "capture_lens": "inspector.analysis.lens",
     "logit_lens": "inspector.analysis.lens",
@@ -69,7 +73,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
         aggregate_head_stats,
         attention_head_stats,
         capture_head_stats,
+        head_name,
+        previous_occurrences,
         query_rows,
+        rank_heads,
     )
     from inspector.analysis.lens import (
         LensResult,

@@ -9,4 +9,6 @@ KL_CHOICES: tuple[str, ...] = ("auto", "exact", "topk")
 #: Which query rows head statistics use (:func:`inspector.analysis.head_stats.attention_head_stats`).
 ROW_CHOICES: tuple[str, ...] = ("all", "prompt", "generated")
 #: Statistic names, as fields of :class:`~inspector.analysis.head_stats.HeadStats` and columns of its frame.
-STATISTICS: tuple[str, ...] = ("entropy", "distance", "sink", "previous", "self", "prompt_share", "generated_share")
+STATISTICS: tuple[str, ...] = (
+    "entropy", "distance", "sink", "previous", "induction", "self", "prompt_share", "generated_share",
+)

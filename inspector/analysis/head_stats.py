@@ -1,4 +1,4 @@
-"""Per-head attention statistics (entropy, distance, sink, previous-token, self, prompt share) and their aggregation.
+"""Per-head attention statistics (entropy, distance, sink, previous-token, induction, self, prompt share).
 
 Every statistic is a mean over a set of query rows of attention ``[layer, head, q, k]``:
 
@@ -6,6 +6,11 @@ Every statistic is a mean over a set of query rows of attention ``[layer, head, 
 * ``distance``: ``sum_k a (q - k)``, how far back the head looks;
 * ``sink``: ``a[q, 0]``, the share on the first token;
 * ``previous``: ``a[q, q - 1]``, the previous-token score;
+* ``induction``: ``a[q, j + 1]`` where ``j < q`` is the most recent earlier position holding the
+  same token as ``q`` (``token_ids[j] == token_ids[q]``): the share on the token that followed
+  the last occurrence of the current one, which an induction head copies. Only rows whose token
+  occurred before count (``induction_rows`` of them); for a token repeated at once (``j = q - 1``)
+  the target is ``q`` itself. NaN when no chosen row qualifies, or when no token ids were given;
 * ``self``: ``a[q, q]``;
 * ``prompt_share`` / ``generated_share``: ``sum_k a`` over prompt keys (``k < prompt_len``)
   and over generated keys; they add up to 1.
@@ -15,14 +20,18 @@ Rows (``rows=``): ``"all"`` is rows ``1 .. seq - 1``, ``"prompt"`` rows
 never used: it has a single key, so every head puts all its weight there (entropy 0,
 sink 1, self 1) and it would only blur the statistics.
 
+Heads are named ``"L{layer}.H{head}"`` (:func:`head_name`), as everywhere else;
+:func:`rank_heads` lists the heads with the highest score of one statistic.
+
 For norm-weighted statistics pass ``norm_weighted_attention(att, norms, renormalise=True)``
 (:mod:`inspector.analysis.value_norms`) instead of raw attention.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -34,6 +43,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from inspector.records import Capture
 
+#: Attributes of :class:`HeadStats` that are counts and labels, not ``[layer, head]`` tensors.
+_COUNT_FIELDS = ("rows", "num_rows", "induction_rows")
+
+
+def _absent() -> torch.Tensor:
+    """Placeholder for a statistic that was not given (filled with NaN of the right shape)."""
+    return torch.empty(0)
+
+
+def head_name(layer: int, head: int) -> str:
+    """The name of one attention head, ``"L3.H5"`` for layer 3, head 5 (0-based, as everywhere)."""
+    return f"L{int(layer)}.H{int(head)}"
 
 
 @dataclass(frozen=True)
@@ -43,8 +64,12 @@ class HeadStats:
     Attributes:
         entropy, distance, sink, previous, self_score, prompt_share, generated_share:
             ``[layer, head]`` float32, each a mean over the chosen query rows.
+        induction: ``[layer, head]`` float32, the mean over the chosen rows whose token
+            occurred before (``induction_rows``); all NaN when none did, and when left out
+            (statistics made without token ids, or read from files older than the score).
         rows: which rows were used (``"all"``, ``"prompt"``, ``"generated"``).
-        num_rows: how many query rows each number is a mean of.
+        num_rows: how many query rows each number is a mean of (``induction`` excepted).
+        induction_rows: how many of them the induction score is a mean of.
     """
 
     entropy: torch.Tensor
@@ -56,11 +81,15 @@ class HeadStats:
     generated_share: torch.Tensor
     rows: str = "all"
     num_rows: int = 0
+    induction: torch.Tensor = field(default_factory=_absent)
+    induction_rows: int = 0
 
     def __post_init__(self) -> None:
         shape = tuple(self.entropy.shape)
         if len(shape) != 2:
             raise ValueError(f"HeadStats fields must be [layer, head], got {shape}")
+        if self.induction.numel() == 0 and math.prod(shape) != 0:
+            object.__setattr__(self, "induction", torch.full(shape, math.nan))
         for name in self._tensor_fields():
             got = tuple(getattr(self, name).shape)
             if got != shape:
@@ -70,7 +99,7 @@ class HeadStats:
 
     @staticmethod
     def _tensor_fields() -> tuple[str, ...]:
-        return tuple(f.name for f in fields(HeadStats) if f.name not in ("rows", "num_rows"))
+        return tuple(f.name for f in fields(HeadStats) if f.name not in _COUNT_FIELDS)
 
     @property
     def num_layers(self) -> int:
@@ -87,7 +116,8 @@ class HeadStats:
         return getattr(self, "self_score" if name == "self" else name)
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per (layer, head): ``layer, head``, every statistic, and ``rows`` (the row count)."""
+        """One row per (layer, head): ``layer, head``, every statistic, ``rows`` (the row count)
+        and ``induction_rows`` (the rows behind the induction score)."""
         import pandas as pd
 
         layer, head = torch.meshgrid(torch.arange(self.num_layers), torch.arange(self.num_heads), indexing="ij")
@@ -95,15 +125,22 @@ class HeadStats:
         for name in STATISTICS:
             data[name] = self.statistic(name).reshape(-1).float().numpy()
         data["rows"] = self.num_rows
+        data["induction_rows"] = self.induction_rows
         return pd.DataFrame(data)
 
     def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
-        """The ``[layer, head]`` tensors as ``{prefix.field: tensor}`` (rows and num_rows go in metadata)."""
+        """The ``[layer, head]`` tensors as ``{prefix.field: tensor}`` (the counts go in metadata)."""
         return {f"{prefix}.{name}": getattr(self, name) for name in self._tensor_fields()}
 
     @classmethod
-    def from_tensors(cls, tensors: Mapping[str, torch.Tensor], prefix: str, rows: str, num_rows: int) -> HeadStats:
-        return cls(**{n: tensors[f"{prefix}.{n}"] for n in cls._tensor_fields()}, rows=rows, num_rows=num_rows)
+    def from_tensors(cls, tensors: Mapping[str, torch.Tensor], prefix: str, rows: str, num_rows: int,
+                     induction_rows: int = 0) -> HeadStats:
+        """The inverse of :meth:`tensors`; a missing ``induction`` (older files) reads as NaN."""
+        given = {n: tensors[f"{prefix}.{n}"] for n in cls._tensor_fields() if f"{prefix}.{n}" in tensors}
+        missing = [n for n in cls._tensor_fields() if n not in given and n != "induction"]
+        if missing:
+            raise ValueError(f"head statistics under {prefix!r} lack {missing}")
+        return cls(**given, rows=rows, num_rows=num_rows, induction_rows=induction_rows)
 
 
 def query_rows(seq: int, prompt_len: int, rows: str = "all") -> torch.Tensor:
@@ -119,18 +156,46 @@ def query_rows(seq: int, prompt_len: int, rows: str = "all") -> torch.Tensor:
     return torch.arange(start, stop)
 
 
-def attention_head_stats(att: torch.Tensor, prompt_len: int, rows: str = "all") -> HeadStats:
-    """Statistics of every head of attention ``[layer, head, query, key]`` over the chosen rows."""
+def previous_occurrences(token_ids: torch.Tensor) -> torch.Tensor:
+    """``[seq]`` int64: for each position ``i`` of ``token_ids [seq]``, the most recent ``j < i`` with the
+    same token, ``-1`` where the token did not occur before."""
+    if token_ids.dim() != 1 or token_ids.dtype.is_floating_point or token_ids.dtype == torch.bool:
+        raise ValueError(f"token_ids must be [seq] integer ids, got {tuple(token_ids.shape)} {token_ids.dtype}")
+    last: dict[int, int] = {}
+    out = []
+    for i, t in enumerate(token_ids.tolist()):
+        out.append(last.get(t, -1))
+        last[t] = i
+    return torch.tensor(out, dtype=torch.int64)
+
+
+def attention_head_stats(att: torch.Tensor, prompt_len: int, rows: str = "all",
+                         token_ids: torch.Tensor | None = None) -> HeadStats:
+    """Statistics of every head of attention ``[layer, head, query, key]`` over the chosen rows.
+
+    ``token_ids`` ``[seq]``: the sequence's tokens, needed for the induction score (without them
+    it is NaN); see the module docstring for every definition.
+    """
     if att.dim() != 4 or att.shape[2] != att.shape[3]:
         raise ValueError(f"att must be [layer, head, seq, seq], got {tuple(att.shape)}")
     seq = int(att.shape[2])
+    if token_ids is not None and tuple(token_ids.shape) != (seq,):
+        raise ValueError(f"token_ids must be [seq] = ({seq},) like the attention, got {tuple(token_ids.shape)}")
     q = query_rows(seq, prompt_len, rows).to(att.device)
+    earlier = None if token_ids is None else previous_occurrences(token_ids.cpu())[q.cpu()].to(att.device)
     a = att[:, :, q, :].float()  # [layer, head, n, key]
+    layers, heads = int(a.shape[0]), int(a.shape[1])
     keys = torch.arange(seq, device=att.device)
     plogp = a * torch.log(a.clamp(min=torch.finfo(torch.float32).tiny))
-    at = a.gather(3, q.view(1, 1, -1, 1).expand(a.shape[0], a.shape[1], -1, 1))[..., 0]
-    prev = a.gather(3, (q - 1).view(1, 1, -1, 1).expand(a.shape[0], a.shape[1], -1, 1))[..., 0]
+    at = a.gather(3, q.view(1, 1, -1, 1).expand(layers, heads, -1, 1))[..., 0]
+    prev = a.gather(3, (q - 1).view(1, 1, -1, 1).expand(layers, heads, -1, 1))[..., 0]
     prompt = a[..., :prompt_len].sum(-1)
+    induction, induction_rows = torch.full((layers, heads), math.nan), 0
+    if earlier is not None and bool((earlier >= 0).any()):
+        seen = earlier >= 0
+        target = (earlier[seen] + 1).view(1, 1, -1, 1).expand(layers, heads, -1, 1)
+        induction = a[:, :, seen, :].gather(3, target)[..., 0].mean(-1).cpu()
+        induction_rows = int(seen.sum())
     return HeadStats(
         entropy=(-plogp.sum(-1)).mean(-1).cpu(),
         distance=(a * (q[:, None] - keys[None, :]).float()).sum(-1).mean(-1).cpu(),
@@ -141,12 +206,47 @@ def attention_head_stats(att: torch.Tensor, prompt_len: int, rows: str = "all") 
         generated_share=a[..., prompt_len:].sum(-1).mean(-1).cpu(),
         rows=rows,
         num_rows=int(q.numel()),
+        induction=induction,
+        induction_rows=induction_rows,
     )
 
 
 def capture_head_stats(capture: Capture, rows: str = "all") -> HeadStats:
-    """:func:`attention_head_stats` of a capture's attention (raises ``CaptureError`` when it kept none)."""
-    return attention_head_stats(capture.require_attentions(), capture.prompt_len, rows)
+    """:func:`attention_head_stats` of a capture's attention and tokens (raises ``CaptureError`` when it
+    kept no attention)."""
+    return attention_head_stats(capture.require_attentions(), capture.prompt_len, rows, capture.token_ids)
+
+
+def rank_heads(source: HeadStats | pd.DataFrame, statistic: str, top: int = 10) -> pd.DataFrame:
+    """The ``top`` heads with the highest ``statistic``, highest first (NaN scores left out).
+
+    Args:
+        source: a :class:`HeadStats`, or a table with one row per (layer, head) and a column per
+            statistic (:meth:`HeadStats.to_frame`, one group of :func:`aggregate_head_stats`).
+        statistic: a name from :data:`STATISTICS`, e.g. ``"induction"`` or ``"previous"``.
+        top: how many heads to list (at least 1).
+
+    Returns:
+        columns ``rank`` (1-based), ``name`` (``"L3.H5"``), ``layer``, ``head`` and ``statistic``'s
+        score; ties keep layer-then-head order.
+    """
+    if statistic not in STATISTICS:
+        raise ValueError(f"unknown statistic {statistic!r}; choose one of {STATISTICS}")
+    if int(top) < 1:
+        raise ValueError(f"top must be at least 1, got {top}")
+    frame = source.to_frame() if isinstance(source, HeadStats) else source
+    missing = [c for c in ("layer", "head", statistic) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"the table lacks the columns {missing}; pass a HeadStats or one group of head statistics")
+    if frame.duplicated(["layer", "head"]).any():
+        raise ValueError("the table holds several groups per (layer, head): select one group first, e.g. "
+                         "table[table['act'] == 'question']")
+    ranked = frame[["layer", "head", statistic]].dropna(subset=[statistic])
+    ranked = ranked.sort_values(["layer", "head"]).sort_values(statistic, ascending=False, kind="stable")
+    ranked = ranked.head(int(top)).reset_index(drop=True)
+    ranked.insert(0, "name", [head_name(lay, h) for lay, h in zip(ranked["layer"], ranked["head"], strict=True)])
+    ranked.insert(0, "rank", range(1, len(ranked) + 1))
+    return ranked
 
 
 def aggregate_head_stats(
@@ -163,8 +263,9 @@ def aggregate_head_stats(
 
     Returns:
         one row per group, layer and head: the ``by`` columns, ``layer``, ``head``,
-        each statistic's mean over the group's turns (every turn weighs the same),
-        ``turns`` (how many turns) and ``rows`` (query rows over those turns).
+        each statistic's mean over the group's turns (every turn weighs the same; a turn whose
+        induction score is NaN, with no repeated token, is left out of that mean), ``turns``
+        (how many turns), ``rows`` and ``induction_rows`` (query rows over those turns).
     """
     import pandas as pd
 
@@ -191,6 +292,6 @@ def aggregate_head_stats(
         frames.append(frame)
     long = pd.concat(frames, ignore_index=True)
     agg: dict[str, Any] = {name: "mean" for name in STATISTICS}
-    agg.update(turns="sum", rows="sum")
+    agg.update(turns="sum", rows="sum", induction_rows="sum")
     out = long.groupby([*keys, "layer", "head"], dropna=False, sort=True).agg(agg).reset_index()
-    return out[[*keys, "layer", "head", *STATISTICS, "turns", "rows"]]
+    return out[[*keys, "layer", "head", *STATISTICS, "turns", "rows", "induction_rows"]]

@@ -31,6 +31,7 @@ STAT_LABELS: dict[str, str] = {
     "distance": "mean distance (tokens)",
     "sink": "share on first token",
     "previous": "previous-token score",
+    "induction": "induction score",
     "self": "self score",
     "prompt_share": "share on prompt",
     "generated_share": "share on generated",

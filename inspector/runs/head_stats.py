@@ -9,7 +9,12 @@ part's presence marks the batch done, so a done batch always has its statistics)
 * ``<statistic>``: ``[turn, layer, head]`` float32 for each name in
   :data:`~inspector.analysis.head_stats.STATISTICS` (``self`` is stored as ``self``);
 * ``dial_id``, ``turn``: ``[turn]`` int64, the turn keys; ``num_rows``: ``[turn]`` int64;
-* metadata ``{"format": "inspector-headstats", "version": "1", "rows": "all"}``.
+  ``induction_rows``: ``[turn]`` int64, the rows behind each turn's induction score;
+* metadata ``{"format": "inspector-headstats", "version": "2", "rows": "all"}``.
+
+Version 1 files (written before the induction score existed) have no ``induction`` and no
+``induction_rows``; they still load, with the induction score NaN (and 0 rows), so such a
+run's tables show NaN there and :func:`~inspector.analysis.head_stats.rank_heads` lists no head.
 
 A run with ``attention="none"`` captures no attention and writes no such file.
 :func:`run_head_stats` reads them back and groups by labels (via
@@ -34,7 +39,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from inspector.records import Capture
 
 HEADSTATS_FORMAT = "inspector-headstats"
-HEADSTATS_VERSION = "1"
+HEADSTATS_VERSION = "2"
+#: Statistics a version 1 file lacks (read as NaN).
+_ADDED_IN_V2 = ("induction",)
 #: The query rows a run's statistics are over (see :func:`~inspector.analysis.head_stats.query_rows`).
 RUN_ROWS = "all"
 #: The label columns a run's head statistics can be grouped by.
@@ -47,10 +54,11 @@ def headstats_path(out: Path, batch: int) -> Path:
 
 
 def turn_head_stats(capture: Capture) -> HeadStats | None:
-    """The head statistics of one turn's full attention, or ``None`` when it kept none (or has one token)."""
+    """The head statistics of one turn's full attention and tokens, or ``None`` when it kept none (or has
+    one token)."""
     if capture.attentions is None or capture.seq_len < 2:
         return None
-    return attention_head_stats(capture.attentions, capture.prompt_len, RUN_ROWS)
+    return attention_head_stats(capture.attentions, capture.prompt_len, RUN_ROWS, capture.token_ids)
 
 
 def write_batch_head_stats(out: Path, batch: int, keys: Sequence[tuple[int, int]],
@@ -66,6 +74,7 @@ def write_batch_head_stats(out: Path, batch: int, keys: Sequence[tuple[int, int]
     tensors["dial_id"] = torch.tensor([int(k[0]) for k in keys], dtype=torch.int64)
     tensors["turn"] = torch.tensor([int(k[1]) for k in keys], dtype=torch.int64)
     tensors["num_rows"] = torch.tensor([s.num_rows for s in stats], dtype=torch.int64)
+    tensors["induction_rows"] = torch.tensor([s.induction_rows for s in stats], dtype=torch.int64)
     path = headstats_path(out, batch)
     with writing(path), atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": HEADSTATS_FORMAT, "version": HEADSTATS_VERSION,
@@ -86,15 +95,18 @@ def read_batch_head_stats(path: Path) -> tuple[list[tuple[int, int]], list[HeadS
     except SafetensorError as exc:
         raise RunError(f"{path}: damaged head-statistics file ({exc}); delete it and its batch part to redo "
                        "that batch") from exc
-    missing = [n for n in (*STATISTICS, "dial_id", "turn", "num_rows") if n not in t]
+    missing = [n for n in (*STATISTICS, "dial_id", "turn", "num_rows") if n not in t and n not in _ADDED_IN_V2]
     if missing:
         raise RunError(f"{path} lacks {missing}; the run folder was modified")
     rows = meta.get("rows", RUN_ROWS)
     keys = list(zip(t["dial_id"].tolist(), t["turn"].tolist(), strict=True))
+    induction_rows = t.get("induction_rows", torch.zeros(len(keys), dtype=torch.int64))
     stats = []
     for i in range(len(keys)):
-        fields = {("self_score" if n == "self" else n): t[n][i] for n in STATISTICS}
-        stats.append(HeadStats(**fields, rows=rows, num_rows=int(t["num_rows"][i])))
+        # A statistic the file predates is left out: HeadStats fills it with NaN.
+        fields = {("self_score" if n == "self" else n): t[n][i] for n in STATISTICS if n in t}
+        stats.append(HeadStats(**fields, rows=rows, num_rows=int(t["num_rows"][i]),
+                               induction_rows=int(induction_rows[i])))
     return keys, stats
 
 
