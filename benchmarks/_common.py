@@ -29,6 +29,32 @@ def gpt2_offline_dir() -> Path:
     return path
 
 
+#: Weight files whose presence makes a model folder "pretrained" for :func:`load_bench_model`'s ``auto``.
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+def load_bench_model(name: str | None, device: str = "cpu", weights: str = "auto") -> Any:
+    """The benchmarked model: ``name`` (default: GPT-2's offline config folder) with ``weights`` ``"random"``,
+    ``"pretrained"``, or ``"auto"``: random for a folder holding no weights (GPT-2's offline config),
+    pretrained otherwise (a hub id, ``smollm2``, a ``.gguf`` file, a folder with weights)."""
+    import inspector
+
+    model = name or str(gpt2_offline_dir())
+    folder = Path(model).expanduser()
+    no_weights = folder.is_dir() and not any((folder / f).is_file() for f in _WEIGHT_FILES)
+    random = weights == "random" or (weights == "auto" and no_weights)
+    return inspector.load_model(model, device=device, random_weights=random)
+
+
+def add_model_args(parser: Any) -> None:
+    """``--model`` and ``--weights``, the same in every benchmark."""
+    parser.add_argument("--model", default=None,
+                        help="hub id, folder, .gguf file or smollm2 (default: GPT-2's offline config folder, "
+                             "random weights)")
+    parser.add_argument("--weights", default="auto", choices=["auto", "random", "pretrained"],
+                        help="auto: random for a folder without weights, else pretrained (default: %(default)s)")
+
+
 def rss_bytes() -> int:
     """Resident set size of this process (Linux /proc; 0 elsewhere)."""
     try:

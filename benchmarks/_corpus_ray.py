@@ -27,11 +27,12 @@ if str(ROOT) not in sys.path:  # this checkout's inspector, not whichever one is
 
 
 def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    import inspector
+    from _common import load_bench_model
+
     from inspector.capture import GenerationSettings
     from inspector.runs import RunConfig, plan_run
 
-    im = inspector.load_model(args.model, device=args.device, random_weights=True)
+    im = load_bench_model(args.model, args.device, args.weights)
     cfg = RunConfig(split="validation", data=args.data, limit=args.turns, batch_size=args.batch_size,
                     attention=args.attention, settings=GenerationSettings(max_new_tokens=args.max_new_tokens))
     return im, cfg, plan_run(cfg, im.tokenizer, im.context_length)

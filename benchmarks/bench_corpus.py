@@ -40,6 +40,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import add_model_args, load_bench_model  # noqa: E402
 
 
 def _default_dir(env: str, rel: str) -> str | None:
@@ -52,8 +55,7 @@ def _default_dir(env: str, rel: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=_default_dir("INSPECTOR_GPT2_OFFLINE_DIR", "models/gpt2-offline"),
-                    help="folder with GPT-2's config.json and tokenizer (random weights are used)")
+    add_model_args(ap)
     ap.add_argument("--data", default=_default_dir("INSPECTOR_DAILYDIALOG_DIR", "data/dailydialog"),
                     help="DailyDialog folder (default: $INSPECTOR_DAILYDIALOG_DIR or ../shared/data/dailydialog)")
     ap.add_argument("--turns", type=int, default=64)
@@ -74,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="instead: capture throughput of length-bucketed (the plan's) vs unsorted batches, "
                     "interleaved (default: off)")
     args = ap.parse_args(argv)
-    if not args.model or not args.data:
-        print("need --model (GPT-2 config + tokenizer folder) and --data (DailyDialog)", file=sys.stderr)
+    if not args.data:
+        print("need --data (DailyDialog)", file=sys.stderr)
         return 2
     if args.mode == "research":
         return research_mode(args)
@@ -92,11 +94,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    import inspector
     from inspector.capture import GenerationSettings
     from inspector.runs import RunConfig, plan_run, run_corpus
 
-    im = inspector.load_model(args.model, device=args.device, random_weights=True)
+    im = load_bench_model(args.model, args.device, args.weights)
     tok, model = im.tokenizer, im.model
     cfg = RunConfig(split="validation", data=args.data, limit=args.turns, batch_size=args.batch_size,
                     attention=args.attention, settings=GenerationSettings(max_new_tokens=args.max_new_tokens))
@@ -223,12 +224,11 @@ def _abba(args: argparse.Namespace, mode: str, label: str, target: float, extra:
     """
     import torch
 
-    import inspector
     import inspector.runs.execute as execute
     from inspector.capture import GenerationSettings
     from inspector.runs import RunConfig, plan_run, run_corpus
 
-    im = inspector.load_model(args.model, device=args.device, random_weights=True)
+    im = load_bench_model(args.model, args.device, args.weights)
     common = dict(split="validation", data=args.data, limit=args.turns, batch_size=args.batch_size,
                   attention=args.attention, settings=GenerationSettings(max_new_tokens=args.max_new_tokens))
     configs = {"base": RunConfig(**common), mode: RunConfig(**extra, **common)}  # type: ignore[arg-type]

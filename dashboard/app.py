@@ -31,7 +31,7 @@ prompt_view, generation_view, attention_view = _view("prompt_view"), _view("gene
 corpus_view, export_view = _view("corpus_view"), _view("export_view")
 analysis_view, run_launch_view = _view("analysis_view"), _view("run_launch_view")
 
-st.set_page_config(page_title="inspector · inside GPT-2", page_icon=":material/search:", layout="wide")
+st.set_page_config(page_title="inspector · inside a language model", page_icon=":material/search:", layout="wide")
 opts = launch.launch_options()
 refusal = access.exposure_refusal(st.get_option("server.address"), opts.remote)
 if refusal:

@@ -14,7 +14,7 @@ from .text import md, md_paragraphs, stop_label
 
 def header(load: Any) -> None:
     """Title, what the page is, and the model banners (shown above every view)."""
-    st.title("inspector: inside GPT-2 as it generates")
+    st.title("inspector: inside a language model as it generates")
     st.caption(
         "Pick a prompt and press **Generate**; then see how sure the model was of every token (Generation) "
         "and where each token looked (Attention), or compare many dialogue turns from a corpus run (Corpus)."

@@ -38,7 +38,13 @@ def dailydialog_problem() -> BaseException | None:
 def dailydialog_picker(load: Any, settings: Any) -> tuple[str, dict[str, Any]] | None:
     """Split, filters, a turn list, the dialogue with its labels and the reference response."""
     from inspector.data.dailydialog import ACT_NAMES, EMOTION_NAMES, filter_turns
-    from inspector.data.prompts import DEFAULT_CONTEXT_TURNS, build_prompt
+    from inspector.data.prompts import (
+        DEFAULT_CONTEXT_TURNS,
+        DEFAULT_TEMPLATE,
+        build_prompt,
+        template_choices,
+        template_identity,
+    )
     from inspector.data.schema import NO_LABEL
 
     c1, c2 = st.columns([1, 3])
@@ -87,23 +93,38 @@ def dailydialog_picker(load: Any, settings: Any) -> tuple[str, dict[str, Any]] |
     if picked is None:
         return None
     dial_id, turn = picked
-    context = st.slider("Context turns in the prompt", 1, 10, key="dd_context",
+    tokenizer = load.model.tokenizer
+    c1, c2 = st.columns([2, 1])
+    context = c1.slider("Context turns in the prompt", 1, 10, key="dd_context",
                         help="How many dialogue turns, ending with the chosen one, go into the prompt.")
+    choices = template_choices(tokenizer)
+    state.sticky("dd_template", DEFAULT_TEMPLATE, choices)
+    auto = template_identity(DEFAULT_TEMPLATE, tokenizer)["name"]
+    form = c2.selectbox("Prompt form", choices, key="dd_template",
+                        format_func=lambda n: f"{n} ({auto})" if n == DEFAULT_TEMPLATE else n,
+                        help="chat: the model's chat template (turns as user/assistant messages); notebook: "
+                             "'User:'/'Agent:' lines ending with 'Agent:'; auto: chat where the model has a chat "
+                             "template, else notebook.")
     dialogues = state.load_dialogues(split, where.strip() or None)
     try:
         # Invalid settings (the sidebar says why) leave the whole context to the prompt.
         budget = load.model.context_length if settings is None else settings.prompt_token_budget(
             load.model.context_length)
-        prompt = build_prompt(dialogues[dial_id], turn, load.model.tokenizer, context_turns=context,
+        prompt = build_prompt(dialogues[dial_id], turn, tokenizer, context_turns=context, template=str(form),
                               max_tokens=budget, split=split, dial_id=dial_id)
-    except ValueError as exc:  # a token budget too small for the template
-        st.error(f"Could not build the prompt for this turn: {exc}. Lower Max new tokens.")
+    except ValueError as exc:  # a token budget too small for the template, a template refusing the turns
+        st.error(f"Could not build the prompt for this turn: {exc}. Lower Max new tokens, or change the "
+                 "context turns or the prompt form.")
         return None
     _show_dialogue(turns, dial_id, turn, prompt.context_turns)
     with st.expander("Prompt sent to the model", expanded=True):
         dropped = f" ({prompt.dropped_turns} older turn(s) dropped to fit the context)" if prompt.dropped_turns else ""
-        st.caption(f"The chosen turn is written as 'User', earlier turns alternate 'Agent'/'User'; the model "
-                   f"writes what follows 'Agent:'{dropped}.")
+        if prompt.template == "chat":
+            st.caption(f"The chosen turn is the last user message, earlier turns alternate assistant/user "
+                       f"messages; the model writes the assistant's reply{dropped}.")
+        else:
+            st.caption(f"The chosen turn is written as 'User', earlier turns alternate 'Agent'/'User'; the model "
+                       f"writes what follows 'Agent:'{dropped}.")
         st.code(prompt.text, language=None, wrap_lines=True)
     source = prompt.source()
     source["label"] = f"DailyDialog {split}, dialogue {dial_id}, turn {turn}"

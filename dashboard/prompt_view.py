@@ -31,10 +31,7 @@ def prompt_panel(load: Any, req: state.ModelRequest, settings: Any, settings_err
         if picked is not None:
             prompt, source = picked
     else:
-        state.sticky("free_text", DEFAULT_PROMPT)
-        prompt = st.text_area("Prompt", key="free_text", height=120,
-                              help="The model continues this text. The DailyDialog prompts use 'User:' and "
-                              "'Agent:' lines ending with 'Agent:'.")
+        prompt, source = _free_text(load)
     if prompt is not None:
         token_budget(load, prompt, settings)
     st.subheader("2 · Generate")
@@ -49,6 +46,29 @@ def prompt_panel(load: Any, req: state.ModelRequest, settings: Any, settings_err
         st.error("The prompt is empty: pick a DailyDialog turn or type some text.")
         return
     _generate(load, req, prompt, settings, source)
+
+
+def _free_text(load: Any) -> tuple[str | None, dict[str, Any]]:
+    """The free-text box and, for a model with a chat template, the choice to send it as one user message."""
+    from inspector.data.chat import has_chat_template
+    from inspector.data.prompts import chat_text_prompt
+
+    state.sticky("free_text", DEFAULT_PROMPT)
+    text = st.text_area("Prompt", key="free_text", height=120,
+                        help="The model continues this text. The DailyDialog prompts use 'User:' and "
+                        "'Agent:' lines ending with 'Agent:', or the model's chat template.")
+    tokenizer = load.model.tokenizer
+    state.sticky("free_chat", False)
+    chat = st.checkbox("Send as one chat message", key="free_chat", disabled=not has_chat_template(tokenizer),
+                       help="Write the text as one user message in the model's chat template (with the "
+                       "generation prompt after it), instead of continuing it as it is. Only for models with "
+                       "a chat template.")
+    if not chat or not has_chat_template(tokenizer) or not text.strip():
+        return text, {"kind": "text"}
+    prompt = chat_text_prompt(text, tokenizer)
+    with st.expander("Prompt sent to the model", expanded=False):
+        st.code(prompt.text, language=None, wrap_lines=True)
+    return prompt.text, prompt.source()
 
 
 def _generate(load: Any, req: state.ModelRequest, prompt: str, settings: Any, source: dict[str, Any]) -> None:

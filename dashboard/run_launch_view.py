@@ -60,7 +60,7 @@ def launch_panel(opts: LaunchOptions, loaded: Any, request: state.ModelRequest, 
                "reloaded or closed, and the same command resumes it from the page or the command line.")
     launched = _launched()
     state.sticky("run_out", launched[-1] if launched else DEFAULT_OUT)
-    config = _form(settings, settings_error)
+    config = _form(settings, settings_error, loaded.model.tokenizer)
     folder = (st.session_state.get("run_out") or "").strip()
     if st.button("Start run", key="run_start", type="primary", disabled=config is None or not folder):
         _start(config, folder, loaded, request)
@@ -72,8 +72,9 @@ def launch_panel(opts: LaunchOptions, loaded: Any, request: state.ModelRequest, 
             st.fragment(_watch, run_every=REFRESH_S if status.running else None)(folder)
 
 
-def _form(settings: Any, settings_error: str | None) -> Any:
+def _form(settings: Any, settings_error: str | None, tokenizer: Any) -> Any:
     """The form's widgets; the :class:`~inspector.runs.RunConfig` they make (``None`` when they cannot)."""
+    from inspector.data.prompts import DEFAULT_TEMPLATE, template_choices, template_identity
     from inspector.data.schema import LABEL_NAMES, SPLITS
     from inspector.runs import ATTENTION_MODES, CONDITIONS, RunConfig
 
@@ -92,7 +93,7 @@ def _form(settings: Any, settings_error: str | None) -> Any:
     acts = c1.multiselect("Dialogue acts (none = all)", list(LABEL_NAMES["act"].values()), key="run_act")
     state.sticky("run_emotion", [])
     emotions = c2.multiselect("Emotions (none = all)", list(LABEL_NAMES["emotion"].values()), key="run_emotion")
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     state.sticky("run_attention", "summary", ATTENTION_MODES)
     attention = c1.selectbox("Attention kept", list(ATTENTION_MODES), key="run_attention",
                              help="summary: the mean over heads (small); full: every head; none: no attention.")
@@ -100,8 +101,15 @@ def _form(settings: Any, settings_error: str | None) -> Any:
     condition = c2.selectbox("Conditioning", list(CONDITIONS), key="run_condition",
                              help="State the reference reply's emotion or act in the reply cue (implies scoring "
                                   "the reference).")
+    choices = template_choices(tokenizer)
+    state.sticky("run_template", DEFAULT_TEMPLATE, choices)
+    auto = template_identity(DEFAULT_TEMPLATE, tokenizer)["name"]
+    template = c3.selectbox("Prompt form", choices, key="run_template",
+                            format_func=lambda n: f"{n} ({auto})" if n == DEFAULT_TEMPLATE else n,
+                            help="chat: the model's chat template; notebook: 'User:'/'Agent:' lines; auto: chat "
+                                 "where the model has a chat template. Part of the run's identity.")
     state.sticky("run_score", False)
-    score = c3.checkbox("Score the reference reply", key="run_score",
+    score = c4.checkbox("Score the reference reply", key="run_score",
                         help="Teacher-force each turn's reference reply: the difficulty columns (ref_ppl, ...).")
     if settings is None:
         st.error(f"Fix the sidebar's decoding settings first: {settings_error}")
@@ -110,7 +118,7 @@ def _form(settings: Any, settings_error: str | None) -> Any:
     filters = {k: ",".join(v) for k, v in (("act", acts), ("emotion", emotions)) if v}
     try:
         return RunConfig(split=str(split), data=state.dailydialog_source(), filters=filters, limit=limit or None,
-                         batch_size=batch, attention=str(attention), settings=settings,
+                         batch_size=batch, attention=str(attention), settings=settings, template=str(template),
                          score_reference=bool(score) or condition != "none", condition=str(condition))
     except ValueError as exc:
         st.error(f"Run settings: {exc}")

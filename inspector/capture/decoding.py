@@ -8,6 +8,9 @@ cannot see them. So here every field that can switch a processor or warper on is
 recorder, and a model ``generation_config`` that sets a filter whose only "off" value is
 ``None`` is refused with a ``ValueError`` naming it. The result: every decoding filter comes
 from the settings alone, and the recorded ``processed`` scores are what decoding picked from.
+
+Generation stops at the model's end-of-sequence id(s) and, for a tokenizer with a chat template,
+also at the template's end-of-turn token where that differs (:func:`stop_token_ids`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,15 @@ WARPERS_OFF: dict[str, Any] = {
     "epsilon_cutoff": 0.0,
     "eta_cutoff": 0.0,
 }
+#: What ``generate`` would accumulate step by step, switched off explicitly: the recorder reads each step
+#: as it comes (and keeps the logits itself when asked), and a model's own ``generation_config`` that
+#: asks for these would otherwise fill them in (per-step copies of the logits, say, beside the kept ones).
+NOT_ACCUMULATED: dict[str, Any] = {
+    "output_logits": False,
+    "output_scores": False,
+    "output_attentions": False,
+    "output_hidden_states": False,
+}
 #: ``generation_config`` fields whose only "off" value is ``None``: a model that sets one is refused.
 NONE_ONLY_FILTERS = (
     "min_new_tokens",  # 0 would still add a processor (min_length becomes the prompt length)
@@ -60,6 +72,41 @@ NONE_ONLY_FILTERS = (
     "prompt_lookup_num_tokens",
     "assistant_early_exit",
 )
+
+
+def end_of_turn_id(tokenizer: Any) -> int | None:
+    """The special token the tokenizer's chat template writes right after a message's content, if any.
+
+    Read from the template itself: an assistant message is rendered and the first token after its
+    content is taken when it is a special (or added special) token, e.g. ``<|im_end|>`` or ``<|eot_id|>``.
+    ``None`` without a chat template, or where the template ends a message with ordinary text.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    mark = "\u27ea1\u27eb"  # not whitespace: survives a template that strips content
+    messages = [{"role": "user", "content": "\u27ea0\u27eb"}, {"role": "assistant", "content": mark}]
+    try:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+    except Exception:  # noqa: BLE001 - a template that refuses this exchange has no end-of-turn to find
+        return None
+    if not isinstance(text, str) or mark not in text:
+        return None
+    after = list(tokenizer(text[text.index(mark) + len(mark) :], add_special_tokens=False)["input_ids"])
+    if not after:
+        return None
+    first = int(after[0])
+    added = getattr(tokenizer, "added_tokens_decoder", {}).get(first)
+    special = first in set(tokenizer.all_special_ids) or bool(getattr(added, "special", False))
+    return first if special else None
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The ids generation stops at: the model's eos id(s) (the tokenizer's where the model has none), then
+    the chat template's end-of-turn token (:func:`end_of_turn_id`) when it is not among them."""
+    eos = model.config.eos_token_id if model.config.eos_token_id is not None else tokenizer.eos_token_id
+    ids = [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+    eot = end_of_turn_id(tokenizer)
+    return ids if eot is None or eot in ids else [*ids, eot]
 
 
 def refuse_implicit_filters(model: Any) -> None:
@@ -92,13 +139,13 @@ def build_generation_config(
     from transformers import GenerationConfig
 
     refuse_implicit_filters(model)
-    eos = model.config.eos_token_id if model.config.eos_token_id is not None else tokenizer.eos_token_id
+    stops = stop_token_ids(model, tokenizer)
     kwargs: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,
         "do_sample": do_sample,
         "num_beams": num_beams,
         "num_return_sequences": num_return_sequences,
-        "eos_token_id": eos,
+        "eos_token_id": (stops[0] if len(stops) == 1 else stops) if stops else None,
         "pad_token_id": tokenizer.pad_token_id,
         "bos_token_id": getattr(model.config, "bos_token_id", None),
         "use_cache": True,
@@ -107,6 +154,7 @@ def build_generation_config(
         "return_dict_in_generate": True,
         "repetition_penalty": repetition_penalty,
         **FILTERS_OFF,
+        **NOT_ACCUMULATED,
     }
     if do_sample:
         kwargs.update(WARPERS_OFF)

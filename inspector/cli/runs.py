@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from inspector.cli.capture import add_generation_args, add_model_args, load_model_from_args, settings_from_args
-from inspector.data.prompts import DEFAULT_CONTEXT_TURNS
+from inspector.data.prompts import DEFAULT_CONTEXT_TURNS, DEFAULT_TEMPLATE, TEMPLATE_NAMES
 from inspector.data.schema import LABEL_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,9 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("prompts")
     g.add_argument("--context-turns", type=int, default=DEFAULT_CONTEXT_TURNS,
                    help="dialogue turns shown before the reply cue (default: %(default)s; 1 = the notebook's prompt)")
-    g.add_argument("--template", default="notebook",
-                   help="prompt template: notebook ('{role}: {text} \\n' lines), plain ('{role}: {text}\\n'), "
-                   "or a line format containing {text} (default: %(default)s)")
+    g.add_argument("--template", default=DEFAULT_TEMPLATE, metavar="|".join(TEMPLATE_NAMES),
+                   help="prompt form: chat (the tokenizer's chat template: turns as user/assistant messages), "
+                   "notebook ('{role}: {text} \\n' lines), plain ('{role}: {text}\\n'), a line format "
+                   "containing {text}, or auto: chat where the tokenizer has a chat template, else notebook "
+                   "(default: %(default)s)")
     g.add_argument("--max-prompt-tokens", type=int, default=None,
                    help="prompt token budget; turns are dropped from the left to fit "
                    "(default: context length minus --max-new-tokens)")
@@ -73,7 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "ref_ppl, ref_tokens (one extra forward pass per batch; default: off)")
     g.add_argument("--condition", choices=list(CONDITIONS), default="none",
                    help="state the reference reply's emotion or act in the cue of the generation prompt, e.g. "
-                        "'Agent (happiness):', and add the columns cond_delta_loglik(_mean), cond_kl_mean, "
+                        "'Agent (happiness):' (chat prompts: at the end of the last user message, \"(The reply's "
+                        "emotion: happiness)\"), and add the columns cond_delta_loglik(_mean), cond_kl_mean, "
                         "cond_kl_max, attn_condition; implies --score-reference (default: %(default)s)")
     g.add_argument("--condition-style", choices=["paren", "bracket"], default="paren",
                    help="how the condition is written: paren 'Agent (happiness):' or bracket 'Agent [inform]:' "
@@ -166,6 +169,14 @@ def _selected_turns(config: RunConfig) -> tuple[Any, int]:
     return dataset, len(table)
 
 
+def _same_template(template: str, stored: dict[str, Any]) -> bool:
+    """Whether ``template`` surely gives the stored run's prompts before the tokenizer is loaded: ``auto`` does
+    only where the run was also started with ``auto`` (the same model resolves it the same way)."""
+    from inspector.data.chat import AUTO
+
+    return template != AUTO or (stored.get("template") or {}).get("requested") == AUTO
+
+
 def run_run(args: argparse.Namespace) -> int:
     from torch import device as torch_device
 
@@ -183,8 +194,9 @@ def run_run(args: argparse.Namespace) -> int:
     dtype = dtype_name(resolve_dtype(args.dtype, device))
     before = check_resumable(args.out, command_identity(config, args.model, args.random_weights, device.type, dtype))
     dataset, num_turns = _selected_turns(config)
-    if (before is not None and before.get("status") == "complete"
-            and (before.get("identity") or {}).get("num_turns") == num_turns):
+    stored = (before.get("identity") or {}) if before is not None else {}
+    if (before is not None and before.get("status") == "complete" and stored.get("num_turns") == num_turns
+            and _same_template(config.template, stored)):
         print(f"{args.out} is already complete ({num_turns} turns); nothing to generate or write", file=sys.stderr)
         return 0
     if gpu_workers:  # the driver only plans (tokenizer, sizes): keep the GPUs for the workers

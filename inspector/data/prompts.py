@@ -16,8 +16,16 @@ dialogue ``turn``, ``speaker`` (``"User"``/``"Agent"``, or ``None``) and ``role`
 * ``"cue"``: the final ``Agent:``; its ``turn`` is the turn being generated (``turn + 1``);
 * ``"header"``: an optional template header (``turn`` and ``speaker`` are ``None``).
 
+The ``"chat"`` style writes the same turns with the tokenizer's chat template instead
+(:mod:`inspector.data.chat`): each turn is a message (``User`` = ``"user"``, ``Agent`` =
+``"assistant"``), its content is ``"text"``, the template's own tokens are ``"template"``
+(with the message's turn and speaker, or none for a system message the template inserts), and
+the generation prompt is the ``"cue"``. The default style, ``"auto"``, is ``"chat"`` for a
+tokenizer with a chat template and ``"notebook"`` otherwise; the resolved name is recorded.
+
 A token belongs to the piece that holds its last character. The tokens are exactly
-those the capture engine gets from ``tokenizer(text, add_special_tokens=False)``.
+those the capture engine gets from ``tokenizer(text, add_special_tokens=False)`` (special
+tokens written in a chat prompt's text come back as those tokens).
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from inspector.data.chat import AUTO, CHAT, ChatMessage, Piece, chat_pieces, has_chat_template
 
 USER, AGENT = "User", "Agent"
 #: Dialogue turns written into a prompt when nothing else is asked for: the one default of
@@ -69,11 +79,50 @@ class PromptTemplate:
                 "agent": self.agent, "header": self.header}
 
 
-#: Named templates. ``notebook`` is the default.
+#: Named line templates; ``notebook`` is what the default ``auto`` style gives without a chat template.
 TEMPLATES: Mapping[str, PromptTemplate] = {
     "notebook": PromptTemplate(),
     "plain": PromptTemplate(name="plain", line="{role}: {text}\n"),
 }
+#: Every named prompt style, the default first: ``auto`` (``chat`` where the tokenizer has a chat
+#: template, else ``notebook``), ``chat`` (the tokenizer's chat template), then :data:`TEMPLATES`.
+TEMPLATE_NAMES: tuple[str, ...] = (AUTO, CHAT, *TEMPLATES)
+DEFAULT_TEMPLATE = AUTO
+
+
+def check_template(spec: str | PromptTemplate) -> None:
+    """``ValueError`` unless ``spec`` is a style name (:data:`TEMPLATE_NAMES`), a line format or a template."""
+    if spec not in (AUTO, CHAT):
+        get_template(spec)
+
+
+def template_choices(tokenizer: Any) -> tuple[str, ...]:
+    """The style names that work with ``tokenizer``: :data:`TEMPLATE_NAMES`, less ``chat`` without a chat template."""
+    return tuple(n for n in TEMPLATE_NAMES if n != CHAT or has_chat_template(tokenizer))
+
+
+def resolve_template(spec: str | PromptTemplate, tokenizer: Any) -> PromptTemplate | str:
+    """The style ``spec`` means for ``tokenizer``: :data:`CHAT` or a :class:`PromptTemplate` (``auto`` resolved)."""
+    if spec == AUTO:
+        return CHAT if has_chat_template(tokenizer) else TEMPLATES["notebook"]
+    if spec == CHAT and not has_chat_template(tokenizer):
+        raise ValueError("the 'chat' prompt template needs a tokenizer with a chat template; this one has none, "
+                         "use 'notebook' (or 'auto')")
+    return CHAT if spec == CHAT else get_template(spec)
+
+
+def template_identity(spec: str | PromptTemplate, tokenizer: Any = None) -> dict[str, Any]:
+    """What the prompt style ``spec`` is, for a run's command identity.
+
+    The resolved style (``{"name": "chat"}`` or :meth:`PromptTemplate.to_dict`), with ``"requested":
+    "auto"`` added when it came from ``auto``. Without a tokenizer ``auto`` cannot be resolved yet:
+    the result is ``{"requested": "auto"}`` and has no ``"name"``.
+    """
+    if spec == AUTO:
+        if tokenizer is None:
+            return {"requested": AUTO}
+        return {**template_identity(resolve_template(AUTO, tokenizer)), "requested": AUTO}
+    return {"name": CHAT} if spec == CHAT else get_template(spec).to_dict()
 
 
 def get_template(spec: str | PromptTemplate = "notebook", user: str | None = None,
@@ -88,9 +137,11 @@ def get_template(spec: str | PromptTemplate = "notebook", user: str | None = Non
         tpl = TEMPLATES[spec]
     elif "{text}" in spec:
         tpl = PromptTemplate(name="custom", line=spec.replace("\\n", "\n"))
+    elif spec in (AUTO, CHAT):
+        raise ValueError(f"the {spec!r} style depends on the tokenizer: use resolve_template({spec!r}, tokenizer)")
     else:
         raise ValueError(
-            f"unknown prompt template {spec!r}; choose one of {sorted(TEMPLATES)} or give a line format "
+            f"unknown prompt template {spec!r}; choose one of {list(TEMPLATE_NAMES)} or give a line format "
             "containing {text} (and optionally {role}), e.g. '{role}: {text}\\n'"
         )
     if user is not None or agent is not None:
@@ -129,6 +180,8 @@ class Prompt:
         context_turns: dialogue turns written into the prompt, oldest first.
         dropped_turns: context turns dropped from the left to fit the token budget.
         truncated_chars: characters cut from the left of the oldest kept turn to fit.
+        template: the prompt style it was written in (``auto`` resolved).
+        kind: ``"dailydialog"``, or ``"text"`` for free text (:func:`chat_text_prompt`).
     """
 
     text: str
@@ -142,6 +195,7 @@ class Prompt:
     dropped_turns: int = 0
     truncated_chars: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    kind: str = "dailydialog"
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -163,7 +217,7 @@ class Prompt:
     def source(self) -> dict[str, Any]:
         """JSON-serialisable provenance for ``capture.meta.source`` (see :func:`segments_from_source`)."""
         return {
-            "kind": "dailydialog",
+            "kind": self.kind,
             "split": self.split,
             "dial_id": self.dial_id,
             "turn": self.turn,
@@ -189,19 +243,15 @@ def speaker_for(turn: int, answered_turn: int) -> str:
     return USER if (answered_turn - turn) % 2 == 0 else AGENT
 
 
-@dataclass(frozen=True)
-class _Piece:
-    text: str
-    turn: int | None
-    speaker: str | None
-    role: str
-
-
-def _render(turns: Sequence[str], context: Sequence[int], turn: int, tpl: PromptTemplate,
-            first_text: str | None) -> list[_Piece]:
-    pieces: list[_Piece] = []
+def _render(turns: Sequence[str], context: Sequence[int], turn: int, tpl: PromptTemplate | str, tokenizer: Any,
+            first_text: str | None) -> list[Piece]:
+    if not isinstance(tpl, PromptTemplate):  # the chat template
+        messages = [ChatMessage(first_text if (n == 0 and first_text is not None) else turns[t], t,
+                                speaker_for(t, turn), speaker_for(t, turn) == USER) for n, t in enumerate(context)]
+        return chat_pieces(tokenizer, messages, cue_turn=turn + 1, cue_speaker=AGENT)
+    pieces: list[Piece] = []
     if tpl.header:
-        pieces.append(_Piece(tpl.header, None, None, "header"))
+        pieces.append(Piece(tpl.header, None, None, "header"))
     at = tpl.line.index("{text}")
     before, after = tpl.line[:at], tpl.line[at + len("{text}") :]
     for n, t in enumerate(context):
@@ -210,9 +260,9 @@ def _render(turns: Sequence[str], context: Sequence[int], turn: int, tpl: Prompt
         text = first_text if (n == 0 and first_text is not None) else turns[t]
         marker = before.format(role=label)
         if marker:
-            pieces.append(_Piece(marker, t, speaker, "marker"))
-        pieces.append(_Piece(text + after.format(role=label), t, speaker, "text"))
-    pieces.append(_Piece(tpl.cue.format(role=tpl.agent), turn + 1, AGENT, "cue"))
+            pieces.append(Piece(marker, t, speaker, "marker"))
+        pieces.append(Piece(text + after.format(role=label), t, speaker, "text"))
+    pieces.append(Piece(tpl.cue.format(role=tpl.agent), turn + 1, AGENT, "cue"))
     return pieces
 
 
@@ -224,7 +274,7 @@ def _encode(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, int]]
     return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
 
 
-def _segments(pieces: list[_Piece], offsets: list[tuple[int, int]]) -> tuple[Segment, ...]:
+def _segments(pieces: list[Piece], offsets: list[tuple[int, int]]) -> tuple[Segment, ...]:
     ends, pos = [], 0
     for p in pieces:
         pos += len(p.text)
@@ -253,7 +303,7 @@ def build_prompt(
     tokenizer: Any,
     *,
     context_turns: int = DEFAULT_CONTEXT_TURNS,
-    template: str | PromptTemplate = "notebook",
+    template: str | PromptTemplate = DEFAULT_TEMPLATE,
     max_tokens: int | None = None,
     split: str | None = None,
     dial_id: int | None = None,
@@ -266,13 +316,15 @@ def build_prompt(
         turn: index of the turn being answered; it is written last, as ``User``.
         tokenizer: a fast Hugging Face tokenizer.
         context_turns: ``k``, how many turns up to and including ``turn`` to show (>= 1).
-        template: a name from :data:`TEMPLATES`, a line format, or a :class:`PromptTemplate`.
+        template: a name from :data:`TEMPLATE_NAMES` (default ``auto``: the tokenizer's chat template
+            where it has one, else ``notebook``), a line format, or a :class:`PromptTemplate`.
         max_tokens: token budget; whole turns are dropped from the left until the prompt
             fits, then the remaining turn is cut from the left.
         split, dial_id, extra: provenance recorded in :meth:`Prompt.source`.
 
     Raises:
-        ValueError: bad ``turn``/``context_turns``, or a budget too small for the markers.
+        ValueError: bad ``turn``/``context_turns``, a budget too small for the markers, or ``chat``
+            with a tokenizer whose template is missing or refuses the turns.
     """
     if hasattr(turns, "turns") and hasattr(turns, "dial_id"):
         dial_id = turns.dial_id if dial_id is None else dial_id
@@ -284,13 +336,13 @@ def build_prompt(
         raise ValueError(f"context_turns must be an integer >= 1, got {context_turns!r}")
     if max_tokens is not None and max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    tpl = get_template(template)
+    tpl = resolve_template(template, tokenizer)
     context = list(range(max(0, turn - context_turns + 1), turn + 1))
     dropped = 0
     first_text: str | None = None
     cut_total = 0
     while True:
-        pieces = _render(turns, context, turn, tpl, first_text)
+        pieces = _render(turns, context, turn, tpl, tokenizer, first_text)
         text = "".join(p.text for p in pieces)
         ids, offsets = _encode(tokenizer, text)
         if max_tokens is None or len(ids) <= max_tokens:
@@ -323,10 +375,22 @@ def build_prompt(
         segments=_segments(pieces, offsets),
         turn=turn,
         context_turns=tuple(context),
-        template=tpl.name,
+        template=tpl.name if isinstance(tpl, PromptTemplate) else CHAT,
         split=split,
         dial_id=dial_id,
         dropped_turns=dropped,
         truncated_chars=cut_total,
         extra=dict(extra or {}),
     )
+
+
+def chat_text_prompt(text: str, tokenizer: Any, *, max_tokens: int | None = None) -> Prompt:
+    """Free text (ends stripped) sent as one user message of the tokenizer's chat template.
+
+    The text is turn 0 (``User``, role ``"text"``), the generation prompt is the cue of turn 1;
+    ``source()["kind"]`` is ``"text"``. ``max_tokens`` cuts the text from the left as in :func:`build_prompt`.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("the prompt text is empty")
+    prompt = build_prompt([text.strip()], 0, tokenizer, context_turns=1, template=CHAT, max_tokens=max_tokens)
+    return replace(prompt, kind="text")

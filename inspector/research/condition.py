@@ -7,6 +7,13 @@ segment of role ``"condition"`` (same turn and speaker as the cue); every other 
 provenance it had. As in prompts.py, a token belongs to the piece holding its last character, so a
 token straddling the insertion's end (GPT-2 writes ``"):"`` as one token) counts as cue.
 
+A prompt in the tokenizer's chat template (``prompt.template == "chat"``) states the target at the
+end of the **last user message** (the turn being answered), after its content and before the
+template's end-of-message tokens: ``"...got ?\n\n(The reply's emotion: happiness)<|im_end|>"``
+(style ``"paren"``; ``"bracket"`` writes ``[...]``). The default system message stays as the
+template writes it. The condition segment has the cue's turn and speaker in both forms, so the
+answered turn's own shares do not change with the condition.
+
 :func:`condition_attention_share` is where the continuation looked: for every layer and head, the
 mean over the continuation's query rows (positions ``prompt_len .. seq_len - 1``, the rows
 :mod:`inspector.metrics` uses for its shares) of the attention summed over the condition's keys.
@@ -20,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from inspector.data.chat import CHAT
 from inspector.data.prompts import Prompt, Segment, segments_from_source
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,6 +36,9 @@ if TYPE_CHECKING:  # pragma: no cover
 CONDITION_ROLE = "condition"
 #: How the target is written into the cue (inserted before the cue's final colon).
 CONDITION_STYLES: dict[str, str] = {"paren": " ({target})", "bracket": " [{target}]"}
+#: How a chat prompt states the target, per style: appended to the last user message.
+CHAT_CONDITION_STYLES: dict[str, str] = {"paren": "\n\n(The reply's {what}: {target})",
+                                         "bracket": "\n\n[The reply's {what}: {target}]"}
 #: Summary column: :func:`condition_attention_share` averaged over layers and heads.
 CONDITION_SHARE_COLUMN = "attn_condition"
 
@@ -44,15 +55,18 @@ def _owner_char(start: int, end: int) -> int:
     return end - 1 if end > start else start
 
 
-def condition_prompt(prompt: Prompt, target: str, tokenizer: Any, *, style: str = "paren") -> Prompt:
-    """``prompt`` with ``target`` stated in its final cue, re-tokenized, with a ``"condition"`` segment.
+def condition_prompt(prompt: Prompt, target: str, tokenizer: Any, *, style: str = "paren",
+                     what: str = "label") -> Prompt:
+    """``prompt`` with ``target`` stated in its final cue (a chat prompt: its last user message), re-tokenized,
+    with a ``"condition"`` segment.
 
     Args:
         prompt: a prompt whose last segment is the cue (``role == "cue"``), as built by
             :func:`~inspector.data.prompts.build_prompt`.
         target: what to state, e.g. ``"happiness"`` or ``"inform"`` (one line, not empty).
         tokenizer: the fast tokenizer the prompt was built with.
-        style: a key of :data:`CONDITION_STYLES`.
+        style: a key of :data:`CONDITION_STYLES` (and :data:`CHAT_CONDITION_STYLES`).
+        what: what the target is (``"emotion"``, ``"act"``), named in a chat prompt only.
 
     Returns:
         A :class:`Prompt` whose ``extra`` records ``condition`` and ``condition_style``.
@@ -61,6 +75,8 @@ def condition_prompt(prompt: Prompt, target: str, tokenizer: Any, *, style: str 
         raise ValueError(f"style must be one of {sorted(CONDITION_STYLES)}, got {style!r}")
     if not isinstance(target, str) or not target.strip() or "\n" in target:
         raise ValueError(f"target must be a non-empty single-line string, got {target!r}")
+    if not isinstance(what, str) or not what.strip() or "\n" in what:
+        raise ValueError(f"what must be a non-empty single-line string, got {what!r}")
     if not prompt.segments or prompt.segments[-1].role != "cue":
         raise ValueError("the prompt does not end with a reply cue (its last segment's role is not 'cue')")
     if any(s.role == CONDITION_ROLE for s in prompt.segments):
@@ -69,13 +85,20 @@ def condition_prompt(prompt: Prompt, target: str, tokenizer: Any, *, style: str 
     if tuple(ids) != tuple(prompt.token_ids):
         raise ValueError("the tokenizer does not give the prompt's token ids; pass the one it was built with")
     cue_seg = prompt.segments[-1]
-    cue_start = offsets[cue_seg.start][0]
-    cue = prompt.text[cue_start:]
-    stripped = cue.rstrip()
-    at = cue_start + (len(stripped) - 1 if stripped.endswith(":") else len(cue))
-    inserted = CONDITION_STYLES[style].format(target=target.strip())
+    if prompt.template == CHAT:
+        last_text = [seg for seg in prompt.segments if seg.role == "text"]
+        if not last_text:
+            raise ValueError("the chat prompt has no message text to state the target in")
+        at = offsets[last_text[-1].end - 1][1]
+        inserted = CHAT_CONDITION_STYLES[style].format(what=what.strip(), target=target.strip())
+    else:
+        cue_start = offsets[cue_seg.start][0]
+        cue = prompt.text[cue_start:]
+        stripped = cue.rstrip()
+        at = cue_start + (len(stripped) - 1 if stripped.endswith(":") else len(cue))
+        inserted = CONDITION_STYLES[style].format(target=target.strip())
     text = prompt.text[:at] + inserted + prompt.text[at:]
-    old_owner = {}  # character -> segment of the plain prompt, for the text before the insertion
+    old_owner = {}  # character of the plain prompt -> its token
     for i, (s, e) in enumerate(offsets):
         for ch in range(s, e):
             old_owner[ch] = i
@@ -84,13 +107,12 @@ def condition_prompt(prompt: Prompt, target: str, tokenizer: Any, *, style: str 
     keys: list[tuple[int | None, str | None, str]] = []
     for s, e in new_offsets:
         ch = _owner_char(s, e)
-        if ch < at:
-            seg = token_segment[old_owner[ch]] if ch in old_owner else cue_seg
-            keys.append((seg.turn, seg.speaker, seg.role))
-        elif ch < at + len(inserted):
+        if at <= ch < at + len(inserted):
             keys.append((cue_seg.turn, cue_seg.speaker, CONDITION_ROLE))
-        else:
-            keys.append((cue_seg.turn, cue_seg.speaker, cue_seg.role))
+            continue
+        old = ch if ch < at else ch - len(inserted)  # the same character in the plain prompt
+        seg = token_segment[old_owner[old]] if old in old_owner else cue_seg
+        keys.append((seg.turn, seg.speaker, seg.role))
     segments: list[Segment] = []
     for i, key in enumerate(keys):
         if segments and (segments[-1].turn, segments[-1].speaker, segments[-1].role) == key:

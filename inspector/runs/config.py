@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inspector.capture import GenerationSettings
-from inspector.data.prompts import DEFAULT_CONTEXT_TURNS, get_template
+from inspector.data.prompts import DEFAULT_CONTEXT_TURNS, DEFAULT_TEMPLATE, check_template
 
 #: What a kept capture holds: ``"full"`` (``[layer, head, seq, seq]`` float16; 3.1 MB for a
 #: 64+40-token GPT-2 small turn), ``"summary"`` (the default: the mean over heads, stored as
@@ -33,7 +33,9 @@ class RunConfig:
         limit: keep the first ``limit`` selected turns (in ``(dial_id, turn)`` order).
         batch_size: prompts generated together.
         context_turns: ``k``, dialogue turns shown in each prompt.
-        template: prompt template name or line format (see :mod:`inspector.data.prompts`).
+        template: prompt style: ``"auto"`` (default: the tokenizer's chat template where it has one,
+            else ``"notebook"``), ``"chat"``, a line template name or a line format (see
+            :mod:`inspector.data.prompts`); the resolved style is part of the command identity.
         max_prompt_tokens: prompt token budget (default: context length minus ``max_new_tokens``).
         attention: ``"full"``, ``"summary"`` or ``"none"`` (see :data:`ATTENTION_MODES`).
         keep_captures: write one capture file per turn.
@@ -54,7 +56,7 @@ class RunConfig:
     limit: int | None = None
     batch_size: int = 16
     context_turns: int = DEFAULT_CONTEXT_TURNS
-    template: str = "notebook"
+    template: str = DEFAULT_TEMPLATE
     max_prompt_tokens: int | None = None
     attention: str = "summary"
     keep_captures: bool = True
@@ -84,7 +86,7 @@ class RunConfig:
             raise ValueError(f"max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
         if self.settings.num_return_sequences != 1:
             raise ValueError("corpus runs keep one sequence per turn; use num_return_sequences=1")
-        get_template(self.template)  # validates
+        check_template(self.template)
         s = self.settings
         wanted: dict[str, Any] = {"keep_attention": self.attention != "none", "truncate_prompt": False}
         if s.do_sample and s.seed is None:

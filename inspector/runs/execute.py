@@ -152,6 +152,7 @@ def _model_info(im: InspectorModel) -> dict[str, Any]:
         "num_heads": im.num_heads,
         "context_length": im.context_length,
         **({"seed": im.info["seed"]} if "seed" in im.info else {}),
+        **({"model_file": im.model_file} if im.model_file else {}),
     }
 
 
@@ -245,7 +246,7 @@ def run_corpus(
     out = Path(out)
     say = log or (lambda msg: print(msg, file=sys.stderr))
     device, dtype = _run_device(im, runner)
-    identity = command_identity(config, model_id or im.name, im.random_weights, device, dtype)
+    identity = command_identity(config, model_id or im.name, im.random_weights, device, dtype, im.tokenizer)
     check_resumable(out, identity)
     plan = plan or plan_run(config, im.tokenizer, im.context_length)
     identity["work_hash"] = plan.work_hash

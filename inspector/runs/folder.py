@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector._atomic import write_text_atomic
-from inspector.data.prompts import get_template
+from inspector.data.prompts import template_identity
 from inspector.runs.config import RunConfig
 from inspector.runs.errors import RunError, RunMismatchError
 
@@ -59,8 +59,15 @@ def _model_id(name: str) -> str:
     return str(p.resolve()) if p.is_dir() else name
 
 
-def command_identity(config: RunConfig, model: str, random_weights: bool, device: str, dtype: str) -> dict[str, Any]:
-    """What must match to resume a run, known before the model is loaded."""
+def command_identity(config: RunConfig, model: str, random_weights: bool, device: str, dtype: str,
+                     tokenizer: Any = None) -> dict[str, Any]:
+    """What must match to resume a run.
+
+    Everything is known before the model is loaded except what the ``auto`` prompt template resolves
+    to: without ``tokenizer`` its entry is ``{"requested": "auto"}`` (no ``"name"``), which
+    :func:`check_resumable` lets pass; with the model's tokenizer it is the resolved style (see
+    :func:`~inspector.data.prompts.template_identity`).
+    """
     return {
         "split": config.split,
         "filters": {k: (list(v) if isinstance(v, (list, tuple, set)) else v)
@@ -68,7 +75,7 @@ def command_identity(config: RunConfig, model: str, random_weights: bool, device
         "limit": config.limit,
         "batch_size": config.batch_size,
         "context_turns": config.context_turns,
-        "template": get_template(config.template).to_dict(),
+        "template": template_identity(config.template, tokenizer),
         "max_prompt_tokens": config.max_prompt_tokens,
         "attention": config.attention,
         "keep_captures": config.keep_captures,
@@ -147,7 +154,15 @@ def check_resumable(out: str | os.PathLike[str], identity: Mapping[str, Any]) ->
     doc = read_run_json(out)
     # a folder written before the research options existed ran without them
     old = {"research": None, **(doc.get("identity") or {})}
-    diffs = _diff(old, {**old, **identity})
+    new = {**old, **identity}
+    old_template, new_template = old.get("template"), new.get("template")
+    if isinstance(old_template, Mapping) and isinstance(new_template, Mapping):
+        if "name" not in new_template:  # "auto" before the tokenizer is loaded: checked again once it is
+            new_template = old_template
+        # "auto" and the style it resolved to name the same prompts
+        old = {**old, "template": {k: v for k, v in old_template.items() if k != "requested"}}
+        new = {**new, "template": {k: v for k, v in new_template.items() if k != "requested"}}
+    diffs = _diff(old, new)
     if diffs:
         raise RunMismatchError(
             f"{out} holds a run started with a different command ({'; '.join(diffs)}). Rerun the original "

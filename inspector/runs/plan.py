@@ -83,7 +83,7 @@ def _target(config: RunConfig, labels: Mapping[str, Any]) -> str | None:
 def _conditioned(config: RunConfig, prompt: Prompt, target: str, tokenizer: Any) -> Prompt:
     from inspector.research.condition import condition_prompt
 
-    return condition_prompt(prompt, target, tokenizer, style=config.condition_style)
+    return condition_prompt(prompt, target, tokenizer, style=config.condition_style, what=config.condition)
 
 
 def plan_run(config: RunConfig, tokenizer: Any, context_length: int, dataset: DailyDialog | None = None) -> RunPlan:
