@@ -6,10 +6,12 @@ with output_attentions, averaged each step's stacked attentions over layers
 (``torch.stack(output.attentions[step]).mean(dim=0)``) and read the per-step
 logits. Here the same comes from one cached generate call, exactly.
 
-Runs offline: without ``--model`` it uses real GPT-2 when it can be loaded, and
-otherwise the random-weights GPT-2 built from ``INSPECTOR_GPT2_OFFLINE_DIR``
-(or ``../shared/models/gpt2-offline``), whose text is meaningless but whose
-numbers are exact.
+Runs offline: without ``--model`` it uses real GPT-2 when it can be loaded, else the
+trained offline demo model ``smollm2`` (SmolLM2-135M-Instruct, when installed), and
+otherwise the random-weights GPT-2 built from ``INSPECTOR_GPT2_OFFLINE_DIR`` (or
+``../shared/models/gpt2-offline``), whose text is meaningless but whose numbers are
+exact. The prompt takes the model's own form: the notebook's ``User:``/``Agent:`` lines
+for GPT-2, the chat template for an instruct model.
 
     python examples/notebook_flow.py [--model DIR --random-weights] [--out DIR]
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 import torch
 
 import inspector
+from inspector.data import build_prompt
 from inspector.report import capture_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,17 +39,11 @@ REFERENCE_RESPONSE = "You know that is tempting but is really not good for our f
 def load(args: argparse.Namespace) -> inspector.InspectorModel:
     if args.model:
         return inspector.load_model(args.model, device=args.device, random_weights=args.random_weights)
-    try:
-        return inspector.load_model("gpt2", device=args.device)
-    except inspector.ModelLoadError as exc:
-        from inspector.locations import find_gpt2_offline_dir
+    from inspector.fallback import load_with_fallback
 
-        offline = find_gpt2_offline_dir()
-        if offline is None:
-            raise SystemExit(f"{exc}\nNo GPT-2 config folder for random weights either: "
-                             "set INSPECTOR_GPT2_OFFLINE_DIR") from None
-        print(f"{exc}\n-> falling back to random weights from {offline}", file=sys.stderr)
-        return inspector.load_model(offline, device=args.device, random_weights=True)
+    loaded = load_with_fallback("gpt2", device=args.device)  # gpt2, else smollm2, else random weights
+    print(loaded.message, file=sys.stderr)
+    return loaded.model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,9 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     im = load(args)
-    prompt = f"User: {USER_TURN}\nAgent:"  # the notebook's template
-    # the notebook's settings; the KV cache stays on (identical numbers, ~5x faster on CPU)
-    cap = im.generate(prompt, max_new_tokens=args.max_new_tokens, stop_strings=["User:", "\n"],
+    print(im.describe())
+    # the notebook's "User: ...\nAgent:" for GPT-2, the model's chat template where it has one
+    prompt = build_prompt([USER_TURN], 0, im.tokenizer, context_turns=1)
+    # the notebook's settings; the KV cache stays on (identical numbers, several times faster on CPU).
+    # A chat model ends its turn with its end-of-turn token; the notebook's form stops at the next line.
+    stops = ["User:", "\n"] if prompt.template == "notebook" else None
+    cap = im.generate(prompt.text, max_new_tokens=args.max_new_tokens, stop_strings=stops, sources=prompt.source(),
                       keep_logits=True, attention_dtype=torch.float32)
     print(capture_report(cap))
     print(f"\nreference response: {REFERENCE_RESPONSE!r}")
