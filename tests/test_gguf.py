@@ -400,3 +400,19 @@ def test_smollm2_converted_copy_equals_a_direct_transformers_load(smollm2):
     for text in texts:
         assert smollm2.tokenizer(text)["input_ids"] == tok(text)["input_ids"], text
     assert smollm2.tokenizer.eos_token == tok.eos_token
+
+
+def test_dashboard_model_box_loads_a_gguf_file(cache, tiny, fresh, monkeypatch):
+    from dashboard_helpers import free_text, new_app, ok, texts
+
+    path, _ = tiny
+    monkeypatch.setenv("INSPECTOR_DASHBOARD_MODEL", str(path))
+    at = new_app().run(timeout=120)
+    ok(at)
+    assert not texts(at.error) and at.text_input(key="model_name").value == str(path)
+    free_text(at, "ab")
+    at.button(key="generate").click().run(timeout=120)
+    ok(at)
+    cap = at.session_state[fresh.CAPTURE]
+    assert cap.meta.model == str(path) and cap.meta.model_file["sha256"] == sha256_of(path)
+    assert cap.meta.model_file["dequantized"] is True and not cap.meta.random_weights
