@@ -1,4 +1,4 @@
-"""Time of the analysis functions on a 128-token sequence of full-size GPT-2 (random weights), issue 11's targets.
+"""Time of the analysis functions on a 128-token sequence of full-size GPT-2 (random weights), against targets.
 
 One teacher-forced forward pass (eager attention, hidden states and attention kept)
 gives ``[13, 128, 768]`` hidden states and ``[12, 12, 128, 128]`` attention; then, each

@@ -1,4 +1,4 @@
-"""Corpus-run throughput against plain batched ``generate`` on the same prompts (issue 3's benchmark).
+"""Corpus-run throughput against plain batched ``generate``; the cost of research columns and head statistics.
 
 64 DailyDialog validation turns, full-size GPT-2 with random weights, batch 16, 32 new
 tokens. In one process, alternating ``--repeats`` times:
@@ -15,13 +15,13 @@ turns/s of each (total over the repeats) and their ratio; the target on CPU is a
 Also reported: the median, over every batch, of plain/corpus time for that batch run back
 to back (robust to load spikes that hit one path only).
 
-With ``--mode research`` (issue 12) it times instead a corpus run with reference scoring and
+With ``--mode research`` it times instead a corpus run with reference scoring and
 conditioning (``score_reference=True, condition="emotion"``: two extra teacher-forced passes per
 batch, the conditioned prompt generated) against the same run without them, over the same turns, in
 one process: whole runs alternate ABBA over ``--repeats`` (A first on even repeats, B first on odd
 ones). Reports the seconds of each and their ratio; the target is at most 1.5.
 
-With ``--mode headstats`` (issue 11) it times the same way a run as it is, computing and storing
+With ``--mode headstats`` it times the same way a run as it is, computing and storing
 each turn's head statistics, against the same run with them switched off; the target is at most 1.05.
 
     python benchmarks/bench_corpus.py [--device cpu] [--mode plain|research|headstats] [--json out.json]

@@ -1,9 +1,9 @@
-"""Dashboard redraw times in a real headless Chromium on a 100-token capture (issue 5's bound).
+"""Dashboard redraw times in a real headless Chromium on a 100-token capture, against a bound.
 
 Builds a capture of exactly ``--tokens`` tokens (prompt + generated) with full-size GPT-2
 (random weights from ``../shared/models/gpt2-offline``: 12 layers x 12 heads), saves it,
 starts ``inspector dashboard --capture FILE`` on 127.0.0.1 and drives Debian's Chromium
-(Selenium, the flags the issue names). Each action is timed from the click (for a
+(Selenium; headless, no sandbox, a fixed window size). Each action is timed from the click (for a
 select box: the Enter that commits the typed choice) until the figure it changes shows
 the new data and Streamlit has finished the run (no running indicator, no stale
 elements): what a user waits for. Actions, each ``--repeats`` times:
@@ -12,9 +12,8 @@ elements): what a user waits for. Actions, each ``--repeats`` times:
 * Generation -> Attention tab (heatmap + token strip), and back;
 * layer, head, aggregate, picked token; the head grid toggled on (and off).
 
-Prints a table (median and worst seconds per action) and writes JSON. The bound in
-issue 5 is "no view takes more than a couple of seconds to redraw on a 100-token
-capture on the CPU here".
+Prints a table (median and worst seconds per action) and writes JSON. The bound: no
+view takes more than a couple of seconds to redraw on a 100-token capture on a CPU.
 
     python benchmarks/bench_dashboard.py [--tokens 100] [--repeats 3] [--json out.json]
 """

@@ -1,9 +1,8 @@
 """Pool the back-to-back ratios of several ``bench_capture.py --json`` runs, with a bootstrap interval.
 
-On a machine whose speed drifts (this project's 2-core VM: single runs of plain ``generate`` at batch 1
-spread over 1.9-3.8 s), one run's median of 20-40 pairs moves by a few percent. Each repetition's ratio
-(a method's time over plain ``generate``'s, run back to back) is one sample; pooling the samples of
-several runs and bootstrapping their median says how well the data pin it down.
+On a machine whose speed drifts (a shared VM), one run's median of 20-40 pairs moves by a few percent.
+Each repetition's ratio (a method's time over plain ``generate``'s, run back to back) is one sample;
+pooling the samples of several runs and bootstrapping their median says how well the data pin it down.
 
 Usage::
 

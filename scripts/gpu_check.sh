@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Issue 2's CUDA checks in one go, for a session lent a GPU machine (the `device` tool).
+# The CUDA checks in one go: the parity report of `inspector doctor --device cuda` and the GPU benchmark.
 #
-# On this machine first (../shared does not travel; .device/ is git-ignored):
+# Needs the GPT-2 config and tokenizer in .device/gpt2-offline (git-ignored), copied once:
 #   mkdir -p .device && cp -rL ../shared/models/gpt2-offline .device/
-# then:  run(command="bash scripts/gpu_check.sh", carry=[".device"], timeout_s=560)
-# It installs the project without dependencies (the GPU machine has torch and transformers),
-# prints the parity report of `inspector doctor --device cuda` and runs
-# `benchmarks/bench_capture.py --device cuda --long` (batch 1 and 16 at 64+64 tokens, and the
-# 256+128-token batch-16 case, where the notebook's method is expected to run out of memory).
-# Everything lands in $OUT (the device tool brings it back), else artifacts/gpu.
+# then, on a machine with an NVIDIA GPU where torch (with CUDA) and transformers are installed:
+#   bash scripts/gpu_check.sh
+# It installs the project without dependencies, prints the GPU and library versions, the parity report of
+# `inspector doctor --device cuda`, and runs `benchmarks/bench_capture.py --device cuda --long` (batch 1 and 16
+# at 64+64 tokens, and the 256+128-token batch-16 case, where the notebook's method is expected to run out of
+# memory). Everything lands in $OUT when set, else artifacts/gpu.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-artifacts/gpu}"

