@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import streamlit as st
@@ -88,7 +89,7 @@ def _lens_mismatch(capture: Any, fig: Any) -> bool:
     col = capture.prompt_len - 1
     if not capture.num_steps or col not in positions:
         return False
-    words = fig.data[0].text[-1]
+    words: Sequence[str] = fig.data[0].text[-1]
     from inspector.plots.labels import display_token, html_label
 
     return words[positions.index(col)] != html_label(display_token(capture.label(int(capture.raw.topk_ids[0, 0]))))
@@ -120,7 +121,7 @@ def _rollout(capture: Any) -> None:
 
 @st.fragment
 def _head_stats(capture: Any) -> None:
-    from inspector.analysis.head_stats import ROW_CHOICES, STATISTICS
+    from inspector.analysis.choices import ROW_CHOICES, STATISTICS
     from inspector.plots import interactive
 
     st.subheader("Head statistics")

@@ -371,4 +371,5 @@ def flash(message: str, kind: str = "success") -> None:
 
 
 def pop_flash() -> tuple[str, str] | None:
-    return st.session_state.pop(FLASH, None)
+    flash: tuple[str, str] | None = st.session_state.pop(FLASH, None)
+    return flash

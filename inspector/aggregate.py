@@ -149,7 +149,8 @@ def aggregate_by_mode(
 
 def attention_entropy(att: torch.Tensor) -> torch.Tensor:
     """Entropy (nats) of each attention row: ``[..., query, key] -> [..., query]``."""
-    return torch.special.entr(att.float()).sum(dim=-1)
+    entropy: torch.Tensor = torch.special.entr(att.float()).sum(dim=-1)
+    return entropy
 
 
 def attention_from(att: torch.Tensor, position: int) -> torch.Tensor:

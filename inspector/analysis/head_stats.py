@@ -113,7 +113,8 @@ class HeadStats:
         """``[layer, head]`` of one statistic by its name in :data:`STATISTICS`."""
         if name not in STATISTICS:
             raise ValueError(f"unknown statistic {name!r}; choose one of {STATISTICS}")
-        return getattr(self, "self_score" if name == "self" else name)
+        values: torch.Tensor = getattr(self, "self_score" if name == "self" else name)
+        return values
 
     def to_frame(self) -> pd.DataFrame:
         """One row per (layer, head): ``layer, head``, every statistic, ``rows`` (the row count)

@@ -165,7 +165,8 @@ def transformed_values(x: torch.Tensor, weights: ValueWeights) -> torch.Tensor:
 
 def value_norms_from_weights(x: torch.Tensor, weights: ValueWeights) -> torch.Tensor:
     """``||f_h(x_j)||`` per head and key: ``[key, d_model]`` -> ``[head, key]`` float32."""
-    return transformed_values(x, weights).norm(dim=-1)
+    norms: torch.Tensor = transformed_values(x, weights).norm(dim=-1)
+    return norms
 
 
 def layer_value_norms(x: torch.Tensor, attn: nn.Module) -> torch.Tensor:

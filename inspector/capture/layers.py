@@ -30,7 +30,8 @@ from inspector.layer_records import HiddenStates
 
 def attention_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
     """The ``hidden_states`` an attention module's ``forward`` was called with: ``[row, q, d]``."""
-    return kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+    hidden: torch.Tensor = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+    return hidden
 
 
 def layer_norms(x: torch.Tensor, weights: ValueWeights) -> torch.Tensor:

@@ -49,7 +49,8 @@ _ARG_TYPES: dict[str, Any] = {"int": int, "int | None": int, "float": float, "st
 
 def _default_text(f: Any) -> str:
     if f.default is None:
-        return f.metadata.get("none", "none")
+        text: str = f.metadata.get("none", "none")
+        return text
     return "%(default)s"
 
 
@@ -142,7 +143,7 @@ def load_model_from_args(args: argparse.Namespace) -> Any:
                       trust_remote_code=getattr(args, "trust_remote_code", False))
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "capture",
         help="generate from one prompt, print the per-step table and save the capture",

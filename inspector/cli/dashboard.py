@@ -50,7 +50,7 @@ def app_path() -> Path:
     return installed
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "dashboard",
         help="open the Streamlit dashboard (generation, attention, corpus views)",

@@ -59,7 +59,7 @@ _FLAG = {
 }
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from inspector.plots.options import COLOR_BY, GROUP_COLUMNS, KINDS, SCORES
 
     p = sub.add_parser(

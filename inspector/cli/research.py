@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     o = sub.add_parser(
         "order",
         help="write a run's turns from easy to hard with equal-count difficulty bins (a curriculum order)",

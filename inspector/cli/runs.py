@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from inspector.runs.config import RunConfig
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from inspector.runs.config import ATTENTION_MODES, CONDITIONS
 
     p = sub.add_parser(

@@ -91,8 +91,8 @@ def label_id(value: Any, names: Mapping[int, str], kind: str, where: str) -> int
             raise DailyDialogError(f"{where}: {kind} label {value!r} is not a number or one of {list(names.values())}")
     if isinstance(value, bool) or not isinstance(value, (int,)) and not hasattr(value, "__index__"):
         raise DailyDialogError(f"{where}: {kind} label {value!r} is not an integer")
-    value = int(value)
-    if value not in names:
+    label = int(value)
+    if label not in names:
         allowed = ", ".join(f"{i} {n}" for i, n in names.items())
-        raise DailyDialogError(f"{where}: unknown {kind} label {value} (known: {allowed})")
-    return value
+        raise DailyDialogError(f"{where}: unknown {kind} label {label} (known: {allowed})")
+    return label

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,7 +78,7 @@ __all__ = ["COLOR_BY", "GROUP_COLUMNS", "KINDS", "METRIC_LABELS", "SCORES", "SUM
            "default_position", "export_bytes", "export_figure", "load_source", "make_figure"]
 
 
-def builder(kind: str, interactive: bool, beams: bool = False):
+def builder(kind: str, interactive: bool, beams: bool = False) -> Callable[..., Any]:
     """The function that draws ``kind``: from :mod:`.interactive` or :mod:`.static`.
 
     ``text`` is :func:`.interactive.text_html` (an HTML string with hover tooltips) when
@@ -92,10 +93,12 @@ def builder(kind: str, interactive: bool, beams: bool = False):
     if interactive:
         from inspector.plots import interactive as plotly_figures
 
-        return getattr(plotly_figures, name)
+        draw: Callable[..., Any] = getattr(plotly_figures, name)
+        return draw
     from inspector.plots import static as matplotlib_figures
 
-    return getattr(matplotlib_figures, name)
+    draw = getattr(matplotlib_figures, name)
+    return draw
 
 
 def make_figure(kind: str, source: Capture | pd.DataFrame | list[Capture], interactive: bool = False,

@@ -212,7 +212,8 @@ def headstats_data(source: Capture | HeadStats | pd.DataFrame, rows: str = "all"
                    statistics: Sequence[str] | None = None) -> HeadStatsData:
     """Head statistics of a capture (over ``rows``), a ready :class:`HeadStats`, or one group of a
     run's :meth:`~inspector.runs.Run.head_stats` table; ``statistics`` picks the panels (default all)."""
-    from inspector.analysis.head_stats import STATISTICS, HeadStats, capture_head_stats
+    from inspector.analysis.choices import STATISTICS
+    from inspector.analysis.head_stats import HeadStats, capture_head_stats
 
     names = list(STATISTICS) if statistics is None else list(statistics)
     bad = [n for n in names if n not in STATISTICS]

@@ -34,7 +34,8 @@ def pool_mean(mat: np.ndarray, factor: int) -> np.ndarray:
     sums = padded.reshape(*lead, r_out, factor, c_out, factor).sum(axis=(-3, -1))
     r_count = np.minimum(factor, rows - np.arange(r_out) * factor)
     c_count = np.minimum(factor, cols - np.arange(c_out) * factor)
-    return (sums / np.outer(r_count, c_count)).astype(np.float32)
+    pooled: np.ndarray = (sums / np.outer(r_count, c_count)).astype(np.float32)
+    return pooled
 
 
 def causal_mask(n: int, factor: int = 1) -> np.ndarray:

@@ -85,14 +85,15 @@ def _kaleido_error(fmt: str, why: str) -> ExportError:
 
 def _plotly_bytes(fig: Any, fmt: str, scale: float | None) -> bytes:
     if fmt == "html":
-        text = fig.to_html(include_plotlyjs=True, full_html=True, include_mathjax=False, config=HTML_CONFIG)
+        text: str = fig.to_html(include_plotlyjs=True, full_html=True, include_mathjax=False, config=HTML_CONFIG)
         return text.encode("utf-8")
     try:
         import kaleido  # noqa: F401
     except ImportError:
         raise _kaleido_error(fmt, "kaleido is not installed") from None
     try:
-        return fig.to_image(format=fmt, scale=scale)
+        image: bytes = fig.to_image(format=fmt, scale=scale)
+        return image
     except Exception as exc:  # kaleido fails in many ways without a browser
         raise _kaleido_error(fmt, f"kaleido failed ({type(exc).__name__}: {exc})") from exc
 

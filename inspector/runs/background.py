@@ -68,7 +68,8 @@ def _run_parser() -> argparse.ArgumentParser:
 
     for action in build_parser()._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return action.choices["run"]
+            run: argparse.ArgumentParser = action.choices["run"]
+            return run
     raise RuntimeError("the inspector parser has no 'run' command")  # pragma: no cover
 
 

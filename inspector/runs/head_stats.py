@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from inspector.analysis.head_stats import STATISTICS, HeadStats, attention_head_stats
+from inspector.analysis.choices import STATISTICS
+from inspector.analysis.head_stats import HeadStats, attention_head_stats
 from inspector.runs.errors import RunError
 from inspector.runs.folder import writing
 

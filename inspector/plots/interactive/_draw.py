@@ -6,7 +6,7 @@ plotly is imported only when a figure is drawn (:func:`plotly_go`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -26,7 +26,7 @@ def plotly_go() -> ModuleType:
     """``plotly.graph_objects``, imported on first use so that importing the builders stays light."""
     import plotly.graph_objects as go
 
-    return go
+    return cast("ModuleType", go)  # plotly ships no type information, so mypy sees the module as Any
 
 
 def masked_nan(matrix: np.ndarray, masked: np.ndarray) -> np.ndarray:
@@ -36,7 +36,7 @@ def masked_nan(matrix: np.ndarray, masked: np.ndarray) -> np.ndarray:
     return out
 
 
-def boundary_shapes(prompt_len: int, n: int, axes: str = "xy") -> list[dict]:
+def boundary_shapes(prompt_len: int, n: int, axes: str = "xy") -> list[dict[str, Any]]:
     """Dashed lines where generation starts, in category-index coordinates.
 
     On a square map they stop at the diagonal (framing the prompt block); with
@@ -54,7 +54,7 @@ def boundary_shapes(prompt_len: int, n: int, axes: str = "xy") -> list[dict]:
     ]
 
 
-def title_layout(text: str) -> dict:
+def title_layout(text: str) -> dict[str, Any]:
     """A figure title: the first line of ``text`` large, the others (model, random-weights warning) smaller."""
     lines = [html_label(line) for line in text.split("\n")]
     body = lines[0] + "".join(f"<br><span style='font-size:12px'>{line}</span>" for line in lines[1:])
@@ -67,7 +67,7 @@ def label_margin(labels: Sequence[str], font_px: int = 12, pad: int = 16) -> int
     return max(60, int(longest * 0.62 * font_px) + pad)
 
 
-def colorscale_gamma(name: str, gamma: float, stops: int = 21) -> list[list]:
+def colorscale_gamma(name: str, gamma: float, stops: int = 21) -> list[list[float | str]]:
     """A named plotly colour scale bent so a value's colour follows ``(value / max) ** gamma``.
 
     The data keep their true values (hover and colour bar show weights); only where
@@ -82,7 +82,7 @@ def colorscale_gamma(name: str, gamma: float, stops: int = 21) -> list[list]:
     return [[t ** (1.0 / gamma), c] for t, c in zip(ts, colours, strict=True)]
 
 
-def colorbar_spec(gamma: float) -> dict:
+def colorbar_spec(gamma: float) -> dict[str, Any]:
     """The attention colour bar: titled in weights, saying when colour follows a power of them."""
     text = "attention" if gamma == 1 else f"attention<br>(colour ~ w^{gamma:g})"
     return {"title": {"text": text}}

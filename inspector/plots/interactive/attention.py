@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -116,7 +116,7 @@ def head_grid(
             name="heads",
         )
     )
-    shapes: list[dict] = []
+    shapes: list[dict[str, Any]] = []
     if 0 < d.prompt_len < len(d.tokens):
         # One path for every panel's prompt/generated boundary: 2 x 144 separate shapes took
         # plotly.py ~0.3 s to validate and the browser ~0.15 s more to draw.
