@@ -263,7 +263,8 @@ def _abba(args: argparse.Namespace, mode: str, label: str, target: float, extra:
     ratio = sum(times[mode]) / sum(times["base"])
     result = {
         "benchmark": "bench_corpus", "mode": mode, "device": str(im.device),
-        "torch_threads": torch.get_num_threads(), "model": im.name, "random_weights": im.random_weights, "turns": n_turns,
+        "torch_threads": torch.get_num_threads(), "model": im.name, "random_weights": im.random_weights,
+        "turns": n_turns,
         "turns_with_reference": scored, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
         "attention": args.attention, "repeats": args.repeats, "base_seconds": times["base"],
         f"{mode}_seconds": times[mode], "ratio": round(ratio, 3),

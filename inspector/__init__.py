@@ -90,31 +90,102 @@ __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from inspector.aggregate import (
-        AGGREGATE_MODES,
-        REDUCERS,
-        aggregate_attention,
-        aggregate_by_mode,
-        attention_entropy,
-        attention_from,
-        stacked_mean,
+        AGGREGATE_MODES as AGGREGATE_MODES,
+        REDUCERS as REDUCERS,
+        aggregate_attention as aggregate_attention,
+        aggregate_by_mode as aggregate_by_mode,
+        attention_entropy as attention_entropy,
+        attention_from as attention_from,
+        stacked_mean as stacked_mean,
     )
-    from inspector.analysis.compare import CaptureComparison, CompareError, compare_beams, compare_captures
-    from inspector.analysis.head_stats import HeadStats, aggregate_head_stats, attention_head_stats
-    from inspector.analysis.lens import LensResult, capture_lens, logit_lens, stored_lens
-    from inspector.analysis.rollout import attention_rollout
-    from inspector.analysis.value_norms import model_value_norms, norm_weighted_attention
-    from inspector.architectures import UnsupportedModelError, check_supported
-    from inspector.attention_layout import AttentionLayout
-    from inspector.capture import GenerationSettings, NonFiniteError, find_attention_modules, generate
-    from inspector.capture.budget import MemoryBudgetError, estimate_capture
-    from inspector.capture.forced import is_forced, score, score_tokens
-    from inspector.data.dailydialog import load_dailydialog
-    from inspector.fallback import LoadResult, builtin_model, load_with_fallback
-    from inspector.model import InspectorModel, ModelLoadError, available_devices, load_model, resolve_device
-    from inspector.records import Candidate, Capture, CaptureError, CaptureMeta, StepRecord, TokenScores
-    from inspector.research.compare_runs import compare_runs
-    from inspector.research.curriculum import order_turns
-    from inspector.runs import RunConfig, load_run, run_corpus
-    from inspector.runs.background import start_run
-    from inspector.runs.status import run_status
-    from inspector.store import CaptureFileError, load_capture, save_capture
+    from inspector.analysis.compare import (
+        CaptureComparison as CaptureComparison,
+        CompareError as CompareError,
+        compare_beams as compare_beams,
+        compare_captures as compare_captures,
+    )
+    from inspector.analysis.head_stats import (
+        HeadStats as HeadStats,
+        aggregate_head_stats as aggregate_head_stats,
+        attention_head_stats as attention_head_stats,
+    )
+    from inspector.analysis.lens import (
+        LensResult as LensResult,
+        capture_lens as capture_lens,
+        logit_lens as logit_lens,
+        stored_lens as stored_lens,
+    )
+    from inspector.analysis.rollout import (
+        attention_rollout as attention_rollout,
+    )
+    from inspector.analysis.value_norms import (
+        model_value_norms as model_value_norms,
+        norm_weighted_attention as norm_weighted_attention,
+    )
+    from inspector.architectures import (
+        UnsupportedModelError as UnsupportedModelError,
+        check_supported as check_supported,
+    )
+    from inspector.attention_layout import (
+        AttentionLayout as AttentionLayout,
+    )
+    from inspector.capture import (
+        GenerationSettings as GenerationSettings,
+        NonFiniteError as NonFiniteError,
+        find_attention_modules as find_attention_modules,
+        generate as generate,
+    )
+    from inspector.capture.budget import (
+        MemoryBudgetError as MemoryBudgetError,
+        estimate_capture as estimate_capture,
+    )
+    from inspector.capture.forced import (
+        is_forced as is_forced,
+        score as score,
+        score_tokens as score_tokens,
+    )
+    from inspector.data.dailydialog import (
+        load_dailydialog as load_dailydialog,
+    )
+    from inspector.fallback import (
+        LoadResult as LoadResult,
+        builtin_model as builtin_model,
+        load_with_fallback as load_with_fallback,
+    )
+    from inspector.model import (
+        InspectorModel as InspectorModel,
+        ModelLoadError as ModelLoadError,
+        available_devices as available_devices,
+        load_model as load_model,
+        resolve_device as resolve_device,
+    )
+    from inspector.records import (
+        Candidate as Candidate,
+        Capture as Capture,
+        CaptureError as CaptureError,
+        CaptureMeta as CaptureMeta,
+        StepRecord as StepRecord,
+        TokenScores as TokenScores,
+    )
+    from inspector.research.compare_runs import (
+        compare_runs as compare_runs,
+    )
+    from inspector.research.curriculum import (
+        order_turns as order_turns,
+    )
+    from inspector.runs import (
+        RunConfig as RunConfig,
+        load_run as load_run,
+        run_corpus as run_corpus,
+    )
+    from inspector.runs.background import (
+        start_run as start_run,
+    )
+    from inspector.runs.status import (
+        run_status as run_status,
+    )
+    from inspector.store import (
+        CaptureFileError as CaptureFileError,
+        load_capture as load_capture,
+        save_capture as save_capture,
+    )

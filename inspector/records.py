@@ -23,11 +23,13 @@ from inspector.attention_layout import AttentionLayout
 from inspector.layer_records import CaptureLens, HiddenStates, layer_fields_problem, layer_tensors
 
 # Re-exported (``X as X``): records is the public home of the per-step records too.
-from inspector.step_records import Candidate as Candidate
-from inspector.step_records import CaptureError as CaptureError
-from inspector.step_records import StepRecord as StepRecord
-from inspector.step_records import TokenScores as TokenScores
-from inspector.step_records import _check
+from inspector.step_records import (
+    Candidate as Candidate,
+    CaptureError as CaptureError,
+    StepRecord as StepRecord,
+    TokenScores as TokenScores,
+    _check,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path

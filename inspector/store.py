@@ -18,10 +18,7 @@ from typing import Any
 import torch
 
 from inspector.attention_layout import AttentionLayout
-from inspector.fileformat import FORMAT, SCHEMA_VERSION, FormatError
-from inspector.fileformat import encode as _encode
-from inspector.fileformat import read as _read
-from inspector.fileformat import write as _write
+from inspector.fileformat import FORMAT, SCHEMA_VERSION, FormatError, encode as _encode, read as _read, write as _write
 from inspector.layer_records import LENS_INTEGER_FIELDS, layer_fields_from_tensors
 from inspector.records import STOP_REASONS, Capture, CaptureError, CaptureMeta, TokenScores
 

@@ -61,39 +61,49 @@ __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
-    from inspector.analysis.choices import ALIGN_CHOICES, KL_CHOICES, ROW_CHOICES, STATISTICS
+    from inspector.analysis.choices import (
+        ALIGN_CHOICES as ALIGN_CHOICES,
+        KL_CHOICES as KL_CHOICES,
+        ROW_CHOICES as ROW_CHOICES,
+        STATISTICS as STATISTICS,
+    )
     from inspector.analysis.compare import (
-        CaptureComparison,
-        CompareError,
-        compare_beams,
-        compare_captures,
+        CaptureComparison as CaptureComparison,
+        CompareError as CompareError,
+        compare_beams as compare_beams,
+        compare_captures as compare_captures,
     )
     from inspector.analysis.head_stats import (
-        HeadStats,
-        aggregate_head_stats,
-        attention_head_stats,
-        capture_head_stats,
-        head_name,
-        previous_occurrences,
-        query_rows,
-        rank_heads,
+        HeadStats as HeadStats,
+        aggregate_head_stats as aggregate_head_stats,
+        attention_head_stats as attention_head_stats,
+        capture_head_stats as capture_head_stats,
+        head_name as head_name,
+        previous_occurrences as previous_occurrences,
+        query_rows as query_rows,
+        rank_heads as rank_heads,
     )
     from inspector.analysis.lens import (
-        LensResult,
-        capture_lens,
-        logit_lens,
-        next_token_targets,
-        teacher_forced_hidden_states,
+        LensResult as LensResult,
+        capture_lens as capture_lens,
+        logit_lens as logit_lens,
+        next_token_targets as next_token_targets,
+        teacher_forced_hidden_states as teacher_forced_hidden_states,
     )
-    from inspector.analysis.readout import Readout, find_readout
-    from inspector.analysis.rollout import attention_rollout
+    from inspector.analysis.readout import (
+        Readout as Readout,
+        find_readout as find_readout,
+    )
+    from inspector.analysis.rollout import (
+        attention_rollout as attention_rollout,
+    )
     from inspector.analysis.value_norms import (
-        ValueWeights,
-        attention_modules,
-        layer_value_norms,
-        model_value_norms,
-        norm_weighted_attention,
-        transformed_values,
-        value_norms_from_weights,
-        value_weights,
+        ValueWeights as ValueWeights,
+        attention_modules as attention_modules,
+        layer_value_norms as layer_value_norms,
+        model_value_norms as model_value_norms,
+        norm_weighted_attention as norm_weighted_attention,
+        transformed_values as transformed_values,
+        value_norms_from_weights as value_norms_from_weights,
+        value_weights as value_weights,
     )

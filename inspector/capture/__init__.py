@@ -82,18 +82,43 @@ __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from inspector.architectures import find_attention_modules
-    from inspector.attention_layout import AttentionLayout
-    from inspector.capture.budget import CaptureEstimate, MemoryBudgetError, ModelSizes, estimate_capture
-    from inspector.capture.checks import NonFiniteError
-    from inspector.capture.encode import PromptBatch, PromptBudget, check_prompts, encode_prompts, prompt_budget
-    from inspector.capture.engine import generate
-    from inspector.capture.forced import is_forced, score, score_tokens
-    from inspector.capture.settings import (
-        ATTENTION_DTYPES,
-        MAX_STOP_STRING_CHARS,
-        MAX_STOP_STRING_PRODUCT,
-        MAX_STOP_STRINGS,
-        GenerationSettings,
+    from inspector.architectures import (
+        find_attention_modules as find_attention_modules,
     )
-    from inspector.capture.steps import StackedSteps
+    from inspector.attention_layout import (
+        AttentionLayout as AttentionLayout,
+    )
+    from inspector.capture.budget import (
+        CaptureEstimate as CaptureEstimate,
+        MemoryBudgetError as MemoryBudgetError,
+        ModelSizes as ModelSizes,
+        estimate_capture as estimate_capture,
+    )
+    from inspector.capture.checks import (
+        NonFiniteError as NonFiniteError,
+    )
+    from inspector.capture.encode import (
+        PromptBatch as PromptBatch,
+        PromptBudget as PromptBudget,
+        check_prompts as check_prompts,
+        encode_prompts as encode_prompts,
+        prompt_budget as prompt_budget,
+    )
+    from inspector.capture.engine import (
+        generate as generate,
+    )
+    from inspector.capture.forced import (
+        is_forced as is_forced,
+        score as score,
+        score_tokens as score_tokens,
+    )
+    from inspector.capture.settings import (
+        ATTENTION_DTYPES as ATTENTION_DTYPES,
+        MAX_STOP_STRING_CHARS as MAX_STOP_STRING_CHARS,
+        MAX_STOP_STRING_PRODUCT as MAX_STOP_STRING_PRODUCT,
+        MAX_STOP_STRINGS as MAX_STOP_STRINGS,
+        GenerationSettings as GenerationSettings,
+    )
+    from inspector.capture.steps import (
+        StackedSteps as StackedSteps,
+    )

@@ -112,12 +112,47 @@ __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from inspector.metrics import SHARE_COLUMNS, attention_columns
-    from inspector.runs.background import RunModel, resume_run, run_command, start_run, stop_run
-    from inspector.runs.config import ATTENTION_MODES, CONDITIONS, RunConfig
-    from inspector.runs.errors import RunError, RunMismatchError
-    from inspector.runs.execute import run_corpus
-    from inspector.runs.folder import RUN_FORMAT, RUN_SCHEMA_VERSION, capture_relpath, check_resumable, command_identity
-    from inspector.runs.load import Run, load_run
-    from inspector.runs.plan import RunPlan, WorkItem, plan_run
-    from inspector.runs.status import RunAlreadyRunning, RunStatus, run_status
+    from inspector.metrics import (
+        SHARE_COLUMNS as SHARE_COLUMNS,
+        attention_columns as attention_columns,
+    )
+    from inspector.runs.background import (
+        RunModel as RunModel,
+        resume_run as resume_run,
+        run_command as run_command,
+        start_run as start_run,
+        stop_run as stop_run,
+    )
+    from inspector.runs.config import (
+        ATTENTION_MODES as ATTENTION_MODES,
+        CONDITIONS as CONDITIONS,
+        RunConfig as RunConfig,
+    )
+    from inspector.runs.errors import (
+        RunError as RunError,
+        RunMismatchError as RunMismatchError,
+    )
+    from inspector.runs.execute import (
+        run_corpus as run_corpus,
+    )
+    from inspector.runs.folder import (
+        RUN_FORMAT as RUN_FORMAT,
+        RUN_SCHEMA_VERSION as RUN_SCHEMA_VERSION,
+        capture_relpath as capture_relpath,
+        check_resumable as check_resumable,
+        command_identity as command_identity,
+    )
+    from inspector.runs.load import (
+        Run as Run,
+        load_run as load_run,
+    )
+    from inspector.runs.plan import (
+        RunPlan as RunPlan,
+        WorkItem as WorkItem,
+        plan_run as plan_run,
+    )
+    from inspector.runs.status import (
+        RunAlreadyRunning as RunAlreadyRunning,
+        RunStatus as RunStatus,
+        run_status as run_status,
+    )
