@@ -100,7 +100,7 @@ def dashboard_server(args: list[str], env: dict[str, str], log: Path, timeout: f
 
 @contextlib.contextmanager
 def chromium(tools: tuple[str, str], size: str = "1500,1900") -> Iterator[Any]:
-    """A headless Chromium WebDriver started with the flags the issue names."""
+    """A headless Chromium WebDriver started with :data:`CHROMIUM_FLAGS`."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -6,8 +6,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from inspector.analysis.compare import CompareError, compare_beams, compare_captures
 from inspector.records import Capture, TokenScores

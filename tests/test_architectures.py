@@ -175,7 +175,7 @@ _MODELS: dict[str, inspector.InspectorModel] = {}
 
 @pytest.fixture(params=[a.name for a in ARCHS])
 def arch_model(request) -> inspector.InspectorModel:
-    """One tiny model per architecture, built once per session."""
+    """One tiny model per architecture, built once per test run."""
     name = request.param
     if name not in _MODELS:
         _MODELS[name] = build(BY_NAME[name])

@@ -11,6 +11,13 @@ PROMPT = "User: hey how are you? \nAgent:"
 BATCH = [PROMPT, "Hi", "User: what time does the train leave tomorrow morning?\nAgent:"]
 
 
+@pytest.fixture(params=[pytest.param("tiny", id="tiny"),
+                        pytest.param("gpt2_random", id="full-size", marks=pytest.mark.slow)])
+def im(request):
+    """Each capture path's exactness on the tiny GPT-2 (real tokenizer); the full-size run of it is ``slow``."""
+    return request.getfixturevalue(request.param)
+
+
 @torch.no_grad()
 def reference(im, ids: torch.Tensor):
     """One teacher-forced forward pass over the final sequence: ([layer, head, seq, seq], [seq, vocab])."""
@@ -45,12 +52,12 @@ def test_tokenizer_matches_shared_readme(tokenizer):
     assert ids == [12982, 25, 17207, 703, 389, 345, 30, 220, 198, 36772, 25]
 
 
-def test_greedy_full_size_matches_teacher_forced(gpt2_random):
-    cap = gpt2_random.generate(PROMPT, max_new_tokens=12, attention_dtype=torch.float32, keep_logits=True)
+def test_greedy_matches_teacher_forced(im):
+    cap = im.generate(PROMPT, max_new_tokens=12, attention_dtype=torch.float32, keep_logits=True)
     assert isinstance(cap, inspector.Capture)
     assert cap.prompt_len == 11 and cap.num_steps == 12 and cap.stop_reason == "length"
-    assert cap.attentions.shape == (12, 12, 23, 23)
-    rows = assert_matches_reference(gpt2_random, cap)
+    assert cap.attentions.shape == (im.num_layers, im.num_heads, 23, 23)
+    rows = assert_matches_reference(im, cap)
     # greedy: every chosen token is the argmax of the raw logits
     assert torch.equal(cap.generated_ids, rows.argmax(-1))
     assert bool((cap.raw.chosen_rank == 1).all())
@@ -58,35 +65,35 @@ def test_greedy_full_size_matches_teacher_forced(gpt2_random):
     assert torch.equal(cap.processed.chosen_logprob, cap.raw.chosen_logprob)
 
 
-def test_attention_invariants_default_float16(gpt2_random):
-    cap = gpt2_random.generate(PROMPT, max_new_tokens=6)
+def test_attention_invariants_default_float16(im):
+    cap = im.generate(PROMPT, max_new_tokens=6)
     att = cap.attentions
     assert att.dtype == torch.float16 and cap.logits is None
     seq = cap.seq_len
     upper = torch.triu(torch.ones(seq, seq, dtype=torch.bool), diagonal=1)
     assert bool((att[:, :, upper] == 0).all())
-    assert torch.allclose(att.float().sum(-1), torch.ones(12, 12, seq), atol=2e-3)
+    assert torch.allclose(att.float().sum(-1), torch.ones(im.num_layers, im.num_heads, seq), atol=2e-3)
 
 
-def test_left_padded_batch_equals_each_prompt_alone(gpt2_random):
-    caps = gpt2_random.generate(BATCH, max_new_tokens=8, attention_dtype=torch.float32, keep_logits=True)
+def test_left_padded_batch_equals_each_prompt_alone(im):
+    caps = im.generate(BATCH, max_new_tokens=8, attention_dtype=torch.float32, keep_logits=True)
     assert isinstance(caps, list) and len(caps) == 3
     for prompt, cap in zip(BATCH, caps, strict=True):
         assert cap.prompt_text == prompt
-        assert cap.token_ids[: cap.prompt_len].tolist() == gpt2_random.tokenizer(prompt)["input_ids"]
-        assert_matches_reference(gpt2_random, cap)
-        alone = gpt2_random.generate(prompt, max_new_tokens=8, attention_dtype=torch.float32, keep_logits=True)
+        assert cap.token_ids[: cap.prompt_len].tolist() == im.tokenizer(prompt)["input_ids"]
+        assert_matches_reference(im, cap)
+        alone = im.generate(prompt, max_new_tokens=8, attention_dtype=torch.float32, keep_logits=True)
         assert torch.equal(alone.token_ids, cap.token_ids)
         assert (alone.attentions - cap.attentions).abs().max() <= 1e-5
 
 
-def test_seeded_sampling_reproducible_and_exact(gpt2_random):
+def test_seeded_sampling_reproducible_and_exact(im):
     kw = dict(max_new_tokens=8, do_sample=True, temperature=0.7, top_k=50, top_p=0.9, seed=1234)
-    a = gpt2_random.generate(BATCH, attention_dtype=torch.float32, keep_logits=True, **kw)
-    b = gpt2_random.generate(BATCH, attention_dtype=torch.float32, keep_logits=True, **kw)
+    a = im.generate(BATCH, attention_dtype=torch.float32, keep_logits=True, **kw)
+    b = im.generate(BATCH, attention_dtype=torch.float32, keep_logits=True, **kw)
     for ca, cb in zip(a, b, strict=True):
         assert torch.equal(ca.token_ids, cb.token_ids)
-        rows = assert_matches_reference(gpt2_random, ca)
+        rows = assert_matches_reference(im, ca)
         # processed scores, recomputed by hand: temperature, then top-k 50, then top-p 0.9
         scaled = rows.double() / 0.7
         kth = scaled.topk(50, dim=-1).values[:, -1:]
@@ -101,18 +108,18 @@ def test_seeded_sampling_reproducible_and_exact(gpt2_random):
         exp = plogp.gather(1, ca.generated_ids[:, None])[:, 0]
         assert torch.allclose(ca.processed.chosen_logprob.double(), exp, atol=1e-4)
         assert bool(torch.isfinite(ca.processed.chosen_logprob).all())  # never sampled a filtered token
-    c = gpt2_random.generate(BATCH, **{**kw, "seed": 99})
+    c = im.generate(BATCH, **{**kw, "seed": 99})
     assert any(not torch.equal(x.token_ids, y.token_ids) for x, y in zip(a, c, strict=True))
 
 
-def test_beam_search_each_beam_matches_its_own_forward_pass(gpt2_random):
-    caps = gpt2_random.generate(
+def test_beam_search_each_beam_matches_its_own_forward_pass(im):
+    caps = im.generate(
         [PROMPT, "Hi"], max_new_tokens=6, num_beams=3, num_return_sequences=3,
         attention_dtype=torch.float32, keep_logits=True,
     )
     assert len(caps) == 6
     for cap in caps:
-        assert_matches_reference(gpt2_random, cap)
+        assert_matches_reference(im, cap)
     # beams of one prompt differ from each other
     assert len({tuple(c.token_ids.tolist()) for c in caps[:3]}) == 3
     assert [c.meta.sequence_index for c in caps] == [0, 1, 2, 0, 1, 2]

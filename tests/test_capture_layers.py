@@ -50,6 +50,7 @@ def test_greedy_hidden_states_and_value_norms_exact(byte_tiny):
     assert cap.hidden_states[1].std(0).max() > 1e-2 and cap.value_norms.std(-1).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_full_size_gpt2_hidden_states_exact(gpt2_random):
     cap = gpt2_random.generate(PROMPT, max_new_tokens=5, **FULL)
     assert_layers_match(gpt2_random, cap, hidden_tol=1e-3)

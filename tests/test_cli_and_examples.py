@@ -52,6 +52,7 @@ def test_capture_command_bad_input_is_one_line(tiny_dir, tmp_path, capsys):
     assert not (tmp_path / "x.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_capture_command_missing_model_no_traceback(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
@@ -75,6 +76,7 @@ def test_doctor_reports_parity(tiny_dir, tmp_path, capsys):
     assert data["nan"] == {"cpu": False, "cpu (second copy)": False}
 
 
+@pytest.mark.slow
 def test_notebook_example_runs_offline(gpt2_dir, tmp_path):
     env = {**os.environ, "INSPECTOR_GPT2_OFFLINE_DIR": str(gpt2_dir), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(

@@ -192,7 +192,8 @@ def test_conftest_benchmarks_and_examples_use_the_package_lookup():
     root = Path(__file__).resolve().parents[1]
     for rel in ("tests/conftest.py", "benchmarks/_common.py", "examples/notebook_flow.py"):
         text = (root / rel).read_text()
-        assert "inspector.locations import" in text, rel
+        # the package's lookup, directly or through the fallback loader that uses it
+        assert "inspector.locations import" in text or "inspector.fallback import load_with_fallback" in text, rel
         assert '"gpt2-offline"' not in text and "shared/models/gpt2-offline\"" not in text, rel
 
 
@@ -208,6 +209,6 @@ def test_dashboard_launcher_passes_the_found_dailydialog(monkeypatch, tmp_path):
     monkeypatch.setattr(cli, "exec_streamlit", lambda c, env: seen.update(env=env) or 0)
     assert main(["dashboard", "--port", str(free_port())]) == 0
     assert seen["env"]["INSPECTOR_DAILYDIALOG_DIR"] == str(tmp_path / "dd")
-    seen.clear()  # a page shared beyond this machine opens only what is given on the command line
+    seen.clear()  # a page shared beyond localhost opens only what is given on the command line
     assert main(["dashboard", "--host", "0.0.0.0", "--port", str(free_port())]) == 0
     assert "INSPECTOR_DAILYDIALOG_DIR" not in seen["env"]

@@ -21,7 +21,7 @@ st_testing = pytest.importorskip("streamlit.testing.v1")
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(autouse=True)
 def _bound_locally():
-    """AppTest runs no server: say the page is bound to this machine, as every documented start does
+    """AppTest runs no server: say the page is bound to localhost, as every documented start does
     (the shipped .streamlit/config.toml is read only when pytest starts in the repository root)."""
     before = set_server_address("127.0.0.1")
     yield
@@ -408,8 +408,10 @@ def test_export_bytes_are_real_files(tmp_path):
     assert back.tokens == cap.tokens and back.meta.random_weights
 
 
-def test_redraw_of_a_100_token_12x12_capture_is_quick(fresh):
-    """Layer/head/aggregate changes on a GPT-2-small-shaped capture (12 x 12 heads, 100 new tokens)."""
+@pytest.mark.slow
+def test_redraw_of_a_100_token_12x12_capture_needs_no_model(fresh):
+    """Layer/head/aggregate changes on a GPT-2-small-shaped capture (12 x 12 heads, 100 new tokens) redraw
+    without errors and without model work (benchmarks/bench_dashboard.py times redraws in a browser)."""
     from inspector.fallback import builtin_model
 
     im = builtin_model(n_layer=12, n_head=12, n_embd=48)
@@ -421,23 +423,14 @@ def test_redraw_of_a_100_token_12x12_capture_is_quick(fresh):
     at.session_state[fresh.VIEW] = "Attention"
     at.run()
     ok(at)
-    timings = {}
-    for what, key, value in (("layer", "att_layer", 5), ("head", "att_head", 7), ("all heads", "att_head", "all")):
-        t0 = time.perf_counter()
+    for key, value in (("att_layer", 5), ("att_head", 7), ("att_head", "all")):
         at.selectbox(key=key).set_value(value).run()
-        timings[what] = time.perf_counter() - t0
         ok(at)
-    t0 = time.perf_counter()
     at.segmented_control(key="att_agg").set_value("max").run()
-    timings["aggregate"] = time.perf_counter() - t0
-    at.session_state[fresh.VIEW] = "Generation"
-    t0 = time.perf_counter()
-    at.run()
-    timings["generation view"] = time.perf_counter() - t0
     ok(at)
-    print("redraw seconds:", {k: round(v, 2) for k, v in timings.items()})
-    # "A couple of seconds" on an idle 2-core CPU; generous here for loaded CI machines.
-    assert max(timings.values()) < 8.0, timings
+    at.session_state[fresh.VIEW] = "Generation"
+    at.run()
+    ok(at)
     assert fresh.generate_calls() == 0
 
 

@@ -21,8 +21,17 @@ import time
 from pathlib import Path
 
 import pytest
-from browser import ARTIFACTS, chromium, dashboard_server, open_tab, page_text, settle, shot, wait_visible
-from browser import browser_tools as find_browser_tools
+from browser import (
+    ARTIFACTS,
+    browser_tools as find_browser_tools,
+    chromium,
+    dashboard_server,
+    open_tab,
+    page_text,
+    settle,
+    shot,
+    wait_visible,
+)
 from conftest import dailydialog_dir, demo_gguf, gpt2_offline_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

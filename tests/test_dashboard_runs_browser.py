@@ -20,8 +20,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from browser import ARTIFACTS, chromium, dashboard_server, open_tab, page_text, settle, shot, wait_visible
-from browser import browser_tools as find_browser_tools
+from browser import (
+    ARTIFACTS,
+    browser_tools as find_browser_tools,
+    chromium,
+    dashboard_server,
+    open_tab,
+    page_text,
+    settle,
+    shot,
+    wait_visible,
+)
 from run_helpers import write_byte_model_folder, write_dailydialog
 
 from inspector.runs import load_run, run_status

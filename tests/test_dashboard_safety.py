@@ -1,7 +1,7 @@
-"""The dashboard's safe defaults (issue 10, section 4, and the stop-string bound of section 2).
+"""The dashboard's safe defaults and the stop-string bound.
 
 * Every documented start binds 127.0.0.1 with usage statistics off (shipped Streamlit config files),
-  and the page shows nothing when it finds itself bound beyond this machine unasked.
+  and the page shows nothing when it finds itself bound beyond localhost unasked.
 * Shared on purpose (``--host``), the page opens only the paths it was started with, and says the
   same thing for a missing path as for a forbidden one.
 * The stop-string box enforces the package's bounds before any model work.
@@ -48,7 +48,7 @@ def test_which_addresses_are_local(address, local):
     assert exposure_refusal(address, remote=True) is None  # told to share: it serves
 
 
-def test_page_shows_nothing_when_bound_beyond_this_machine_unasked(fresh, monkeypatch):
+def test_page_shows_nothing_when_bound_beyond_localhost_unasked(fresh, monkeypatch):
     for address in ("0.0.0.0", None):  # None: Streamlit's default, every interface
         set_server_address(address)
         at = new_app().run()
@@ -63,7 +63,7 @@ def test_page_shows_nothing_when_bound_beyond_this_machine_unasked(fresh, monkey
     assert "Loaded: builtin" in texts(at.sidebar.caption)
 
 
-def test_shipped_streamlit_configs_bind_this_machine_without_usage_statistics():
+def test_shipped_streamlit_configs_bind_localhost_without_usage_statistics():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     root, packaged = ROOT / ".streamlit" / "config.toml", ROOT / "dashboard" / ".streamlit" / "config.toml"
     for path in (root, packaged):
@@ -75,7 +75,7 @@ def test_shipped_streamlit_configs_bind_this_machine_without_usage_statistics():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("where", ["repo root", "elsewhere"])
-def test_streamlit_run_binds_this_machine_only(where, tmp_path):
+def test_streamlit_run_binds_localhost_only(where, tmp_path):
     """`streamlit run dashboard/app.py` as the README documents it (no flags but the port), from the repo root
     (reads .streamlit/config.toml there) and from another folder (reads the one next to app.py)."""
     from serving import free_port, listening_hosts, start, stop, wait_http

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import socket
 from pathlib import Path
 
 import pytest
@@ -51,12 +51,17 @@ def test_builtin_by_name_is_not_a_fallback():
     assert model is res.model and "meaningless" in message
 
 
-def test_missing_model_falls_back_to_local_config(no_demo_model, gpt2_dir, tmp_path):
-    res = fallback.load_with_fallback(tmp_path / "no-such-model", device="cpu", config_dir=gpt2_dir)
+@pytest.mark.parametrize(("folder", "layers", "vocab"), [
+    ("tiny_dir", 2, 257),
+    pytest.param("gpt2_dir", 12, 50257, id="full-size", marks=pytest.mark.slow),
+])
+def test_missing_model_falls_back_to_local_config(no_demo_model, tmp_path, request, folder, layers, vocab):
+    config_dir = request.getfixturevalue(folder)
+    res = fallback.load_with_fallback(tmp_path / "no-such-model", device="cpu", config_dir=config_dir)
     assert res.level == "local-config" and res.fell_back
-    assert res.model.random_weights and res.model.num_layers == 12
-    assert "does not exist" in res.message and str(gpt2_dir) in res.message and "meaningless" in res.message
-    assert len(res.model.tokenizer) == 50257
+    assert res.model.random_weights and res.model.num_layers == layers
+    assert "does not exist" in res.message and str(config_dir) in res.message and "meaningless" in res.message
+    assert len(res.model.tokenizer) == vocab
 
 
 def test_nothing_usable_falls_back_to_builtin(no_demo_model, tmp_path, monkeypatch):
@@ -76,18 +81,50 @@ def test_broken_config_folder_is_skipped(no_demo_model, tmp_path, monkeypatch):
     assert res.level == "builtin" and len(res.errors) == 2 and str(broken) in res.message
 
 
+def _network_forbidden(monkeypatch) -> list[tuple]:
+    """Every name lookup and connection attempt fails at once and is recorded (retries would show here)."""
+    asked: list[tuple] = []
+
+    def refuse(*args, **kwargs):
+        asked.append(args[:1])
+        raise OSError("network forbidden in this test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return asked
+
+
 def test_offline_hub_id_fails_fast_with_a_plain_message(no_demo_model, tmp_path, monkeypatch):
+    """No hub attempt at all when HF_HUB_OFFLINE is set (benchmarks/bench_cli.py times the fallback)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setattr(fallback, "default_config_dirs", lambda extra=None: [])
-    t0 = time.monotonic()
+    asked = _network_forbidden(monkeypatch)
     res = fallback.load_with_fallback("gpt2", device="cpu")
-    assert time.monotonic() - t0 < 30  # no minute of hub retries
+    assert asked == []  # no connection tried, so no minute of hub retries
     assert res.level == "builtin"
     assert "could not be reached" in res.errors[0] and "local folder" in res.errors[0]
     from inspector.model import hub_reachable
 
     assert not hub_reachable()
+
+
+def test_unreachable_hub_is_asked_once(no_demo_model, tmp_path, monkeypatch):
+    """Without HF_HUB_OFFLINE: one connection attempt decides, no retries, then the built-in model."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")
+    monkeypatch.setattr(fallback, "default_config_dirs", lambda extra=None: [])
+    from inspector import hub
+
+    hub.forget_hub_check()
+    asked = _network_forbidden(monkeypatch)
+    try:
+        res = fallback.load_with_fallback("gpt2", device="cpu")
+    finally:
+        hub.forget_hub_check()
+    assert asked == [(("hub.invalid", 443),)]
+    assert res.level == "builtin" and "could not be reached from here" in res.errors[0]
 
 
 def test_unavailable_device_is_an_error_not_a_fallback():
@@ -102,6 +139,7 @@ def test_default_config_dirs_order(monkeypatch, tmp_path):
     assert any(d.parts[-3:] == ("shared", "models", "gpt2-offline") for d in dirs[2:])
 
 
+@pytest.mark.slow
 def test_fallback_module_does_not_import_streamlit():
     import subprocess
     import sys

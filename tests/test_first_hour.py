@@ -1,4 +1,4 @@
-"""A new user's first hour (issue 14): one set of defaults, one set of words and numbers that read,
+"""A new user's first hour: one set of defaults, one set of words and numbers that read,
 notes about random weights wherever results are printed, notebooks, and where output goes."""
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from run_helpers import DIALOGUES, write_byte_model_folder, write_dailydialog
 
 import inspector
 from inspector.capture import GenerationSettings
-from inspector.cli.main import build_parser
-from inspector.cli.main import main as cli_main
+from inspector.cli.main import build_parser, main as cli_main
 from inspector.data.prompts import DEFAULT_CONTEXT_TURNS, build_prompt
 from inspector.data.schema import NO_LABEL
 from inspector.formatting import MISSING, format_percent, format_prob, format_value
@@ -277,6 +276,7 @@ def test_examples_cite_only_files_that_exist():
     assert cited and [c for c in sorted(cited) if not (ROOT / c).is_file()] == []
 
 
+@pytest.mark.slow
 def test_runs_stats_stays_the_function_after_its_submodule_is_imported():
     code = ("import inspector.runs.load, inspector.runs.stats, sys; from inspector.runs import stats; "
             "import inspector.runs as r; assert callable(stats) and r.stats is stats, stats; "

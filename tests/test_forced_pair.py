@@ -143,6 +143,7 @@ def test_prompt_cache_needs_one_row_per_item(byte_tiny):
                           [encode(byte_tiny, t) for t in COND[:2]], [[4], [5]], prompt_cache=cache, cache_rows=[0])
 
 
+@pytest.mark.slow
 def test_full_size_gpt2(gpt2_random):
     check_pairs(gpt2_random, PLAIN[:2], COND[:2], REPLIES[:2])
 

@@ -55,6 +55,7 @@ def test_every_step_against_float64(group):
         assert log.proc_entropy[i] is log.raw_entropy[i] and log.proc_topi[i] is log.raw_topi[i]
 
 
+@pytest.mark.slow
 def test_generate_reduces_blocks_of_steps_and_stays_exact(gpt2_random, monkeypatch):
     """Batch 1, 13 steps: statistics come in blocks (not one reduction per step) and still equal a
     teacher-forced pass's, the last partial block included. (A long prompt and the kept logits make the
@@ -95,6 +96,7 @@ def test_a_batch_that_stops_early_keeps_every_step(byte_tiny):
         assert torch.equal(a.raw.topk_ids, b.raw.topk_ids)
 
 
+@pytest.mark.slow
 def test_no_block_when_hidden_states_are_recorded(gpt2_random, monkeypatch):
     """Recording hidden states already holds the prefill's float32 states of every layer: no block on top."""
     calls: list[int] = []

@@ -48,7 +48,7 @@ def forward_counter(byte_tiny):
         (PROMPT, {"num_beams": 2, "do_sample": True}, "beam sampling is not supported"),
         ("word " * 1100, {}, "context is 1024.*truncate_prompt=True"),
         (PROMPT, {"max_new_tokens": 1024}, "leaves no room"),
-        # issue 10: types, unpaired surrogates, bools for ints, unhashable dtypes, stop-string bounds
+        # types, unpaired surrogates, bools for ints, unhashable dtypes, stop-string bounds
         ({"a": 1}, {}, "prompts must be a str or a list of str, got dict"),
         (7, {}, "prompts must be a str or a list of str, got int"),
         (None, {}, "prompts must be a str or a list of str, got NoneType"),
@@ -81,6 +81,7 @@ def test_prompt_budget_refuses_what_generate_refuses(byte_tiny):
         prompt_budget(byte_tiny, None, GenerationSettings())
 
 
+@pytest.mark.slow
 def test_undecodable_command_line_prompt_is_one_line_exit_2(tmp_path):
     """Bytes that are not UTF-8 arrive as surrogates (surrogateescape); refused before loading any model."""
     root = Path(__file__).resolve().parents[1]
@@ -141,9 +142,9 @@ def test_folder_without_weights_suggests_random_weights(gpt2_dir):
     assert "--random-weights" not in str(err.value) and "--random-weights" in err.value.cli_message
 
 
-def test_random_weights_are_recorded_and_seeded(gpt2_dir):
-    a = inspector.load_model(gpt2_dir, device="cpu", random_weights=True, seed=3)
-    b = inspector.load_model(gpt2_dir, device="cpu", random_weights=True, seed=3)
+def test_random_weights_are_recorded_and_seeded(tiny_dir):
+    a = inspector.load_model(tiny_dir, device="cpu", random_weights=True, seed=3)
+    b = inspector.load_model(tiny_dir, device="cpu", random_weights=True, seed=3)
     assert a.random_weights and a.model.config._attn_implementation == "eager"
     wa, wb = a.model.transformer.h[0].attn.c_attn.weight, b.model.transformer.h[0].attn.c_attn.weight
     assert torch.equal(wa, wb)

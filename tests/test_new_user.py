@@ -130,7 +130,7 @@ def test_command_list_uses_the_wrapper_and_exists():
 
 @pytest.mark.slow
 def test_wrapper_works_from_any_folder_in_a_bare_shell(tmp_path):
-    """`scripts/inspector` from another folder, without .venv on PATH: the 'command not found' of the issue."""
+    """`scripts/inspector` from another folder, without .venv on PATH: no 'command not found'."""
     env = _fresh_env(tmp_path)
     proc = subprocess.run([str(ROOT / "scripts" / "inspector"), "capture", "--help"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)

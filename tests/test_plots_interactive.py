@@ -5,7 +5,6 @@ from __future__ import annotations
 import html as html_mod
 import math
 import sys
-import time
 import types
 import unicodedata
 
@@ -95,14 +94,14 @@ def test_head_grid_panels_equal_each_head(cap):
 
 def test_head_grid_gpt2_size_long_sequence_is_fast_and_small():
     big = synthetic_capture(seq=520, prompt_len=400, n_layer=12, n_head=12)
-    t0 = time.perf_counter()
-    fig = interactive.head_grid(big)  # pooled to 64 cells a side
+    fig = interactive.head_grid(big)  # pooled to 64 cells a side (benchmarks/bench_plots.py times it)
     html = export_bytes(fig, "html")
-    assert time.perf_counter() - t0 < 15
     assert len(html) < 15e6
     z = np.asarray(fig.data[0].z)
     cells, gap, factor = fig.layout.meta["cells"], fig.layout.meta["gap"], fig.layout.meta["factor"]
     assert factor == 9 and cells == math.ceil(520 / 9)
+    # what keeps it quick: one heatmap trace of the pooled panels, not 144 traces of 520 x 520
+    assert len(fig.data) == 1 and z.shape == (12 * cells + 11 * gap, 12 * cells + 11 * gap)
     r, c = 11 * (cells + gap), 3 * (cells + gap)
     block = big.attentions[11, 3, 18:27, 9:18].float().mean()
     assert z[r + 2, c + 1] == pytest.approx(float(block), rel=1e-5)
@@ -297,10 +296,9 @@ def test_make_figure_errors(cap):
 
 def test_long_sequence_interactive_heatmap(tmp_path):
     big = synthetic_capture(seq=600, prompt_len=450, n_layer=2, n_head=2)
-    t0 = time.perf_counter()
-    fig = interactive.attention_heatmap(big, max_labels=40)
+    fig = interactive.attention_heatmap(big, max_labels=40)  # benchmarks/bench_plots.py times it
     html = export_bytes(fig, "html").decode()
-    assert time.perf_counter() - t0 < 10
+    assert [t.type for t in fig.data] == ["heatmap"]  # one trace, no per-cell shapes or annotations
     assert fig.layout.xaxis.nticks == 40  # plotly thins labels to ~40 and shows more as you zoom
     assert "scrollZoom" in html
     saved = figure_from_html(html)

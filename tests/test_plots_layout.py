@@ -42,12 +42,14 @@ def _loaded_after(statement: str) -> set[str]:
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+@pytest.mark.slow
 def test_importing_the_package_loads_no_plotting_library_and_no_torch():
     loaded = _loaded_after("import inspector.plots\nfrom inspector.plots import GROUP_COLUMNS, default_position")
     assert "inspector" in loaded
     assert not {"matplotlib", "plotly", "torch"} & loaded
 
 
+@pytest.mark.slow
 def test_importing_the_builders_loads_no_plotting_library():
     loaded = _loaded_after("import inspector.plots.static, inspector.plots.interactive")
     assert "torch" in loaded  # the data builders are there

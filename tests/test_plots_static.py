@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import time
 import unicodedata
 import warnings
 import xml.etree.ElementTree as ET
@@ -135,13 +134,14 @@ def test_head_grid_panels_equal_each_head(cap):
 
 
 def test_head_grid_pools_long_sequences(long_cap):
-    t0 = time.perf_counter()
-    fig = static.head_grid(long_cap, max_cells=100)
+    fig = static.head_grid(long_cap, max_cells=100)  # benchmarks/bench_plots.py times it
     png = export_bytes(fig, "png", dpi=60)
-    assert time.perf_counter() - t0 < 20
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     d = head_grid_data(long_cap, max_cells=100)
     assert d.factor == 6 and d.matrices.shape == (12, 12, 87, 87)
+    # what keeps it quick: the pooled panels drawn as one image, not 144 images of 520 x 520
+    (panels,) = [a for a in fig.axes if a.get_label() != "<colorbar>"]
+    assert len(panels.images) == 1 and _image(fig).shape == head_mosaic(d).image.shape
     att = long_cap.attentions.float()
     # Independent reference: the mean of each 6x6 block (the last block is 4 wide).
     for li, hi, qi, ki in [(0, 0, 10, 3), (11, 5, 86, 0), (3, 7, 86, 86), (5, 5, 40, 39)]:
@@ -348,12 +348,10 @@ def test_failed_write_keeps_the_old_file(cap, tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- long sequences
 def test_long_sequence_heatmap_is_thinned_and_fast(long_cap, tmp_path):
-    t0 = time.perf_counter()
-    fig = static.attention_heatmap(long_cap, max_labels=50)
+    fig = static.attention_heatmap(long_cap, max_labels=50)  # benchmarks/bench_plots.py times it
     out = export_figure(fig, tmp_path / "long.png", dpi=80)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 45, f"520-token heatmap took {elapsed:.1f}s"  # a guard against a blow-up, not a claim
     ax = fig.axes[0]
+    assert len(ax.images) == 1 and not ax.patches and not ax.texts  # one image, no per-cell artists
     ticks = list(ax.get_xticks())
     assert 40 <= len(ticks) <= 52
     assert long_cap.prompt_len in ticks  # the first generated token is always labelled

@@ -6,8 +6,7 @@ import math
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from inspector.research.curriculum import order_turns, write_order_csv
 

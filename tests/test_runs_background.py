@@ -198,22 +198,22 @@ def test_lock_holder_names_the_process_holding_the_lock(tmp_path):
 
 
 def test_progress_rate_and_time_left_come_from_the_part_files(tmp_path):
-    """Three parts of this session written 2 s apart (3 turns each) after one of an earlier session: 1.5 turns/s."""
+    """Three parts written 2 s apart (3 turns each) since the run resumed, after one from before: 1.5 turns/s."""
     import datetime as dt
     import json
 
     from inspector.runs.folder import RUN_FORMAT, RUN_JSON
 
-    session = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
-    # as run_corpus writes it: created in an earlier session, resumed at ``session``, updated since (by a
+    resumed = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+    # as run_corpus writes it: created an hour earlier, resumed at ``resumed``, updated since (by a
     # batch, or at the end: then ``updated`` is after every part, and the rate must still come from the parts)
     (tmp_path / RUN_JSON).write_text(json.dumps({
         "format": RUN_FORMAT, "schema_version": 1, "status": "running",
-        "created": (session - dt.timedelta(hours=1)).isoformat(), "resumed": [session.isoformat()],
-        "updated": (session + dt.timedelta(seconds=20)).isoformat(),
+        "created": (resumed - dt.timedelta(hours=1)).isoformat(), "resumed": [resumed.isoformat()],
+        "updated": (resumed + dt.timedelta(seconds=20)).isoformat(),
         "identity": {"num_turns": 20}, "counts": {"turns": 20}}))
     (tmp_path / "parts").mkdir()
-    t0 = session.timestamp()
+    t0 = resumed.timestamp()
     for b, (rows, when) in enumerate([(5, t0 - 600), (3, t0 + 10), (3, t0 + 12), (3, t0 + 14)]):
         path = tmp_path / "parts" / f"batch-{b:06d}.parquet"
         pd.DataFrame({"x": range(rows)}).to_parquet(path)
@@ -221,7 +221,7 @@ def test_progress_rate_and_time_left_come_from_the_part_files(tmp_path):
     status = run_status(tmp_path)
     assert status.state == "stopped" and status.turns_done == 14 and status.turns_planned == 20
     assert status.batches_done == 4
-    assert status.rate == pytest.approx(6 / 4)  # the 2nd and 3rd parts of the session over the 4 s since the 1st
+    assert status.rate == pytest.approx(6 / 4)  # the 2nd and 3rd parts since the resume over the 4 s since the 1st
     assert status.seconds_left == pytest.approx(6 / 1.5)
     assert status.fraction == pytest.approx(14 / 20)
 

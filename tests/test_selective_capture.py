@@ -227,20 +227,20 @@ def test_cli_flags_reach_the_settings():
                                      head_reduce="mean", memory_budget=4 * 10**9)
 
 
-def test_cli_capture_with_selection_and_its_refusals(gpt2_dir, tmp_path, capsys):
+def test_cli_capture_with_selection_and_its_refusals(tiny_dir, tmp_path, capsys):
     from inspector.cli.main import main
     from inspector.store import load_capture
 
     out = tmp_path / "c.safetensors"
-    argv = ["capture", "--model", str(gpt2_dir), "--random-weights", "--prompt", "hello", "--max-new-tokens", "3",
+    argv = ["capture", "--model", str(tiny_dir), "--random-weights", "--prompt", "hello", "--max-new-tokens", "3",
             "--out", str(out)]
     assert main([*argv, "--layers", "1", "--heads", "0", "--attention-rows", "generated"]) == 0
     cap = load_capture(out)
     assert cap.attention_layout == AttentionLayout(layers=(1,), heads=(0,), rows="generated")
     assert cap.step_attentions.shape == (1, 1, 3, cap.seq_len)
     capsys.readouterr()
-    assert main([*argv, "--layers", "12"]) == 2
-    assert "layers [12] out of range" in capsys.readouterr().err
+    assert main([*argv, "--layers", "2"]) == 2  # the tiny model has layers 0 and 1
+    assert "layers [2] out of range" in capsys.readouterr().err
     assert main([*argv, "--continuation", " there", "--head-reduce", "mean"]) == 2
     assert "--head-reduce apply to generation" in capsys.readouterr().err
 

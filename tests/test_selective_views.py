@@ -1,4 +1,4 @@
-"""Selective captures (issue 13) in the text report and every dashboard view: said plainly, never a traceback."""
+"""Selective captures in the text report and every dashboard view: said plainly, never a traceback."""
 
 from __future__ import annotations
 

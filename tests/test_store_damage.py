@@ -209,6 +209,7 @@ def test_a_folder_is_listed_once_per_process_not_once_per_write(tmp_path, monkey
     assert len(calls) == 2
 
 
+@pytest.mark.slow
 def test_a_killed_writer_leaves_a_temporary_that_the_next_save_removes(capture, tmp_path):
     target = tmp_path / "c.safetensors"
     code = (

@@ -54,6 +54,7 @@ def _source_files(folder: str) -> set[str]:
             if "__pycache__" not in p.parts}
 
 
+@pytest.mark.slow
 def test_wheel_holds_every_module_and_the_dashboard(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = {f"inspector/{f}" for f in _source_files("inspector")} - names
