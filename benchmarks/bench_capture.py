@@ -2,7 +2,7 @@
 
 Full-size GPT-2 small (random weights, eager attention), prompts of exactly
 ``--prompt-tokens`` tokens, greedy; by default batch 1 and 16 with 64 new tokens and batch 8
-with 32 (the issue's cases). Methods:
+with 32. Methods:
 
 * ``plain``: ``model.generate`` with the KV cache, nothing captured;
 * ``plain+cache``: the same, run as the capture runs it (its reserved KV cache, under
@@ -16,7 +16,10 @@ with 32 (the issue's cases). Methods:
 * ``+layers``: the same, also keeping hidden states (fp16) and value norms
   (``keep_hidden_states=True, keep_value_norms=True``); its cost over ``inspector``
   is reported as ``layers_over_capture``;
-* ``selective``: 3 layers (0, 6, 11), generated rows only (``attention_rows="generated"``).
+* ``selective``: 3 layers (0, 6, 11), generated rows only (``attention_rows="generated"``);
+* ``+logits``: default settings plus the full-vocabulary logits of every step (``keep_logits=True``);
+  its cost over ``inspector`` is reported as ``logits_over_capture``, its peak memory over what it
+  keeps like the others'.
 
 Time: every method runs in this one process, interleaved, on the same model; the ratio is
 each median over plain's. Peak memory: each method runs again in fresh subprocesses (3 each by
@@ -84,6 +87,8 @@ LAYERS = "+layers"
 #: plain ``generate`` run as the capture runs it, with its reserved KV cache and under ``torch.inference_mode``,
 #: nothing recorded: the capture's own cost (the recording) is its time over this one's.
 RESERVED = "plain+cache"
+#: The method that also keeps every step's full-vocabulary logits.
+LOGITS = "+logits"
 #: The selective method's settings.
 SELECTIVE = {"layers": [0, 6, 11], "attention_rows": "generated"}
 #: New tokens per batch size when --new-tokens is not given (the issue's cases).
@@ -99,7 +104,7 @@ def capture_methods(im: Any, prompts: list[str], new_tokens: int) -> dict[str, A
         return run
 
     return {"inspector": make(), LAYERS: make(keep_hidden_states=True, keep_value_norms=True),
-            "selective": make(**SELECTIVE)}
+            "selective": make(**SELECTIVE), LOGITS: make(keep_logits=True)}
 
 
 def run_case(im: Any, batch: int, prompt_tokens: int, new_tokens: int, reps: int, notebook: bool,
@@ -211,6 +216,8 @@ def run_case(im: Any, batch: int, prompt_tokens: int, new_tokens: int, reps: int
                                                                        strict=True)])
     if LAYERS in med and "inspector" in med:
         res["layers_over_capture"] = med[LAYERS] / med["inspector"]
+    if LOGITS in med and "inspector" in med:
+        res["logits_over_capture"] = med[LOGITS] / med["inspector"]
     if notebook and "notebook" in med:
         res["notebook_over_capture"] = med["notebook"] / med["inspector"]
         res["notebook_bytes_over_capture"] = kept["notebook"] / kept["inspector"]
@@ -346,6 +353,8 @@ def print_case(r: dict[str, Any]) -> None:
         print(f"{m}: did not complete ({why})")
     if "layers_over_capture" in r:
         print(f"capture with hidden states and value norms / capture: {r['layers_over_capture']:.3f}x")
+    if "logits_over_capture" in r:
+        print(f"capture keeping the logits / capture: {r['logits_over_capture']:.3f}x")
     for m, mem in r.get("memory", {}).items():
         if "error" in mem:
             print(f"memory {m}: failed ({mem['error']})")
@@ -372,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=5, help="repetitions at batch 1 (batch>1: max(3, reps//2))")
     p.add_argument("--batch-reps", type=int, default=None, help="repetitions at batch > 1 (default: see --reps)")
     p.add_argument("--methods", default=None,
-                   help=f"comma-separated methods besides plain (default: all of inspector,{LAYERS},selective)")
+                   help=f"comma-separated methods besides plain "
+                        f"(default: all of inspector,{LAYERS},selective,{LOGITS})")
     p.add_argument("--sample-memory", action="store_true",
                    help="also sample RSS during the timed runs (a thread every 2 ms: adds noise to the time)")
     p.add_argument("--notebook-batches", default="1", help="batch sizes that also run the notebook method")
@@ -396,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         r = run_case(im, b, args.prompt_tokens, new_tokens, reps, notebook=b in nb, only=only,
                      sample_memory=args.sample_memory)
         if not args.no_memory:
-            kinds = [m for m in ("inspector", LAYERS, "selective") if not only or m in only]
+            kinds = [m for m in ("inspector", LAYERS, "selective", LOGITS) if not only or m in only]
             r["memory"] = memory_case(args, b, new_tokens, ["plain", *kinds])
         print_case(r)
         results.append(r)

@@ -57,6 +57,7 @@ def assemble(
     if bi is not None and (settings.keep_attention or rec.layers.active):
         final_rows = beam_final_rows(im, rec, seq_cpu, bi, batch)
     views = bi is None and _views_fit(rec, batch, steps, int(seq_cpu.shape[0]))
+    logit_views = bi is None and steps.logits is not None and _logit_views_fit(steps, int(seq_cpu.shape[0]))
     versions = library_versions()
     created = utc_now()
     gen_dict = settings.to_dict()
@@ -109,7 +110,13 @@ def assemble(
             hidden = None
         idx = torch.arange(steps_j)
         check_finite_steps(steps.finite[row_at, idx], which)
-        logits = steps.logits[row_at, idx] if steps.logits is not None else None
+        logits = None
+        if steps.logits is not None:  # [row, step, vocab]
+            if bi is not None:  # a beam moves between rows: gathered step by step (a copy)
+                logits = steps.logits[row_at, idx]
+            else:
+                logits = steps.logits[j, :steps_j]
+                logits = logits if logit_views else logits.clone()
         id_list = ids.tolist()
         # each id decoded once for the whole batch
         labels = token_labels(tok, set(id_list) | set(raw_scores.topk_ids.flatten().tolist())
@@ -127,6 +134,7 @@ def assemble(
             source=sources[b],
             sequence_index=j % nrs,
             created=created,
+            model_file=im.model_file,
         )
         captures.append(
             Capture(
@@ -177,6 +185,20 @@ def _views_fit(rec: Recorder, batch: PromptBatch, steps: StackedSteps, rows: int
                 share = seq / int(b.shape[-1])
             used += share * b.numel() / rows * b.element_size()
     return sum(b.numel() * b.element_size() for b in bufs) <= 1.5 * used
+
+
+def _logit_views_fit(steps: StackedSteps, rows: int) -> bool:
+    """Whether the captures may hold views of the kept logits ``steps.logits`` ``[row, step, vocab]``.
+
+    Those are a view of the recording's buffer (room for every step of every row); as for
+    :func:`_views_fit`, views are taken when it holds at most 1.5 times what the captures use, so
+    rows that stopped early do not keep a mostly unused buffer alive.
+    """
+    assert steps.logits is not None and steps.finish_step is not None
+    fin = steps.finish_step[:rows]
+    used_steps = int(torch.where((fin >= 0) & (fin < steps.steps), fin + 1, steps.steps).sum())
+    used = used_steps * int(steps.logits.shape[-1]) * steps.logits.element_size()
+    return steps.logits.device.type == "cpu" and steps.logits.untyped_storage().nbytes() <= 1.5 * used
 
 
 def compact_lens(im: ModelHandle, hidden: HiddenStates, ids: torch.Tensor, k: int) -> CaptureLens:

@@ -11,6 +11,9 @@ which would cost more memory than the captures may add). Only when few rows run 
 (:data:`MAX_GROUP_SHARE`) and no hidden states are recorded; otherwise every step is reduced as it
 comes (a group of one, no copy).
 
+When the logits are kept (``keep_logits``), the steps are already in the kept buffer
+(``StepLog.logits``, ``[row, step, vocab]``): the held steps are reduced from it and no block is made.
+
 Greedy decoding picks the highest raw logit (nothing processes the scores; the recorder checks
 that at the first step), so the chosen token's log-probability is the best one and its rank is 1,
 also on an exact tie (ties count in the chosen token's favour), and the processed statistics are
@@ -59,9 +62,20 @@ class GreedyStats:
         self.group = max(1, group)
         self._block: torch.Tensor | None = None  # [group * row, vocab] float32
         self._held = 0
+        self._steps = 0  # steps added so far (the kept buffer's next step)
 
-    def add(self, raw: torch.Tensor) -> None:
-        """One step's raw logits ``[row, vocab]`` (any float dtype)."""
+    def add(self, raw: torch.Tensor, kept: bool = False) -> None:
+        """One step's raw logits ``[row, vocab]`` (any float dtype).
+
+        ``kept``: ``raw`` is this step's row of the kept buffer ``log.logits`` ``[row, step, vocab]``
+        (written there already), from which the held steps are reduced: nothing is copied.
+        """
+        self._steps += 1
+        if kept:
+            self._held += 1
+            if self._held == self.group:
+                self.flush()
+            return
         if self.group == 1:
             self._record(raw.float(), 1)
             return
@@ -74,8 +88,13 @@ class GreedyStats:
 
     def flush(self, release: bool = False) -> None:
         """Reduces the held steps (if any) and appends their statistics to the log; ``release``: frees the block."""
-        if self._held and self._block is not None:
-            self._record(self._block[: self._held * self.rows], self._held)
+        held = self._held
+        if held and self.log.logits is not None:  # the kept buffer [row, step, vocab]
+            part = self.log.logits[:, self._steps - held : self._steps]
+            # step-major rows; a view at batch 1 or one step, else a copy of the held steps only
+            self._record(part[0] if self.rows == 1 else part.transpose(0, 1).reshape(held * self.rows, -1), held)
+        elif held and self._block is not None:
+            self._record(self._block[: held * self.rows], held)
         self._held = 0
         if release:
             self._block = None

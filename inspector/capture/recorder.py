@@ -4,7 +4,9 @@
   ``(output, weights)``), written into one ``[row, layer, head, seq, seq]`` buffer
   (greedy/sampling; a decoding step's rows of every layer in one copy after the forward) or kept
   per step for gathering through ``beam_indices`` (beam search);
-* raw logits: a forward hook on the model (``outputs.logits[:, -1]``);
+* raw logits: a forward hook on the model (``outputs.logits[:, -1]``); when kept, each step's row is
+  written once into one ``[row, step, vocab]`` float32 buffer sized for the whole generation
+  (:meth:`Recorder.keep_logits`), which the captures then hold views of (no copy per step, no stack);
 * hidden states and value norms, when asked for: :class:`~inspector.capture.layers.LayerRecorder`;
 * processed scores: a logits processor placed last, which sees what decoding picks from;
 * the chosen token and stop strings: a stopping criterion, called right after each selection;
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 from torch import nn
 
+from inspector.capture.decoding import stop_token_ids
 from inspector.capture.greedy_stats import GreedyStats
 from inspector.capture.layers import LayerRecorder, check_value_norms_supported
 from inspector.capture.modules import find_attention_modules
@@ -76,9 +79,8 @@ class Recorder:
         self.stop_criteria = stopper
         self.on_step: Callable[[int, int], None] | None = None
         self.steps_done = 0
-        eos = im.model.config.eos_token_id if im.model.config.eos_token_id is not None else im.tokenizer.eos_token_id
-        eos_list = eos if isinstance(eos, list) else [eos]
-        self.eos_ids = torch.tensor([e for e in eos_list if e is not None], dtype=torch.long, device=self.device)
+        eos_list = stop_token_ids(im.model, im.tokenizer)  # eos, and the chat template's end of turn
+        self.eos_ids = torch.tensor(eos_list, dtype=torch.long, device=self.device)
         # set by finish(): the step each row wrote EOS or completed a stop string (-1: neither), and which
         self.finish_step = torch.full((rows,), -1, dtype=torch.long, device=self.device)
         self.finish_reason = torch.zeros((rows,), dtype=torch.long, device=self.device)
@@ -249,10 +251,9 @@ class Recorder:
         if self.raw is None:  # pragma: no cover - defensive
             raise RuntimeError("logits processor called before the model's forward hook")
         raw_out, self.raw = self.raw, None
-        raw = raw_out.float()
         log = self.log
-        if self.s.keep_logits:
-            log.logits.append(raw.clone())
+        # kept logits: this step's row of the buffer, read by the statistics below (no other copy)
+        raw = self.keep_logits(raw_out) if self.s.keep_logits else raw_out.float()
         if self.beam:
             self._process_beam(raw, scores)
             return scores
@@ -260,7 +261,7 @@ class Recorder:
             # nothing processes greedy scores here (no processor is configured); checked once
             if self.steps_done == 0 and not torch.allclose(scores, raw, rtol=0, atol=0, equal_nan=True):
                 raise CaptureError("generate processed greedy scores unexpectedly; please report this")
-            self.greedy.add(raw)
+            self.greedy.add(raw, kept=self.s.keep_logits)
             return scores
         # sampling or a repetition penalty: statistics straight from the logits and from the processed
         # scores (-inf where filtered), a cache-sized chunk at a time (no [row, vocab] temporary)
@@ -277,6 +278,28 @@ class Recorder:
         log.proc_topi.append(pi)
         self._pending = _Pending(raw_out, raw_lse, proc, proc_lse)
         return scores
+
+    def keep_logits(self, raw: torch.Tensor) -> torch.Tensor:
+        """Writes one step's raw logits ``[row, vocab]`` into the kept buffer and returns that step's
+        ``[row, vocab]`` float32 view of it.
+
+        The buffer (``log.logits``, ``[row, max_new_tokens, vocab]`` float32) is made at the first step,
+        sized from the logits themselves (a model's output layer may be wider than ``config.vocab_size``)
+        and outside inference mode, so the captures' views of it are ordinary tensors. Each step is
+        written once, in place: ``torch.empty`` leaves the pages of steps never taken untouched.
+        """
+        step, buf = self.steps_done, self.log.logits
+        if buf is None:
+            with torch.inference_mode(False):
+                buf = torch.empty((int(raw.shape[0]), self.s.max_new_tokens, int(raw.shape[-1])),
+                                  dtype=torch.float32, device=raw.device)
+            self.log.logits = buf
+        if step >= int(buf.shape[1]) or tuple(raw.shape) != (int(buf.shape[0]), int(buf.shape[2])):
+            raise CaptureError(f"step {step}'s logits {tuple(raw.shape)} do not fit the kept logits buffer "
+                               f"{tuple(buf.shape)}; please report this")
+        row = buf[:, step]
+        row.copy_(raw)
+        return row
 
     def finish(self, sequences: torch.Tensor) -> None:
         """After ``generate`` (``sequences`` ``[row, p_max + step]``): the statistics of greedy steps still

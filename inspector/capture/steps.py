@@ -29,8 +29,10 @@ class StepLog:
     """Statistics appended once per decoding step while ``generate`` runs (tensors on the model's device).
 
     Each list holds one tensor per step: ``[row]`` (entropies, ``finite``), ``[row, k]`` (top-k),
-    ``[row]`` or, in beam search, ``[row, c]`` (chosen/candidate log-probability and rank),
-    ``[row, c]`` (``cand_ids``, beam search only) and ``[row, vocab]`` (``logits``, when kept).
+    ``[row]`` or, in beam search, ``[row, c]`` (chosen/candidate log-probability and rank) and
+    ``[row, c]`` (``cand_ids``, beam search only). ``logits``, when kept, is one buffer
+    ``[row, max_new_tokens, vocab]`` float32 for the whole generation, each step written into its
+    ``[:, step]`` slot once (:meth:`~inspector.capture.recorder.Recorder.keep_logits`).
     """
 
     finite: list[torch.Tensor] = field(default_factory=list)
@@ -45,7 +47,7 @@ class StepLog:
     proc_chosen_lp: list[torch.Tensor] = field(default_factory=list)
     proc_chosen_rank: list[torch.Tensor] = field(default_factory=list)
     cand_ids: list[torch.Tensor] = field(default_factory=list)
-    logits: list[torch.Tensor] = field(default_factory=list)
+    logits: torch.Tensor | None = None
 
 
 def _stack(parts: list[torch.Tensor], steps: int) -> torch.Tensor:
@@ -98,7 +100,8 @@ class StackedSteps:
         raw: statistics under the raw model logits.
         processed: statistics under the processed scores decoding picked from.
         cand_ids: ``[row, step, c]`` int64 candidate ids (beam search), else ``None``.
-        logits: ``[row, step, vocab]`` float32 raw logits when kept, else ``None``.
+        logits: ``[row, step, vocab]`` float32 raw logits when kept, else ``None``: on the CPU, a view of
+            the recording's buffer (its first ``steps`` steps), not a copy.
         finish_step: ``[row]`` int64, the step at which each row wrote EOS or completed a stop
             string, ``-1`` if it ran to the length limit (greedy/sampling; ``None`` in beam search).
         finish_reason: ``[row]`` int64, :data:`EOS` or :data:`STOP_STRING` where ``finish_step >= 0``.
@@ -138,7 +141,7 @@ class StackedSteps:
             raw=raw,
             processed=proc,
             cand_ids=_stack(log.cand_ids, steps) if beam else None,
-            logits=_stack(log.logits, steps) if log.logits else None,
+            logits=log.logits[:, :steps].cpu() if log.logits is not None else None,
             finish_step=None if beam or finish_step is None else finish_step.cpu(),
             finish_reason=None if beam or finish_reason is None else finish_reason.cpu(),
         )
