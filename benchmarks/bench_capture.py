@@ -54,22 +54,48 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PeakMemory, gpt2_offline_dir, machine, median, rss_bytes, timed, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    PeakMemory,
+    add_model_args,
+    load_bench_model,
+    machine,
+    median,
+    rss_bytes,
+    timed,
+    write_json,
+)
 
 import inspector  # noqa: E402
 
 
 def make_prompts(tokenizer: Any, n: int, tokens: int) -> list[str]:
-    """``n`` distinct prompts of exactly ``tokens`` tokens each (dialogue-like text)."""
+    """``n`` distinct prompts of exactly ``tokens`` tokens each (dialogue-like text): the notebook's
+    ``User: ...\nAgent:`` form, or one user message in the tokenizer's chat template where it has one."""
     base = (
         "User: I was wondering whether you could help me find a good restaurant near the station tonight, "
         "somewhere quiet where we can talk about the project and maybe have a glass of wine after work.\nAgent:"
     )
+    chat = getattr(tokenizer, "chat_template", None) is not None
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def wrap(content: str) -> str:
+        if not chat:
+            return content
+        return str(tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                                 add_generation_prompt=True))
+
+    overhead = count(wrap("")) if chat else 0
     prompts = []
     for i in range(n):
-        ids = tokenizer(f"({i}) " + base * (tokens // 16 + 1))["input_ids"][:tokens]  # > 16 tokens per copy
-        text = tokenizer.decode(ids)
-        assert len(tokenizer(text)["input_ids"]) == tokens, "prompt does not round-trip to the same length"
+        ids = tokenizer(f"({i}) " + base * (tokens // 16 + 1), add_special_tokens=False)["input_ids"]
+        want = tokens - overhead
+        text = wrap(tokenizer.decode(ids[:want]))
+        while count(text) > tokens and want > 1:  # a merge across the template's edge: one token less
+            want -= 1
+            text = wrap(tokenizer.decode(ids[:want]))
+        assert count(text) == tokens, f"prompt does not round-trip to {tokens} tokens ({count(text)})"
         prompts.append(text)
     return prompts
 
@@ -113,7 +139,7 @@ def run_case(im: Any, batch: int, prompt_tokens: int, new_tokens: int, reps: int
     the machine's speed hits all alike. ``only``: these methods (plain always runs)."""
     tok, model, dev = im.tokenizer, im.model, im.device
     prompts = make_prompts(tok, batch, prompt_tokens)
-    enc = tok(prompts, return_tensors="pt", padding=True).to(dev)
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
     # Exactly what the capture asks of generate: no min_new_tokens (its processor costs plain ~2% at batch
     # 16, a cost the capture does not pay); greedy on the same model stops both at the same step (checked).
     common = dict(max_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
@@ -228,7 +254,7 @@ def memory_child(im: Any, method: str, batch: int, prompt_tokens: int, new_token
     """Peak memory above the start of one run of ``method`` in this (fresh) process; see the module docstring."""
     tok, model, dev = im.tokenizer, im.model, im.device
     prompts = make_prompts(tok, batch, prompt_tokens)
-    enc = tok(prompts, return_tensors="pt", padding=True).to(dev)
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
 
     def plain(n: int) -> Any:
         with torch.no_grad():
@@ -310,6 +336,7 @@ def memory_case(args: argparse.Namespace, batch: int, new_tokens: int, methods: 
             if m in errors:
                 continue
             cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", m, "--batches", str(batch),
+                   *(["--model", args.model] if args.model else []), "--weights", args.weights,
                    "--new-tokens", str(new_tokens), "--prompt-tokens", str(args.prompt_tokens), "--device",
                    args.device]
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=child_env())
@@ -369,6 +396,7 @@ def print_case(r: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--batches", default="1,8,16", help="comma-separated batch sizes (default: %(default)s)")
     p.add_argument("--prompt-tokens", type=int, default=64)
@@ -390,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="write results as JSON here")
     args = p.parse_args(argv)
 
-    im = inspector.load_model(gpt2_offline_dir(), device=args.device, random_weights=True)
+    im = load_bench_model(args.model, args.device, args.weights)
     if args.memory_child:
         b = int(args.batches)
         r = memory_child(im, args.memory_child, b, args.prompt_tokens, args.new_tokens or NEW_TOKENS.get(b, 64))
