@@ -66,7 +66,7 @@ _EXPORTS: dict[str, str] = {
     "stored_lens": "inspector.analysis.lens",
     "LensResult": "inspector.analysis.lens",
     "model_value_norms": "inspector.analysis.value_norms",
-    "norm_weighted_attention": "inspector.analysis.value_norms",
+    "norm_weighted_attention": "inspector.value_math",
     "attention_rollout": "inspector.analysis.rollout",
     "HeadStats": "inspector.analysis.head_stats",
     "attention_head_stats": "inspector.analysis.head_stats",
@@ -120,7 +120,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from inspector.analysis.value_norms import (
         model_value_norms as model_value_norms,
-        norm_weighted_attention as norm_weighted_attention,
     )
     from inspector.architectures import (
         UnsupportedModelError as UnsupportedModelError,
@@ -188,4 +187,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         CaptureFileError as CaptureFileError,
         load_capture as load_capture,
         save_capture as save_capture,
+    )
+    from inspector.value_math import (
+        norm_weighted_attention as norm_weighted_attention,
     )

@@ -119,7 +119,7 @@ def aggregate_by_mode(
     is the notebook's mean over layers followed by a mean over heads (or the chosen head).
     ``"norm-weighted"`` (Kobayashi et al. 2020) weights each key by its value norm
     (``value_norms``: ``[layer, head, key]``, the capture's), renormalises every row to sum
-    to 1 (:func:`inspector.analysis.value_norms.norm_weighted_attention`), then takes the mean.
+    to 1 (:func:`inspector.value_math.norm_weighted_attention`), then takes the mean.
 
     Raises:
         ValueError: an unknown mode, or ``"norm-weighted"`` without value norms (the message
@@ -131,7 +131,7 @@ def aggregate_by_mode(
         if value_norms is None:
             raise ValueError("norm-weighted attention needs value norms, and this capture kept none; capture "
                              "again with keep_value_norms=True (CLI: --keep-value-norms)")
-        from inspector.analysis.value_norms import norm_weighted_attention
+        from inspector.value_math import norm_weighted_attention
 
         weighted = norm_weighted_attention(att, value_norms, renormalise=True)
         return aggregate_attention(weighted, layers="mean" if layer is None else layer,

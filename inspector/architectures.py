@@ -43,16 +43,15 @@ def find_attention_modules(model: nn.Module) -> list[tuple[nn.Module, int]]:
     Raises:
         UnsupportedModelError: not exactly one such module per layer; the message names the architecture.
     """
-    spec = (getattr(model, "_can_record_outputs", None) or {}).get("attentions")
+    from inspector._compat import declared_attention_output  # imports transformers (loaded with any model)
+
+    declared = declared_attention_output(model)
     found: list[tuple[nn.Module, int]] = []
-    if spec is not None:
-        target = getattr(spec, "target_class", spec)
-        index = int(getattr(spec, "index", 1))
-        layer_name = getattr(spec, "layer_name", None)
-        if isinstance(target, type) and issubclass(target, nn.Module):
-            for name, module in model.named_modules():
-                if isinstance(module, target) and (layer_name is None or name.endswith(layer_name)):
-                    found.append((module, index))
+    if declared is not None:
+        target, index, layer_name = declared
+        for name, module in model.named_modules():
+            if isinstance(module, target) and (layer_name is None or name.endswith(layer_name)):
+                found.append((module, index))
     if not found:
         for name, module in model.named_modules():
             if name.rsplit(".", 1)[-1] in ATTENTION_NAMES and type(module).__name__.endswith("Attention"):

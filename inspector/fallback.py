@@ -88,6 +88,7 @@ def builtin_model(seed: int = 0, device: str | torch.device = "cpu", **config: i
     """
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from inspector._compat import mark_eager
     from inspector.devices import resolve_device
     from inspector.model import InspectorModel
 
@@ -102,7 +103,7 @@ def builtin_model(seed: int = 0, device: str | torch.device = "cpu", **config: i
         eos_token_id=tokenizer.eos_token_id,
         **sizes,
     )
-    gpt_config._attn_implementation = "eager"
+    mark_eager(gpt_config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = GPT2LMHeadModel(gpt_config).eval()

@@ -22,7 +22,9 @@ _H = TypeVar("_H", bound="ModelHandle")
 
 
 def _ensure_eager(model: PreTrainedModel) -> None:
-    impl = getattr(model.config, "_attn_implementation", "eager")
+    from inspector._compat import attn_implementation  # imports transformers (loaded with any model)
+
+    impl = attn_implementation(model.config, "eager")
     if impl == "eager":
         return
     setter = getattr(model, "set_attn_implementation", None)
@@ -34,7 +36,7 @@ def _ensure_eager(model: PreTrainedModel) -> None:
                 f"model uses {impl!r} attention, which returns no attention weights, and could not be switched "
                 f"to eager attention ({exc}); load it with attn_implementation='eager'"
             ) from exc
-    if getattr(model.config, "_attn_implementation", None) != "eager":
+    if attn_implementation(model.config) != "eager":
         raise ValueError(
             f"model uses {impl!r} attention, which returns no attention weights; "
             "load it with attn_implementation='eager'"
@@ -84,7 +86,9 @@ class ModelHandle:
         Raises:
             UnsupportedModelError: an architecture whose attention cannot be captured (named in the message).
         """
-        return cls(model, tokenizer, name or getattr(model.config, "_name_or_path", "") or type(model).__name__,
+        from inspector._compat import name_or_path  # imports transformers (loaded with any model)
+
+        return cls(model, tokenizer, name or name_or_path(model.config) or type(model).__name__,
                    random_weights=random_weights)
 
     @property

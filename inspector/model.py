@@ -159,6 +159,8 @@ def load_model(
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    from inspector._compat import commit_hash
+
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     name = str(name_or_path)
@@ -231,7 +233,7 @@ def load_model(
         tokenizer=tokenizer,
         name=shown if gguf is not None else name,
         random_weights=random_weights,
-        revision=None if gguf is not None else revision or getattr(model.config, "_commit_hash", None),
+        revision=None if gguf is not None else revision or commit_hash(model.config),
         info=info,
     )
 

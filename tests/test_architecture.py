@@ -1,9 +1,11 @@
-"""The code's shape: imports flow one way (no cycles, counting imports inside functions and
-``TYPE_CHECKING`` blocks), every module stays under 400 lines, and the package never imports Streamlit."""
+"""The code's shape: every module sits in one layer of :data:`LAYERS` and imports only from its own layer or
+lower ones (counting imports inside functions and ``TYPE_CHECKING`` blocks), there are no import cycles,
+every module stays under 400 lines, and the package never imports Streamlit."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -105,6 +107,121 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         if v not in index:
             visit(v)
     return found
+
+
+#: The layers, lowest first: each entry is a module, or ``pkg.*`` for a package and everything in it. Every
+#: module of ``inspector/`` and ``dashboard/`` is in exactly one layer, and ARCHITECTURE.md lists the same.
+LAYERS: list[tuple[str, list[str]]] = [
+    # what every layer may need, no domain rule: files, devices, versions, where things are, transformers'
+    # internals, how numbers print
+    ("foundation", ["inspector._lazy", "inspector._atomic", "inspector._compat", "inspector.devices",
+                    "inspector.provenance", "inspector.locations", "inspector.hub", "inspector.gguf",
+                    "inspector.fileformat", "inspector.formatting"]),
+    # tensor math that capture and records need as much as analysis does
+    ("math", ["inspector.topk", "inspector.aggregate", "inspector.value_math"]),
+    ("records", ["inspector.attention_layout", "inspector.layer_records", "inspector.step_records",
+                 "inspector.records"]),
+    ("load", ["inspector.architectures", "inspector.handle"]),
+    # InspectorModel (load_model, generate) is the capture's front door, and the fallback models are InspectorModels
+    ("capture", ["inspector.capture.*", "inspector.model", "inspector.fallback", "inspector.doctor"]),
+    ("data", ["inspector.data.*"]),
+    ("analysis", ["inspector.analysis.*", "inspector.metrics", "inspector.research.*"]),
+    ("storage", ["inspector.store", "inspector.runs.*"]),
+    ("figures", ["inspector.plots.*"]),
+    ("front ends", ["inspector", "inspector.notebook_html", "inspector.report", "inspector.cli.*", "dashboard.*"]),
+]
+
+#: Imports that still go up a layer, each with what would fix it. The test fails when one disappears (shrink
+#: the list) as well as when a new one appears.
+KNOWN_UPWARD: dict[tuple[str, str], str] = {
+    # Capture._repr_html_ renders through the notebook front end; records should hold no presentation
+    ("inspector.records", "inspector.notebook_html"): "records -> front end",
+    # the logit lens stored with a capture is computed while assembling it: its math belongs below capture
+    ("inspector.capture.assemble", "inspector.analysis.lens"): "capture -> analysis",
+}
+
+
+def _matches(entry: str, module: str) -> bool:
+    return module == entry[:-2] or module.startswith(entry[:-1]) if entry.endswith(".*") else module == entry
+
+
+def layer_of(module: str, layers: list[tuple[str, list[str]]] | None = None) -> int:
+    """The index in ``layers`` (:data:`LAYERS`) of ``module``'s layer; ``KeyError`` naming the module when it
+    is in none or in several."""
+    layers = LAYERS if layers is None else layers
+    hits = [i for i, (_, entries) in enumerate(layers) for e in entries if _matches(e, module)]
+    if len(hits) != 1:
+        where = "no layer" if not hits else f"layers {[layers[i][0] for i in hits]}"
+        raise KeyError(f"{module} is in {where} of tests/test_architecture.py's LAYERS: list it in exactly one "
+                       "(and in ARCHITECTURE.md)")
+    return hits[0]
+
+
+def upward_imports(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """Edges ``(module, imported)`` whose imported module sits in a higher layer."""
+    return {(m, t) for m, targets in graph.items() for t in targets if layer_of(t) > layer_of(m)}
+
+
+def test_every_module_is_in_exactly_one_layer():
+    problems = []
+    for module in sorted(_modules()):
+        try:
+            layer_of(module)
+        except KeyError as exc:
+            problems.append(str(exc.args[0]))
+    modules = _modules()
+    for name, entries in LAYERS:
+        problems += [f"LAYERS['{name}'] lists {e}, which is no module" for e in entries
+                     if not any(_matches(e, m) for m in modules)]
+    assert not problems, "\n".join(problems)
+
+
+def test_an_unlisted_or_doubly_listed_module_is_refused():
+    with pytest.raises(KeyError, match="inspector.brand_new is in no layer"):
+        layer_of("inspector.brand_new")
+    with pytest.raises(KeyError, match="inspector.capturex is in no layer"):  # a prefix is not a package
+        layer_of("inspector.capturex")
+    twice = [("low", ["inspector.capture.*"]), ("high", ["inspector.capture.engine"])]
+    with pytest.raises(KeyError, match=r"inspector.capture.engine is in layers \['low', 'high'\]"):
+        layer_of("inspector.capture.engine", twice)
+    assert layer_of("inspector.capture.engine") == layer_of("inspector.capture") == layer_of("inspector.model")
+
+
+def test_the_layer_check_finds_an_upward_import():
+    assert upward_imports({"inspector.records": {"inspector.runs.folder", "inspector.topk"},
+                           "inspector.topk": set()}) == {("inspector.records", "inspector.runs.folder")}
+
+
+def test_imports_go_to_the_same_or_a_lower_layer():
+    found = upward_imports(import_graph())
+    new = sorted(found - set(KNOWN_UPWARD))
+    gone = sorted(set(KNOWN_UPWARD) - found)
+    assert not new, "imports that go up a layer (move the code they need down, or the importer up):\n" + "\n".join(
+        f"{m} ({LAYERS[layer_of(m)][0]}) -> {t} ({LAYERS[layer_of(t)][0]})" for m, t in new)
+    assert not gone, f"no longer imported upward, remove from KNOWN_UPWARD: {gone}"
+
+
+def test_architecture_md_lists_every_module_in_its_layer():
+    """ARCHITECTURE.md's ``## Layers``: one ``### name`` per layer of :data:`LAYERS`, in order, naming its
+    entries and every module in it."""
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    assert "\n## Layers\n" in text, "ARCHITECTURE.md has no '## Layers' section"
+    table = text.split("\n## Layers\n", 1)[1].split("\n## ", 1)[0]
+    listed: dict[str, set[str]] = {}
+    layer = None
+    for line in table.splitlines():
+        if line.startswith("### "):
+            layer = line[4:].strip()
+            listed[layer] = set()
+        elif layer is not None:
+            names = re.findall(r"`([A-Za-z_.*]+)`", line)
+            listed[layer] |= {n for n in names if n.startswith(PACKAGES)}
+    assert list(listed) == [name for name, _ in LAYERS], "ARCHITECTURE.md's layers differ from LAYERS (or their order)"
+    modules = _modules()
+    for i, (name, entries) in enumerate(LAYERS):
+        want = set(entries) | {m for m in modules if layer_of(m) == i}
+        assert listed[name] == want, (f"ARCHITECTURE.md's '### {name}' should list {sorted(want - listed[name])} "
+                                      f"and not {sorted(listed[name] - want)}")
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -60,7 +60,7 @@ def wait_for(out: Path, ready, timeout: float = 240.0):
 
 
 # --------------------------------------------------------------------------- the command
-@pytest.mark.parametrize("kw", [
+RUN_CONFIGS = [
     {},
     {"filters": {"act": "question,inform", "emotion": "no emotion", "dial_id": [0, 2, 3]}, "limit": 5,
      "attention": "none", "keep_captures": False, "batch_size": 3},
@@ -70,7 +70,11 @@ def wait_for(out: Path, ready, timeout: float = 240.0):
      "max_prompt_tokens": 50},
     {"settings": GenerationSettings(num_beams=3, top_k_logits=4, keep_logits=True, lens_k=2), "score_reference": True,
      "filters": {"has_response": True, "turn": [1]}, "split": "test", "attention": "full"},
-], ids=["defaults", "filters", "sampling", "beams"])
+]
+RUN_IDS = ["defaults", "filters", "sampling", "beams"]
+
+
+@pytest.mark.parametrize("kw", RUN_CONFIGS, ids=RUN_IDS)
 def test_the_command_parses_back_to_the_same_config(kw, tmp_path):
     config = RunConfig(data=str(tmp_path), **kw)
     model = RunModel("some/model", random_weights=True, device="cpu", dtype="bfloat16")
@@ -79,6 +83,36 @@ def test_the_command_parses_back_to_the_same_config(kw, tmp_path):
     assert _config_from_args(args) == config
     assert (args.model, args.random_weights, args.device, args.dtype) == ("some/model", True, "cpu", "bfloat16")
     assert args.out == str(tmp_path / "out") and args.progress is False
+
+
+@pytest.mark.parametrize("kw", RUN_CONFIGS, ids=RUN_IDS)
+def test_the_stored_config_reads_back_the_same(kw, tmp_path):
+    """What a background run's child starts from: the config through JSON, as write_run_request stores it."""
+    from inspector.runs.folder import read_run_request, write_run_request
+
+    config = RunConfig(data=str(tmp_path), **kw)
+    write_run_request(tmp_path, config, {"model": "some/model", "random_weights": True})
+    stored, model = read_run_request(tmp_path)
+    assert stored == config and model == {"model": "some/model", "random_weights": True}
+    assert RunConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("layers, heads", [((0, 2), "1"), (slice(0, 2), slice(None, None, -1)),
+                                           (slice(-2, None), None)])
+def test_a_stored_layer_and_head_selection_reads_back_the_same(layers, heads, tmp_path):
+    from inspector.runs.folder import read_run_request, write_run_request
+
+    config = RunConfig(settings=GenerationSettings(layers=layers, heads=heads))
+    write_run_request(tmp_path, config, {"model": "m"})
+    stored, _ = read_run_request(tmp_path)
+    assert stored.settings.layers == config.settings.layers and stored.settings.heads == config.settings.heads
+
+
+def test_a_stored_config_with_an_unknown_entry_is_refused():
+    with pytest.raises(ValueError, match=r"unknown run setting\(s\) \['batchsize'\]"):
+        RunConfig.from_dict({"batchsize": 3})
+    with pytest.raises(ValueError, match=r"unknown generation setting\(s\) \['max_tokens'\]"):
+        RunConfig.from_dict({"settings": {"max_tokens": 3}})
 
 
 def test_a_stop_string_the_command_line_cannot_say_is_refused(tmp_path):
@@ -148,7 +182,7 @@ def test_a_failing_command_is_failed_with_its_error_in_the_log_tail(tmp_path, ti
     start_run(config, out, RunModel(str(tiny_dir), True, "cpu"))
     status = wait_for(out, lambda s: not s.running)
     assert status.state == "failed" and status.exit_code == 2
-    assert "inspector run: error:" in status.log_tail and "no-such-dailydialog" in status.log_tail
+    assert "background run: error:" in status.log_tail and "no-such-dailydialog" in status.log_tail
 
 
 @pytest.mark.slow

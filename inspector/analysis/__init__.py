@@ -44,14 +44,14 @@ _EXPORTS: dict[str, str] = {
     "Readout": "inspector.analysis.readout",
     "find_readout": "inspector.analysis.readout",
     "attention_rollout": "inspector.analysis.rollout",
-    "ValueWeights": "inspector.analysis.value_norms",
+    "ValueWeights": "inspector.value_math",
     "attention_modules": "inspector.analysis.value_norms",
-    "layer_value_norms": "inspector.analysis.value_norms",
+    "layer_value_norms": "inspector.value_math",
     "model_value_norms": "inspector.analysis.value_norms",
-    "norm_weighted_attention": "inspector.analysis.value_norms",
-    "transformed_values": "inspector.analysis.value_norms",
-    "value_norms_from_weights": "inspector.analysis.value_norms",
-    "value_weights": "inspector.analysis.value_norms",
+    "norm_weighted_attention": "inspector.value_math",
+    "transformed_values": "inspector.value_math",
+    "value_norms_from_weights": "inspector.value_math",
+    "value_weights": "inspector.value_math",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -98,10 +98,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
         attention_rollout as attention_rollout,
     )
     from inspector.analysis.value_norms import (
-        ValueWeights as ValueWeights,
         attention_modules as attention_modules,
-        layer_value_norms as layer_value_norms,
         model_value_norms as model_value_norms,
+    )
+    from inspector.value_math import (
+        ValueWeights as ValueWeights,
+        layer_value_norms as layer_value_norms,
         norm_weighted_attention as norm_weighted_attention,
         transformed_values as transformed_values,
         value_norms_from_weights as value_norms_from_weights,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from inspector.analysis.value_norms import norm_weighted_attention
+from inspector.value_math import norm_weighted_attention
 
 
 def _choose(what: str, chosen: Sequence[int] | None, size: int) -> list[int]:

@@ -168,17 +168,6 @@ def build_warpers(temperature: float, top_k: int | None, top_p: float) -> list[A
 
     ``top_k`` of ``None`` or 0 and ``top_p`` of 1.0 are off; a temperature of 1.0 needs no warper.
     """
-    from transformers.generation.logits_process import (
-        TemperatureLogitsWarper,
-        TopKLogitsWarper,
-        TopPLogitsWarper,
-    )
+    from inspector._compat import sampling_warpers  # imports transformers: only where warpers are built
 
-    out: list[Any] = []
-    if temperature != 1.0:
-        out.append(TemperatureLogitsWarper(temperature))
-    if top_k:
-        out.append(TopKLogitsWarper(top_k=top_k, min_tokens_to_keep=1))
-    if top_p < 1.0:
-        out.append(TopPLogitsWarper(top_p=top_p, min_tokens_to_keep=1))
-    return out
+    return sampling_warpers(temperature, top_k, top_p)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from inspector._compat import generated_cache, output_layer_input, stop_string_criteria
 from inspector.capture.assemble import assemble
 from inspector.capture.budget import ModelSizes, check_budget, estimate_capture
 from inspector.capture.encode import PromptBatch, check_prompts, encode_prompts
@@ -181,24 +182,6 @@ def _prepare(
     return settings, batch, source_list
 
 
-def stop_string_criteria(tokenizer: Any, stop_strings: Sequence[str]) -> Any:
-    """transformers' ``StopStringCriteria``, leaving at most this one table in its module-level cache.
-
-    Building the criteria costs a table of about vocabulary x (strings x longest) entries, which
-    transformers keeps in a cache of up to 9 entries; with changing stop strings that memory
-    would stay long after the call. Keeping only the newest entry bounds it to one table while
-    a repeated call with the same strings still finds it.
-    """
-    from transformers.generation import stopping_criteria as sc
-
-    criteria = sc.StopStringCriteria(tokenizer, list(stop_strings))
-    cache = getattr(sc, "STOP_STRING_EMBEDDING_CACHE", None)
-    if cache is not None:
-        for key in list(cache)[:-1]:  # an OrderedDict, most recently used last
-            cache.pop(key, None)
-    return criteria
-
-
 @torch.no_grad()
 def _run(
     im: ModelHandle,
@@ -264,22 +247,16 @@ def _run(
     captures = assemble(im, batch, settings, sources, rec, steps, sequences, beam_indices, stopper)
     prompt_cache = None
     if keep_cache and expand == 1 and settings.num_beams == 1:
-        prompt_cache = PromptCache(_cache_of(out), batch.input_ids, batch.attention_mask)
+        prompt_cache = PromptCache(generated_cache(out), batch.input_ids, batch.attention_mask)
         if not prompt_cache.reusable():
             prompt_cache = None
     return captures, prompt_cache
 
 
-def _cache_of(out: Any) -> Any:
-    """The KV cache ``generate`` returned (``out.cache`` or ``out.past_key_values``, by version)."""
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else getattr(out, "past_key_values", None)
-
-
 def _final_cached_step(rec: Recorder, out: Any, sequences: torch.Tensor, mask: torch.Tensor, expand: int) -> None:
     """One more cached decoding step over the last generated token, for its attention row (and layer states)."""
     model = rec.im.model
-    cache = _cache_of(out)
+    cache = generated_cache(out)
     full_mask = mask.repeat_interleave(expand, dim=0) if expand > 1 else mask
     steps = int(sequences.shape[1]) - int(mask.shape[1])
     full_mask = torch.cat([full_mask, full_mask.new_ones((full_mask.shape[0], steps))], dim=1)
@@ -288,10 +265,7 @@ def _final_cached_step(rec: Recorder, out: Any, sequences: torch.Tensor, mask: t
     kwargs = {cache_kwarg(model): cache}
     # nothing reads this step's logits: the output layer gets no position (at batch 16 the vocabulary
     # projection was a fifth of the step)
-    head = model.get_output_embeddings()
-    handle = (head.register_forward_pre_hook(lambda _m, args: (args[0][..., :0, :], *args[1:]))
-              if isinstance(head, torch.nn.Module) else None)
-    try:
+    with output_layer_input(model, lambda hidden: hidden[..., :0, :]):
         model(
             input_ids=sequences[:, -1:],
             attention_mask=full_mask,
@@ -300,6 +274,3 @@ def _final_cached_step(rec: Recorder, out: Any, sequences: torch.Tensor, mask: t
             logits_to_keep=1,
             **kwargs,
         )
-    finally:
-        if handle is not None:
-            handle.remove()

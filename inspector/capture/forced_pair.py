@@ -68,9 +68,9 @@ def _prefix_cache(im: ModelHandle, prefixes: list[list[int]]) -> tuple[Any, torc
     dev = im.device
     out = im.model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev),
                    use_cache=True, logits_to_keep=1)
-    cache = getattr(out, "cache", None)
-    if cache is None:
-        cache = getattr(out, "past_key_values", None)
+    from inspector._compat import generated_cache  # imports transformers
+
+    cache = generated_cache(out)
     if cache is None or not hasattr(cache, "crop"):
         raise ValueError(f"{type(im.model).__name__} returned no croppable KV cache; score the prompts one by one "
                          "with inspector.capture.forced.score_tokens")
@@ -108,18 +108,15 @@ def _segment_rows(
     pos_ids = torch.cat([torch.arange(a, a + len(c)) for a, (_, c) in zip(starts, segments, strict=True)]).to(dev)
     gathered: list[bool] = []
 
-    def gather(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    def gather(hidden: torch.Tensor) -> torch.Tensor:
         gathered.append(True)
-        return (args[0][row_ids, pos_ids][None], *args[1:])  # [1, forced tokens, d_model]
+        return hidden[row_ids, pos_ids][None]  # [1, forced tokens, d_model]
 
-    head = model.get_output_embeddings()
-    handle = head.register_forward_pre_hook(gather) if isinstance(head, torch.nn.Module) else None
-    try:
+    from inspector._compat import output_layer_input  # imports transformers
+
+    with output_layer_input(model, gather):
         out = model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev),
                     use_cache=True, logits_to_keep=width - first, **{cache_kwarg(model): cache})
-    finally:
-        if handle is not None:
-            handle.remove()
     cache.crop(-width)
     logits = out.logits
     if gathered == [True]:  # [1, forced tokens, vocab], item after item

@@ -7,7 +7,7 @@ from the extra cached step (greedy/sampling) or a full forward (beam search).
 * hidden states: the model is asked for ``output_hidden_states`` by a forward pre-hook
   (``generate`` itself keeps nothing), and each forward's ``layer + 1`` states ``[row, q, d]``
   are written straight into a preallocated ``[row, entry, seq, d]`` buffer in ``hidden_dtype``;
-* value norms (:mod:`inspector.analysis.value_norms`): a forward pre-hook on each attention
+* value norms (:mod:`inspector.value_math`): a forward pre-hook on each attention
   module reads the layer's input ``[row, q, d]`` (after its pre-attention norm) and writes
   ``||f_h(x)||`` of the new positions into a ``[row, layer, head, seq]`` float32 buffer.
 
@@ -23,15 +23,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from inspector.analysis.value_norms import ValueWeights, value_norms_from_weights, value_weights
+from inspector._compat import attention_input
 from inspector.devices import torch_dtype
 from inspector.layer_records import HiddenStates
-
-
-def attention_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
-    """The ``hidden_states`` an attention module's ``forward`` was called with: ``[row, q, d]``."""
-    hidden: torch.Tensor = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
-    return hidden
+from inspector.value_math import ValueWeights, value_norms_from_weights, value_weights
 
 
 def layer_norms(x: torch.Tensor, weights: ValueWeights) -> torch.Tensor:
@@ -71,7 +66,7 @@ class GramNorms:
         return sq.clamp_min_(0).sqrt_().view(rows, q, self.num_heads).transpose(1, 2)
 
 
-#: Architectures whose attention layout :func:`~inspector.analysis.value_norms.value_weights` misreads
+#: Architectures whose attention layout :func:`~inspector.value_math.value_weights` misreads
 #: (none known: Falcon's fused layouts are read since wave 3).
 VALUE_NORMS_UNSUPPORTED: tuple[str, ...] = ()
 

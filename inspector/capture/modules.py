@@ -6,8 +6,6 @@ refuses architectures without attention in every layer); it is importable from h
 
 from __future__ import annotations
 
-import inspect
-
 from torch import nn
 
 from inspector.architectures import find_attention_modules
@@ -17,5 +15,6 @@ __all__ = ["cache_kwarg", "find_attention_modules"]
 
 def cache_kwarg(model: nn.Module) -> str:
     """The name of the model's ``forward`` argument that takes the KV cache (``cache`` or ``past_key_values``)."""
-    params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
+    from inspector._compat import cache_kwarg as named  # imports transformers (loaded with any model)
+
+    return named(model)

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from inspector._compat import croppable_dynamic_cache
+
 
 @dataclass
 class PromptCache:
@@ -43,13 +45,7 @@ class PromptCache:
 
     def reusable(self) -> bool:
         """Whether the cache can be cropped and its rows selected (plain full-attention dynamic layers only)."""
-        from transformers.cache_utils import DynamicCache, DynamicLayer
-
-        layers = getattr(self.cache, "layers", None)
-        if type(self.cache) is not DynamicCache or not layers:
-            return False
-        # DynamicLayer and ReservedLayer crop by slicing and select rows by indexing; sliding windows cannot
-        return all(isinstance(layer, DynamicLayer) and not layer.is_sliding for layer in layers)
+        return croppable_dynamic_cache(self.cache)
 
     def take(self, rows: Sequence[int], keep: int) -> tuple[Any, torch.Tensor, list[int]]:
         """The cache of ``rows`` over the first ``keep`` padded prompt positions (in place).

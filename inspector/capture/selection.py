@@ -77,6 +77,17 @@ def ids_text(value: Selection) -> str | list[int] | None:
     return None if value is None else list(value)
 
 
+def ids_from_text(value: Any) -> Any:
+    """The setting :func:`ids_text` wrote: ``"start:stop:step"`` text back to a slice; anything else as it is."""
+    if isinstance(value, str) and ":" in value:
+        parts = value.split(":")
+        if len(parts) != 3 or not all(p.lstrip("-").isdigit() or p == "" for p in parts):
+            raise ValueError(f"slice text must be 'start:stop:step' (each part an integer or empty), got {value!r}")
+        start, stop, step = (None if p == "" else int(p) for p in parts)
+        return slice(start, stop, step)
+    return value
+
+
 def parse_budget(value: Any) -> int | str | None:
     """``None`` (the default budget), ``"off"``, or bytes from an int or text like ``"4GB"``, ``"512MiB"``."""
     if value is None:

@@ -9,12 +9,12 @@ exclusions. Nothing here imports torch, so argument parsing stays quick.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from inspector.attention_layout import ATTENTION_ROWS, HEAD_REDUCE, AttentionLayout
 from inspector.capture.decoding import build_generation_config, build_warpers
-from inspector.capture.selection import ids_text, parse_budget, parse_ids, resolve_ids
+from inspector.capture.selection import ids_from_text, ids_text, parse_budget, parse_ids, resolve_ids
 from inspector.devices import dtype_name
 
 #: Dtypes attention weights can be stored in (the CLI lists them in this order).
@@ -221,6 +221,28 @@ class GenerationSettings:
         out["layers"], out["heads"] = ids_text(self.layers), ids_text(self.heads)  # type: ignore[arg-type]
         out["mode"] = self.mode
         return out
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> GenerationSettings:
+        """The settings :meth:`to_dict` wrote (``mode`` is derived from them and read back as a check).
+
+        Raises:
+            ValueError: an unknown entry, a value out of bounds, or a ``mode`` the settings do not give.
+        """
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(doc) - names - {"mode"})
+        if unknown:
+            raise ValueError(f"unknown generation setting(s) {unknown}; known: {sorted(names)}")
+        kw = {k: v for k, v in doc.items() if k in names}
+        if "stop_strings" in kw:
+            kw["stop_strings"] = tuple(kw["stop_strings"])
+        for name in ("layers", "heads"):
+            if name in kw:
+                kw[name] = ids_from_text(kw[name])
+        settings = cls(**kw)
+        if "mode" in doc and doc["mode"] != settings.mode:
+            raise ValueError(f"stored mode {doc['mode']!r} differs from the settings' {settings.mode!r}")
+        return settings
 
     def generation_config(self, model: Any, tokenizer: Any) -> Any:
         """The ``GenerationConfig`` for ``generate``: every decoding filter comes from these settings alone.

@@ -56,7 +56,9 @@ _EXPORTS: dict[str, str] = {
     "RunMismatchError": "inspector.runs.errors",
     "RunModel": "inspector.runs.background",
     "resume_run": "inspector.runs.background",
-    "run_command": "inspector.runs.background",
+    # the command line a terminal types for a run: a CLI matter, kept here under its old name (resolved
+    # on first use only; nothing in the package imports the CLI)
+    "run_command": "inspector.cli.run_args",
     "start_run": "inspector.runs.background",
     "stop_run": "inspector.runs.background",
     "run_corpus": "inspector.runs.execute",
@@ -119,7 +121,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from inspector.runs.background import (
         RunModel as RunModel,
         resume_run as resume_run,
-        run_command as run_command,
         start_run as start_run,
         stop_run as stop_run,
     )

@@ -1,12 +1,13 @@
-"""Corpus runs in the background: start ``inspector run`` as a child process that outlives its page, stop, resume.
+"""Corpus runs in the background: start a run as a child process that outlives its page, stop, resume.
 
-The child is the command line itself (``python -m inspector.cli.main run ...``) with arguments that
-:func:`run_command` builds from a :class:`~inspector.runs.config.RunConfig` by walking the ``run``
-command's own parser, so a run started from the dashboard is the run the CLI would do, and either
-resumes it. The child runs in a session of its own (a page reload, a Streamlit rerun or the
-server's exit do not end it) under a small supervisor (this module run as a script) that records
-its exit status in the folder; its output goes to ``run.log`` in the folder. What the run is doing
-is read from the folder alone by :func:`inspector.runs.status.run_status`.
+:func:`start_run` stores the :class:`~inspector.runs.config.RunConfig` and the model in the folder
+(:func:`~inspector.runs.folder.write_run_request`), and the child (:mod:`inspector.runs.child`) runs
+from that stored config with the public API: the command identity is the one ``inspector run``
+computes for the same settings, so either resumes a run the other started. The child runs in a
+session of its own (a page reload, a Streamlit rerun or the server's exit do not end it) under a
+small supervisor (this module run as a script) that records its exit status in the folder; its
+output goes to ``run.log`` in the folder. What the run is doing is read from the folder alone by
+:func:`inspector.runs.status.run_status`.
 """
 
 from __future__ import annotations
@@ -22,14 +23,26 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from inspector._atomic import write_text_atomic
+from inspector.runs.child import CHILD_MODULE
 from inspector.runs.config import RunConfig
 from inspector.runs.errors import RunError
-from inspector.runs.folder import EXIT_RECORD, LAUNCH_RECORD, LOG_FILE, check_resumable, command_identity, now
+from inspector.runs.folder import (
+    EXIT_RECORD,
+    LAUNCH_RECORD,
+    LOG_FILE,
+    RUN_REQUEST,
+    FolderLocked,
+    check_resumable,
+    command_identity,
+    folder_lock,
+    now,
+    read_run_request,
+    write_run_request,
+)
 from inspector.runs.status import (
     _CHILDREN,
     RunAlreadyRunning,
@@ -63,85 +76,6 @@ class RunModel:
     dtype: str | None = None
 
 
-def _run_parser() -> argparse.ArgumentParser:
-    from inspector.cli.main import build_parser
-
-    for action in build_parser()._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            run: argparse.ArgumentParser = action.choices["run"]
-            return run
-    raise RuntimeError("the inspector parser has no 'run' command")  # pragma: no cover
-
-
-def _filter_arg(key: str, value: Any) -> str:
-    if isinstance(value, bool):
-        text = "yes" if value else "no"
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        text = ",".join(str(v) for v in (sorted(value) if isinstance(value, (set, frozenset)) else value))
-    else:
-        text = str(value)
-    return f"{key}={text}"
-
-
-def _stop_arg(text: str) -> str:
-    if "\\n" in text or "\\t" in text:
-        raise ValueError(f"stop string {text!r} holds a backslash sequence that the command line reads as a "
-                         "newline or tab; remove the backslash")
-    return text.replace("\n", "\\n").replace("\t", "\\t")
-
-
-def _values(config: RunConfig, out: str, model: RunModel, progress: bool) -> dict[str, Any]:
-    """The ``run`` parser's destinations and the value each must parse to (the inverse of the CLI's reading)."""
-    from inspector.capture.settings import GenerationSettings
-
-    values: dict[str, Any] = {f.name: getattr(config.settings, f.name) for f in fields(GenerationSettings)
-                              if f.metadata.get("flag") is not None}
-    values["stop_strings"] = [_stop_arg(s) for s in config.settings.stop_strings]
-    values.update(
-        split=config.split, data=config.data, filters=[_filter_arg(k, v) for k, v in config.filters.items()],
-        limit=config.limit, batch_size=config.batch_size, context_turns=config.context_turns,
-        template=config.template, max_prompt_tokens=config.max_prompt_tokens, attention=config.attention,
-        keep_captures=config.keep_captures, score_reference=config.score_reference, condition=config.condition,
-        condition_style=config.condition_style, model=model.model, random_weights=model.random_weights,
-        device=model.device, dtype=model.dtype, out=out, progress=progress,
-    )
-    return values
-
-
-def run_command(config: RunConfig, out: str | os.PathLike[str], model: RunModel, *,
-                progress: bool = False) -> list[str]:
-    """The arguments of ``inspector`` that run ``config`` into ``out`` with ``model`` (``["run", "--out=...", ...]``).
-
-    Every value is written out, so the command means the same under a later version's defaults.
-
-    Raises:
-        ValueError: a setting the command line cannot say (the message names it).
-    """
-    values = _values(config, str(out), model, progress)
-    args = ["run"]
-    for action in _run_parser()._actions:
-        if action.dest not in values or not action.option_strings:
-            continue
-        flag = next(s for s in action.option_strings if s.startswith("--"))
-        value = values.pop(action.dest)
-        if isinstance(action, argparse._StoreTrueAction):
-            args += [flag] if value else []
-        elif isinstance(action, argparse._StoreFalseAction):
-            args += [] if value else [flag]
-        elif isinstance(action, argparse._AppendAction):
-            args += [f"{flag}={item}" for item in value]
-        elif value is not None:
-            args.append(f"{flag}={value}")
-    from inspector.capture.settings import GenerationSettings
-
-    defaults = GenerationSettings()
-    # Settings `inspector run` sets itself (RunConfig forces them): nothing to say, unless they differ.
-    unsaid = {k: v for k, v in values.items() if getattr(defaults, k, object()) != v}
-    if unsaid:
-        raise ValueError(f"inspector run has no option for {sorted(unsaid)}; leave them at their defaults")
-    return args
-
-
 def _code_path(env: Mapping[str, str] | None) -> dict[str, str]:
     """``env`` (default: this process's) with this inspector's folder first on PYTHONPATH: the child runs this code."""
     root = str(Path(__file__).resolve().parents[2])  # the folder holding this `inspector` package
@@ -154,21 +88,19 @@ def _code_path(env: Mapping[str, str] | None) -> dict[str, str]:
 @contextlib.contextmanager
 def _launching(out: Path) -> Iterator[None]:
     """Hold the folder's lock while a launch is decided and recorded, so two pages cannot both start it."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no lock
-        yield
-        return
-    with open(out / ".lock", "a+") as fh:
+    with contextlib.ExitStack() as stack:
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+            stack.enter_context(folder_lock(out))
+        except FolderLocked:
             raise RunAlreadyRunning(run_status(out)) from None
         yield
 
 
-def _launch(out: Path, command: Sequence[str], env: Mapping[str, str] | None, cwd: str | None) -> RunStatus:
+def _launch(out: Path, env: Mapping[str, str] | None, cwd: str | None,
+            request: tuple[RunConfig, RunModel] | None = None) -> RunStatus:
+    """Start the child for the folder's stored request (first storing ``request`` when given)."""
     check_not_running(out)
+    command = ["-m", CHILD_MODULE, str(out)]
     with _launching(out):
         launch = read_record(out / LAUNCH_RECORD)
         ended = read_record(out / EXIT_RECORD)
@@ -178,6 +110,8 @@ def _launch(out: Path, command: Sequence[str], env: Mapping[str, str] | None, cw
             busy = True  # another page launched it a moment ago
         else:
             busy = False
+            if request is not None:
+                write_run_request(out, request[0], asdict(request[1]))
             _spawn(out, command, env, cwd)
     if busy:
         raise RunAlreadyRunning(run_status(out))
@@ -185,15 +119,16 @@ def _launch(out: Path, command: Sequence[str], env: Mapping[str, str] | None, cw
 
 
 def _spawn(out: Path, command: Sequence[str], env: Mapping[str, str] | None, cwd: str | None) -> None:
-    """Start the supervisor and the command (output to run.log) and record the launch; the caller holds the lock."""
+    """Start the supervisor and ``python COMMAND`` (output to run.log) and record the launch; the caller holds
+    the lock."""
     token = uuid.uuid4().hex
     with contextlib.suppress(FileNotFoundError):
         (out / EXIT_RECORD).unlink()
-    child = [sys.executable, "-m", "inspector.cli.main", *command]
+    child = [sys.executable, *command]
     supervisor = [sys.executable, "-m", SUPERVISOR_MODULE, "--token", token,
                   "--exit-record", str((out / EXIT_RECORD).resolve()), "--", *child]
     with open(out / LOG_FILE, "ab") as log:
-        log.write(f"--- {now()}: inspector {shlex.join(command)}\n".encode())
+        log.write(f"--- {now()}: python {shlex.join(command)}\n".encode())
         log.flush()
         proc = subprocess.Popen(supervisor, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 cwd=cwd, env=_code_path(env), start_new_session=True)
@@ -205,7 +140,7 @@ def _spawn(out: Path, command: Sequence[str], env: Mapping[str, str] | None, cwd
 
 def start_run(config: RunConfig, out: str | os.PathLike[str], model: RunModel, *,
               env: Mapping[str, str] | None = None, cwd: str | None = None) -> RunStatus:
-    """Start ``inspector run`` for ``config`` into ``out`` in the background and return its status.
+    """Start a run of ``config`` into ``out`` in the background and return its status.
 
     The same call on a stopped run resumes it (the run folder's own resume). The child's output
     goes to ``out/run.log``; ``env`` (default: this process's environment) and ``cwd`` are the
@@ -220,18 +155,20 @@ def start_run(config: RunConfig, out: str | os.PathLike[str], model: RunModel, *
     from inspector.model import resolve_device, resolve_dtype
 
     out = Path(out)
-    command = run_command(config, out, model)
+    if RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) != config:
+        raise ValueError("this run config does not read back the same from JSON (a filter value that is neither "
+                         "a string, a number, a bool nor a list of them?); simplify it")
     check_not_running(out)  # before the identity: a running run is the news, whatever its command
     device = resolve_device(model.device)
     identity = command_identity(config, model.model, model.random_weights, device.type,
                                 dtype_name(resolve_dtype(model.dtype, device)))
     check_resumable(out, identity)
     out.mkdir(parents=True, exist_ok=True)
-    return _launch(out, command, env, cwd)
+    return _launch(out, env, cwd, (config, model))
 
 
 def resume_run(out: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> RunStatus:
-    """Start the folder's last background command again (in its directory); a finished run is only read.
+    """Start the folder's stored run again (in its last launch's directory); a finished run is only read.
 
     Raises:
         RunAlreadyRunning: a process writes ``out``.
@@ -241,12 +178,12 @@ def resume_run(out: str | os.PathLike[str], *, env: Mapping[str, str] | None = N
     status = check_not_running(out)
     if status.state == "finished":
         return status
-    launch = read_record(out / LAUNCH_RECORD) or {}
-    command = launch.get("command")
-    if not isinstance(command, list) or not command:
+    if not (out / RUN_REQUEST).is_file():
         raise RunError(f"{out} records no background launch; resume it with the command that started it "
                        "(run.json, 'command')")
-    return _launch(out, [str(a) for a in command], env, launch.get("cwd"))
+    read_run_request(out)  # readable, before any process starts
+    launch = read_record(out / LAUNCH_RECORD) or {}
+    return _launch(out, env, launch.get("cwd"))
 
 
 def _signal(target: int, group: bool, sig: signal.Signals) -> None:
@@ -258,7 +195,7 @@ def stop_run(out: str | os.PathLike[str], timeout: float = STOP_TIMEOUT_S) -> Ru
     """Stop the run writing ``out``: SIGTERM, then wait (SIGKILL after ``timeout`` s); returns the status after.
 
     A run launched by :func:`start_run` is stopped with its whole process group (the supervisor and
-    ``inspector run``); one started elsewhere (a terminal) gets the signal alone. Nothing is lost
+    the child run); one started elsewhere (a terminal) gets the signal alone. Nothing is lost
     but the batch in progress: :func:`resume_run` (or the same command) continues.
 
     Raises:

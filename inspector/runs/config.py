@@ -94,6 +94,31 @@ class RunConfig:
         if any(getattr(s, k) != v for k, v in wanted.items()):
             object.__setattr__(self, "settings", dataclasses.replace(s, **wanted))
 
+    def to_dict(self) -> dict[str, Any]:
+        """The config as JSON values (what a background run's child is started from); :meth:`from_dict`
+        reads it back."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("filters", "settings")}
+        out["filters"] = {k: (sorted(v) if isinstance(v, (set, frozenset)) else list(v) if isinstance(v, tuple) else v)
+                          for k, v in self.filters.items()}
+        out["settings"] = self.settings.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> RunConfig:
+        """The config :meth:`to_dict` wrote.
+
+        Raises:
+            ValueError: an unknown entry or a value out of bounds (the message names it).
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(doc) - names)
+        if unknown:
+            raise ValueError(f"unknown run setting(s) {unknown}; known: {sorted(names)}")
+        kw = dict(doc)
+        kw["filters"] = dict(kw.get("filters") or {})
+        kw["settings"] = GenerationSettings.from_dict(dict(kw.get("settings") or {}))
+        return cls(**kw)
+
     @property
     def research(self) -> dict[str, Any] | None:
         """The research options for the command identity, or ``None`` when off (older run folders have none)."""

@@ -8,7 +8,8 @@ A run folder (``runs/NAME/``) holds::
     captures/00012-003.safetensors  one capture per turn (dial_id 12, turn 3), unless --no-captures;
                                     each loads with :func:`inspector.load_capture`
     .lock                         held (flock) by the process writing the folder
-    run.log, .background*.json    a run started in the background: its output, launch and exit records
+    run.log, .background*.json    a run started in the background: its output, what it runs (the config and
+                                  model its child starts from), its launch and exit records
 
 A batch's captures are written first, then its summary part; every file is written
 atomically (temporary file + rename). A run killed at any moment (Ctrl-C or SIGKILL) and
@@ -42,9 +43,13 @@ RUN_JSON = "run.json"
 #: (command, supervisor pid, time), how it ended (exit status), and the command's output.
 LAUNCH_RECORD = ".background.json"
 EXIT_RECORD = ".background-exit.json"
+#: What a background run's child runs: ``{"config": RunConfig.to_dict(), "model": {...}}``.
+RUN_REQUEST = ".background-run.json"
 LOG_FILE = "run.log"
+#: Held (flock) by the process writing the folder, and for an instant by a launch being decided.
+LOCK_FILE = ".lock"
 #: Files a run folder may hold before its run.json: the lock, and what a background launch writes first.
-LAUNCH_FILES = (".lock", LAUNCH_RECORD, EXIT_RECORD, LOG_FILE)
+LAUNCH_FILES = (LOCK_FILE, LAUNCH_RECORD, EXIT_RECORD, RUN_REQUEST, LOG_FILE)
 #: run.json entries that hold a JSON object when present.
 _OBJECT_ENTRIES = ("identity", "counts", "model", "generation", "prompt", "storage", "versions")
 
@@ -171,20 +176,29 @@ def check_resumable(out: str | os.PathLike[str], identity: Mapping[str, Any]) ->
     return doc
 
 
+class FolderLocked(RunError):
+    """Another process holds the run folder's lock."""
+
+
 @contextlib.contextmanager
 def folder_lock(out: Path) -> Iterator[None]:
-    """Hold the folder's ``.lock`` for the whole run, so two processes never write one folder."""
+    """Hold the folder's lock (:data:`LOCK_FILE`) while writing it (a run) or deciding a launch, so two
+    processes never write one folder, nor two pages start it.
+
+    Raises:
+        FolderLocked: another process holds it.
+    """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no lock
         yield
         return
-    fh = open(out / ".lock", "a+")  # noqa: SIM115 - held for the whole run
+    fh = open(out / LOCK_FILE, "a+")  # noqa: SIM115 - held for the whole run
     try:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            raise RunError(f"another inspector run is writing to {out} right now") from exc
+            raise FolderLocked(f"another inspector run is writing to {out} right now") from exc
         yield
     finally:
         fh.close()
@@ -231,3 +245,26 @@ def write_run_json(out: Path, doc: Mapping[str, Any]) -> None:
     path = out / RUN_JSON
     with writing(path):
         write_text_atomic(path, json.dumps(doc, indent=2, ensure_ascii=False))
+
+
+def write_run_request(out: Path, config: RunConfig, model: Mapping[str, Any]) -> None:
+    """Store what a background run's child runs (:data:`RUN_REQUEST`): ``config`` and ``model`` (the
+    :class:`~inspector.runs.background.RunModel` fields)."""
+    write_text_atomic(out / RUN_REQUEST, json.dumps({"config": config.to_dict(), "model": dict(model)}, indent=2,
+                                                    ensure_ascii=False))
+
+
+def read_run_request(out: Path) -> tuple[RunConfig, dict[str, Any]]:
+    """``(config, model fields)`` stored by :func:`write_run_request`.
+
+    Raises:
+        RunError: none stored, or unreadable (the message names the file).
+    """
+    path = out / RUN_REQUEST
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return RunConfig.from_dict(doc["config"]), dict(doc["model"])
+    except FileNotFoundError:
+        raise RunError(f"{out} holds no background run request ({RUN_REQUEST}); start the run again") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunError(f"{path}: unreadable background run request ({exc})") from exc

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector.runs.errors import RunError
-from inspector.runs.folder import EXIT_RECORD, LAUNCH_RECORD, LOG_FILE, RUN_JSON, read_run_json
+from inspector.runs.folder import EXIT_RECORD, LAUNCH_RECORD, LOCK_FILE, LOG_FILE, RUN_JSON, read_run_json
 
 #: ``new``: nothing run yet; ``starting``: launched, loading the model (no lock yet); ``running``: a live
 #: process holds the lock; ``finished``: run.json complete; ``stopped``: turns on disk, nobody writing
@@ -51,7 +51,7 @@ class RunStatus:
         exit_code: of the last background launch (negative: killed by that signal; ``None``: unknown,
             still running, or not launched from :mod:`inspector.runs.background`).
         log_tail: the last lines of ``run.log`` (empty without one).
-        command: the last background launch's arguments after ``inspector`` (``None``: none recorded).
+        command: the last background launch's arguments after ``python`` (``None``: none recorded).
     """
 
     path: Path
@@ -140,7 +140,7 @@ def lock_holder(out: str | os.PathLike[str]) -> tuple[bool, int | None]:
     the lock. Elsewhere it tries the lock itself for an instant (a writer starting in that instant
     would be refused, and says so).
     """
-    lock = Path(out) / ".lock"
+    lock = Path(out) / LOCK_FILE
     try:
         st = lock.stat()
     except OSError:
