@@ -38,13 +38,7 @@ def dailydialog_problem() -> BaseException | None:
 def dailydialog_picker(load: Any, settings: Any) -> tuple[str, dict[str, Any]] | None:
     """Split, filters, a turn list, the dialogue with its labels and the reference response."""
     from inspector.data.dailydialog import ACT_NAMES, EMOTION_NAMES, filter_turns
-    from inspector.data.prompts import (
-        DEFAULT_CONTEXT_TURNS,
-        DEFAULT_TEMPLATE,
-        build_prompt,
-        template_choices,
-        template_identity,
-    )
+    from inspector.data.prompts import DEFAULT_CONTEXT_TURNS, build_prompt
     from inspector.data.schema import NO_LABEL
 
     c1, c2 = st.columns([1, 3])
@@ -97,14 +91,10 @@ def dailydialog_picker(load: Any, settings: Any) -> tuple[str, dict[str, Any]] |
     c1, c2 = st.columns([2, 1])
     context = c1.slider("Context turns in the prompt", 1, 10, key="dd_context",
                         help="How many dialogue turns, ending with the chosen one, go into the prompt.")
-    choices = template_choices(tokenizer)
-    state.sticky("dd_template", DEFAULT_TEMPLATE, choices)
-    auto = template_identity(DEFAULT_TEMPLATE, tokenizer)["name"]
-    form = c2.selectbox("Prompt form", choices, key="dd_template",
-                        format_func=lambda n: f"{n} ({auto})" if n == DEFAULT_TEMPLATE else n,
-                        help="chat: the model's chat template (turns as user/assistant messages); notebook: "
-                             "'User:'/'Agent:' lines ending with 'Agent:'; auto: chat where the model has a chat "
-                             "template, else notebook.")
+    form = prompt_form(c2, "dd_template", tokenizer,
+                       "chat: the model's chat template (turns as user/assistant messages); notebook: 'User:'/"
+                       "'Agent:' lines ending with 'Agent:'; auto: chat where the model has a chat template, else "
+                       "notebook.")
     dialogues = state.load_dialogues(split, where.strip() or None)
     try:
         # Invalid settings (the sidebar says why) leave the whole context to the prompt.
@@ -156,3 +146,15 @@ def _show_dialogue(turns: Any, dial_id: int, turn: int, context: tuple[int, ...]
             lines.append(f"<span style='color:#888'>{label}</span>")
     with st.container(border=True, height=min(60 + 34 * len(lines), 320)):
         st.markdown("  \n".join(lines), unsafe_allow_html=True)
+
+
+def prompt_form(column: Any, key: str, tokenizer: Any, help_text: str) -> str:
+    """The "Prompt form" choice (the package's template names; ``auto`` shows what it resolves to here)."""
+    from inspector.data.prompts import DEFAULT_TEMPLATE, template_choices, template_identity
+
+    choices = template_choices(tokenizer)
+    state.sticky(key, DEFAULT_TEMPLATE, choices)
+    auto = template_identity(DEFAULT_TEMPLATE, tokenizer)["name"]
+    return str(column.selectbox("Prompt form", choices, key=key,
+                                format_func=lambda n: f"{n} ({auto})" if n == DEFAULT_TEMPLATE else n,
+                                help=help_text))

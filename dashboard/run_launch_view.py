@@ -16,6 +16,7 @@ import streamlit as st
 
 from . import state
 from .access import check_path
+from .dailydialog_picker import prompt_form
 from .launch import LaunchOptions
 from .text import md
 
@@ -74,7 +75,6 @@ def launch_panel(opts: LaunchOptions, loaded: Any, request: state.ModelRequest, 
 
 def _form(settings: Any, settings_error: str | None, tokenizer: Any) -> Any:
     """The form's widgets; the :class:`~inspector.runs.RunConfig` they make (``None`` when they cannot)."""
-    from inspector.data.prompts import DEFAULT_TEMPLATE, template_choices, template_identity
     from inspector.data.schema import LABEL_NAMES, SPLITS
     from inspector.runs import ATTENTION_MODES, CONDITIONS, RunConfig
 
@@ -101,13 +101,9 @@ def _form(settings: Any, settings_error: str | None, tokenizer: Any) -> Any:
     condition = c2.selectbox("Conditioning", list(CONDITIONS), key="run_condition",
                              help="State the reference reply's emotion or act in the reply cue (implies scoring "
                                   "the reference).")
-    choices = template_choices(tokenizer)
-    state.sticky("run_template", DEFAULT_TEMPLATE, choices)
-    auto = template_identity(DEFAULT_TEMPLATE, tokenizer)["name"]
-    template = c3.selectbox("Prompt form", choices, key="run_template",
-                            format_func=lambda n: f"{n} ({auto})" if n == DEFAULT_TEMPLATE else n,
-                            help="chat: the model's chat template; notebook: 'User:'/'Agent:' lines; auto: chat "
-                                 "where the model has a chat template. Part of the run's identity.")
+    template = prompt_form(c3, "run_template", tokenizer,
+                           "chat: the model's chat template; notebook: 'User:'/'Agent:' lines; auto: chat where the "
+                           "model has a chat template. Part of the run's identity.")
     state.sticky("run_score", False)
     score = c4.checkbox("Score the reference reply", key="run_score",
                         help="Teacher-force each turn's reference reply: the difficulty columns (ref_ppl, ...).")
