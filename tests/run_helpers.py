@@ -55,3 +55,14 @@ def write_byte_model_folder(folder: Path) -> Path:
                bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def stored_run_command(out: Path, reference: Path) -> list[str]:
+    """The ``inspector run`` arguments of the run a page started in ``out`` (its stored config and model),
+    writing into ``reference`` instead."""
+    from inspector.cli.run_args import run_command
+    from inspector.runs.background import RunModel
+    from inspector.runs.folder import read_run_request
+
+    config, model = read_run_request(out)
+    return run_command(config, reference, RunModel(**model))

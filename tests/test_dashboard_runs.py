@@ -3,7 +3,6 @@ stop, resume; the result equals an uninterrupted run of the same command on the 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from dashboard_helpers import new_app, ok, set_server_address, texts
-from run_helpers import write_byte_model_folder, write_dailydialog
+from run_helpers import stored_run_command, write_byte_model_folder, write_dailydialog
 
 from inspector.runs import load_run, run_status
 
@@ -71,13 +70,14 @@ def wait_for(out: Path, ready, timeout: float = 240.0):
 def test_start_reload_refuse_stop_resume_from_the_page(page):
     out = page / "runs" / "from-page"
     at = corpus_page()
-    at.slider(key="max_new_tokens").set_value(16)
+    # long enough (29 turns of 128 tokens, one at a time) to be still running through every step below
+    at.slider(key="max_new_tokens").set_value(128)
     at.text_input(key="run_out").set_value(str(out))
     at.number_input(key="run_limit").set_value(0)
     at.number_input(key="run_batch").set_value(1)
     at.run()
     ok(at)
-    assert "greedy, up to 16 new tokens" in texts(at.caption)
+    assert "greedy, up to 128 new tokens" in texts(at.caption)
     at.button(key="run_start").click().run()
     ok(at)
     assert not at.error, texts(at.error)
@@ -128,18 +128,16 @@ def test_start_reload_refuse_stop_resume_from_the_page(page):
     assert "finished: 29 of 29 turns" in plain(at.success)
 
     # the same command on the command line, uninterrupted, into another folder
-    command = json.loads((out / ".background.json").read_text())["command"]
-    assert f"--out={out}" in command
+    # the page's child runs the config stored in the folder; the same config said as `inspector run` flags
     reference = page / "runs" / "cli"
-    cli = [sys.executable, "-m", "inspector.cli.main", *[a for a in command if not a.startswith("--out=")],
-           f"--out={reference}"]
+    cli = [sys.executable, "-m", "inspector.cli.main", *stored_run_command(out, reference)]
     done = subprocess.run(cli, capture_output=True, text=True, timeout=400, cwd=page,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     ran, ref = load_run(out), load_run(reference)
     assert ran.settings["identity"] == ref.settings["identity"]
     assert ran.settings["identity"]["limit"] is None and ran.settings["identity"]["batch_size"] == 1
-    assert ran.settings["identity"]["generation"]["max_new_tokens"] == 16
+    assert ran.settings["identity"]["generation"]["max_new_tokens"] == 128
     pd.testing.assert_frame_equal(ran.summary.drop(columns="seconds"), ref.summary.drop(columns="seconds"),
                                   check_exact=True)
 

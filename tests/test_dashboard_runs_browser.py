@@ -9,7 +9,6 @@ Skipped, as the other browser test, when chromium, chromedriver or selenium are 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -31,7 +30,7 @@ from browser import (
     shot,
     wait_visible,
 )
-from run_helpers import write_byte_model_folder, write_dailydialog
+from run_helpers import stored_run_command, write_byte_model_folder, write_dailydialog
 
 from inspector.runs import load_run, run_status
 
@@ -146,10 +145,8 @@ def test_start_reload_kill_resume_in_chromium(served, driver):
     assert "Traceback" not in text
     assert "resuming" in run_status(out).log_tail
 
-    command = json.loads((out / ".background.json").read_text())["command"]
     reference = tmp / "runs" / "cli"
-    cli = [sys.executable, "-m", "inspector.cli.main", *[a for a in command if not a.startswith("--out=")],
-           f"--out={reference}"]
+    cli = [sys.executable, "-m", "inspector.cli.main", *stored_run_command(out, reference)]
     done = subprocess.run(cli, capture_output=True, text=True, timeout=400, cwd=tmp,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
