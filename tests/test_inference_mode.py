@@ -89,13 +89,15 @@ def test_kept_prompt_cache_is_written_again_outside_inference_mode(byte_tiny):
     assert_ordinary(caps)
     assert cache is not None
     assert not any(layer.keys.is_inference() or layer.values.is_inference() for layer in cache.cache.layers)
+    from inspector.capture.modules import cache_kwarg
+
     kv, mask, kept = cache.take([0, 1], cache.width)
     nxt = torch.tensor([[5], [6]])
     full_mask = torch.cat([mask, mask.new_ones((2, 1))], dim=1)
     positions = (full_mask.cumsum(-1) - 1).clamp(min=0)[:, -1:]
     with torch.no_grad():
         got = byte_tiny.model(input_ids=nxt, attention_mask=full_mask, position_ids=positions,
-                              past_key_values=kv, use_cache=True).logits[:, -1]
+                              **{cache_kwarg(byte_tiny.model): kv}, use_cache=True).logits[:, -1]
         ids = torch.cat([cache.input_ids, nxt], dim=1)
         ref = byte_tiny.model(input_ids=ids, attention_mask=full_mask,
                               position_ids=(full_mask.cumsum(-1) - 1).clamp(min=0)).logits[:, -1]
