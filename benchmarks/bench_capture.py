@@ -117,7 +117,7 @@ RESERVED = "plain+cache"
 LOGITS = "+logits"
 #: The selective method's settings.
 SELECTIVE = {"layers": [0, 6, 11], "attention_rows": "generated"}
-#: New tokens per batch size when --new-tokens is not given (the issue's cases).
+#: New tokens per batch size when --new-tokens is not given (the measured cases).
 NEW_TOKENS = {1: 64, 8: 32, 16: 64}
 
 
