@@ -132,6 +132,11 @@ def test_clear_errors(cap_file, run_dir, tmp_path, capsys):
     assert "no such capture file" in _error(capsys, tmp_path / "missing.safetensors", "--out", out)
     assert "neither run.json nor summary.parquet" in _error(capsys, tmp_path, "--out", out)
     assert "give both --width and --height" in _error(capsys, cap_file, "--width", 500, "--out", out)
+    # sizes that could not be drawn in memory, and negative ids, are refused with the bounds, before drawing
+    assert "at most 1200" in _error(capsys, cap_file, "--dpi", 100000, "--out", out)
+    assert "16 to 20000 pixels" in _error(capsys, cap_file, "--width", 1000000, "--height", 1000000, "--out", out)
+    assert "--head must be 0 or more" in _error(capsys, cap_file, "--head", -5, "--out", out)
+    assert "--layer must be 0 or more" in _error(capsys, cap_file, "--layer", -1, "--out", out)
     (tmp_path / "taken.png").mkdir()
     assert "taken.png" in _error(capsys, cap_file, "--out", tmp_path / "taken.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.png"]  # nothing half-written

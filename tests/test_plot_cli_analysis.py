@@ -97,8 +97,13 @@ def test_rollout_options_reach_the_figure(files, tmp_path, capsys):
     want = attention_rollout(a.attentions, layers=[1], heads=[0], residual_weight=0.2).numpy()
     lower = np.tril(np.ones_like(want, dtype=bool))
     np.testing.assert_allclose(z[lower], want[lower], atol=1e-6)
-    assert "comma-separated integers" in _error(
+    assert "write ids and ranges like '0,3,5-7'" in _error(
         capsys, fa, "--kind", "rollout", "--layers", "x", "--out", tmp_path / "r.png"
+    )
+    # read as `inspector capture --layers` reads it: ranges too, and a huge one refused before it is expanded
+    assert _plot(fa, "--kind", "rollout", "--layers", "0-1", "--heads", "0", "--out", out) == 0
+    assert "beyond any model's layers" in _error(
+        capsys, fa, "--kind", "rollout", "--layers", "0-999999999999", "--out", tmp_path / "r.png"
     )
     assert "--residual-weight does not apply" in _error(
         capsys, fa, "--kind", "heatmap", "--residual-weight", 0.1, "--out", tmp_path / "r.png"

@@ -260,3 +260,13 @@ def test_batch_captures_pickle_only_their_own_tensors(im):
         back = pickle.loads(pickle.dumps(c))
         assert torch.equal(back.attentions, c.attentions) and torch.equal(back.hidden_states, c.hidden_states)
         assert torch.equal(copy.deepcopy(c).value_norms, c.value_norms)
+
+
+def test_a_huge_range_is_refused_before_it_is_expanded():
+    from inspector.capture.selection import MAX_ID, parse_ids
+
+    with pytest.raises(ValueError, match="beyond any model's layers"):
+        parse_ids("0-999999999999", "layers")  # expanded first, this would exhaust the memory
+    with pytest.raises(ValueError, match="beyond any model's heads"):
+        parse_ids(f"3,{MAX_ID + 1}", "heads")
+    assert parse_ids(f"{MAX_ID - 1}-{MAX_ID}", "layers") == (MAX_ID - 1, MAX_ID)

@@ -157,3 +157,12 @@ def test_every_option_of_capture_and_doctor_has_help(command):
     assert not missing, f"inspector {command}: options without help: {missing}"
     valued = [a for a in sub._actions if a.option_strings and a.nargs != 0 and a.dest != "help"]
     assert all("default" in a.help or a.default is None for a in valued), [a.dest for a in valued]
+
+
+def test_seed_outside_int64_is_refused_before_any_model_work():
+    from inspector.capture.settings import MAX_SEED, GenerationSettings
+
+    assert GenerationSettings(do_sample=True, seed=MAX_SEED).seed == MAX_SEED
+    for bad in (MAX_SEED + 1, 2**64, -1):
+        with pytest.raises(ValueError, match="seed must be 0 to 9223372036854775807"):
+            GenerationSettings(do_sample=True, seed=bad)

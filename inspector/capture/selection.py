@@ -19,6 +19,10 @@ _RANGE = re.compile(r"^\s*([0-9]+)\s*(?:-\s*([0-9]+)\s*)?$")
 Selection = tuple[int, ...] | slice | None
 
 
+#: The largest layer or head id a selection may name (far above any model's count; a larger one is a typo).
+MAX_ID = 65_535
+
+
 def parse_ids(value: Any, what: str) -> Selection:
     """``None``, a slice (kept for :func:`resolve_ids`), or a tuple of ints (sorted, distinct when non-negative).
 
@@ -36,6 +40,8 @@ def parse_ids(value: Any, what: str) -> Selection:
             if not m:
                 raise ValueError(f"{what}={value!r}: write ids and ranges like '0,3,5-7' (got {part.strip()!r})")
             lo, hi = int(m.group(1)), int(m.group(2) if m.group(2) is not None else m.group(1))
+            if hi > MAX_ID:  # before expanding the range: '0-999999999999' must not fill the memory
+                raise ValueError(f"{what}={value!r}: id {hi} is beyond any model's {what} (ids go up to {MAX_ID})")
             if hi < lo:
                 raise ValueError(f"{what}={value!r}: the range {lo}-{hi} is empty; write it as {hi}-{lo}")
             ids.extend(range(lo, hi + 1))

@@ -26,6 +26,8 @@ MAX_STOP_STRING_CHARS = 256
 #: Bound on (number of stop strings) x (characters of the longest one): about 200 MB of table for GPT-2.
 MAX_STOP_STRING_PRODUCT = 1024
 
+#: The largest seed taken: torch keeps seeds as 64-bit integers (a larger one would wrap, a 2**64 one overflow).
+MAX_SEED = 2**63 - 1
 _INT_FIELDS = ("max_new_tokens", "num_beams", "num_return_sequences", "top_k", "top_k_logits", "seed", "lens_k")
 _BOOL_FIELDS = ("do_sample", "keep_logits", "keep_attention", "truncate_prompt", "keep_hidden_states",
                 "keep_value_norms")
@@ -133,6 +135,9 @@ class GenerationSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be 0 to {MAX_SEED} (2**63 - 1; torch would silently wrap a larger one), "
+                             f"got {self.seed}")
         if self.max_new_tokens <= 0:
             raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
         if self.num_beams < 1:

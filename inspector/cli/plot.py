@@ -196,16 +196,28 @@ def _options(args: argparse.Namespace, kind: str) -> dict[str, Any]:
     if "metrics" in given:
         given["metrics"] = [m.strip() for m in given["metrics"].split(",") if m.strip()]
     for name in ("layers", "heads"):
-        if name in given:
-            given[name] = _int_list(given[name], _FLAG[name])
+        if name in given:  # the same reading as `inspector capture --layers` (ids and ranges, e.g. 0,3,5-7)
+            from inspector.capture.selection import parse_ids
+
+            ids = parse_ids(str(given[name]), name)  # text gives a tuple of ids
+            given[name] = list(ids) if isinstance(ids, tuple) else ids
     if "statistics" in given:
         given["statistics"] = [m.strip() for m in given["statistics"].split(",") if m.strip()]
     for name in ("max_labels", "max_cells", "k"):
         if name in given and given[name] < 1:
             raise ValueError(f"{_FLAG[name]} must be at least 1, got {given[name]}")
+    for name in ("layer", "head"):
+        if name in given and given[name] < 0:
+            raise ValueError(f"{_FLAG[name]} must be 0 or more (ids count from 0), got {given[name]}")
     if "gamma" in given and not given["gamma"] > 0:
         raise ValueError(f"--gamma must be positive, got {given['gamma']}")
     return given
+
+
+#: Bounds of a figure's size on the command line: a bigger one would not fit in memory (a 20,000-pixel square
+#: RGBA image is 1.6 GB) and no screen or page shows it.
+MAX_PIXELS = 20_000
+MAX_DPI = 1200.0
 
 
 def _size_options(args: argparse.Namespace, kind: str, interactive: bool) -> dict[str, Any]:
@@ -213,8 +225,8 @@ def _size_options(args: argparse.Namespace, kind: str, interactive: bool) -> dic
     if w is None and h is None:
         return {}
     for name, v in (("--width", w), ("--height", h)):
-        if v is not None and v < 16:
-            raise ValueError(f"{name} must be at least 16 pixels, got {v}")
+        if v is not None and not 16 <= v <= MAX_PIXELS:
+            raise ValueError(f"{name} must be 16 to {MAX_PIXELS} pixels, got {v}")
     if kind == "text":
         if interactive:
             raise ValueError("--width/--height do not apply to the HTML text view (it flows with the window)")
@@ -235,8 +247,8 @@ def handler(args: argparse.Namespace) -> int:
     from inspector.plots.export import format_of
 
     fmt = format_of(args.out)  # a bad suffix fails before anything is loaded
-    if not args.dpi > 0:
-        raise ValueError(f"--dpi must be positive, got {args.dpi}")
+    if not 0 < args.dpi <= MAX_DPI:
+        raise ValueError(f"--dpi must be above 0 and at most {MAX_DPI:g}, got {args.dpi:g}")
     if args.beams is not None:
         if args.kind != "compare":
             raise ValueError("--beams applies to --kind compare (two sequences of one search)")
