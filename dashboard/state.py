@@ -46,7 +46,7 @@ CAPTURE_SETTINGS = "capture_settings_key"
 PENDING_VIEW = "_pending_view"
 #: Message to show once after a rerun.
 FLASH = "_flash"
-#: Progress of the generation this session's current run is doing ({"done", "total"}); still set
+#: Progress of the generation this browser session's current run is doing ({"done", "total"}); still set
 #: when the next run starts means that generation was interrupted (Stop or another click).
 GENERATING = "_generating"
 #: The path of the open corpus run (see :func:`open_run`).

@@ -267,7 +267,7 @@ def run_status(out: str | os.PathLike[str]) -> RunStatus:
     started = (doc or {}).get("updated") or (launch or {}).get("started")
     if launch is not None and doc is not None and _timestamp(launch.get("started")) is not None \
             and (_timestamp(doc.get("updated")) or 0) < (_timestamp(launch.get("started")) or 0):
-        started = launch.get("started")  # relaunched, still loading: run.json is the last session's
+        started = launch.get("started")  # relaunched, still loading: run.json is the previous launch's
     rate = _rate(parts, _session_start(doc))
     done = sum(n for _, n in parts)
     if held:
