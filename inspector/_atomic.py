@@ -87,7 +87,8 @@ def _writer_tag() -> str:
     return f"{zlib.crc32(socket.gethostname().encode('utf-8', 'replace')):08x}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (``True`` when it cannot be told: keep what it owns)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -131,7 +132,7 @@ def remove_stale_temporaries(folder: Path, target_name: str | None = None, now: 
             continue
         ours = _TMP.fullmatch(name)
         if ours:
-            stale = not _pid_alive(int(ours["pid"])) if ours["host"] == tag else _older_than(entry, now)
+            stale = not pid_alive(int(ours["pid"])) if ours["host"] == tag else _older_than(entry, now)
         elif old_prefix and name.startswith(old_prefix) and _OLD_TMP.fullmatch(name[len(old_prefix) : -4]):
             stale = _older_than(entry, now)
         else:

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from inspector._atomic import current_umask
+from inspector._atomic import current_umask, pid_alive
 
 #: The suffix that marks a model file rather than a folder or hub id.
 GGUF_SUFFIX = ".gguf"
@@ -154,13 +154,8 @@ def _remove_dead_temporaries(parent: Path) -> None:
         parts = entry.name[1:-len(".tmp")].split("@")
         if len(parts) != 3 or parts[1] != host or not parts[2].split("-")[0].isdigit():
             continue
-        pid = int(parts[2].split("-")[0])
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not pid_alive(int(parts[2].split("-")[0])):
             shutil.rmtree(entry, ignore_errors=True)
-        except PermissionError:
-            pass
 
 
 def _write_converted(path: Path, target: Path, info: GGUFInfo, progress: bool) -> None:
@@ -216,8 +211,6 @@ def _convert_into(src: Path, final: Path, info: GGUFInfo, progress: bool) -> Non
         tmp.chmod(0o777 & ~current_umask())
         try:
             _write_converted(src, tmp, info, progress)
-        except OSError:
-            raise
         except (ValueError, KeyError, IndexError, TypeError, RuntimeError) as exc:
             why = _clause(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
             raise GGUFError(
