@@ -21,13 +21,10 @@ def header(load: Any) -> None:
     )
     m = load.model
     if load.level == "demo":
+        from inspector.fallback import demo_text
+
         asked = st.session_state.get("model_name") or "the model"
-        st.info(
-            f"**{asked!r} could not be loaded here, so the page uses {m.name!r}: SmolLM2-135M-Instruct, a real "
-            f"trained model ({m.model_file.get('quantization', '4-bit')}, 4-bit quantised), not GPT-2.** Its "
-            "text and attention are meaningful; its tokenizer, layers and heads differ from GPT-2's.",
-            icon=":material/school:",
-        )
+        st.info(f"**{asked!r} could not be loaded here.** {demo_text(m)}", icon=":material/school:")
         with st.expander("Why"):
             st.markdown(md_paragraphs(load.message))
     elif load.fell_back:
