@@ -110,15 +110,16 @@ def test_start_reload_kill_resume_in_chromium(served, driver):
     _type(driver, "run_batch", "1")
     shots = [shot(driver, "runs_1_form")]
     driver.find_element("css selector", ".st-key-run_start button").click()
-    pid = int(_wait_text(driver, r"running \(pid (\d+)").group(1))
-
+    # Paused (it keeps its lock, so it is running as far as the folder can tell) as soon as two batches are
+    # done, before the page is read and reloaded: a short run on a fast machine would otherwise finish first.
     deadline = time.monotonic() + 120
-    while (status := run_status(out)).batches_done < 2:
-        assert status.running and time.monotonic() < deadline, status.describe()
-        time.sleep(0.05)
-    # Paused (it keeps its lock, so it is running as far as the folder can tell) while the page reloads: a
-    # loaded machine once took longer to reload the page than the run took to finish (CI-style flake).
+    while (status := run_status(out)).batches_done < 2 or status.pid is None:
+        assert status.state != "finished" and time.monotonic() < deadline, status.describe()
+        time.sleep(0.01)
+    pid = status.pid
     os.kill(pid, signal.SIGSTOP)
+    assert run_status(out).running
+    assert int(_wait_text(driver, rf"running \(pid ({pid})").group(1)) == pid
     driver.refresh()  # a reloaded page: a new session, the run goes on
     wait_visible(driver, "generate_after_reload", ".st-key-generate button")
     settle(driver)
