@@ -118,7 +118,7 @@ LAYERS: list[tuple[str, list[str]]] = [
                     "inspector.provenance", "inspector.locations", "inspector.hub", "inspector.gguf",
                     "inspector.fileformat", "inspector.formatting"]),
     # tensor math that capture and records need as much as analysis does
-    ("math", ["inspector.topk", "inspector.aggregate", "inspector.value_math"]),
+    ("math", ["inspector.topk", "inspector.aggregate", "inspector.value_math", "inspector.components"]),
     ("records", ["inspector.attention_layout", "inspector.layer_records", "inspector.step_records",
                  "inspector.records"]),
     ("load", ["inspector.architectures", "inspector.handle"]),
