@@ -126,7 +126,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("capture", ["inspector.capture.*", "inspector.model", "inspector.fallback", "inspector.doctor"]),
     ("data", ["inspector.data.*"]),
     ("analysis", ["inspector.analysis.*", "inspector.metrics", "inspector.research.*"]),
-    ("storage", ["inspector.store", "inspector.runs.*"]),
+    ("storage", ["inspector.store", "inspector.sequence_files", "inspector.runs.*"]),
     ("figures", ["inspector.plots.*"]),
     ("front ends", ["inspector", "inspector.notebook_html", "inspector.report", "inspector.cli.*", "dashboard.*"]),
 ]

@@ -272,8 +272,32 @@ def capture_lens(
     ``hidden_states`` default to the capture's own ``hidden_states`` when it has them,
     else to :func:`teacher_forced_hidden_states`. ``options`` go to :func:`logit_lens`.
     """
+    recomputed = hidden_states is None and getattr(capture, "hidden_states", None) is None
     if hidden_states is None:
         hidden_states = getattr(capture, "hidden_states", None)
     if hidden_states is None:
         hidden_states = teacher_forced_hidden_states(model, capture.token_ids)
-    return logit_lens(hidden_states, model, targets=next_token_targets(capture.token_ids), **options)
+    lens = logit_lens(hidden_states, model, targets=next_token_targets(capture.token_ids), **options)
+    if recomputed:
+        check_same_model(capture, lens)
+    return lens
+
+
+def check_same_model(capture: Capture, lens: LensResult) -> None:
+    """A lens recomputed with a model must predict, after the prompt, what the capture's model predicted.
+
+    Raises:
+        ValueError: the model is not the one that made the capture (another model, other random weights).
+    """
+    if capture.num_steps == 0:
+        return
+    cols = (lens.positions == capture.prompt_len - 1).nonzero()
+    if cols.numel() == 0:
+        return
+    got = int(lens.top1_ids[-1, int(cols[0, 0])])
+    want = int(capture.raw.topk_ids[0, 0])
+    if got != want:
+        raise ValueError(
+            f"the model does not match the capture: it predicts token {got} after the prompt where the capture's "
+            f"model predicted {want}. Give the model that made the capture (for random weights, the same seed)"
+        )

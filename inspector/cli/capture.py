@@ -179,6 +179,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run_capture(args: argparse.Namespace) -> int:
     from inspector.report import capture_report
+    from inspector.sequence_files import sequence_path
 
     settings = settings_from_args(args)  # everything validated before the model loads
     prompt = prompt_arg(args.prompt)
@@ -205,7 +206,7 @@ def run_capture(args: argparse.Namespace) -> int:
     captures = result if isinstance(result, list) else [result]
     out.parent.mkdir(parents=True, exist_ok=True)
     for i, cap in enumerate(captures):
-        path = out if len(captures) == 1 else out.with_name(f"{out.stem}-{i}{out.suffix}")
+        path = sequence_path(out, i, len(captures))
         print(capture_report(cap))
         cap.save(path)
         print(f"\nwrote {path} ({path.stat().st_size / 1e6:.2f} MB)")

@@ -334,33 +334,15 @@ def _analysis_inputs(args: argparse.Namespace, kind: str, source: Any, opts: dic
     im = load_model(args.model, device=args.device or "cpu", random_weights=bool(args.random_weights),
                     seed=args.seed or 0)
     lens = capture_lens(source, im, k=opts.get("k", 5), positions=opts.get("positions"))
-    _check_same_model(source, lens)
     opts.pop("k", None)
     return {"lens": lens}
 
 
-def _check_same_model(capture: Any, lens: Any) -> None:
-    """The lens's output row must predict what the capture's model predicted at its first step."""
-    if capture.num_steps == 0:
-        return
-    cols = (lens.positions == capture.prompt_len - 1).nonzero()
-    if cols.numel() == 0:
-        return
-    got = int(lens.top1_ids[-1, int(cols[0, 0])])
-    want = int(capture.raw.topk_ids[0, 0])
-    if got != want:
-        raise ValueError(
-            f"--model does not match the capture: it predicts token {got} after the prompt where the capture's "
-            f"model predicted {want}. Give the model that made the capture (for random weights, the same --seed)"
-        )
-
-
 def _load_beams(args: argparse.Namespace) -> list[Any]:
     """Sequences ``I`` and ``J`` of ``--beams I,J``: the files ``X-I``/``X-J`` that ``inspector capture`` wrote."""
-    import re
     from pathlib import Path
 
-    from inspector.store import load_capture
+    from inspector.sequence_files import load_sequences
 
     if args.compare is not None or args.align is not None:
         raise ValueError("--beams compares two sequences of one search, aligned by their shared prefix: leave out "
@@ -368,26 +350,4 @@ def _load_beams(args: argparse.Namespace) -> list[Any]:
     pair = _int_list(args.beams, "--beams")
     if len(pair) != 2 or pair[0] == pair[1] or min(pair) < 0:
         raise ValueError(f"--beams takes two different sequence numbers, e.g. 0,1; got {args.beams!r}")
-    given = Path(args.source)
-    numbered = re.fullmatch(r"(.+)-\d+", given.stem)
-    if given.suffix != ".safetensors":
-        raise ValueError(f"--beams needs a capture path ending in .safetensors, got {given}")
-    if given.is_file() and numbered is None:
-        raise ValueError(f"{given} holds a single sequence; --beams needs the files X-0.safetensors, "
-                         "X-1.safetensors, ... that `inspector capture --num-beams N --num-return-sequences N "
-                         "--out X.safetensors` writes")
-    base = numbered.group(1) if given.is_file() and numbered is not None else given.stem
-    paths = [given.with_name(f"{base}-{i}{given.suffix}") for i in pair]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        found = sorted(p.name for p in given.parent.glob(f"{base}-*{given.suffix}"))
-        raise ValueError(f"no sequence file {missing[0]}; the search's files there: {', '.join(found) or 'none'}")
-    beams = [load_capture(p) for p in paths]
-    for i, (path, cap) in enumerate(zip(paths, beams, strict=True)):
-        if cap.meta.sequence_index != pair[i]:
-            raise ValueError(f"{path} holds sequence {cap.meta.sequence_index}, not {pair[i]}: renamed files?")
-    a, b = beams
-    if (a.meta.model, a.meta.generation) != (b.meta.model, b.meta.generation):
-        raise ValueError(f"{paths[0].name} and {paths[1].name} come from different models or settings, not from "
-                         "one search; compare them with --compare instead")
-    return beams
+    return load_sequences(Path(args.source), (pair[0], pair[1]))
