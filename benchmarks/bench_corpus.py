@@ -21,10 +21,10 @@ batch, the conditioned prompt generated) against the same run without them, over
 one process: whole runs alternate ABBA over ``--repeats`` (A first on even repeats, B first on odd
 ones). Reports the seconds of each and their ratio; the target is at most 1.5.
 
-With ``--mode headstats`` it times the same way a run as it is, computing and storing
+With ``--mode head-stats`` it times the same way a run as it is, computing and storing
 each turn's head statistics, against the same run with them switched off; the target is at most 1.05.
 
-    python benchmarks/bench_corpus.py [--device cpu] [--mode plain|research|headstats] [--json out.json]
+    python benchmarks/bench_corpus.py [--device cpu] [--mode plain|research|head-stats] [--json out.json]
 """
 
 from __future__ import annotations
@@ -65,9 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=2, help="timed passes of each (default: %(default)s)")
     ap.add_argument("--json", dest="json_out", default=None, help="also write the result to this file")
-    ap.add_argument("--mode", default="plain", choices=["plain", "research", "headstats"],
+    ap.add_argument("--mode", default="plain", choices=["plain", "research", "head-stats"],
                     help="plain: corpus run vs plain generate; research: a run with reference scoring and "
-                         "conditioning vs one without; headstats: a run with per-turn head statistics vs one "
+                         "conditioning vs one without; head-stats: a run with per-turn head statistics vs one "
                          "without (default: %(default)s)")
     ap.add_argument("--ray-workers", default=None, metavar="1,2",
                     help="instead: corpus-run throughput on a local Ray cluster with each of these worker counts, "
@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.mode == "research":
         return research_mode(args)
-    if args.mode == "headstats":
-        return headstats_mode(args)
+    if args.mode == "head-stats":
+        return head_stats_mode(args)
     if args.ray_workers or args.batching:
         from _corpus_ray import bench_batching, bench_ray_workers
 
@@ -209,9 +209,9 @@ def research_mode(args: argparse.Namespace) -> int:
                  {"score_reference": True, "condition": "emotion"}, head_stats_off=False)
 
 
-def headstats_mode(args: argparse.Namespace) -> int:
+def head_stats_mode(args: argparse.Namespace) -> int:
     """A run as it is (per-turn head statistics computed and stored) against the same run without them, ABBA."""
-    return _abba(args, "headstats", "run with head statistics", 1.05, {}, head_stats_off=True)
+    return _abba(args, "head-stats", "run with head statistics", 1.05, {}, head_stats_off=True)
 
 
 def _abba(args: argparse.Namespace, mode: str, label: str, target: float, extra: dict[str, object],

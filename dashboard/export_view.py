@@ -22,11 +22,11 @@ FIGURES = {
     "corpus": "Corpus distributions (open run)",
     "lens": "Logit lens grid (Analysis view's window)",
     "rollout": "Attention rollout (Analysis view's layers, heads, residual weight)",
-    "headstats": "Head statistics (Analysis view's rows and statistics)",
+    "head-stats": "Head statistics (Analysis view's rows and statistics)",
     "compare": "Comparison with B (Analysis view)",
     "beams": "Two beams of the search (Analysis view)",
 }
-_ANALYSIS = ("lens", "rollout", "headstats", "compare", "beams")
+_ANALYSIS = ("lens", "rollout", "head-stats", "compare", "beams")
 #: Export entries drawn by another figure kind: the beams are the "compare" kind of a list of captures.
 _KIND = {"beams": "compare"}
 
@@ -67,7 +67,7 @@ def _analysis_options(kind: str) -> dict[str, Any]:
     if kind == "rollout":
         return {"layers": get("an_roll_layers") or None, "heads": get("an_roll_heads") or None,
                 "residual_weight": get("an_roll_r")}
-    if kind == "headstats":
+    if kind == "head-stats":
         return {"rows": get("an_hs_rows"), "statistics": get("an_hs_stats") or None}
     if kind == "beams":
         return {"pair": (int(get("an_beam_a", 0)), int(get("an_beam_b", 1)))}
@@ -78,7 +78,7 @@ def analysis_sources(capture: Any, loaded: Any = None) -> dict[str, Any]:
     """What each analysis export draws from, for the kinds the current capture allows.
 
     ``lens``: the capture (its stored lens) or, for hidden states without one, the
-    capture plus ``model`` (the loaded model); ``rollout``/``headstats``: a capture with
+    capture plus ``model`` (the loaded model); ``rollout``/``head-stats``: a capture with
     attention; ``compare``: the capture and the Analysis view's B; ``beams``: the beams
     the Analysis view fetched for this capture.
     """
@@ -93,7 +93,7 @@ def analysis_sources(capture: Any, loaded: Any = None) -> dict[str, Any]:
         out["lens"] = (capture, {"model": loaded.model})
     if capture.attentions is not None and capture.attention_layout.whole_grid:
         out["rollout"] = (capture, {})
-        out["headstats"] = (capture, {})
+        out["head-stats"] = (capture, {})
     saved = st.session_state.get(COMPARE_CAPTURE)
     if saved is not None and saved[0] == capture_id(capture):
         out["compare"] = (capture, {"other": saved[1]})

@@ -82,7 +82,7 @@ def test_export_offers_the_analysis_figures(fresh, byte_tiny, monkeypatch):
     ok(at)
     labels = {label: kind for kind, label in export_view.FIGURES.items()}
     offered = [labels[o] for o in at.selectbox(key="export_kind").options]
-    assert "rollout" in offered and "headstats" in offered
+    assert "rollout" in offered and "head-stats" in offered
     assert not {"lens", "compare", "beams"} & set(offered)  # no stored lens, nothing compared yet
     at.session_state[state.VIEW] = "Analysis"
     at.run()
@@ -92,7 +92,7 @@ def test_export_offers_the_analysis_figures(fresh, byte_tiny, monkeypatch):
     at.session_state[state.VIEW] = "Export"
     at.run()
     ok(at)
-    for kind in ("rollout", "headstats", "compare", "beams"):
+    for kind in ("rollout", "head-stats", "compare", "beams"):
         for fmt in ("png", "html"):
             at.selectbox(key="export_kind").set_value(kind)
             at.selectbox(key="export_format").set_value(fmt).run()
@@ -103,7 +103,7 @@ def test_export_offers_the_analysis_figures(fresh, byte_tiny, monkeypatch):
     at.session_state[state.CAPTURE] = byte_tiny.generate("Hello there", max_new_tokens=4, lens_k=3)
     at.run()
     ok(at)
-    assert {"lens", "rollout", "headstats"} <= {labels[o] for o in at.selectbox(key="export_kind").options}
+    assert {"lens", "rollout", "head-stats"} <= {labels[o] for o in at.selectbox(key="export_kind").options}
     at.selectbox(key="export_kind").set_value("lens")
     at.selectbox(key="export_format").set_value("svg").run()
     ok(at)

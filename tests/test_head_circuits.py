@@ -174,7 +174,7 @@ def test_run_files_carry_the_induction_score_and_old_files_still_load(tmp_path, 
     from safetensors.torch import save_file
 
     from inspector.runs.head_stats import (
-        headstats_path,
+        head_stats_path,
         read_batch_head_stats,
         turn_head_stats,
         write_batch_head_stats,
@@ -192,7 +192,7 @@ def test_run_files_carry_the_induction_score_and_old_files_still_load(tmp_path, 
     names = ("entropy", "distance", "sink", "previous", "self", "prompt_share", "generated_share")
     old = {n: torch.rand(1, 2, 2) for n in names}
     old.update(dial_id=torch.tensor([7]), turn=torch.tensor([2]), num_rows=torch.tensor([11]))
-    old_path = headstats_path(tmp_path, 1)
+    old_path = head_stats_path(tmp_path, 1)
     save_file(old, str(old_path), metadata={"format": "inspector-headstats", "version": "1", "rows": "all"})
     keys, back = read_batch_head_stats(old_path)
     assert keys == [(7, 2)] and back[0].num_rows == 11 and back[0].induction_rows == 0

@@ -1,4 +1,4 @@
-"""``inspector plot --kind lens|rollout|headstats|compare``: options reach the figure, clear errors otherwise."""
+"""``inspector plot --kind lens|rollout|head-stats|compare``: options reach the figure, clear errors otherwise."""
 
 from __future__ import annotations
 
@@ -121,10 +121,10 @@ def test_compare_takes_the_second_capture(files, tmp_path, capsys):
     assert "--compare B.safetensors" in _error(capsys, fa, "--kind", "compare", "--out", out)
 
 
-def test_headstats_of_a_capture_and_of_a_run_group(im, files, tmp_path, capsys):
+def test_head_stats_of_a_capture_and_of_a_run_group(im, files, tmp_path, capsys):
     fa = files[2]
     out = tmp_path / "hs.html"
-    assert _plot(fa, "--kind", "headstats", "--rows", "generated", "--statistics", "previous,sink", "--out", out) == 0
+    assert _plot(fa, "--kind", "head-stats", "--rows", "generated", "--statistics", "previous,sink", "--out", out) == 0
     assert [t["name"] for t in _saved(out)["data"]] == ["previous", "sink"]
     data = write_dailydialog(tmp_path / "dd")
     cfg = RunConfig(
@@ -135,14 +135,14 @@ def test_headstats_of_a_capture_and_of_a_run_group(im, files, tmp_path, capsys):
     act = str(table["act"].iloc[0])
     out = tmp_path / "run.html"
     assert (
-        _plot(run.path, "--kind", "headstats", "--by", "act", "--group", act, "--statistics", "entropy", "--out", out)
+        _plot(run.path, "--kind", "head-stats", "--by", "act", "--group", act, "--statistics", "entropy", "--out", out)
         == 0
     )
     z = np.asarray(_saved(out)["data"][0]["z"], dtype=np.float32)
     rows = table[table["act"] == act].sort_values(["layer", "head"])
     np.testing.assert_allclose(z.reshape(-1), rows["entropy"].to_numpy(np.float32), atol=1e-6)
-    assert _plot(run.path, "--kind", "headstats", "--out", tmp_path / "whole.png") == 0
+    assert _plot(run.path, "--kind", "head-stats", "--out", tmp_path / "whole.png") == 0
     assert "its values" in _error(
-        capsys, run.path, "--kind", "headstats", "--by", "act", "--group", "nonsense", "--out", out
+        capsys, run.path, "--kind", "head-stats", "--by", "act", "--group", "nonsense", "--out", out
     )
-    assert "together" in _error(capsys, run.path, "--kind", "headstats", "--by", "act", "--out", out)
+    assert "together" in _error(capsys, run.path, "--kind", "head-stats", "--by", "act", "--out", out)

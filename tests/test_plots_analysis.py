@@ -1,4 +1,4 @@
-"""Analysis figures (lens, rollout, headstats, compare), static and interactive, checked through their data
+"""Analysis figures ((lens, rollout, head-stats, compare)), static and interactive, checked through their data
 against the analysis functions and hand computations."""
 
 from __future__ import annotations
@@ -94,31 +94,31 @@ def test_rollout_figure_matches_attention_rollout_and_a_hand_product():
         make_figure("rollout", cap, norm_weighted=True)
 
 
-def test_headstats_panels_are_the_statistics():
+def test_head_stats_panels_are_the_statistics():
     cap = synthetic_capture(seq=20, prompt_len=12, n_layer=3, n_head=4)
     stats = attention_head_stats(cap.attentions, cap.prompt_len, "generated")
-    fig = make_figure("headstats", cap, interactive=True, rows="generated", statistics=["previous", "sink"])
+    fig = make_figure("head-stats", cap, interactive=True, rows="generated", statistics=["previous", "sink"])
     data = fig.to_dict()["data"]
     assert [t["name"] for t in data] == ["previous", "sink"]
     # Hand computation of the previous-token score of layer 2, head 3 over rows 12..19.
     hand = np.mean([float(cap.attentions[2, 3, q, q - 1]) for q in range(12, 20)])
     assert arr(data[0]["z"])[2, 3] == pytest.approx(hand, abs=1e-4)
     np.testing.assert_allclose(arr(data[1]["z"], dtype=np.float32), stats.sink.numpy(), atol=1e-6)
-    static = make_figure("headstats", stats)
+    static = make_figure("head-stats", stats)
     panels = [ax for ax in static.axes if ax.get_images()]
     assert len(panels) == 8  # every statistic, the induction score (NaN here: no token ids) included
     np.testing.assert_allclose(np.asarray(panels[0].get_images()[0].get_array()), stats.entropy.numpy(), atol=1e-6)
 
 
-def test_headstats_from_a_run_table_needs_one_group():
+def test_head_stats_from_a_run_table_needs_one_group():
     cap = synthetic_capture(seq=10, prompt_len=6, n_layer=2, n_head=2)
     s = attention_head_stats(cap.attentions, cap.prompt_len)
     from inspector.analysis import aggregate_head_stats
 
     table = aggregate_head_stats([s, s], [{"act": "question"}, {"act": "inform"}], by="act")
     with pytest.raises(ValueError, match="select one group"):
-        make_figure("headstats", table)
-    fig = make_figure("headstats", table[table["act"] == "inform"], interactive=True, statistics=["distance"])
+        make_figure("head-stats", table)
+    fig = make_figure("head-stats", table[table["act"] == "inform"], interactive=True, statistics=["distance"])
     np.testing.assert_allclose(arr(fig.to_dict()["data"][0]["z"], dtype=np.float32), s.distance.numpy(),
                                atol=1e-6)
 

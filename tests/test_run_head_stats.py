@@ -8,7 +8,7 @@ import torch
 
 from inspector.capture import GenerationSettings
 from inspector.runs import RunConfig, RunError, load_run, run_corpus
-from inspector.runs.head_stats import headstats_path, read_run_head_stats
+from inspector.runs.head_stats import head_stats_path, read_run_head_stats
 
 
 def config(data_dir, **kw) -> RunConfig:
@@ -39,7 +39,7 @@ def test_each_turn_stores_its_head_stats_from_its_attention(full_run):
     keys, stats = read_run_head_stats(full_run.path)
     summary = full_run.summary
     assert keys == sorted(zip(summary["dial_id"].tolist(), summary["turn"].tolist(), strict=True))
-    assert all(headstats_path(full_run.path, b).is_file() for b in range(3))  # 7 turns in batches of 3
+    assert all(head_stats_path(full_run.path, b).is_file() for b in range(3))  # 7 turns in batches of 3
     for (dial, turn), s in zip(keys, stats, strict=True):
         cap = full_run.load_capture(dial, turn)
         att = cap.attentions.double().numpy()

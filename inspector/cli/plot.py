@@ -15,13 +15,13 @@ _KIND_OPTIONS: dict[str, tuple[str, ...]] = {
     "corpus": ("by", "metrics"),
     "lens": ("k", "layers", "positions", "max_labels"),
     "rollout": ("layers", "heads", "residual_weight", "norm_weighted", "gamma", "max_labels"),
-    "headstats": ("rows", "statistics"),
+    "head-stats": ("rows", "statistics"),
     "compare": ("align", "kl", "layer", "head", "max_labels"),
 }
 # Options that pick where a kind's input comes from rather than going to the figure.
 _SOURCE_OPTIONS: dict[str, tuple[str, ...]] = {
     "lens": ("model", "random_weights", "seed", "device"),
-    "headstats": ("by", "group"),
+    "head-stats": ("by", "group"),
     "compare": ("compare", "beams"),
 }
 # = inspector.aggregate.AGGREGATE_MODES (a test keeps them equal); that module imports torch, which
@@ -120,7 +120,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _register_analysis(p: argparse.ArgumentParser) -> None:
     from inspector.analysis.choices import ALIGN_CHOICES, KL_CHOICES, ROW_CHOICES, STATISTICS
 
-    g = p.add_argument_group("analysis (lens, rollout, headstats, compare)")
+    g = p.add_argument_group("analysis (lens, rollout, head-stats, compare)")
     g.add_argument("--layers", default=None, metavar="LIST",
                    help="lens: hidden-state entries to show, comma-separated (0 = embeddings, l = after layer l-1; "
                    "default: all); rollout: layers to multiply through (default: all)")
@@ -133,11 +133,11 @@ def _register_analysis(p: argparse.ArgumentParser) -> None:
     g.add_argument("--norm-weighted", action="store_const", const=True, default=None,
                    help="rollout: weigh attention by the value norms the capture kept (default: raw attention)")
     g.add_argument("--rows", choices=ROW_CHOICES, default=None,
-                   help="headstats of a capture: the query rows the statistics are over (default: all)")
+                   help="head-stats of a capture: the query rows the statistics are over (default: all)")
     g.add_argument("--statistics", default=None, metavar="LIST",
-                   help=f"headstats: comma-separated panels from {', '.join(STATISTICS)} (default: all)")
+                   help=f"head-stats: comma-separated panels from {', '.join(STATISTICS)} (default: all)")
     g.add_argument("--group", default=None, metavar="VALUE",
-                   help="headstats of a run with --by: the label value to show, e.g. --by act --group question "
+                   help="head-stats of a run with --by: the label value to show, e.g. --by act --group question "
                    "(default: without --by, the whole run)")
     g.add_argument("--compare", default=None, metavar="CAPTURE_B",
                    help="compare: the second capture (B), required; the figure shows CAPTURE_OR_RUN (A) against it "
@@ -258,7 +258,7 @@ def handler(args: argparse.Namespace) -> int:
     source = load_source(args.source)
     is_run = isinstance(source, pd.DataFrame)
     kind = args.kind or ("corpus" if is_run else "heatmap")
-    if kind == "headstats" and is_run:
+    if kind == "head-stats" and is_run:
         source = _run_head_stats(args)
         is_run = False
     if kind == "corpus" and not is_run:
@@ -307,7 +307,7 @@ def _run_head_stats(args: argparse.Namespace) -> Any:
 
 def _analysis_inputs(args: argparse.Namespace, kind: str, source: Any, opts: dict[str, Any]) -> dict[str, Any]:
     """The second capture of ``compare``, the lens of ``lens`` (computed with --model, checked against the capture)."""
-    if kind == "headstats" and hasattr(source, "require_attentions") and (args.by or args.group) is not None:
+    if kind == "head-stats" and hasattr(source, "require_attentions") and (args.by or args.group) is not None:
         raise ValueError("--by/--group apply to the head statistics of a run folder, not of one capture")
     if kind == "compare":
         if args.compare is None:

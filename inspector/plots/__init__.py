@@ -17,7 +17,7 @@ token      token_attention           Capture: attention from one token, per laye
 corpus     corpus_distributions      run summary DataFrame
 lens       lens_grid                 Capture + model (or a LensResult): logit lens
 rollout    rollout_heatmap           Capture: attention rollout [query, key]
-headstats  headstats_heatmap         Capture, HeadStats or one group of
+head-stats head_stats_heatmap         Capture, HeadStats or one group of
                                      ``Run.head_stats()``: layer x head panels
 compare    compare_view              two Captures (``other=``): KL, agreement,
                                      attention difference
@@ -68,7 +68,7 @@ _BUILDERS: dict[str, str] = {
     "corpus": "corpus_distributions",
     "lens": "lens_grid",
     "rollout": "rollout_heatmap",
-    "headstats": "headstats_heatmap",
+    "head-stats": "head_stats_heatmap",
     "compare": "compare_view",
 }
 
@@ -106,7 +106,7 @@ def make_figure(kind: str, source: Capture | pd.DataFrame | list[Capture], inter
     """Draw ``kind`` from ``source``: a plotly figure (or HTML text) when ``interactive``, else matplotlib.
 
     ``source`` is a :class:`~inspector.records.Capture` for every kind but ``corpus``,
-    which takes a run summary DataFrame, and ``headstats``, which also takes a
+    which takes a run summary DataFrame, and ``head-stats``, which also takes a
     :class:`~inspector.analysis.head_stats.HeadStats` or one group of a run's
     ``Run.head_stats()`` table, and ``compare``, which also takes the list of captures
     one search returned (its beams, compared two at a time: ``pair=(i, j)``). ``opts`` go
@@ -129,13 +129,13 @@ def make_figure(kind: str, source: Capture | pd.DataFrame | list[Capture], inter
 def _check_source(kind: str, source: Any) -> None:
     from inspector.records import Capture
 
-    if kind == "headstats":
+    if kind == "head-stats":
         import pandas as pd
 
         from inspector.analysis.head_stats import HeadStats
 
         if not isinstance(source, (Capture, HeadStats, pd.DataFrame)):
-            raise ValueError("the headstats figure needs a capture, a HeadStats or a run's head_stats() table, "
+            raise ValueError("the head-stats figure needs a capture, a HeadStats or a run's head_stats() table, "
                              f"got {type(source).__name__}")
     elif kind == "corpus":
         import pandas as pd

@@ -208,7 +208,7 @@ def _frame_panels(frame: pd.DataFrame, names: Sequence[str]) -> list[np.ndarray]
     return out
 
 
-def headstats_data(source: Capture | HeadStats | pd.DataFrame, rows: str = "all",
+def head_stats_data(source: Capture | HeadStats | pd.DataFrame, rows: str = "all",
                    statistics: Sequence[str] | None = None) -> HeadStatsData:
     """Head statistics of a capture (over ``rows``), a ready :class:`HeadStats`, or one group of a
     run's :meth:`~inspector.runs.Run.head_stats` table; ``statistics`` picks the panels (default all)."""

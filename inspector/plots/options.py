@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from inspector.records import Capture
 
 #: Figure kinds accepted by :func:`inspector.plots.make_figure` and ``inspector plot --kind``.
-KINDS: tuple[str, ...] = ("heatmap", "heads", "topk", "text", "token", "corpus", "lens", "rollout", "headstats",
+KINDS: tuple[str, ...] = ("heatmap", "heads", "topk", "text", "token", "corpus", "lens", "rollout", "head-stats",
                           "compare")
 
 #: Summary columns a corpus figure can group by (the first is the default): DailyDialog's label columns.

@@ -185,9 +185,9 @@ def _new_run_json(config: RunConfig, plan: RunPlan, im: InspectorModel, identity
             "captures": ("captures/DDDDD-TTT.safetensors, one capture per turn (inspector.load_capture)"
                          if config.keep_captures else None),
             "attention": config.attention,
-            "headstats": ("parts/headstats-NNNNNN.safetensors: per-turn head statistics [turn, layer, head] of "
-                          "batch NNNNNN, from the full attention (Run.head_stats)"
-                          if config.attention != "none" else None),
+            "head_stats": ("parts/headstats-NNNNNN.safetensors: per-turn head statistics [turn, layer, head] of "
+                           "batch NNNNNN, from the full attention (Run.head_stats)"
+                           if config.attention != "none" else None),
         },
         "created": now(),
     }

@@ -32,14 +32,14 @@ import torch
 from inspector.analysis.choices import STATISTICS
 from inspector.analysis.head_stats import HeadStats, attention_head_stats
 from inspector.runs.errors import RunError
-from inspector.runs.folder import writing
+from inspector.runs.folder import head_stats_path, writing
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from inspector.records import Capture
 
-HEADSTATS_FORMAT = "inspector-headstats"
+HEAD_STATS_FORMAT = "inspector-headstats"
 HEADSTATS_VERSION = "2"
 #: Statistics a version 1 file lacks (read as NaN).
 _ADDED_IN_V2 = ("induction",)
@@ -47,11 +47,6 @@ _ADDED_IN_V2 = ("induction",)
 RUN_ROWS = "all"
 #: The label columns a run's head statistics can be grouped by.
 HEADSTATS_BY: tuple[str, ...] = ("act", "emotion", "response_act", "response_emotion")
-
-
-def headstats_path(out: Path, batch: int) -> Path:
-    """Where the head statistics of batch ``batch`` live."""
-    return out / "parts" / f"headstats-{batch:06d}.safetensors"
 
 
 def turn_head_stats(capture: Capture) -> HeadStats | None:
@@ -76,9 +71,9 @@ def write_batch_head_stats(out: Path, batch: int, keys: Sequence[tuple[int, int]
     tensors["turn"] = torch.tensor([int(k[1]) for k in keys], dtype=torch.int64)
     tensors["num_rows"] = torch.tensor([s.num_rows for s in stats], dtype=torch.int64)
     tensors["induction_rows"] = torch.tensor([s.induction_rows for s in stats], dtype=torch.int64)
-    path = headstats_path(out, batch)
+    path = head_stats_path(out, batch)
     with writing(path), atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": HEADSTATS_FORMAT, "version": HEADSTATS_VERSION,
+        save_file(tensors, str(tmp), metadata={"format": HEAD_STATS_FORMAT, "version": HEADSTATS_VERSION,
                                                "rows": RUN_ROWS})
     return path
 
@@ -90,7 +85,7 @@ def read_batch_head_stats(path: Path) -> tuple[list[tuple[int, int]], list[HeadS
     try:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
-            if meta.get("format") != HEADSTATS_FORMAT:
+            if meta.get("format") != HEAD_STATS_FORMAT:
                 raise RunError(f"{path} is not a head-statistics file of a run")
             t = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118 (safe_open is not a Mapping)
     except SafetensorError as exc:

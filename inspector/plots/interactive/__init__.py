@@ -19,7 +19,7 @@ text_html                   text        text coloured by probability or entropy
 corpus_distributions        corpus      a run's metrics by label
 lens_grid                   analysis    logit lens, layer x position
 rollout_heatmap             analysis    attention rollout
-headstats_heatmap           analysis    head statistics, layer x head panels
+head_stats_heatmap           analysis    head statistics, layer x head panels
 compare_view                analysis    two captures: KL, agreement, difference
 beams_view                  analysis    two beams of one search, the same way
 ==========================  ==========  =========================================
@@ -29,7 +29,7 @@ from inspector.plots.interactive._draw import BOUNDARY, HEATMAP_SCALE, colorscal
 from inspector.plots.interactive.analysis import (
     beams_view,
     compare_view,
-    headstats_heatmap,
+    head_stats_heatmap,
     lens_grid,
     rollout_heatmap,
 )
@@ -49,7 +49,7 @@ __all__ = [
     "colorscale_gamma",
     "corpus_distributions",
     "head_grid",
-    "headstats_heatmap",
+    "head_stats_heatmap",
     "lens_grid",
     "rollout_heatmap",
     "text_html",

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inspector.plots.analysis_data import CompareData, beams_data, compare_data, headstats_data, lens_data, rollout_data
+from inspector.plots.analysis_data import (
+    CompareData,
+    beams_data,
+    compare_data,
+    head_stats_data,
+    lens_data,
+    rollout_data,
+)
 from inspector.plots.interactive._draw import (
     BOUNDARY,
     HEATMAP_SCALE,
@@ -108,7 +115,7 @@ def rollout_heatmap(
     return fig
 
 
-def headstats_heatmap(
+def head_stats_heatmap(
     capture: Capture | HeadStats | pd.DataFrame,
     rows: str = "all",
     statistics: Sequence[str] | None = None,
@@ -120,7 +127,7 @@ def headstats_heatmap(
     go = plotly_go()
     from plotly.subplots import make_subplots
 
-    d = headstats_data(capture, rows, statistics)
+    d = head_stats_data(capture, rows, statistics)
     n = len(d.names)
     ncols = min(n, 4)
     nrows = -(-n // ncols)
@@ -140,7 +147,7 @@ def headstats_heatmap(
     fig.update_yaxes(title_text="layer", autorange="reversed", dtick=1 if d.num_layers <= 16 else None)
     fig.update_layout(
         **LAYOUT, title=title_layout(d.title), width=width or 300 * ncols + 120, height=height or 300 * nrows + 120,
-        margin={"t": 110}, meta={"kind": "headstats", "statistics": d.names},
+        margin={"t": 110}, meta={"kind": "head-stats", "statistics": d.names},
     )
     return fig
 

@@ -17,7 +17,7 @@ text_figure, text_html      text        text coloured by probability or entropy
 corpus_distributions        corpus      a run's metrics by label
 lens_grid                   analysis    logit lens, layer x position
 rollout_heatmap             analysis    attention rollout
-headstats_heatmap           analysis    head statistics, layer x head panels
+head_stats_heatmap           analysis    head statistics, layer x head panels
 compare_view                analysis    two captures: KL, agreement, difference
 beams_view                  analysis    two beams of one search, the same way
 ==========================  ==========  =========================================
@@ -27,7 +27,7 @@ from inspector.plots.static._draw import BOUNDARY, GENERATED_INK, HEATMAP_CMAP, 
 from inspector.plots.static.analysis import (
     beams_view,
     compare_view,
-    headstats_heatmap,
+    head_stats_heatmap,
     lens_grid,
     rollout_heatmap,
 )
@@ -47,7 +47,7 @@ __all__ = [
     "compare_view",
     "corpus_distributions",
     "head_grid",
-    "headstats_heatmap",
+    "head_stats_heatmap",
     "lens_grid",
     "rollout_heatmap",
     "text_figure",

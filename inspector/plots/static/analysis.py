@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inspector.plots.analysis_data import CompareData, beams_data, compare_data, headstats_data, lens_data, rollout_data
+from inspector.plots.analysis_data import (
+    CompareData,
+    beams_data,
+    compare_data,
+    head_stats_data,
+    lens_data,
+    rollout_data,
+)
 from inspector.plots.labels import display_token, thin_indices
 from inspector.plots.static._draw import (
     BOUNDARY,
@@ -103,7 +110,7 @@ def rollout_heatmap(
     return fig
 
 
-def headstats_heatmap(
+def head_stats_heatmap(
     capture: Capture | HeadStats | pd.DataFrame,
     rows: str = "all",
     statistics: Sequence[str] | None = None,
@@ -111,7 +118,7 @@ def headstats_heatmap(
     figsize: tuple[float, float] | None = None,
 ) -> Figure:
     """Head statistics, layer x head, one panel per statistic (a capture, a HeadStats or one run group)."""
-    d = headstats_data(capture, rows, statistics)
+    d = head_stats_data(capture, rows, statistics)
     n = len(d.names)
     ncols = min(n, 4)
     nrows = -(-n // ncols)
