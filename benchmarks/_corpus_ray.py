@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:  # this checkout's inspector, not whichever one is
 def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from _common import load_bench_model
 
-    from inspector.capture import GenerationSettings
+    from inspector.capture.settings import GenerationSettings
     from inspector.runs import RunConfig, plan_run
 
     im = load_bench_model(args.model, args.device, args.weights)
@@ -45,7 +45,7 @@ def _padding_share(batches: list[list[int]]) -> float:
 
 
 def bench_batching(args: argparse.Namespace) -> dict[str, Any]:
-    from inspector.capture import generate
+    from inspector.capture.engine import generate
 
     im, cfg, plan = _setup(args)
     sorted_batches = [list(b) for b in plan.batches]

@@ -11,7 +11,7 @@ with 32. Methods:
 * ``notebook``: the originating notebook's call (``use_cache=False``,
   ``output_attentions``, ``output_logits``, ``return_dict_in_generate``) followed by
   its stacked mean per step, ``torch.stack(output.attentions[step]).mean(dim=0)``;
-* ``inspector``: ``inspector.generate`` with default settings (fp16 attention,
+* ``inspector``: ``model.generate`` with default settings (fp16 attention,
   top-10 logits per step, every attention row kept);
 * ``+layers``: the same, also keeping hidden states (fp16) and value norms
   (``keep_hidden_states=True, keep_value_norms=True``); its cost over ``inspector``
@@ -125,7 +125,7 @@ def capture_methods(im: Any, prompts: list[str], new_tokens: int) -> dict[str, A
     """The capture methods by name: each returns its list of captures."""
     def make(**kw: Any) -> Any:
         def run() -> list[inspector.Capture]:
-            caps = inspector.generate(im, prompts, max_new_tokens=new_tokens, **kw)
+            caps = im.generate(prompts, max_new_tokens=new_tokens, **kw)
             return caps if isinstance(caps, list) else [caps]
         return run
 
@@ -158,7 +158,7 @@ def run_case(im: Any, batch: int, prompt_tokens: int, new_tokens: int, reps: int
     def plain_reserved() -> torch.Tensor:
         """plain generate as the capture runs it: its KV cache (room reserved, written in place), inference
         mode; nothing recorded"""
-        from inspector.capture.modules import cache_kwarg
+        from inspector._compat import cache_kwarg
         from inspector.capture.reserved_cache import reserved_cache
 
         cache = reserved_cache(model, int(enc["input_ids"].shape[1]) + new_tokens)

@@ -60,7 +60,7 @@ def runner(im: Any, method: str, prompt: str, new_tokens: int) -> Any:
                 return model.generate(**enc, use_cache=True, max_new_tokens=new_tokens, do_sample=False,
                                       pad_token_id=tok.eos_token_id)
         return plain
-    return lambda: [inspector.generate(im, prompt, max_new_tokens=new_tokens, **METHODS[method])]
+    return lambda: [im.generate(prompt, max_new_tokens=new_tokens, **METHODS[method])]
 
 
 def kept_bytes(method: str, result: Any) -> int:
@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             times[m].append(seconds)
             kept[m] = kept_bytes(m, result)
             del result
-    from inspector.capture import GenerationSettings
     from inspector.capture.budget import ModelSizes, estimate_capture
+    from inspector.capture.settings import GenerationSettings
 
     sizes = ModelSizes.of(im.model)
     rows: list[dict[str, Any]] = []

@@ -10,6 +10,7 @@ from typing import Any
 import streamlit as st
 
 from . import state
+from .text import md
 
 #: Session key of the second capture of a comparison, with the key of the capture it was made for.
 COMPARE_CAPTURE = "_compare_capture"
@@ -139,11 +140,11 @@ def _head_stats(capture: Any) -> None:
         st.info("Choose at least one statistic.")
         return
     try:
-        fig = interactive.headstats_heatmap(capture, rows=rows, statistics=names)
+        fig = interactive.head_stats_heatmap(capture, rows=rows, statistics=names)
     except ValueError as exc:
         st.info(f"Head statistics: {exc}")
         return
-    st.plotly_chart(fig, key="fig_headstats", width="stretch")
+    st.plotly_chart(fig, key="fig_head_stats", width="stretch")
     _head_rankings(capture, rows)
 
 
@@ -207,7 +208,8 @@ def _compare(capture: Any, loaded: Any, request: state.ModelRequest, settings: A
     except ValueError as exc:  # CompareError included: nothing aligns
         st.error(f"Cannot compare: {exc}")
         return
-    st.markdown(f"**A** (current): {capture.generated_text!r}  \n**B** ({label}): {other.generated_text!r}")
+    st.markdown(f"**A** (current): {md(repr(capture.generated_text))}  \n"
+                f"**B** ({label}): {md(repr(other.generated_text))}")
     st.plotly_chart(fig, key="fig_compare", width="stretch")
 
 
@@ -227,7 +229,7 @@ def search_beams(loaded: Any, request: state.ModelRequest, capture: Any, setting
     found = store.get(key)
     if found is None:
         with state.generation_lock():
-            found = store.get(key) or loaded.model.generate(capture.prompt_text, settings=wanted, sources=source)
+            found = store.get(key) or loaded.model.generate([capture.prompt_text], settings=wanted, sources=[source])
         store.put(key, found)
     return list(found)
 
@@ -267,8 +269,8 @@ def _beams(capture: Any, loaded: Any, request: state.ModelRequest, settings: Any
     except ValueError as exc:
         st.error(f"Cannot compare: {exc}")
         return
-    st.markdown(f"**beam {i}**: {found[int(i or 0)].generated_text!r}  \n"
-                f"**beam {j}**: {found[int(j or 0)].generated_text!r}")
+    st.markdown(f"**beam {i}**: {md(repr(found[int(i or 0)].generated_text))}  \n"
+                f"**beam {j}**: {md(repr(found[int(j or 0)].generated_text))}")
     st.plotly_chart(fig, key="fig_beams", width="stretch")
 
 

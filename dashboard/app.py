@@ -1,6 +1,7 @@
 """inspector dashboard: page layout only (``inspector dashboard``, or ``streamlit run dashboard/app.py``).
 
-Sidebar: model and decoding. Main page: banners, then one tab per view; each view lives
+Sidebar: model and decoding. Main page: banners, the running generation's progress, then one tab per view
+(the generation runs in the background, see ``job_view.py``); each view lives
 in its own module of this folder, caches and session keys in ``state.py``. The folder is
 the package ``dashboard`` in a source checkout and ``inspector_dashboard`` when installed.
 """
@@ -28,8 +29,8 @@ def _view(name: str) -> ModuleType:
 access, launch, state = _view("access"), _view("launch"), _view("state")
 banners, sidebar, decoding = _view("banners"), _view("sidebar"), _view("decoding")
 prompt_view, generation_view, attention_view = _view("prompt_view"), _view("generation_view"), _view("attention_view")
-corpus_view, export_view = _view("corpus_view"), _view("export_view")
-analysis_view, run_launch_view = _view("analysis_view"), _view("run_launch_view")
+corpus_view, export_view, job_view = _view("corpus_view"), _view("export_view"), _view("job_view")
+analysis_view, run_launch_view, why_view = _view("analysis_view"), _view("run_launch_view"), _view("why_view")
 
 st.set_page_config(page_title="inspector · inside a language model", page_icon=":material/search:", layout="wide")
 opts = launch.launch_options()
@@ -38,21 +39,24 @@ if refusal:
     st.error(refusal, icon=":material/lock:")
     st.stop()
 
+banners.title()  # drawn first: the first visit shows the page, then what it waits for
 with st.sidebar:
     request = sidebar.sidebar_model(opts)
-    loaded = sidebar.load_model(request)
-    sidebar.sidebar_loaded(loaded)
+loaded = sidebar.load_model(request)
+sidebar.reflect_loaded(request, loaded)
 with st.sidebar:
+    sidebar.sidebar_loaded(loaded, request)
     settings, settings_error = decoding.sidebar_decoding()
 
 banners.open_launch_capture(opts)
-banners.header(loaded)
+banners.header(loaded, request)
+generating = job_view.progress(request, settings)
 banners.flash()
 banners.capture_line(settings)
 
 state.apply_pending_view()
 tabs = st.tabs(list(state.VIEWS), key=state.VIEW, on_change="rerun")
-prompt_tab, generation_tab, attention_tab, analysis_tab, corpus_tab, export_tab = tabs
+prompt_tab, generation_tab, attention_tab, analysis_tab, why_tab, corpus_tab, export_tab = tabs
 capture = state.current_capture()
 with prompt_tab:
     if prompt_tab.open:
@@ -66,6 +70,9 @@ with attention_tab:
 with analysis_tab:
     if analysis_tab.open:
         analysis_view.analysis_panel(capture, loaded, request, settings)
+with why_tab:
+    if why_tab.open:
+        why_view.why_panel(capture, loaded, request, settings)
 with corpus_tab:
     if corpus_tab.open:
         run_launch_view.launch_panel(opts, loaded, request, settings, settings_error)
@@ -73,3 +80,4 @@ with corpus_tab:
 with export_tab:
     if export_tab.open:
         export_view.export_panel(capture, loaded)
+job_view.wait(generating)  # last: the page is drawn; a click meanwhile reruns it, the generation goes on

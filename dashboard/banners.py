@@ -12,23 +12,26 @@ from .launch import LaunchOptions
 from .text import md, md_paragraphs, stop_label
 
 
-def header(load: Any) -> None:
-    """Title, what the page is, and the model banners (shown above every view)."""
+def title() -> None:
+    """Title and what the page is: drawn first, before the model loads."""
     st.title("inspector: inside a language model as it generates")
     st.caption(
         "Pick a prompt and press **Generate**; then see how sure the model was of every token (Generation) "
         "and where each token looked (Attention), or compare many dialogue turns from a corpus run (Corpus)."
     )
+
+
+def header(load: Any, req: state.ModelRequest) -> None:
+    """The model banners (shown above every view); ``req`` is what was asked for."""
     m = load.model
+    asked = req.name or "the model"
     if load.level == "demo":
         from inspector.fallback import demo_text
 
-        asked = st.session_state.get("model_name") or "the model"
         st.info(f"**{asked!r} could not be loaded here.** {demo_text(m)}", icon=":material/school:")
         with st.expander("Why"):
             st.markdown(md_paragraphs(load.message))
     elif load.fell_back:
-        asked = st.session_state.get("model_name") or "the model"
         where = m.name if load.level == "local-config" else "the built-in tiny model"
         st.error(
             f"**Could not load {asked!r}, so the page uses a GPT-2 with random weights instead "
@@ -56,23 +59,23 @@ def capture_line(settings: Any) -> None:
     origin = st.session_state.get(state.CAPTURE_ORIGIN, "")
     rnd = " · **random weights**" if cap.meta.random_weights else ""
     made = "forced (teacher-forced continuation)" if cap.meta.generation.get("mode") == "forced" else "generated"
+    from inspector.plots.labels import intervention_note
+
+    note = intervention_note(cap.meta.interventions)
+    changed = f" · **{md(note)}**" if note else ""
     st.markdown(f"**Showing:** {md(origin)} · {cap.prompt_len} prompt + {cap.num_steps} {made} tokens · "
-                f"stopped at: {stop_label(cap.stop_reason)}{rnd}")
+                f"stopped at: {stop_label(cap.stop_reason)}{rnd}{changed}")
     skey = st.session_state.get(state.CAPTURE_SETTINGS)
     if skey and settings is not None and skey != state.settings_key(settings):
         st.caption("The decoding settings have changed since this capture; press Generate to apply them.")
 
 
 def flash() -> None:
-    """The message the previous run left, and a note when it was stopped while generating."""
+    """The message the previous run left (a generation's end among them)."""
     msg = state.pop_flash()
     if msg:
         kind, text = msg
         getattr(st, kind, st.info)(text)
-    stopped = st.session_state.pop(state.GENERATING, None)
-    if stopped:  # the run that generated ended without finishing: Stop, or another click meanwhile
-        st.warning(f"Generation stopped after {stopped['done']} of up to {stopped['total']} tokens (Stop, or "
-                   "another change on the page while it ran); nothing was kept. Press **Generate** to start again.")
 
 
 def open_launch_capture(opts: LaunchOptions) -> None:

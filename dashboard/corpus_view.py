@@ -18,11 +18,14 @@ def corpus_panel(opts: LaunchOptions) -> None:
     st.subheader("Open a corpus run")
     st.caption("A run folder is written by `inspector run --split validation --out out/runs/NAME`: one capture per "
                "turn plus a summary table.")
+    picked = _run_list(opts)
+    if picked is not None:  # before the box is drawn, so that it shows the folder opened
+        state.remember("run_dir", picked)
     c1, c2 = st.columns([4, 1])
     state.sticky("run_dir", opts.run or "")
     path = c1.text_input("Run folder", key="run_dir", placeholder="out/runs/NAME")
     c2.write("")
-    opened = c2.button("Open run", key="open_run")
+    opened = c2.button("Open run", key="open_run") or picked is not None
     if opened or (path and st.session_state.get(state.RUN_PATH) is None and path == (opts.run or "")
                   and not st.session_state.get("_run_autotried")):
         st.session_state["_run_autotried"] = True
@@ -47,6 +50,79 @@ def corpus_panel(opts: LaunchOptions) -> None:
     research_view.compare_panel(run_path, summary)
     _corpus_table(run_path, summary)
     _capture_file_opener()
+
+
+#: Run folders listed per folder of runs, newest first.
+LISTED_RUNS = 20
+
+
+def runs_roots(opts: LaunchOptions) -> list[Path]:
+    """The folders whose run folders the page lists: where the page starts runs (``out/runs``) and the folder
+    holding the run given at launch."""
+    from .run_launch_view import DEFAULT_OUT
+
+    roots = [Path(DEFAULT_OUT).parent]
+    if opts.run:
+        roots.append(Path(opts.run).expanduser().parent)
+    out: list[Path] = []
+    for root in roots:
+        if root.resolve() not in [r.resolve() for r in out]:
+            out.append(root)
+    return out
+
+
+def run_button_key(path: str | Path) -> str:
+    """The key of the Open button of the listed run in ``path``."""
+    import hashlib
+
+    return "open_listed_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+
+
+def _listed(root: Path, opts: LaunchOptions) -> list[tuple[Path, str]] | None:
+    """``(folder, status line)`` of each run folder in ``root``, newest first (by the folder's time);
+    ``None`` where the page may not look (shared beyond its machine)."""
+    from .access import PathNotAllowed, check_path
+
+    try:
+        check_path(root, opts)
+    except PathNotAllowed:
+        return None
+    try:
+        folders = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    except OSError:
+        return []
+    from inspector.runs import RunError, run_status
+
+    found = []
+    for folder in sorted(folders, key=lambda p: p.stat().st_mtime_ns, reverse=True):
+        try:
+            status = run_status(folder)
+        except (RunError, OSError) as exc:
+            found.append((folder, f"unreadable: {exc}"))
+            continue
+        if status.state != "new":  # a folder that is no run
+            found.append((folder, status.describe()))
+        if len(found) == LISTED_RUNS:
+            break
+    return found
+
+
+def _run_list(opts: LaunchOptions) -> str | None:
+    """The run folders under :func:`runs_roots`, each with its status and an Open button; the one clicked."""
+    picked = None
+    for root in runs_roots(opts):
+        runs = _listed(root, opts)
+        if runs is None:
+            continue
+        with st.expander(f"Runs in {root} ({len(runs)})", expanded=not st.session_state.get(state.RUN_PATH)):
+            if not runs:
+                st.caption(f"No run folders in {md(str(root))} yet: start one below, or with `inspector run`.")
+            for folder, line in runs:
+                c1, c2 = st.columns([5, 1], vertical_alignment="center")
+                c1.markdown(f"**{md(folder.name)}** · {md(line)}")
+                if c2.button("Open", key=run_button_key(folder)):
+                    picked = str(folder)
+    return picked
 
 
 def open_live_run(path: str) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-from inspector.capture import MAX_STOP_STRING_CHARS, MAX_STOP_STRINGS
+from inspector.capture.settings import MAX_STOP_STRING_CHARS, MAX_STOP_STRINGS
 
 from . import state
 
@@ -30,8 +30,28 @@ SETTING_WIDGETS = {
     "truncate_prompt": "truncate_prompt",
     "keep_value_norms": "keep_value_norms",
 }
+#: Settings field -> how the page names it when it says what changed ("stopped: the temperature changed").
+SETTING_LABELS = {
+    "max_new_tokens": "Max new tokens",
+    "do_sample": "the decoding method",
+    "temperature": "the temperature",
+    "top_k": "Top-k",
+    "top_p": "Top-p",
+    "num_beams": "the number of beams",
+    "repetition_penalty": "the repetition penalty",
+    "stop_strings": "the stop strings",
+    "seed": "the seed",
+    "top_k_logits": "Candidates kept per step",
+    "truncate_prompt": "the choice to drop prompt tokens",
+    "keep_value_norms": "Keep value-vector norms",
+}
 #: Settings the page leaves at their defaults, and why.
 NOT_IN_DASHBOARD = {
+    # Interventions change the model's computation; the page shows the model as it is (Python API and CLI).
+    "ablate": "interventions: Python API and CLI",
+    "ablate_mode": "interventions: Python API and CLI",
+    "patch": "interventions: Python API and CLI",
+    "patch_from": "interventions: Python API and CLI",
     # The views show one sequence (beam search captures the best beam).
     "num_return_sequences": "one sequence per capture",
     # No view shows full [step, vocab] logits; every cached capture would hold them.
@@ -77,7 +97,7 @@ def parse_stop_strings(text: str) -> tuple[str, ...]:
 
 def sidebar_decoding() -> tuple[Any, str | None]:
     """Decoding settings; returns ``(GenerationSettings or None, error message or None)``."""
-    from inspector.capture import GenerationSettings
+    from inspector.capture.settings import GenerationSettings
 
     st.header("Decoding")
     mode = st.radio("Decoding", list(_DECODING), format_func=_DECODING.get, key="decoding",

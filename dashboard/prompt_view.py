@@ -1,4 +1,4 @@
-"""The Prompt view: a DailyDialog turn or free text, its token budget, and the Generate (and Stop) button."""
+"""The Prompt view: a DailyDialog turn or free text, its token budget, and the Generate button."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from typing import Any
 
 import streamlit as st
 
-from . import state
+from . import job_view, state
 from .dailydialog_picker import dailydialog_picker, dailydialog_problem, dailydialog_unavailable
-from .text import stop_label
 
 DEFAULT_PROMPT = "User: hey how are you? \nAgent:"
 
@@ -35,9 +34,12 @@ def prompt_panel(load: Any, req: state.ModelRequest, settings: Any, settings_err
     if prompt is not None:
         token_budget(load, prompt, settings)
     st.subheader("2 · Generate")
-    clicked = st.button("Generate", type="primary", key="generate", disabled=settings is None,
+    busy = job_view.running()
+    clicked = st.button("Generate", type="primary", key="generate", disabled=settings is None or busy,
                         help="Runs the model once and captures every step; views then redraw without "
                         "generating again.")
+    if busy:
+        st.caption("A generation is running (its progress is at the top of the page).")
     if settings_error:
         st.caption(f"Fix the decoding settings first: {settings_error}")
     if not clicked:
@@ -72,45 +74,13 @@ def _free_text(load: Any) -> tuple[str | None, dict[str, Any]]:
 
 
 def _generate(load: Any, req: state.ModelRequest, prompt: str, settings: Any, source: dict[str, Any]) -> None:
-    calls = state.generate_calls()
-    total = settings.max_new_tokens
-    st.session_state[state.GENERATING] = {"done": 0, "total": total}
-    st.button("Stop", key="stop_generation", icon=":material/stop_circle:",
-              help="Stops this generation at once; nothing is kept.")
-    bar = st.progress(0.0, text=f"Generating up to {total} tokens (other sessions wait their turn)…")
-
-    def on_step(done: int, total: int) -> None:
-        # Drawing into the page each step is also where Streamlit stops this run when the user
-        # clicks Stop (or changes anything): its rerun request is raised from here.
-        st.session_state[state.GENERATING] = {"done": done, "total": total}
-        bar.progress(min(done / max(total, 1), 1.0), text=f"Generated {done} of up to {total} tokens…")
-
-    try:
-        cap = state.generate(load, req, prompt, settings, source, on_step=on_step)
-    except Exception as exc:  # noqa: BLE001 - say so, keep the page (a Stop is not an Exception: it passes)
-        st.session_state.pop(state.GENERATING, None)
-        bar.empty()
-        if isinstance(exc, ValueError):  # empty, too long, bad settings; CaptureError is a ValueError
-            st.error(f"Could not generate: {exc}")
-        else:  # e.g. out of memory on the device
-            st.error(f"Generation failed ({type(exc).__name__}): {exc}. Try fewer new tokens, a shorter prompt "
-                     "or the CPU.")
-        return
-    st.session_state.pop(state.GENERATING, None)
-    origin = source.get("label") or "free-text prompt"
-    secs = cap.meta.extra.get("dashboard_seconds")
-    state.set_capture(cap, origin, state.settings_key(settings), switch_to="Generation")
-    took = f" in {secs:.1f} s" if isinstance(secs, (int, float)) else ""
-    if state.generate_calls() == calls:
-        took += ", from the cache (same model, prompt and settings)"
-    state.flash(f"Generated {cap.num_steps} tokens{took} (stopped at: {stop_label(cap.stop_reason)}). "
-                "Open **Attention** to see where each token looked.")
-    st.rerun()
+    """Start the generation in the background (see :mod:`dashboard.job_view`): other tabs stay usable."""
+    job_view.start(load, req, prompt, settings, source)
 
 
 def token_budget(load: Any, prompt: str, settings: Any) -> None:
     """How the prompt fits the model's context with room for the new tokens (nothing while settings are invalid)."""
-    from inspector.capture import prompt_budget
+    from inspector.capture.encode import prompt_budget
 
     if not prompt.strip() or settings is None:
         return

@@ -46,15 +46,19 @@ CAPTURE_SETTINGS = "capture_settings_key"
 PENDING_VIEW = "_pending_view"
 #: Message to show once after a rerun.
 FLASH = "_flash"
-#: Progress of the generation this browser session's current run is doing ({"done", "total"}); still set
-#: when the next run starts means that generation was interrupted (Stop or another click).
-GENERATING = "_generating"
+#: The generation this browser session started (a :class:`dashboard.jobs.GenerationJob`), running in the
+#: background until it ends; the page takes its capture (or says why it stopped) and forgets it.
+JOB = "_generation_job"
+#: Model box and switch values to apply before the sidebar is drawn (what a fallback loaded).
+PENDING_MODEL = "_pending_model"
+#: The model requests the sidebar shows after a fallback, each mapped to the request that loaded it.
+MODEL_ALIASES = "_model_aliases"
 #: The path of the open corpus run (see :func:`open_run`).
 RUN_PATH = "run_path"
 #: Tab widget key.
 VIEW = "view"
 
-VIEWS = ("Prompt", "Generation", "Attention", "Analysis", "Corpus", "Export")
+VIEWS = ("Prompt", "Generation", "Attention", "Analysis", "Why this token?", "Corpus", "Export")
 
 
 # ----------------------------------------------------------------------------- model
@@ -98,7 +102,17 @@ def load_model(req: ModelRequest) -> Any:
     check_model(req.name)
     if req.config_dir:
         check_path(req.config_dir)
-    return _load_model(req.name, req.device, req.random_weights, req.config_dir)
+    result = _load_model(req.name, req.device, req.random_weights, req.config_dir)
+    _LOADED.add(req.key)
+    return result
+
+
+#: Keys of the requests loaded in this process (the page shows no loading message for them).
+_LOADED: set[str] = set()
+
+
+def model_loaded(req: ModelRequest) -> bool:
+    return req.key in _LOADED
 
 
 def model_key(load: Any, req: ModelRequest) -> str:
@@ -164,24 +178,29 @@ def capture_store() -> CaptureStore:
 
 
 def generate(load: Any, req: ModelRequest, prompt: str, settings: Any, source: dict[str, Any],
-             on_step: Callable[[int, int], None] | None = None) -> Any:
+             on_step: Callable[[int, int], None] | None = None, on_start: Callable[[], None] | None = None,
+             store: CaptureStore | None = None, lock: threading.Lock | None = None) -> Any:
     """A capture of ``prompt`` (cached by model, prompt, source and settings).
 
-    Generation holds the process-wide lock; ``on_step(done, total)`` is called after every
-    step (see :func:`inspector.capture.generate`; an exception raised there cancels).
+    Generation holds the process-wide lock; ``on_start()`` is called once it is held (before the model
+    runs), ``on_step(done, total)`` after every step (see :func:`inspector.capture.generate`; an exception
+    raised from either cancels). ``store`` and ``lock`` default to :func:`capture_store` and
+    :func:`generation_lock` (a background thread passes them, resolved on the page's own thread).
     Raises ``ValueError`` (empty prompt, too long for the context, bad settings) before any model work.
     """
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("the prompt is empty: pick a DailyDialog turn or type some text")
     key = (model_key(load, req), prompt, settings_key(settings), json.dumps(source, sort_keys=True, default=str))
-    store = capture_store()
+    store = store if store is not None else capture_store()
     cap = store.get(key)
     if cap is not None:
         return cap
-    with generation_lock():
+    with lock if lock is not None else generation_lock():
         cap = store.get(key)  # another session may have made it while this one waited
         if cap is not None:
             return cap
+        if on_start is not None:
+            on_start()
         t0 = time.perf_counter()
         cap = load.model.generate(prompt, settings=settings, sources=source, on_step=on_step)
         cap.meta.extra["dashboard_seconds"] = round(time.perf_counter() - t0, 3)
@@ -194,6 +213,7 @@ def generate(load: Any, req: ModelRequest, prompt: str, settings: Any, source: d
 def clear_caches() -> None:
     """Forget cached models and captures (tests)."""
     _load_model.clear()
+    _LOADED.clear()
     capture_store().clear()
     with _COUNTS_LOCK:
         _COUNTS["generate"] = 0
@@ -226,7 +246,7 @@ def _dailydialog_where(source: str | None) -> str:
 @st.cache_data(show_spinner=False, max_entries=4)
 def _load_dialogues(split: str, source: str) -> Any:
     from inspector.data.dailydialog import DailyDialogError, load_dailydialog
-    from inspector.model import hub_reachable
+    from inspector.hub import hub_reachable
 
     if source == "hub" and not hub_reachable():
         raise DailyDialogError("no local copy is configured and the Hugging Face Hub cannot be reached from here")

@@ -205,3 +205,38 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def check_writable(path: str | os.PathLike[str], what: str, *, folder: bool = False,
+                   example: str = "out.file") -> Path:
+    """Refuse an output path that cannot be written, before any expensive work; returns it as a ``Path``.
+
+    A file output (``folder=False``) must not be an existing folder, a folder output not an existing
+    file; the folders still to be made must be makeable: their nearest existing ancestor is a folder
+    this process may write in.
+
+    Args:
+        path: the output as the user gave it.
+        what: how the user named it (``"--out"``), the start of every message.
+        folder: the output is a folder (a run folder) rather than a file.
+        example: a file name suggested inside a folder given for a file.
+
+    Raises:
+        ValueError: naming ``what`` and ``path`` and saying what to change.
+    """
+    p = Path(path).expanduser()
+    if folder and p.exists() and not p.is_dir():
+        raise ValueError(f"{what} {path} is a file, not a folder; give a folder path")
+    if not folder and p.is_dir():
+        raise ValueError(f"{what} {path} is a folder; give a file path, e.g. {p / example}")
+    parent = p if folder else p.parent
+    existing = parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        made = "it" if folder else f"its folder {parent}"
+        raise ValueError(f"{what} {path}: cannot make {made}: {existing} is a file; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK) or (p.is_file() and not os.access(p, os.W_OK)):
+        where = p if p.is_file() else existing
+        raise ValueError(f"{what} {path}: cannot write there ({where}: permission denied); choose another path")
+    return p

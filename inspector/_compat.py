@@ -259,3 +259,42 @@ def cache_kwarg(model: torch.nn.Module) -> str:
     """The name of the model's ``forward`` argument that takes the KV cache (``cache`` or ``past_key_values``)."""
     params = inspect.signature(model.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
+
+
+def no_hub_agent_registry_fetch() -> None:
+    """Keep huggingface_hub from asking the Hub for its AI-agent registry when it first builds request headers.
+
+    huggingface_hub (2.x) looks up ``/api/agent-harnesses`` on the Hub (a request of several seconds when the
+    Hub does not answer) the first time it sends anything, even for a cache lookup with
+    ``local_files_only=True``; the registry only names agents in the user-agent string. This sets its
+    in-process registry (``huggingface_hub.utils._detect_agent._registry``) to the cached copy, or to the
+    library's empty registry, so a model load asks the Hub nothing but its one bounded question. Does nothing
+    where the library has no such registry, or has loaded it already.
+    """
+    try:
+        from huggingface_hub import constants
+        from huggingface_hub.utils import _detect_agent
+    except ImportError:  # pragma: no cover - an older huggingface_hub: no registry to fetch
+        return
+    if getattr(_detect_agent, "_registry", "") is not None:
+        return
+    cached = _detect_agent._read_cached_registry(constants.AGENT_HARNESSES_PATH, max_age=None)
+    _detect_agent._registry = cached or _detect_agent._EMPTY_REGISTRY
+
+
+@contextlib.contextmanager
+def no_weight_loading_bar() -> Iterator[None]:
+    """transformers' "Loading weights" bar off while a model loads (put back as it was afterwards).
+
+    The bar (``tqdm.auto``) flashes ``0/272`` on the command line for a load of a fraction of a second, and
+    in a notebook without ipywidgets opens the cell with ``TqdmWarning: IProgress not found``.
+    """
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()

@@ -28,11 +28,17 @@ def _sum(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 #: Reductions by name. Read-only: pass a function to :func:`aggregate_attention` for a new one.
 REDUCERS: Mapping[str, Reducer] = MappingProxyType({"mean": _mean, "max": _max, "sum": _sum})
+#: Reducers whose result is not a distribution over keys (rows may sum above 1): figures and the CLI say so.
+NOT_A_DISTRIBUTION: frozenset[str] = frozenset({"max", "sum"})
 
-#: Names accepted by ``--agg`` in the CLI and the dashboard.
-AGGREGATE_MODES: tuple[str, ...] = ("mean", "max", "stacked-mean", "norm-weighted")
+#: Names accepted by ``--agg`` in the CLI and the dashboard. ``"contribution-norm"`` is Kobayashi et al.
+#: (2020)'s ``||alpha_ij f(x_j)||``; ``"norm-weighted-renormalised"`` the same with every row divided by its
+#: sum; ``"norm-weighted"`` is the renormalised one under its older name (see :func:`aggregate_by_mode`).
+AGGREGATE_MODES: tuple[str, ...] = (
+    "mean", "max", "stacked-mean", "contribution-norm", "norm-weighted-renormalised", "norm-weighted",
+)
 #: Modes that need the capture's value norms (``value_norms=`` of :func:`aggregate_by_mode`).
-NORM_MODES: tuple[str, ...] = ("norm-weighted",)
+NORM_MODES: tuple[str, ...] = ("contribution-norm", "norm-weighted-renormalised", "norm-weighted")
 
 
 def _check_attention(att: torch.Tensor) -> None:
@@ -71,6 +77,10 @@ def aggregate_attention(
         ``[query, key]`` when both are reduced or selected, ``[head, query, key]`` when
         only layers are, ``[layer, query, key]`` when only heads are, else the input
         (as float32).
+
+    ``"mean"`` and a single layer or head keep each row a distribution (it sums to 1); ``"max"`` and
+    ``"sum"`` do not: a ``"max"`` row holds each key's largest weight over the layers or heads, and sums
+    to more than 1 wherever they look at different keys (see :data:`NOT_A_DISTRIBUTION`).
     """
     _check_attention(att)
     n_layer, n_head = int(att.shape[0]), int(att.shape[1])
@@ -117,23 +127,30 @@ def aggregate_by_mode(
     ``mode`` is one of :data:`AGGREGATE_MODES`. A given ``layer`` and/or ``head`` is
     selected first; the remaining dimensions are reduced with ``mode``. ``"stacked-mean"``
     is the notebook's mean over layers followed by a mean over heads (or the chosen head).
-    ``"norm-weighted"`` (Kobayashi et al. 2020) weights each key by its value norm
-    (``value_norms``: ``[layer, head, key]``, the capture's), renormalises every row to sum
-    to 1 (:func:`inspector.value_math.norm_weighted_attention`), then takes the mean.
+    The value-norm modes use ``value_norms`` ``[layer, head, key]`` (the capture's
+    ``||f_h(x_j)||``, ``f_h(x) = (x W_V^h + b_V^h) W_O^h``; see :mod:`inspector.value_math`):
+
+    * ``"contribution-norm"``: Kobayashi et al. (2020)'s ``||alpha_ij f(x_j)||`` =
+      ``alpha_ij ||f(x_j)||``, the size of what key ``j`` adds to query ``i``'s output, then the
+      mean over layers and heads. Not renormalised: a head whose value vectors are small counts
+      less, which is the paper's point; rows do not sum to 1.
+    * ``"norm-weighted-renormalised"``: the same products with each row divided by its sum (a
+      distribution over keys per head, comparable with raw attention), then the mean. This
+      removes each head's overall size. ``"norm-weighted"`` is this mode under its older name.
 
     Raises:
-        ValueError: an unknown mode, or ``"norm-weighted"`` without value norms (the message
+        ValueError: an unknown mode, or a value-norm mode without value norms (the message
             says to capture again with ``keep_value_norms=True``).
     """
     if mode not in AGGREGATE_MODES:
         raise ValueError(f"unknown aggregate mode {mode!r}; choose one of {list(AGGREGATE_MODES)}")
-    if mode == "norm-weighted":
+    if mode in NORM_MODES:
         if value_norms is None:
-            raise ValueError("norm-weighted attention needs value norms, and this capture kept none; capture "
+            raise ValueError(f"{mode} attention needs value norms, and this capture kept none; capture "
                              "again with keep_value_norms=True (CLI: --keep-value-norms)")
         from inspector.value_math import norm_weighted_attention
 
-        weighted = norm_weighted_attention(att, value_norms, renormalise=True)
+        weighted = norm_weighted_attention(att, value_norms, renormalise=mode != "contribution-norm")
         return aggregate_attention(weighted, layers="mean" if layer is None else layer,
                                    heads="mean" if head is None else head)
     if mode == "stacked-mean":

@@ -6,6 +6,7 @@ argument parsing, which should stay quick); the functions that need torch import
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,8 +42,25 @@ def available_devices() -> list[str]:
     return found
 
 
+def refuse_unavailable_device(device: object) -> None:
+    """A ``ValueError`` for a device that surely cannot exist here, decided without importing torch.
+
+    Apple's ``mps`` exists only on macOS: on any other system ``--device mps`` is refused at once,
+    before torch (seconds to import on a small machine) or a model is loaded. Devices that need torch
+    to tell (``cuda``) are checked by :func:`resolve_device`.
+    """
+    name = str(device).strip().lower()
+    if name.split(":", 1)[0] == "mps" and sys.platform != "darwin":
+        raise ValueError(f"device {name!r} is not available here: Apple's mps exists only on macOS; "
+                         "use --device cpu, cuda or auto")
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks cuda, then mps, then cpu; an unavailable device is a ``ValueError``."""
+    """``"auto"`` picks cuda, then mps, then cpu; an unavailable device is a ``ValueError``.
+
+    Callers resolve the device before loading anything, so a wrong ``--device`` costs no model load.
+    """
+    refuse_unavailable_device(device)
     import torch
 
     if isinstance(device, torch.device):

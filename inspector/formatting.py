@@ -21,14 +21,16 @@ def format_value(x: float, digits: int = 3) -> str:
     """``x`` with ``digits`` significant digits: fixed point from ``1e-3`` to ``1e5``, else scientific.
 
     ``10.67 -> "10.7"``, ``0.5 -> "0.500"``, ``2.1e-05 -> "2.10e-05"``, ``123456 -> "1.23e+05"``,
-    ``0 -> "0"``; NaN gives :data:`MISSING`.
+    ``0 -> "0"`` (``-0.0`` too); NaN gives :data:`MISSING`.
     """
     if isinstance(digits, bool) or not isinstance(digits, int) or digits < 1:
         raise ValueError(f"digits must be a positive integer, got {digits!r}")
     x = float(x)
     if math.isnan(x):
         return MISSING
-    if math.isinf(x) or x == 0:
+    if x == 0:
+        return "0"  # also -0.0, which would print "-0": a sign with no size
+    if math.isinf(x):
         return f"{x:g}"
     size = abs(x)
     if 1e-3 <= size < 1e5:

@@ -162,7 +162,7 @@ def _write_converted(path: Path, target: Path, info: GGUFInfo, progress: bool) -
     """De-quantise ``path`` with transformers and write it as a model folder into ``target`` (which exists)."""
     import torch
     from safetensors.torch import save_model
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text: no notebook widget (tqdm.auto warns where ipywidgets is absent)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     steps = tqdm(total=4, desc=f"converting {path.name} (once)", unit="step", disable=not progress)

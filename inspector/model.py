@@ -7,35 +7,26 @@ their weights under eager attention works the same way.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack, overload
 
 import torch
 
 from inspector import locations
 from inspector.architectures import UnsupportedModelError, check_supported
-from inspector.devices import available_devices, resolve_device, resolve_dtype
+from inspector.devices import resolve_device, resolve_dtype
 from inspector.gguf import GGUF_INFO_KEY, GGUFError, GGUFInfo, converted_folder, is_gguf_path
 from inspector.handle import ModelHandle
-from inspector.hub import hub_offline, hub_reachable
+from inspector.hub import HUB_TIMEOUT, hub_offline, hub_reachable
 from inspector.locations import DEMO_INSTALL, DEMO_MODEL
-from inspector.provenance import library_versions
 
 if TYPE_CHECKING:  # pragma: no cover
+    from inspector.capture.overrides import SettingsOverrides
+    from inspector.capture.settings import GenerationSettings
     from inspector.records import Capture
 
-# Defined in the low modules above; importable from here as before.
-__all__ = [
-    "InspectorModel",
-    "ModelLoadError",
-    "UnsupportedModelError",
-    "available_devices",
-    "hub_reachable",
-    "library_versions",
-    "load_model",
-    "resolve_device",
-    "resolve_dtype",
-]
+__all__ = ["InspectorModel", "ModelLoadError", "load_model"]
 
 
 class ModelLoadError(RuntimeError):
@@ -70,6 +61,28 @@ def _check_config(config: Any, trust_remote_code: bool) -> None:
             config, attn_implementation="eager", trust_remote_code=trust_remote_code
         )
     check_supported(skeleton)
+
+
+def _fetch_from_hub(name: str, revision: str | None, random_weights: bool, remote_code: bool) -> Path:
+    """Model ``name``'s files from the Hub (:func:`inspector.hub.fetch_model`), or the error that says what to do."""
+    import time
+
+    from inspector.hub import HubUnreachableError, fetch_model
+
+    # One deadline for both: the connection check (its answer is kept for the data loader), then the one
+    # request for the model's files, given what is left of HUB_TIMEOUT.
+    t0 = time.monotonic()
+    if not hub_reachable(timeout=HUB_TIMEOUT):
+        raise _hub_error(name, reachable=False)
+    left = HUB_TIMEOUT - (time.monotonic() - t0)
+    try:
+        if left <= 0.1:
+            raise HubUnreachableError(f"no answer within {HUB_TIMEOUT:g} s")
+        return fetch_model(name, revision, random_weights=random_weights, remote_code=remote_code, timeout=left)
+    except HubUnreachableError:
+        raise _hub_error(name, reachable=False) from None
+    except Exception as exc:  # no such repository, gated, a file that would not download: the Hub's words
+        raise _hub_error(name, reachable=True, cause=exc) from exc
 
 
 def _hub_error(name: str, reachable: bool, cause: object = None) -> ModelLoadError:
@@ -109,17 +122,78 @@ class InspectorModel(ModelHandle):
     ``model`` and ``tokenizer`` are the plain Hugging Face objects; see :class:`inspector.handle.ModelHandle`.
     """
 
-    def generate(self, prompts: str | list[str], **kwargs: Any) -> Capture | list[Capture]:
-        """Generate and capture; see :func:`inspector.capture.generate` for the arguments."""
+    @overload
+    def generate(
+        self,
+        prompts: str,
+        *,
+        settings: GenerationSettings | None = None,
+        sources: dict[str, Any] | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+        **overrides: Unpack[SettingsOverrides],
+    ) -> Capture: ...
+
+    @overload
+    def generate(
+        self,
+        prompts: list[str] | tuple[str, ...],
+        *,
+        settings: GenerationSettings | None = None,
+        sources: Sequence[dict[str, Any]] | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+        **overrides: Unpack[SettingsOverrides],
+    ) -> list[Capture]: ...
+
+    def generate(
+        self,
+        prompts: str | Sequence[str],
+        *,
+        settings: GenerationSettings | None = None,
+        sources: Sequence[dict[str, Any]] | dict[str, Any] | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+        **overrides: Unpack[SettingsOverrides],
+    ) -> Capture | list[Capture]:
+        """Generate and capture: one :class:`Capture` for a string, a list for a list of prompts.
+
+        Settings come as ``settings=`` (a :class:`GenerationSettings`) and/or as keyword arguments
+        naming its fields (``max_new_tokens=20``), which replace the same fields. Several returned
+        sequences (``num_return_sequences``) need the prompt in a list. See
+        :func:`inspector.capture.engine.generate` for ``sources`` and ``on_step``.
+        """
         from inspector.capture.engine import generate
 
-        return generate(self, prompts, **kwargs)
+        return generate(self, prompts, settings=settings, sources=sources, on_step=on_step, **overrides)
 
-    def score(self, prompt: str | list[str], continuation: str | list[str], **kwargs: Any) -> Capture | list[Capture]:
-        """Teacher-force ``continuation`` after ``prompt``; see :func:`inspector.capture.forced.score`."""
+    @overload
+    def score(self, prompt: str, continuation: str, *, top_k_logits: int = ..., keep_logits: bool = ...,
+              keep_attention: bool = ..., attention_dtype: torch.dtype | str = ...,
+              sources: dict[str, Any] | None = ...) -> Capture: ...
+
+    @overload
+    def score(self, prompt: list[str] | tuple[str, ...], continuation: list[str] | tuple[str, ...], *,
+              top_k_logits: int = ...,
+              keep_logits: bool = ..., keep_attention: bool = ..., attention_dtype: torch.dtype | str = ...,
+              sources: Sequence[dict[str, Any]] | None = ...) -> list[Capture]: ...
+
+    def score(
+        self,
+        prompt: str | Sequence[str],
+        continuation: str | Sequence[str],
+        *,
+        top_k_logits: int = 10,
+        keep_logits: bool = False,
+        keep_attention: bool = True,
+        attention_dtype: torch.dtype | str = torch.float16,
+        sources: Sequence[dict[str, Any]] | dict[str, Any] | None = None,
+    ) -> Capture | list[Capture]:
+        """Teacher-force ``continuation`` after ``prompt``: one :class:`Capture` for strings, a list for lists.
+
+        See :func:`inspector.capture.forced.score` for the arguments.
+        """
         from inspector.capture.forced import score
 
-        return score(self, prompt, continuation, **kwargs)
+        return score(self, prompt, continuation, top_k_logits=top_k_logits, keep_logits=keep_logits,
+                     keep_attention=keep_attention, attention_dtype=attention_dtype, sources=sources)
 
 
 def load_model(
@@ -157,12 +231,13 @@ def load_model(
         ModelLoadError: model or tokenizer not found, or it needs ``trust_remote_code``; the message
             says what to do.
     """
+    dev = resolve_device(device)  # before transformers is imported: a wrong device costs nothing
+    torch_dtype = resolve_dtype(dtype, dev)
+
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from inspector._compat import commit_hash
 
-    dev = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, dev)
     name = str(name_or_path)
     shown, gguf = _resolve_gguf(name)
     if gguf is not None:
@@ -172,8 +247,13 @@ def load_model(
         name = str(Path(name).expanduser())
     elif Path(name).expanduser().exists() or name.startswith((".", "/", "~")):
         raise ModelLoadError(f"model folder {name!r} does not exist (or is not a folder)")
+    hub_id = name  # how the model is named in captures (the Hub id, not the cache folder it is read from)
     if local_files_only is None:
         local_files_only = is_local or hub_offline()
+    if not is_local:
+        from inspector._compat import no_hub_agent_registry_fetch
+
+        no_hub_agent_registry_fetch()  # a hidden Hub request of huggingface_hub's, before even a cache lookup
     if not local_files_only and not is_local:
         # a cached copy works offline; otherwise fail fast instead of a minute of retries
         try:
@@ -183,8 +263,10 @@ def load_model(
         except (OSError, ValueError) as exc:
             if "trust_remote_code" in str(exc):
                 raise _remote_code_hint(name) from exc
-            if not hub_reachable():
-                raise _hub_error(name, reachable=False) from None
+            # one bounded question to the Hub, then a local folder: no retries of the loader's own
+            hub_id, name = name, str(_fetch_from_hub(name, revision, random_weights, bool(trust_remote_code)))
+            local_files_only = True
+            revision = None
     common: dict[str, Any] = {
         "revision": revision,
         "local_files_only": local_files_only,
@@ -200,9 +282,12 @@ def load_model(
                 model = AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32,
                                                          trust_remote_code=bool(trust_remote_code))
         else:
-            model = AutoModelForCausalLM.from_pretrained(
-                name, attn_implementation="eager", dtype=torch.float32, **common
-            )
+            from inspector._compat import no_weight_loading_bar
+
+            with no_weight_loading_bar():
+                model = AutoModelForCausalLM.from_pretrained(
+                    name, attn_implementation="eager", dtype=torch.float32, **common
+                )
     except UnsupportedModelError:
         raise
     except (OSError, ValueError) as exc:
@@ -223,7 +308,7 @@ def load_model(
                     "tokenizer files and the weights (or, for random weights from config.json and the tokenizer "
                     "alone, pass ")
             raise ModelLoadError(need + "random_weights=True)", need + "--random-weights)") from exc
-        raise _hub_error(name, reachable=not hub_offline(), cause=exc) from exc
+        raise _hub_error(hub_id, reachable=not hub_offline(), cause=exc) from exc
     model = model.to(device=dev, dtype=torch_dtype)
     info: dict[str, Any] = {"seed": seed} if random_weights else {}
     if gguf is not None:
@@ -231,7 +316,7 @@ def load_model(
     return InspectorModel(
         model=model,
         tokenizer=tokenizer,
-        name=shown if gguf is not None else name,
+        name=shown if gguf is not None else hub_id,
         random_weights=random_weights,
         revision=None if gguf is not None else revision or commit_hash(model.config),
         info=info,

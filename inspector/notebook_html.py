@@ -1,7 +1,9 @@
-"""HTML a capture shows in a notebook (``Capture._repr_html_``): small, self-contained, no network.
+"""HTML a capture shows in a notebook: small, self-contained, no network.
 
-Depends on nothing else in the package but :mod:`inspector.formatting` (records call it lazily), so it
-can sit below every layer: it takes plain values, not a :class:`~inspector.records.Capture`.
+A front end: records hold no presentation. ``import inspector`` inside IPython or Jupyter calls
+:func:`register`, which tells the shell's HTML formatter to show every
+:class:`~inspector.records.Capture` with :func:`capture_display` (by the class's name, so nothing
+is imported until a capture is shown).
 """
 
 from __future__ import annotations
@@ -9,8 +11,12 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from inspector.formatting import format_prob
+
+if TYPE_CHECKING:  # pragma: no cover
+    from inspector.records import Capture
 
 #: Light yellow (sure) to red (surprising): the colour of a chosen-token probability.
 _RAMP = ((255, 255, 204), (254, 217, 118), (253, 141, 60), (227, 26, 28), (128, 0, 38))
@@ -84,3 +90,17 @@ def capture_html(
         '<div style="color:#777;font-size:11px">Generated tokens coloured by their probability '
         "(yellow: sure, red: surprising); hover one for its value.</div></div>"
     )
+
+
+def capture_display(capture: Capture) -> str:
+    """How a notebook shows a capture: the text coloured by probability, counts, stop reason, weights."""
+    return capture_html(capture.tokens, capture.prompt_len, capture.raw.chosen_logprob.tolist(),
+                        model=capture.meta.model, random_weights=capture.meta.random_weights,
+                        stop_reason=capture.stop_reason,
+                        attention_shape=None if capture.attentions is None else tuple(capture.attentions.shape))
+
+
+def register(shell: Any) -> None:
+    """Show captures as HTML in this IPython ``shell`` (``get_ipython()``)."""
+    formatter = shell.display_formatter.formatters["text/html"]
+    formatter.for_type_by_name("inspector.records", "Capture", capture_display)

@@ -59,6 +59,10 @@ class CaptureMeta:
         extra: anything else a caller wants to keep.
         model_file: for weights read from a GGUF file, the file's ``file`` name, ``sha256``, ``quantization``
             type (``"Q4_1"``), ``architecture`` and ``dequantized`` (True); empty for other models.
+        interventions: what was changed in the model's computation (:mod:`inspector.capture.interventions`),
+            empty for an unchanged run: ``ablate`` (part names, expanded) with ``ablate_mode``; ``patch``
+            (``[layer, position]`` pairs) with ``patch_source`` (its ``path``, ``model``, ``prompt_text``,
+            ``prompt_len``, ``prompt_ids``, ``created`` and where the ``states`` came from).
     """
 
     model: str = ""
@@ -76,6 +80,7 @@ class CaptureMeta:
     created: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     model_file: dict[str, Any] = field(default_factory=dict)
+    interventions: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -344,14 +349,6 @@ class Capture:
             f"attentions={att}, model={self.meta.model!r}, random_weights={self.meta.random_weights}, "
             f"text={self.generated_text[:40]!r})"
         )
-
-    def _repr_html_(self) -> str:
-        """How a notebook shows a capture: the text coloured by probability, counts, stop reason, weights."""
-        from inspector.notebook_html import capture_html
-
-        return capture_html(self.tokens, self.prompt_len, self.raw.chosen_logprob.tolist(), model=self.meta.model,
-                            random_weights=self.meta.random_weights, stop_reason=self.stop_reason,
-                            attention_shape=None if self.attentions is None else tuple(self.attentions.shape))
 
 
 def _compact(t: torch.Tensor) -> torch.Tensor:

@@ -16,12 +16,26 @@ RANDOM_WEIGHTS_BANNER = "NOTE: random weights: the generated text is meaningless
 
 
 def _prob(p: float) -> str:
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.0e}"
+    # The one probability format of the CLI, the dashboard and the figures: 0.00015 is "0.015%", not "2e-04".
+    from inspector.formatting import format_prob
+
+    return format_prob(p)
 
 
 def _show(token: str, width: int) -> str:
-    text = repr(token)[1:-1]  # escapes newlines and tabs
+    from inspector.plots.labels import table_token
+
+    text = table_token(token)  # ␣ for edge spaces, ↵ for newlines, escapes for control characters
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def step_legend(processed: bool = False) -> str:
+    """The lines under :func:`step_table`: what each column is and in which unit, and the token marks."""
+    from inspector.plots.labels import TOKEN_LEGEND
+
+    used = "; p(used): the same after the decoding settings (temperature, top-k, top-p)" if processed else ""
+    return (f"prob: probability of the token under the model's raw logits{used}; rank: 1 = the most likely; "
+            f"entropy: of the next-token distribution, in nats (natural log)\n{TOKEN_LEGEND}")
 
 
 def step_table(capture: Capture, alternatives: int = 3, token_width: int = 14) -> str:
@@ -31,21 +45,22 @@ def step_table(capture: Capture, alternatives: int = 3, token_width: int = 14) -
     the distribution (sampling settings), the processed probability is shown too.
     """
     processed_differs = bool((capture.processed.chosen_logprob != capture.raw.chosen_logprob).any())
-    head = f"{'step':>4}  {'token':<{token_width}} {'prob':>6} {'rank':>5} {'entropy':>7}"
+    head = f"{'step':>4}  {'token':<{token_width}} {'prob':>8} {'rank':>5} {'entropy':>7}"
     if processed_differs:
-        head += f" {'p(used)':>7}"
+        head += f" {'p(used)':>8}"
     head += "  top alternatives"
     lines = [head, "-" * len(head)]
     for rec in capture.steps:
         alts = [c for c in rec.top if c.token_id != rec.token_id][:alternatives]
         alt_text = "  ".join(f"{_show(c.token, token_width)} {_prob(c.prob)}" for c in alts)
         line = (
-            f"{rec.step:>4}  {_show(rec.token, token_width):<{token_width}} {_prob(rec.prob):>6} "
+            f"{rec.step:>4}  {_show(rec.token, token_width):<{token_width}} {_prob(rec.prob):>8} "
             f"{rec.rank:>5} {rec.entropy:>7.3f}"
         )
         if processed_differs:
-            line += f" {_prob(math.exp(rec.processed_logprob)):>7}"
+            line += f" {_prob(math.exp(rec.processed_logprob)):>8}"
         lines.append(f"{line}  {alt_text}")
+    lines += ["", step_legend(processed_differs)]
     return "\n".join(lines)
 
 

@@ -18,9 +18,18 @@ from typing import Any
 import torch
 
 from inspector.attention_layout import AttentionLayout
-from inspector.fileformat import FORMAT, SCHEMA_VERSION, FormatError, encode as _encode, read as _read, write as _write
-from inspector.layer_records import LENS_INTEGER_FIELDS, layer_fields_from_tensors
+from inspector.fileformat import (
+    FORMAT,
+    SCHEMA_VERSION,
+    FormatError,
+    TensorEntry,
+    encode as _encode,
+    read as _read,
+    write as _write,
+)
+from inspector.layer_records import LENS_INTEGER_FIELDS, CaptureLens, layer_fields_from_tensors
 from inspector.records import STOP_REASONS, Capture, CaptureError, CaptureMeta, TokenScores
+from inspector.store_checks import check_meaning
 
 __all__ = [
     "FORMAT",
@@ -50,11 +59,19 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
     "created": (str,),
     "extra": (dict,),
     "model_file": (dict,),
+    "interventions": (dict,),
 }
 _INTEGER_TENSORS = ("token_ids", "raw.chosen_rank", "raw.topk_ids", "processed.chosen_rank", "processed.topk_ids")
 #: Integer tensors a file may hold (the stored logit lens).
 _OPTIONAL_INTEGER_TENSORS = tuple(f"lens.{name}" for name in LENS_INTEGER_FIELDS)
 _REQUIRED_TENSORS = ("token_ids", *(f"{kind}.{f.name}" for kind in ("raw", "processed") for f in fields(TokenScores)))
+#: Every other tensor name a capture file may hold (``hidden_states.<entry>`` too, see :func:`_known_name`).
+_OPTIONAL_TENSORS = ("attentions", "step_attentions", "logits", "hidden_states", "value_norms",
+                     *(f"lens.{f.name}" for f in fields(CaptureLens)))
+#: Tensors stored in the dtype a generation setting names (checked before reading, for every file).
+_DTYPE_SETTINGS = {"attentions": "attention_dtype", "step_attentions": "attention_dtype",
+                   "hidden_states": "hidden_dtype"}
+_REMAKE = "re-create the file with inspector capture (or model.generate(...).save(path))"
 
 
 class CaptureFileError(CaptureError):
@@ -92,6 +109,7 @@ def capture_from_parts(tensors: dict[str, torch.Tensor], doc: dict[str, Any]) ->
         attention_layout=_layout(doc.get("attention_layout")),
     )
     _check_values(capture)
+    check_meaning(capture)
     return capture
 
 
@@ -123,12 +141,12 @@ def load_capture(path: str | os.PathLike[str]) -> Capture:
     if not path.is_file():
         raise CaptureFileError(f"{path}: no such capture file")
     try:
-        tensors, doc, _ = _read(path)
+        tensors, doc, _ = _read(path, check=_check_entries, known=_known_name)
         return capture_from_parts(tensors, doc)
     except FormatError as exc:
-        raise CaptureFileError(f"{path}: {exc}") from exc
+        raise CaptureFileError(f"{path}: {exc}; {_REMAKE}") from exc
     except CaptureError as exc:
-        raise CaptureFileError(f"{path}: not a valid inspector capture ({exc})") from exc
+        raise CaptureFileError(f"{path}: not a valid inspector capture ({exc}); {_REMAKE}") from exc
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, IndexError, AttributeError, OverflowError) as exc:
         raise CaptureFileError(f"{path}: not a readable inspector capture ({type(exc).__name__}: {exc})") from exc
 
@@ -181,6 +199,29 @@ def _check_document(doc: Any) -> None:
             _fail(f"meta {f.name!r} has the wrong type ({type(meta[f.name]).__name__})")
         if f.name == "sequence_index" and isinstance(meta.get(f.name), bool):
             _fail("meta 'sequence_index' must be an integer")
+
+
+def _known_name(name: str) -> bool:
+    head, _, entry = name.partition(".")
+    return name in _REQUIRED_TENSORS or name in _OPTIONAL_TENSORS or (head == "hidden_states" and entry.isdigit())
+
+
+def _check_entries(entries: dict[str, TensorEntry], doc: Any) -> None:
+    """Before any tensor is read: each tensor of the kind (and the stored dtype) its name has."""
+    integer = {*_INTEGER_TENSORS, *_OPTIONAL_INTEGER_TENSORS}
+    for name, e in entries.items():
+        if name in integer and not e.is_int:
+            _fail(f"tensor {name!r} must hold integers, not {e.torch_dtype}")
+        if name not in integer and not e.is_float:
+            _fail(f"tensor {name!r} must hold floating-point numbers, not {e.torch_dtype}")
+    meta = doc.get("meta") if isinstance(doc, dict) else None
+    gen = meta.get("generation") if isinstance(meta, dict) else None
+    for name, setting in _DTYPE_SETTINGS.items():
+        want = gen.get(setting) if isinstance(gen, dict) else None
+        for key in (k for k in entries if k == name or k.startswith(f"{name}.")):
+            if isinstance(want, str) and entries[key].torch_dtype != want:
+                _fail(f"tensor {key!r} holds {entries[key].torch_dtype}, but it was captured with "
+                      f"{setting}={want!r}")
 
 
 def _check_tensor_kinds(tensors: dict[str, torch.Tensor]) -> None:

@@ -1,9 +1,9 @@
-"""Pictures for the docs: the dashboard's Generation, Attention and logit-lens views of a trained model.
+"""Pictures for the docs: the dashboard's Generation, Attention, logit-lens and "Why this token?" views.
 
 Generates the reply to one DailyDialog validation turn with the offline demo model ``smollm2`` (in its chat
 format), saves the capture, opens it in ``inspector dashboard --model smollm2 --capture FILE`` on 127.0.0.1 and
-drives Debian's Chromium (Selenium) to screenshot three views into ``docs/images/``:
-``generation.png``, ``attention.png`` and ``lens.png``.
+drives Debian's Chromium (Selenium) to screenshot four views into ``docs/images/``:
+``generation.png``, ``attention.png``, ``lens.png`` and ``why.png``.
 
     .venv/bin/python scripts/screenshots.py [--dialogue 3] [--turn 0] [--out docs/images]
 
@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the browser helpers shared with the browser tests
@@ -38,6 +39,24 @@ def make_capture(dialogue: int, turn: int, max_new_tokens: int, out: Path) -> tu
     print(f"dialogue {dlg.dial_id}, turn {turn}: {dlg.turns[turn]!r}\nreply: {cap.generated_text!r} "
           f"({cap.stop_reason}, {cap.num_steps} tokens)")
     return cap.save(out), f"DailyDialog validation dialogue {dlg.dial_id}, turn {turn}"
+
+
+def _why(drv: Any, path: Path, step: int = 3) -> None:
+    """The "Why this token?" view with generated token ``step`` picked (with the keyboard, as a reader would)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    B.open_tab(drv, "Why this token?", wait=False)  # three analyses of the capture run first (a minute on a CPU)
+    B.wait_visible(drv, "attribution", ".st-key-why_attribution .insp-attr", timeout=600)
+    B.settle(drv, timeout=600)
+    drv.execute_script("document.querySelector(\".st-key-why_step input[type='range']\").focus()")
+    ActionChains(drv).send_keys(*[Keys.ARROW_RIGHT] * step).perform()
+    B.settle(drv, timeout=600)
+    B.wait_visible(drv, "logit attribution", ".st-key-fig_why_parts .js-plotly-plot", timeout=600)
+    B.settle(drv, timeout=600)
+    drv.execute_script("document.querySelector('.st-key-why_step').scrollIntoView()")  # the token and its parts
+    time.sleep(0.5)
+    drv.save_screenshot(str(path))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             drv.execute_script("arguments[0].scrollIntoView()", lens)
             time.sleep(0.5)
             drv.save_screenshot(str(out / "lens.png"))
-    for name in ("generation.png", "attention.png", "lens.png"):
+            _why(drv, out / "why.png")
+    for name in ("generation.png", "attention.png", "lens.png", "why.png"):
         print(out / name, (out / name).stat().st_size, "bytes")
     return 0
 

@@ -47,7 +47,7 @@ LB = [[0.0, 1.0, 1.5, 0.0], [0.0, 2.0, 0.0, 1.0]]
 def test_exact_kl_agreement_and_divergence_by_hand():
     a = _capture([0, 1, 2, 3], 2, LA)  # prompt [0, 1], generates 2 then 3
     b = _capture([0, 1, 2, 1], 2, LB)  # same prompt, generates 2 then 1
-    c = compare_captures(a, b)
+    c = compare_captures(a, b, distributions="raw")
     assert c.align == "prefix" and c.kl_method == "exact" and c.shared_len == 3
     assert c.steps_a.tolist() == [0, 1] and c.steps_b.tolist() == [0, 1]
     expected = [_kl(_probs(ra), _probs(rb)) for ra, rb in zip(LA, LB, strict=True)]
@@ -62,7 +62,7 @@ def test_exact_kl_agreement_and_divergence_by_hand():
 def test_topk_bound_by_hand_and_below_exact():
     a = _capture([0, 1, 2, 3], 2, LA)
     b = _capture([0, 1, 2, 1], 2, LB)
-    c = compare_captures(a, b, kl="topk")
+    c = compare_captures(a, b, kl="topk", distributions="raw")
     assert c.kl_method == "topk-bound"
     # Step 0: top-2 of a = {2, 1}, of b = {2, 1}: partition {2}, {1}, rest.
     pa, pb = _probs(LA[0]), _probs(LB[0])
@@ -73,7 +73,7 @@ def test_topk_bound_by_hand_and_below_exact():
     # Step 1: top-2 of a = {3, 0}, of b = {1, 3}: partition {3}, rest.
     pa, pb = _probs(LA[1]), _probs(LB[1])
     assert float(c.kl[1]) == pytest.approx(_kl([pa[3], 1 - pa[3]], [pb[3], 1 - pb[3] + slack]), rel=1e-5)
-    exact = compare_captures(a, b, kl="exact")
+    exact = compare_captures(a, b, kl="exact", distributions="raw")
     assert torch.all(c.kl <= exact.kl + 1e-6)
     # With the whole vocabulary as top-k the bound is the exact KL.
     full = compare_captures(_capture([0, 1, 2, 3], 2, LA, k=4), _capture([0, 1, 2, 1], 2, LB, k=4), kl="topk")
@@ -141,13 +141,21 @@ def test_real_tiny_model_greedy_against_itself(byte_tiny):
     # Sampling at a high temperature from the same prompt parts from greedy at some step; before it, KL is 0.
     s = byte_tiny.generate("Hello, how are", max_new_tokens=6, keep_logits=True, do_sample=True,
                            temperature=5.0, seed=1)
+    raw = compare_captures(a, s, distributions="raw")
+    assert raw.align == "prefix" and raw.first_divergence is not None
+    torch.testing.assert_close(raw.kl, torch.zeros(raw.num_steps), atol=1e-6, rtol=0)
+    # ... while what the two runs decoded from differs: softmax(l) against softmax(l / 5), from the same logits.
     cs = compare_captures(a, s)
-    assert cs.align == "prefix" and cs.first_divergence is not None
-    torch.testing.assert_close(cs.kl, torch.zeros(cs.num_steps), atol=1e-6, rtol=0)
+    assert cs.distributions == "processed" and cs.kl_method == "exact"
+    la = a.logits[cs.steps_a].double()
+    pa, ps = torch.log_softmax(la, -1), torch.log_softmax(la / 5.0, -1)
+    torch.testing.assert_close(cs.kl.double(), (pa.exp() * (pa - ps)).sum(-1), atol=1e-5, rtol=1e-5)
+    assert bool((cs.kl > 0).all())
+    assert ("generation.do_sample", False, True) in cs.setting_differences
 
 
 def test_real_tiny_model_beams(byte_tiny):
-    beams = byte_tiny.generate("Hi there", max_new_tokens=4, num_beams=3, num_return_sequences=3)
+    beams = byte_tiny.generate(["Hi there"], max_new_tokens=4, num_beams=3, num_return_sequences=3)
     out = compare_beams(beams)
     assert len(out) == 2
     for c in out:
@@ -170,6 +178,6 @@ def test_topk_bound_never_exceeds_exact_kl(seed, ka, kb, scale):
     lb = (torch.randn(3, 8, generator=gen) * scale).tolist()
     a = _capture([0, 1, 2, 3, 4], 2, la, k=ka)
     b = _capture([0, 1, 2, 3, 4], 2, lb, k=kb)
-    exact = compare_captures(a, b, kl="exact").kl
-    bound = compare_captures(a, b, kl="topk").kl
+    exact = compare_captures(a, b, kl="exact", distributions="raw").kl
+    bound = compare_captures(a, b, kl="topk", distributions="raw").kl
     assert torch.all(bound >= 0) and torch.all(bound <= exact + 1e-3)

@@ -65,3 +65,19 @@ def test_bad_options_are_clear_errors():
         attention_rollout(att, residual_weight=1.5)
     with pytest.raises(ValueError, match="seq, seq"):
         attention_rollout(att[0])
+
+
+def test_a_selective_capture_says_what_to_capture(byte_tiny):
+    """As head statistics do: a capture without every layer's full rows names what to capture instead."""
+    from inspector.records import CaptureError
+
+    rows = byte_tiny.generate("Hello there", max_new_tokens=3, attention_rows="generated")
+    with pytest.raises(CaptureError, match="capture again with attention_rows='all'"):
+        attention_rollout(rows)
+    with pytest.raises(ValueError, match="att is None: the capture kept no attention of every layer and head"):
+        attention_rollout(rows.attentions)
+    some = byte_tiny.generate("Hello there", max_new_tokens=3, layers=[1])
+    with pytest.raises(CaptureError, match="kept attention for layers 1; all heads; every row only"):
+        attention_rollout(some)
+    full = byte_tiny.generate("Hello there", max_new_tokens=3)
+    torch.testing.assert_close(attention_rollout(full), attention_rollout(full.attentions))

@@ -268,7 +268,7 @@ def test_greedy_matches_teacher_forced(arch_model, prompt):
 
 def test_beam_search_each_beam_matches_its_own_forward_pass(arch_model):
     """Beam rows are gathered from per-step rows through ``beam_indices`` (a separate code path)."""
-    caps = arch_model.generate(LONG, max_new_tokens=6, num_beams=3, num_return_sequences=3,
+    caps = arch_model.generate([LONG], max_new_tokens=6, num_beams=3, num_return_sequences=3,
                                attention_dtype=torch.float32, keep_logits=True)
     assert len(caps) == 3 and len({tuple(c.token_ids.tolist()) for c in caps}) == 3
     for cap in caps:

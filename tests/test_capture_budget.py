@@ -6,7 +6,6 @@ import pytest
 import torch
 from conftest import make_byte_tiny
 
-from inspector.capture import GenerationSettings
 from inspector.capture.budget import (
     MemoryBudgetError,
     ModelSizes,
@@ -15,6 +14,7 @@ from inspector.capture.budget import (
     estimate_capture,
 )
 from inspector.capture.selection import parse_budget
+from inspector.capture.settings import GenerationSettings
 from inspector.store import capture_bytes
 
 #: The estimate is an upper bound, and at most this many times what full-length captures keep (the slack is

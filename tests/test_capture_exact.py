@@ -6,6 +6,8 @@ import pytest
 import torch
 
 import inspector
+import inspector.analysis
+import inspector.architectures
 
 PROMPT = "User: hey how are you? \nAgent:"
 BATCH = [PROMPT, "Hi", "User: what time does the train leave tomorrow morning?\nAgent:"]
@@ -143,12 +145,12 @@ def _boost_eos_after(model, trigger: int, eos: int, amount: float = 40.0):
 def test_beam_search_with_early_eos_tiny(byte_tiny):
     """Beams that end with EOS at different lengths each still match their own forward pass."""
     eos = byte_tiny.tokenizer.eos_token_id
-    free = byte_tiny.generate(PROMPT, max_new_tokens=8, num_beams=4, num_return_sequences=4)
+    free = byte_tiny.generate([PROMPT], max_new_tokens=8, num_beams=4, num_return_sequences=4)
     # a token some beam writes at step 2, not at step 0: after it, EOS becomes near-certain
     trigger = next(int(c.generated_ids[2]) for c in free if int(c.generated_ids[2]) != int(c.generated_ids[0]))
     handle = _boost_eos_after(byte_tiny.model, trigger, eos)
     try:
-        caps = byte_tiny.generate(PROMPT, max_new_tokens=8, num_beams=4, num_return_sequences=4,
+        caps = byte_tiny.generate([PROMPT], max_new_tokens=8, num_beams=4, num_return_sequences=4,
                              attention_dtype=torch.float32, keep_logits=True)
         assert any(c.stop_reason == "eos" for c in caps)
         assert len({c.num_steps for c in caps}) > 1
@@ -210,7 +212,7 @@ def test_notebook_stacked_mean_reproduced(byte_tiny):
 
 
 def test_hooks_removed_even_after_errors(byte_tiny):
-    modules = [m for m, _ in inspector.find_attention_modules(byte_tiny.model)]
+    modules = [m for m, _ in inspector.architectures.find_attention_modules(byte_tiny.model)]
 
     def counts():
         return [len(m._forward_hooks) for m in modules] + [len(byte_tiny.model._forward_hooks)]
@@ -230,7 +232,7 @@ def test_hooks_removed_even_after_errors(byte_tiny):
 
 
 def test_on_step_reports_progress_and_raising_cancels(byte_tiny):
-    modules = [m for m, _ in inspector.find_attention_modules(byte_tiny.model)]
+    modules = [m for m, _ in inspector.architectures.find_attention_modules(byte_tiny.model)]
     before = [len(m._forward_hooks) for m in modules]
     seen = []
     cap = byte_tiny.generate(PROMPT, max_new_tokens=6, on_step=lambda done, total: seen.append((done, total)))
@@ -284,14 +286,14 @@ def test_aggregations(byte_tiny):
     assert torch.allclose(cap.aggregate("mean", "mean"), att.mean(dim=(0, 1)))
     assert torch.allclose(cap.aggregate("max", None), att.amax(dim=0))
     assert torch.allclose(cap.aggregate(1, 0), att[1, 0])
-    assert torch.allclose(inspector.aggregate_by_mode(att, "stacked-mean"), att.mean(0).mean(0))
+    assert torch.allclose(inspector.analysis.aggregate_by_mode(att, "stacked-mean"), att.mean(0).mean(0))
     with pytest.raises(ValueError, match="valid layers are 0..1"):
         cap.aggregate(5, "mean")
     with pytest.raises(ValueError, match="unknown"):
         cap.aggregate("median", "mean")
-    before = dict(inspector.REDUCERS)
+    before = dict(inspector.analysis.REDUCERS)
     cap.aggregate(lambda t, d: t.median(dim=d).values, "mean")
-    assert dict(inspector.REDUCERS) == before
+    assert dict(inspector.analysis.REDUCERS) == before
 
 
 def test_step_entropy_and_topk_against_float64_at_batch_16():
@@ -324,7 +326,7 @@ def test_extra_step_for_the_last_row_skips_the_output_layer(byte_tiny):
     head = byte_tiny.model.get_output_embeddings()
     handle = head.register_forward_hook(lambda _m, args, out: seen.append(tuple(out.shape)))
     try:
-        cap = inspector.generate(byte_tiny, ["User: hi\nAgent:", "Hello"], max_new_tokens=3)
+        cap = byte_tiny.generate(["User: hi\nAgent:", "Hello"], max_new_tokens=3)
     finally:
         handle.remove()
     vocab = byte_tiny.model.config.vocab_size

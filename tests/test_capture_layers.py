@@ -64,7 +64,7 @@ def test_left_padded_batch_each_row_exact(byte_tiny):
 
 
 def test_sampling_rows_exact(byte_tiny):
-    caps = byte_tiny.generate(PROMPT, max_new_tokens=6, do_sample=True, num_return_sequences=2, seed=3, **FULL)
+    caps = byte_tiny.generate([PROMPT], max_new_tokens=6, do_sample=True, num_return_sequences=2, seed=3, **FULL)
     for cap in caps:
         assert_layers_match(byte_tiny, cap)
 
@@ -77,7 +77,7 @@ def test_beam_search_every_returned_beam_exact(byte_tiny):
 
 
 def test_beam_search_layers_without_attention(byte_tiny):
-    caps = byte_tiny.generate(PROMPT, max_new_tokens=4, num_beams=2, num_return_sequences=2,
+    caps = byte_tiny.generate([PROMPT], max_new_tokens=4, num_beams=2, num_return_sequences=2,
                               keep_attention=False, **{k: v for k, v in FULL.items() if k != "attention_dtype"})
     for cap in caps:
         assert cap.attentions is None
@@ -188,7 +188,7 @@ def test_hooks_removed_after_layer_capture(byte_tiny):
     byte_tiny.generate(PROMPT, max_new_tokens=2, keep_hidden_states=True, keep_value_norms=True)
     byte_tiny.generate(PROMPT, max_new_tokens=2, num_beams=2, keep_hidden_states=True, keep_value_norms=True)
     assert [len(m._forward_pre_hooks) + len(m._forward_hooks) for m in model.modules()] == before
-    assert inspector.capture.GenerationSettings().keep_hidden_states is False
+    assert inspector.GenerationSettings().keep_hidden_states is False
 
 
 def test_norm_weighted_heatmap_from_a_capture(byte_tiny):

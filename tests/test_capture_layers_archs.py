@@ -83,7 +83,7 @@ def test_batch_layers_exact(name):
 
 def test_beam_search_layers_exact_on_sliding_window():
     im = _model("gemma2")
-    caps = im.generate(LONG, max_new_tokens=NEW, num_beams=2, num_return_sequences=2, keep_hidden_states=True,
+    caps = im.generate([LONG], max_new_tokens=NEW, num_beams=2, num_return_sequences=2, keep_hidden_states=True,
                        keep_value_norms=True, hidden_dtype=torch.float32)
     for cap in caps:
         assert_layers_exact(im, cap)

@@ -230,3 +230,38 @@ def test_cache_kwarg_names_the_argument_forward_uses(byte_tiny):
     with torch.no_grad():
         model(input_ids=ids, use_cache=True, **{name: cache})
     assert cache.get_seq_length() == 3, f"forward ignored the cache passed as {name!r}"
+
+
+def test_no_hub_agent_registry_fetch_leaves_huggingface_hub_nothing_to_ask(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+    from huggingface_hub.utils import _detect_agent, _http
+
+    monkeypatch.setattr(_detect_agent, "_registry", None)  # as in a fresh process
+    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(tmp_path / "no-cached-registry.json"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    requests = []
+    monkeypatch.setattr(_http, "get_session", lambda: requests.append(1) or (_ for _ in ()).throw(OSError("net")))
+    _detect_agent.detect_agent()
+    assert requests, "huggingface_hub no longer fetches its agent registry: no_hub_agent_registry_fetch may go"
+    monkeypatch.setattr(_detect_agent, "_registry", None)
+    requests.clear()
+    _compat.no_hub_agent_registry_fetch()
+    assert _detect_agent._registry is not None
+    _detect_agent.detect_agent()
+    assert requests == []  # the registry is settled without a request
+
+
+def test_no_weight_loading_bar_turns_the_bar_off_and_back_on():
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    with _compat.no_weight_loading_bar():
+        assert not hf_logging.is_progress_bar_enabled()
+    assert hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with _compat.no_weight_loading_bar():
+            pass
+        assert not hf_logging.is_progress_bar_enabled()  # left as it was: off
+    finally:
+        hf_logging.enable_progress_bar()

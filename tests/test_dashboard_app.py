@@ -54,7 +54,7 @@ def run_dir(tmp_path_factory):
     dd = dailydialog_dir()
     if dd is None:
         pytest.skip("DailyDialog not found: set INSPECTOR_DAILYDIALOG_DIR (see ../shared/README.md)")
-    from inspector.capture import GenerationSettings
+    from inspector.capture.settings import GenerationSettings
     from inspector.fallback import builtin_model
     from inspector.runs import RunConfig, run_corpus
 
@@ -188,7 +188,7 @@ def test_a_failing_generation_is_said_and_the_app_keeps_working(fresh, monkeypat
     ok(at)
     assert "Generation failed (RuntimeError): out of memory (simulated)" in texts(at.error)
     assert "Generation stopped" not in texts(at.warning)  # failed, not stopped
-    assert fresh.GENERATING not in at.session_state and fresh.generate_calls() == 0
+    assert fresh.JOB not in at.session_state and fresh.generate_calls() == 0
 
     monkeypatch.setattr(InspectorModel, "generate", original)
     at.button(key="generate").click().run()
@@ -455,7 +455,7 @@ def test_generation_is_serialised_across_sessions(fresh, monkeypatch):
                 active[0] -= 1
 
     monkeypatch.setattr(InspectorModel, "generate", slow_generate)
-    from inspector.capture import GenerationSettings
+    from inspector.capture.settings import GenerationSettings
 
     req = state.ModelRequest("builtin", "cpu")
     load = state.load_model(req)
@@ -512,7 +512,7 @@ def test_capture_store_keeps_the_most_recent_entries():
 
 
 def test_same_request_from_two_sessions_generates_once(fresh):
-    from inspector.capture import GenerationSettings
+    from inspector.capture.settings import GenerationSettings
 
     req = fresh.ModelRequest("builtin", "cpu")
     load = fresh.load_model(req)

@@ -50,7 +50,7 @@ def run_folder(tmp_path_factory):
     dd = dailydialog_dir()
     if dd is None:
         return None
-    from inspector.capture import GenerationSettings
+    from inspector.capture.settings import GenerationSettings
     from inspector.fallback import builtin_model
     from inspector.runs import RunConfig, run_corpus
 
@@ -127,8 +127,7 @@ def test_generate_and_see_attention_in_chromium(server, driver, run_folder):
     generate.click()
     from selenium.webdriver.support.ui import WebDriverWait
 
-    # the flash "Generated N tokens in ..." (not the progress bar's "Generated N of up to ...": clicking a
-    # tab while the model runs would stop the generation)
+    # the flash "Generated N tokens in ..." (not the progress bar's "Generated N of up to ...")
     WebDriverWait(driver, 180, poll_frequency=0.25).until(lambda d: re.search(r"Generated \d+ tokens", page_text(d)))
     settle(driver, timeout=180)
     # the app switches to the Generation tab after generating; Streamlit's tab switch has
@@ -211,7 +210,8 @@ def full_size_server(browser_tools, tmp_path_factory):
 
 
 def _slider_to(drv, key: str, end: str) -> int:
-    """Move the slider ``key`` to its maximum (``end="END"``) or minimum (``"HOME"``) with the keyboard."""
+    """Move the slider ``key`` to its maximum (``end="END"``) or minimum (``"HOME"``), or a step up
+    (``"PAGE_UP"``), with the keyboard."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -221,6 +221,83 @@ def _slider_to(drv, key: str, end: str) -> int:
     ActionChains(drv).send_keys(getattr(Keys, end)).perform()
     settle(drv)
     return int(drv.find_element(By.CSS_SELECTOR, value).get_attribute("value"))
+
+
+def _progress(drv, total: int) -> int | None:
+    """Tokens done, as the progress bar says (``None`` when no generation runs)."""
+    m = re.search(rf"Generated (\d+) of up to {total} tokens", page_text(drv))
+    return int(m.group(1)) if m else None
+
+
+def test_first_visit_says_the_model_is_loading(full_size_server, driver):
+    """The first visit to a fresh server: the page is drawn and says what it waits for while the model loads."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(full_size_server)
+    seen = WebDriverWait(driver, 90, poll_frequency=0.05).until(
+        lambda d: t if "Loading the model" in (t := page_text(d)) else False)
+    shot(driver, "0_loading")
+    assert "inside a language model as it generates" in seen  # the page around it is drawn
+    wait_visible(driver, "generate_after_loading", ".st-key-generate button", timeout=180)
+    settle(driver)
+    assert "Loading the model" not in page_text(driver)
+
+
+def test_a_tab_click_while_generating_keeps_the_generation(full_size_server, driver):
+    """Changing tabs while the model generates: it goes on, the page stays on the tab, the capture appears."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(full_size_server)
+    wait_visible(driver, "generate_button", ".st-key-generate button", timeout=180)
+    settle(driver)
+    total = _slider_to(driver, "max_new_tokens", "PAGE_UP")  # a step of the slider up from 40: long enough
+    total = _slider_to(driver, "max_new_tokens", "PAGE_UP")  # to click around, short enough to wait for
+    assert 40 < total < 256
+    wait_visible(driver, "generate_button", ".st-key-generate button").click()
+    WebDriverWait(driver, 120, poll_frequency=0.1).until(lambda d: (_progress(d, total) or 0) >= 2)
+    open_tab(driver, "Attention", wait=False)
+    at_click = _progress(driver, total)
+    assert at_click is not None, "the generation ended before the tab click"
+    finished = re.compile(r"Generated (\d+) tokens in")
+    WebDriverWait(driver, 120, poll_frequency=0.1).until(
+        lambda d: (_progress(d, total) or 0) > at_click + 2 or finished.search(page_text(d)))
+    open_tab(driver, "Analysis", wait=False)  # and again
+    WebDriverWait(driver, 500, poll_frequency=0.25).until(lambda d: finished.search(page_text(d)))
+    settle(driver)
+    text = page_text(driver)
+    shot(driver, "6b_after_tab_clicks")
+    assert "Generation stopped" not in text and "Traceback" not in text
+    made = int(finished.search(text).group(1))
+    assert made > at_click + 2  # tokens generated after the tab clicks are in the capture
+    tab = driver.find_element(By.XPATH, "//*[@role='tab'][.//p[normalize-space()='Analysis']]")
+    assert tab.get_attribute("aria-selected") == "true"  # the reader stays where they went
+    assert f"{made} generated tokens" in text  # the capture is the one shown
+
+
+def test_changing_the_temperature_while_generating_cancels_and_says_so(full_size_server, driver):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(full_size_server)
+    wait_visible(driver, "generate_button", ".st-key-generate button", timeout=180)
+    settle(driver)
+    driver.find_element(By.XPATH, "//*[contains(@class, 'st-key-decoding')]//label[.//p[normalize-space()="
+                                  "'Sampling']]").click()
+    settle(driver)
+    assert _slider_to(driver, "max_new_tokens", "END") == 256
+    wait_visible(driver, "generate_button", ".st-key-generate button").click()
+    WebDriverWait(driver, 120, poll_frequency=0.1).until(lambda d: (_progress(d, 256) or 0) >= 2)
+    driver.execute_script("document.querySelector(\".st-key-temperature input[type='range']\").focus()")
+    ActionChains(driver).send_keys(Keys.ARROW_LEFT).perform()
+    WebDriverWait(driver, 60, poll_frequency=0.1).until(lambda d: "Generation stopped after" in page_text(d))
+    settle(driver)
+    text = page_text(driver)
+    shot(driver, "8_setting_changed")
+    assert "(stopped: the temperature changed)" in text and "nothing was kept" in text
+    assert "No capture yet" in text and "Traceback" not in text
 
 
 def test_stop_button_cancels_a_long_generation(full_size_server, driver):
@@ -243,7 +320,7 @@ def test_stop_button_cancels_a_long_generation(full_size_server, driver):
     settle(driver)
     text = page_text(driver)
     shot(driver, "7_stopped")
-    assert "of up to 256 tokens" in text and "nothing was kept" in text
+    assert "of up to 256 tokens" in text and "nothing was kept" in text and "(stopped: you pressed Stop)" in text
     done = int(text.split("Generation stopped after ")[1].split(" ")[0])
     assert 3 <= done < 256
     assert "No capture yet" in text and "Traceback" not in text

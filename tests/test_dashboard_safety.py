@@ -196,7 +196,7 @@ def test_served_locally_the_page_still_says_what_is_missing(fresh, tmp_path):
 
 # ----------------------------------------------------------------------------- stop strings
 def test_stop_string_box_enforces_the_package_bounds(fresh):
-    from inspector.capture import MAX_STOP_STRING_CHARS, MAX_STOP_STRING_PRODUCT, MAX_STOP_STRINGS
+    from inspector.capture.settings import MAX_STOP_STRING_CHARS, MAX_STOP_STRING_PRODUCT, MAX_STOP_STRINGS
 
     at = new_app().run()
     ok(at)

@@ -104,7 +104,7 @@ def test_offline_hub_id_fails_fast_with_a_plain_message(no_demo_model, tmp_path,
     assert asked == []  # no connection tried, so no minute of hub retries
     assert res.level == "builtin"
     assert "could not be reached" in res.errors[0] and "local folder" in res.errors[0]
-    from inspector.model import hub_reachable
+    from inspector.hub import hub_reachable
 
     assert not hub_reachable()
 

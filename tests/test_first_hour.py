@@ -22,7 +22,7 @@ from plot_helpers import summary_frame
 from run_helpers import DIALOGUES, write_byte_model_folder, write_dailydialog
 
 import inspector
-from inspector.capture import GenerationSettings
+from inspector.capture.settings import GenerationSettings
 from inspector.cli.main import build_parser, main as cli_main
 from inspector.data.prompts import DEFAULT_CONTEXT_TURNS, build_prompt
 from inspector.data.schema import NO_LABEL
@@ -238,10 +238,15 @@ def test_corpus_figure_axes_carry_no_offset_text(spread):
 
 # ----------------------------------------------------------------------------- notebooks
 def test_capture_repr_html_and_figures_show_in_a_notebook(byte_tiny):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from inspector.notebook_html import register
     from inspector.plots import static
 
     cap = byte_tiny.generate("hello there", max_new_tokens=4)
-    html = cap._repr_html_()
+    shell = InteractiveShell.instance()
+    register(shell)  # what ``import inspector`` does inside IPython
+    html = shell.display_formatter.format(cap)[0]["text/html"]
     assert "inspector-capture" in html and "Random weights" in html
     assert f"{cap.prompt_len} prompt + {cap.num_steps} generated tokens" in html
     assert f"stopped by {cap.stop_reason}" in html
@@ -249,6 +254,17 @@ def test_capture_repr_html_and_figures_show_in_a_notebook(byte_tiny):
         assert f"step {i}: p = {format_prob(math.exp(lp))}" in html
     png = static.attention_heatmap(cap)._repr_png_()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+@pytest.mark.slow
+def test_importing_inspector_inside_ipython_registers_the_capture_display():
+    code = ("from IPython.core.interactiveshell import InteractiveShell\n"
+            "shell = InteractiveShell.instance()\n"
+            "import inspector\n"
+            "printers = shell.display_formatter.formatters['text/html'].deferred_printers\n"
+            "print(printers[('inspector.records', 'Capture')].__name__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "capture_display"
 
 
 # ----------------------------------------------------------------------------- where the work goes

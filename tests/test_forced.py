@@ -134,6 +134,33 @@ def test_bad_input_is_refused_before_model_work(byte_tiny, prompt, continuation,
     assert calls == []
 
 
+@pytest.mark.parametrize("entry", ["model.score", "forced.score"])
+@pytest.mark.parametrize(("prompt", "continuation", "what"), [
+    ("User: hi\nAgent:", " \ud800", r"continuation 0 \(' \\ud800'\) is not valid text: it holds an unpaired "
+                                      r"surrogate '\\ud800' at character 1"),
+    (["ok", "User: hi\udcff"], [" a", " b"], r"prompt 1 \('User: hi\\udcff'\) is not valid text: it holds an "
+                                             r"unpaired surrogate '\\udcff' at character 8"),
+])
+def test_an_unpaired_surrogate_is_refused_like_generate_refuses_it(tiny, entry, prompt, continuation, what):
+    """The real GPT-2 tokenizer raises its own TypeError on a lone surrogate; every scoring door says instead
+    what generate says for the same character, before any model work."""
+
+    with pytest.raises(TypeError):  # what the tokenizer does on its own: the reason for the check
+        tiny.tokenizer(" \ud800", add_special_tokens=False)
+    with pytest.raises(ValueError, match="prompt 0 .*not valid text: it holds an unpaired surrogate '\\\\ud800'"):
+        tiny.generate("\ud800")
+    call = {"model.score": lambda: tiny.score(prompt, continuation),
+            "forced.score": lambda: score(tiny, prompt, continuation)}[entry]
+    calls = []
+    handle = tiny.model.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        with pytest.raises(ValueError, match=what):
+            call()
+    finally:
+        handle.remove()
+    assert calls == []
+
+
 def test_token_ids_outside_the_vocabulary_are_refused(byte_tiny):
     with pytest.raises(ValueError, match="outside the vocabulary"):
         score_tokens(byte_tiny, [[1, 2]], [[300]])

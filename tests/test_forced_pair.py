@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from inspector._compat import cache_kwarg
 from inspector.capture.forced import score_tokens
 from inspector.capture.forced_pair import score_token_pairs, shared_prefix_lengths
-from inspector.capture.modules import cache_kwarg
 
 # plain and conditioned prompts as a corpus run builds them (the cue gains a target), plus pairs that share
 # nothing, share only one token, or where one prompt is the other's prefix
@@ -93,8 +93,8 @@ def test_only_unshared_items_and_only_shared_items(byte_tiny):
 
 def generated_cache(im, prompts: list[str]):
     """The prompt cache a 3-token greedy batch generation from ``prompts`` leaves."""
-    from inspector.capture import GenerationSettings
     from inspector.capture.engine import generate_with_prompt_cache
+    from inspector.capture.settings import GenerationSettings
 
     caps, cache = generate_with_prompt_cache(im, prompts, GenerationSettings(max_new_tokens=3),
                                              [{"kind": "test"}] * len(prompts))

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import torch
 
-import inspector
 from inspector.capture.engine import generate_with_prompt_cache
 from inspector.capture.settings import GenerationSettings
 
@@ -73,7 +72,7 @@ def test_the_check_sees_an_inference_tensor():
     {"head_reduce": "mean", "keep_attention": False, "keep_hidden_states": True},
 ], ids=["greedy", "everything", "sampling", "beams", "selective", "no-attention"])
 def test_captures_hold_no_inference_tensors(byte_tiny, kwargs):
-    caps = inspector.generate(byte_tiny, PROMPTS, max_new_tokens=4, **kwargs)
+    caps = byte_tiny.generate(PROMPTS, max_new_tokens=4, **kwargs)
     assert_ordinary(caps)
     cap = caps[0]
     # the generation itself still happened under inference mode, and autograd works on what it kept
@@ -89,7 +88,7 @@ def test_kept_prompt_cache_is_written_again_outside_inference_mode(byte_tiny):
     assert_ordinary(caps)
     assert cache is not None
     assert not any(layer.keys.is_inference() or layer.values.is_inference() for layer in cache.cache.layers)
-    from inspector.capture.modules import cache_kwarg
+    from inspector._compat import cache_kwarg
 
     kv, mask, kept = cache.take([0, 1], cache.width)
     nxt = torch.tensor([[5], [6]])
@@ -106,7 +105,7 @@ def test_kept_prompt_cache_is_written_again_outside_inference_mode(byte_tiny):
 
 def test_generation_runs_under_inference_mode_and_leaves_it(byte_tiny):
     seen: list[bool] = []
-    inspector.generate(byte_tiny, "ab", max_new_tokens=3,
+    byte_tiny.generate("ab", max_new_tokens=3,
                        on_step=lambda done, total: seen.append(torch.is_inference_mode_enabled()))
     assert seen == [True, True, True]
     assert not torch.is_inference_mode_enabled()

@@ -120,12 +120,6 @@ def test_encoder_decoder_refused():
         check_supported(model)
 
 
-def test_find_attention_modules_still_importable_from_capture():
-    from inspector import capture
-
-    assert capture.find_attention_modules is find_attention_modules
-
-
 def test_static_cache_default_does_not_corrupt_attention():
     """A model whose generation config asks for a static cache (keys padded to a fixed length) is captured
     with a growing cache instead: rows equal a teacher-forced pass."""

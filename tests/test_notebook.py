@@ -1,5 +1,6 @@
 """examples/notebook_flow.ipynb runs top to bottom in a real Jupyter kernel, and shows what it promises:
-the capture as HTML, a matplotlib figure as a PNG and a plotly figure as plotly's own output."""
+the capture as HTML, a matplotlib figure as a PNG and a plotly figure as plotly's own output with an HTML
+copy, and no warning."""
 
 from __future__ import annotations
 
@@ -37,5 +38,10 @@ def test_notebook_runs_in_a_real_kernel(gpt2_dir, tmp_path, monkeypatch):
     assert any("image/png" in m for m in mimes), "the matplotlib figure did not display inline"
     assert any("application/vnd.plotly.v1+json" in m for m in mimes), "the plotly figure did not display inline"
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    assert "Warning" not in text, "a cell printed a warning (e.g. TqdmWarning: IProgress not found)"
+    for data in (o["data"] for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})):
+        assert {"text/html", "image/png"} & set(data), "a plotly figure has no fallback that any viewer shows"
+        if "text/html" in data:
+            assert "plotly" in data["text/html"] and "cdn." not in data["text/html"]  # plotly.js inside: offline
     assert "argmax agrees with the greedy choice: True" in text
     assert "identical attention: True" in text

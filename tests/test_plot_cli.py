@@ -67,7 +67,9 @@ def test_layer_head_agg_reach_the_figure(cap, cap_file, tmp_path):
     np.testing.assert_array_equal(np.nan_to_num(z), want)
 
 
-@pytest.mark.parametrize("kind", [k for k in KINDS if k not in ("corpus", "lens", "compare")])  # those two: own file
+# corpus, lens, compare and logit-attribution have files of their own
+@pytest.mark.parametrize("kind", [k for k in KINDS
+                                  if k not in ("corpus", "lens", "compare", "logit-attribution", "attribution")])
 def test_every_capture_kind_as_svg(kind, cap, cap_file, tmp_path):
     out = tmp_path / f"{kind}.svg"
     assert _plot(cap_file, "--kind", kind, "--out", out) == 0

@@ -10,7 +10,7 @@ from run_helpers import write_byte_model_folder, write_dailydialog
 
 import inspector
 from inspector.analysis import attention_rollout, capture_lens, compare_captures
-from inspector.capture import GenerationSettings
+from inspector.capture.settings import GenerationSettings
 from inspector.cli.main import main
 from inspector.runs import RunConfig, run_corpus
 
@@ -119,6 +119,24 @@ def test_compare_takes_the_second_capture(files, tmp_path, capsys):
     np.testing.assert_allclose(np.asarray(saved["data"][0]["y"], dtype=np.float32), cmp.kl.numpy(), atol=1e-6)
     assert _plot(fa, "--kind", "compare", "--compare", fb, "--out", tmp_path / "cmp.png") == 0
     assert "--compare B.safetensors" in _error(capsys, fa, "--kind", "compare", "--out", out)
+
+
+def test_compare_says_what_it_compared_and_which_settings_differ(files, tmp_path, capsys):
+    a, b, fa, fb = files
+    out = tmp_path / "cmp.html"
+    capsys.readouterr()
+    assert _plot(fa, "--kind", "compare", "--compare", fb, "--out", out) == 0
+    printed = capsys.readouterr().out
+    assert "A vs B: processed distributions (what each run decoded from)" in printed
+    assert "warning: settings differ: generation.do_sample False (A) vs True (B)" in printed
+    assert "warning: settings differ: generation.temperature 1.0 (A) vs 3.0 (B)" in printed
+    assert "processed distributions" in _saved(out)["layout"]["title"]["text"]
+    assert _plot(fa, "--kind", "compare", "--compare", fb, "--distributions", "raw", "--out", out) == 0
+    assert "A vs B: raw distributions" in capsys.readouterr().out
+    assert _saved(out)["layout"]["meta"]["distributions"] == "raw"
+    # the same greedy capture twice: nothing differs, no warning
+    assert _plot(fa, "--kind", "compare", "--compare", fa, "--out", out) == 0
+    assert "warning" not in capsys.readouterr().out
 
 
 def test_head_stats_of_a_capture_and_of_a_run_group(im, files, tmp_path, capsys):

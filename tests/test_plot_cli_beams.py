@@ -74,7 +74,7 @@ def test_beams_errors(search, capsys):
 
 
 def test_stats_csv_into_a_new_folder(model_dir, tmp_path, capsys):
-    from inspector.capture import GenerationSettings
+    from inspector.capture.settings import GenerationSettings
     from inspector.model import load_model
     from inspector.runs import RunConfig, run_corpus
 

@@ -135,8 +135,11 @@ def test_compare_view_curves_and_first_divergence(caps):
     ga, gb = a.generated_ids.tolist(), b.generated_ids.tolist()
     differ = [i for i, (x, y) in enumerate(zip(ga, gb, strict=False)) if x != y]
     assert d["layout"]["meta"]["first_divergence"] == (differ[0] if differ else None)
-    # Exact KL by hand at step 0 (same context: the prompt).
-    pa, pb = torch.log_softmax(a.logits[0].double(), -1), torch.log_softmax(b.logits[0].double(), -1)
+    # Exact KL by hand at step 0 (same context: the prompt) of what each run decoded from: greedy from
+    # softmax(logits), the sampled run from softmax(logits / 2).
+    assert d["layout"]["meta"]["distributions"] == "processed"
+    assert "processed distributions" in d["layout"]["title"]["text"]
+    pa, pb = torch.log_softmax(a.logits[0].double(), -1), torch.log_softmax(b.logits[0].double() / 2.0, -1)
     assert float(arr(kl["y"])[0]) == pytest.approx(float((pa.exp() * (pa - pb)).sum()), abs=1e-5)
     static = make_figure("compare", a, other=b)
     np.testing.assert_allclose(static.axes[0].get_lines()[0].get_ydata(), cmp.kl.numpy(), atol=1e-6)

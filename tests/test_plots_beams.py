@@ -103,7 +103,7 @@ def test_beams_figure_errors(beams):
 
 def test_real_tiny_beam_search(byte_tiny):
     """Beams of a real search share their context up to where they part: same distributions there (KL ~ 0)."""
-    beams = byte_tiny.generate("Hi there", max_new_tokens=5, num_beams=3, num_return_sequences=3, keep_logits=True,
+    beams = byte_tiny.generate(["Hi there"], max_new_tokens=5, num_beams=3, num_return_sequences=3, keep_logits=True,
                                attention_dtype=torch.float32)
     fig = make_figure("compare", beams, interactive=True, pair=(0, 1))
     d = fig.to_dict()

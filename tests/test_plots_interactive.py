@@ -270,11 +270,12 @@ def test_make_figure_dispatches_every_kind(cap, tiny):
     import matplotlib.figure
 
     summary = summary_frame(30)
-    extra = {"compare": {"other": cap}, "lens": {"model": tiny}}
+    extra = {"compare": {"other": cap}, "lens": {"model": tiny}, "logit-attribution": {"model": tiny},
+             "attribution": {"model": tiny, "method": "input_x_gradient"}}
     for kind in KINDS:
         src = summary if kind == "corpus" else cap
         fig_i = make_figure(kind, src, interactive=True, **extra.get(kind, {}))
-        assert isinstance(fig_i, str if kind == "text" else go.Figure)
+        assert isinstance(fig_i, str if kind in ("text", "attribution") else go.Figure)
         fig_s = make_figure(kind, src, interactive=False, **extra.get(kind, {}))
         assert isinstance(fig_s, matplotlib.figure.Figure)
         assert export_bytes(fig_s, "png")[:4] == b"\x89PNG"

@@ -92,10 +92,12 @@ def test_cli_choices_are_the_options():
     plot = sub.choices["plot"]
     choices = {a.dest: tuple(a.choices) for a in plot._actions if a.choices is not None}
     from inspector.analysis import ALIGN_CHOICES, KL_CHOICES, ROW_CHOICES
+    from inspector.analysis.choices import ATTRIBUTION_TARGETS, DISTRIBUTION_CHOICES
 
     assert choices == {"kind": plots.KINDS, "agg": tuple(AGGREGATE_MODES), "scores": plots.SCORES,
                        "color_by": plots.COLOR_BY, "by": plots.GROUP_COLUMNS, "rows": ROW_CHOICES,
-                       "align": ALIGN_CHOICES, "kl": KL_CHOICES}
+                       "align": ALIGN_CHOICES, "kl": KL_CHOICES, "target": ATTRIBUTION_TARGETS,
+                       "distributions": DISTRIBUTION_CHOICES}
 
 
 def test_default_position_is_the_first_generated_token_else_the_last():
@@ -144,3 +146,36 @@ def test_no_code_outside_the_package_imports_private_plot_modules():
             if found:
                 offenders[str(rel)] = found
     assert not offenders
+
+
+@pytest.mark.parametrize("statistics", [None, ["entropy", "sink", "previous"], ["entropy"]])
+def test_head_stats_colour_bars_stay_inside_their_own_panels_band(statistics):
+    """Each colour bar lies under its own panel, no wider than it, below the panel's x axis and above the next
+    row's title; only the first column labels the layer axis. The page stretches the figure's width and keeps
+    its height, so horizontal extents are checked as fractions of the panels and vertical gaps in pixels."""
+    from inspector.plots import interactive
+
+    cap = synthetic_capture(seq=12, prompt_len=9, n_layer=12, n_head=12, k=3)
+    fig = interactive.head_stats_heatmap(cap, statistics=statistics)
+    lay = fig.layout
+    plot_px = lay.height - lay.margin.t - lay.margin.b
+    axis_px, title_px = 40, 24  # room for the head axis's ticks and title; for a one-line panel title
+    xdomains = [lay[t.xaxis.replace("x", "xaxis")].domain for t in fig.data]
+    ydomains = [lay[t.yaxis.replace("y", "yaxis")].domain for t in fig.data]
+    row_tops = sorted({y1 for _, y1 in ydomains}, reverse=True)
+    for trace, (x0, x1), (y0, _) in zip(fig.data, xdomains, ydomains, strict=True):
+        bar = trace.colorbar
+        assert bar.orientation == "h" and bar.lenmode == "fraction" and bar.xanchor == "center"
+        left, right = bar.x - bar.len / 2, bar.x + bar.len / 2
+        assert x0 - 1e-9 <= left and right <= x1 + 1e-9, (trace.name, (left, right), (x0, x1))
+        assert bar.ticklabeloverflow == "hide past domain"  # the end labels do not spill sideways
+        assert bar.yanchor == "top" and (y0 - bar.y) * plot_px >= axis_px, trace.name
+        bottom_px = (bar.y * plot_px) - bar.thickness - 16  # the bar, then one line of tick labels
+        below = [t for t in row_tops if t < y0]
+        floor_px = (below[0] * plot_px + title_px) if below else -lay.margin.b
+        assert bottom_px >= floor_px, (trace.name, bottom_px, floor_px)
+    # no tick labels between panels: the layer axis is labelled in the first column only
+    for trace, (x0, _) in zip(fig.data, xdomains, strict=True):
+        yaxis = lay[trace.yaxis.replace("y", "yaxis")]
+        if x0 > 0:
+            assert yaxis.showticklabels is False and not (yaxis.title and yaxis.title.text), trace.name

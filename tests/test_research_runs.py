@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import inspector
-from inspector.capture import GenerationSettings
+from inspector.capture.settings import GenerationSettings
 from inspector.cli.main import main as cli_main
 from inspector.data import build_prompt, load_dailydialog
 from inspector.runs import RunConfig, RunMismatchError, load_run, run_corpus
@@ -210,6 +210,9 @@ def test_compare_two_runs_paired_by_turn(scored_run, tiny_model, data_dir, tmp_p
     assert rc == 0
     printed = capsys.readouterr().out
     assert "8 turns in both runs" in printed and "2 turns only in run A" in printed
+    # the runs decoded differently: said, setting by setting, from their run.json
+    assert "warning: settings differ: generation.do_sample False (A) vs True (B)" in printed
+    assert "-0.0000" not in printed and " 0.0000 " not in printed
     table = pd.read_csv(csv)
     a = scored_run.summary.set_index(["dial_id", "turn"])
     b = other.summary.set_index(["dial_id", "turn"])

@@ -53,7 +53,7 @@ def _bound_locally():
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from inspector.capture import GenerationSettings
+    from inspector.capture.settings import GenerationSettings
     from inspector.fallback import builtin_model
     from inspector.runs import RunConfig, run_corpus
 

@@ -64,8 +64,8 @@ def test_crop_select_and_write_again(byte_tiny):
 
 
 def test_the_capture_generates_with_it(byte_tiny):
-    from inspector.capture import GenerationSettings
     from inspector.capture.engine import generate_with_prompt_cache
+    from inspector.capture.settings import GenerationSettings
 
     caps, cache = generate_with_prompt_cache(byte_tiny, PROMPTS, GenerationSettings(max_new_tokens=4),
                                              [{"kind": "test"}] * len(PROMPTS))
@@ -80,7 +80,6 @@ def test_the_capture_generates_with_it(byte_tiny):
 def test_the_prefill_is_not_reserved_on_top_of_its_temporaries(byte_tiny, monkeypatch):
     """Each layer reserves its room at its first update after the prefill, one layer at a time: the prefill's
     keys and values are compact while the prefill's own temporaries exist."""
-    import inspector
     import inspector.capture.engine as engine
 
     seen: list[tuple[int, bool]] = []  # per update: positions written, whether the layer had reserved room
@@ -94,7 +93,7 @@ def test_the_prefill_is_not_reserved_on_top_of_its_temporaries(byte_tiny, monkey
     made: list[object] = []
     real = engine.reserved_cache
     monkeypatch.setattr(engine, "reserved_cache", lambda *a: made.append(real(*a)) or made[-1])
-    cap = inspector.generate(byte_tiny, PROMPTS[0], max_new_tokens=3, layers=[0], attention_rows="generated")
+    cap = byte_tiny.generate(PROMPTS[0], max_new_tokens=3, layers=[0], attention_rows="generated")
     assert len(made) == 1 and made[0] is not None  # a small selective capture generates with it too
     layers = byte_tiny.num_layers
     prompt = cap.prompt_len
@@ -107,14 +106,13 @@ def test_the_prefill_is_not_reserved_on_top_of_its_temporaries(byte_tiny, monkey
 
 
 def test_not_for_beam_search_or_several_sequences(byte_tiny, monkeypatch):
-    import inspector
     import inspector.capture.engine as engine
 
     made: list[object] = []
     real = engine.reserved_cache
     monkeypatch.setattr(engine, "reserved_cache", lambda *a: made.append(real(*a)) or made[-1])
-    inspector.generate(byte_tiny, PROMPTS[:2], max_new_tokens=3, num_beams=2)
-    inspector.generate(byte_tiny, PROMPTS[:2], max_new_tokens=3, do_sample=True, num_return_sequences=2, seed=0)
+    byte_tiny.generate(PROMPTS[:2], max_new_tokens=3, num_beams=2)
+    byte_tiny.generate(PROMPTS[:2], max_new_tokens=3, do_sample=True, num_return_sequences=2, seed=0)
     assert made == []
-    inspector.generate(byte_tiny, PROMPTS[:2], max_new_tokens=3)
+    byte_tiny.generate(PROMPTS[:2], max_new_tokens=3)
     assert len(made) == 1 and made[0] is not None

@@ -19,7 +19,7 @@ import pytest
 from run_helpers import write_byte_model_folder
 
 import inspector
-from inspector.capture import GenerationSettings
+from inspector.capture.settings import GenerationSettings
 from inspector.cli.main import main as cli_main
 from inspector.runs import RUN_FORMAT, RUN_SCHEMA_VERSION, RunConfig, RunError, load_run, run_corpus
 

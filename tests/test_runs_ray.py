@@ -17,7 +17,7 @@ import pytest
 from run_helpers import NUM_TURNS
 
 import inspector
-from inspector.capture import GenerationSettings
+from inspector.capture.settings import GenerationSettings
 from inspector.cli.main import main as cli_main
 from inspector.runs import RunConfig, load_run, run_corpus
 from inspector.runs.ray_backend import RAY_INSTALL_HINT, RayRunner
@@ -181,3 +181,104 @@ def test_batches_hold_turns_of_similar_prompt_length(cfg, tiny_model):
         return sum(max(b) * len(b) - sum(b) for b in batches)
 
     assert padding(lengths) < padding(unsorted)
+
+
+# --------------------------------------------------------------------------- a killed driver cleans up after itself
+def _processes_below(root: int) -> dict[int, tuple[str, str]]:
+    """``pid -> (start time, command line)`` of every process below ``root``, read from /proc here."""
+    table: dict[int, tuple[int, str, str]] = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                fields = (p / "stat").read_text().rpartition(")")[2].split()
+                cmdline = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            except OSError:
+                continue
+            table[int(p.name)] = (int(fields[1]), fields[19], cmdline)
+    found, todo = {}, [root]
+    while todo:
+        parent = todo.pop()
+        for pid, (ppid, start, cmdline) in table.items():
+            if ppid == parent and pid not in found:
+                found[pid] = (start, cmdline)
+                todo.append(pid)
+    return found
+
+
+def _still_running(pid: int, start: str) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return False
+    return fields[19] == start and fields[0] not in ("Z", "X")
+
+
+@needs_ray
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads the process table from /proc")
+def test_a_killed_ray_driver_leaves_no_process_or_temporary_folder(tiny_dir, data_dir, tmp_path):
+    import re
+    import subprocess
+    import time
+
+    out = tmp_path / "run"
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    log = open(tmp_path / "stderr.txt", "w+")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inspector.cli.main", "run", "--ray", "auto", "--workers", "2", "--model", str(tiny_dir),
+         "--random-weights", "--device", "cpu", "--data", str(data_dir), "--batch-size", "1", "--max-new-tokens",
+         "200", "--no-progress", "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 300
+        while not any((out / "parts").glob("batch-*.parquet")) and proc.poll() is None:
+            assert time.monotonic() < deadline, "the run never got going"
+            time.sleep(0.05)
+        below = _processes_below(proc.pid)
+        assert proc.poll() is None, log.seek(0) or log.read()
+        temps = {m.group(1) for _, cmd in below.values()
+                 for m in re.finditer(r"(/\S*?/inspector-ray-[^/\s]+)", cmd)}
+        assert len(temps) == 1, below  # the local cluster's folder, named in its processes' command lines
+        temp = Path(temps.pop())
+        assert temp.is_dir() and len(below) >= 4  # gcs, raylet, agents, workers: a real cluster to clean up
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (out / "summary.parquet").exists(), "the run finished before it was killed; make it longer"
+    deadline = time.monotonic() + 60  # a bound on the wait, polled: the agents used to outlive it
+    alive = {pid: cmd for pid, (start, cmd) in below.items() if _still_running(pid, start)}
+    while (alive or temp.exists()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = {pid: cmd for pid, (start, cmd) in below.items() if _still_running(pid, start)}
+    assert not alive, f"processes of the killed run still running: {sorted(alive.values())}"
+    assert not temp.exists(), f"{temp} was left behind"
+
+
+def test_the_next_local_cluster_removes_folders_whose_driver_is_gone(tmp_path):
+    from inspector.runs.ray_backend import remove_dead_clusters
+
+    gone = 2**22 + 1  # above the largest process id Linux (4194304) and macOS (99999) give: no process has it
+    dead = tmp_path / f"inspector-ray-{gone}-abc123"
+    live = tmp_path / f"inspector-ray-{os.getpid()}-def456"
+    other = tmp_path / "inspector-ray-notapid"
+    for folder in (dead, live, other):
+        (folder / "session_latest").mkdir(parents=True)
+    assert remove_dead_clusters(str(tmp_path)) == [dead]
+    assert not dead.exists() and live.is_dir() and other.is_dir()
+
+
+@pytest.mark.parametrize("ending, cleaned", [(b"done", False), (b"", True)], ids=["shut-down", "driver-died"])
+def test_the_watcher_cleans_up_only_when_the_driver_dies(tmp_path, ending, cleaned):
+    from inspector.runs.ray_backend import watch_driver
+
+    temp = tmp_path / "inspector-ray-1-abc"
+    (temp / "session_latest").mkdir(parents=True)
+    read, write = os.pipe()
+    os.write(write, ending)
+    os.close(write)  # the driver's end: closed on exit, however it exits
+    with os.fdopen(read, "rb", buffering=0) as pipe:
+        assert watch_driver(2**22 + 1, str(temp), pipe=pipe, before={}) is cleaned
+    assert temp.exists() is not cleaned

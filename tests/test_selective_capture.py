@@ -15,7 +15,7 @@ import torch
 from conftest import make_byte_tiny
 
 from inspector.attention_layout import AttentionLayout
-from inspector.capture import GenerationSettings
+from inspector.capture.settings import GenerationSettings
 from inspector.records import CaptureError
 from inspector.store import capture_from_parts, load_capture
 

@@ -78,8 +78,14 @@ def test_every_flag_sets_its_field():
                                                         "1GB"]))
     assert selective == GenerationSettings(layers=(0, 2, 3), heads=(1,), attention_rows="generated",
                                            head_reduce="mean", memory_budget=10**9)
+    # interventions: a third call
+    switched = settings_from_args(parser().parse_args(["--ablate", "L0.H1,L1.mlp", "--ablate-mode", "mean",
+                                                       "--patch", "0:1", "--patch-from", "clean.safetensors"]))
+    assert switched == GenerationSettings(ablate=("L0.H1", "L1.mlp"), ablate_mode="mean", patch=((0, 1),),
+                                          patch_from="clean.safetensors")
     covered = {n for n in FIELDS if getattr(got, n) != getattr(GenerationSettings(), n)}
     covered |= {n for n in FIELDS if getattr(selective, n) != getattr(GenerationSettings(), n)}
+    covered |= {n for n in FIELDS if getattr(switched, n) != getattr(GenerationSettings(), n)}
     assert covered | {"num_beams"} == set(FIELDS) - set(NOT_FLAGS)  # beams exclude sampling: checked alone
     assert settings_from_args(parser().parse_args(["--num-beams", "3"])).num_beams == 3
 

@@ -89,7 +89,7 @@ def test_left_padded_batch_equals_each_prompt_alone(smollm2, prompts):
 
 
 def test_beams_each_match_their_own_forward_pass(smollm2, prompts):
-    caps = smollm2.generate(prompts[2], max_new_tokens=5, num_beams=3, num_return_sequences=3,
+    caps = smollm2.generate([prompts[2]], max_new_tokens=5, num_beams=3, num_return_sequences=3,
                             attention_dtype=torch.float32, keep_logits=True)
     assert len(caps) == 3 and len({tuple(c.token_ids.tolist()) for c in caps}) == 3
     for cap in caps:

@@ -97,16 +97,15 @@ def test_pickle_is_never_executed(tmp_path):
 
 
 def test_interrupted_save_leaves_nothing_loadable(capture, tmp_path, monkeypatch):
-    import safetensors.torch
+    from inspector import fileformat
 
     target = tmp_path / "c.safetensors"
 
-    def dies_midway(tensors, filename, metadata=None):
-        with open(filename, "wb") as fh:
-            fh.write(b"\x00" * 64)  # a partial write, then the process "dies"
+    def dies_midway(fh, header, tensors, entries):
+        fh.write(header[:64])  # a partial write, then the process "dies"
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(safetensors.torch, "save_file", dies_midway)
+    monkeypatch.setattr(fileformat, "_write_to", dies_midway)
     with pytest.raises(KeyboardInterrupt):
         capture.save(target)
     assert not target.exists()
@@ -114,15 +113,15 @@ def test_interrupted_save_leaves_nothing_loadable(capture, tmp_path, monkeypatch
 
 
 def test_interrupted_overwrite_keeps_previous_file(capture, tmp_path, monkeypatch):
-    import safetensors.torch
+    from inspector import fileformat
 
     target = capture.save(tmp_path / "c.safetensors")
     before = target.read_bytes()
 
-    def fails(tensors, filename, metadata=None):
+    def fails(fh, header, tensors, entries):
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", fails)
+    monkeypatch.setattr(fileformat, "_write_to", fails)
     with pytest.raises(OSError, match="disk full"):
         capture.save(target)
     assert target.read_bytes() == before

@@ -286,7 +286,6 @@ def test_inspector_capture_on_a_full_disk_is_one_line(byte_tiny, small_tmpfs, mo
     ],
 )
 def test_disk_full_injected_at_the_writer(capture, tmp_path, monkeypatch, error):
-    import safetensors.torch
     from safetensors import SafetensorError
 
     raised = {
@@ -295,11 +294,11 @@ def test_disk_full_injected_at_the_writer(capture, tmp_path, monkeypatch, error)
         "pyarrow": OSError("Error writing bytes to file. Detail: [errno 28] No space left on device"),
     }[error]
 
-    def full(tensors, filename, metadata=None):
-        Path(filename).write_bytes(b"\0" * 100)  # a partial write first
+    def full(fh, header, tensors, entries):
+        fh.write(b"\0" * 100)  # a partial write first
         raise raised
 
-    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    monkeypatch.setattr(fileformat, "_write_to", full)
     target = tmp_path / "c.safetensors"
     with pytest.raises(_atomic.DiskFullError, match=r"c\.safetensors: the disk is full") as err:
         capture.save(target)

@@ -1,14 +1,15 @@
-"""Analysis of captures: logit lens, value norms, attention rollout, head statistics, capture comparison.
+"""Analysis of captures: attention aggregation, logit lens, value norms, rollout, head statistics, comparison.
 
 Pure functions over the tensors of a capture (and, for the lens and value norms, the
 model's weights), with shapes in their docstrings:
 
-* :mod:`~inspector.analysis.lens` (:func:`logit_lens`) with :mod:`~inspector.analysis.readout`;
+* :mod:`~inspector.analysis.lens` (:func:`logit_lens`) with :mod:`~inspector.readout`;
 * :mod:`~inspector.analysis.value_norms` (Kobayashi et al. 2020, norm-weighted attention);
 * :mod:`~inspector.analysis.rollout` (:func:`attention_rollout`, Abnar & Zuidema 2020);
 * :mod:`~inspector.analysis.head_stats` (:func:`attention_head_stats`, :func:`aggregate_head_stats`,
   :func:`rank_heads`);
-* :mod:`~inspector.analysis.compare` (:func:`compare_captures`, :func:`compare_beams`).
+* :mod:`~inspector.analysis.compare` (:func:`compare_captures`, :func:`compare_beams`);
+* :mod:`~inspector.analysis.context_attribution` (:func:`context_attribution`: gradients, occlusion).
 """
 
 from __future__ import annotations
@@ -20,9 +21,19 @@ from inspector._lazy import lazy_namespace
 # Each name loads its module on first use (PEP 562): the CLI reads the choice tuples (ALIGN_CHOICES,
 # ROW_CHOICES, ...) while building its parser, which must not import torch.
 _EXPORTS: dict[str, str] = {
+    "AGGREGATE_MODES": "inspector.aggregate",
+    "REDUCERS": "inspector.aggregate",
+    "aggregate_attention": "inspector.aggregate",
+    "aggregate_by_mode": "inspector.aggregate",
+    "attention_entropy": "inspector.aggregate",
+    "attention_from": "inspector.aggregate",
+    "stacked_mean": "inspector.aggregate",
+    "stored_lens": "inspector.analysis.lens",
     "ALIGN_CHOICES": "inspector.analysis.choices",
     "KL_CHOICES": "inspector.analysis.choices",
     "CaptureComparison": "inspector.analysis.compare",
+    "ContextAttribution": "inspector.analysis.context_attribution",
+    "context_attribution": "inspector.analysis.context_attribution",
     "CompareError": "inspector.analysis.compare",
     "compare_beams": "inspector.analysis.compare",
     "compare_captures": "inspector.analysis.compare",
@@ -36,14 +47,16 @@ _EXPORTS: dict[str, str] = {
     "previous_occurrences": "inspector.analysis.head_stats",
     "query_rows": "inspector.analysis.head_stats",
     "rank_heads": "inspector.analysis.head_stats",
-    "LensResult": "inspector.analysis.lens",
+    "LensResult": "inspector.lens_math",
     "capture_lens": "inspector.analysis.lens",
-    "logit_lens": "inspector.analysis.lens",
-    "next_token_targets": "inspector.analysis.lens",
+    "logit_lens": "inspector.lens_math",
+    "next_token_targets": "inspector.lens_math",
     "teacher_forced_hidden_states": "inspector.analysis.lens",
-    "Readout": "inspector.analysis.readout",
-    "find_readout": "inspector.analysis.readout",
+    "Readout": "inspector.readout",
+    "find_readout": "inspector.readout",
     "attention_rollout": "inspector.analysis.rollout",
+    "LogitAttribution": "inspector.analysis.direct_logit",
+    "logit_attribution": "inspector.analysis.direct_logit",
     "ValueWeights": "inspector.value_math",
     "attention_modules": "inspector.analysis.value_norms",
     "layer_value_norms": "inspector.value_math",
@@ -61,6 +74,15 @@ __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
+    from inspector.aggregate import (
+        AGGREGATE_MODES as AGGREGATE_MODES,
+        REDUCERS as REDUCERS,
+        aggregate_attention as aggregate_attention,
+        aggregate_by_mode as aggregate_by_mode,
+        attention_entropy as attention_entropy,
+        attention_from as attention_from,
+        stacked_mean as stacked_mean,
+    )
     from inspector.analysis.choices import (
         ALIGN_CHOICES as ALIGN_CHOICES,
         KL_CHOICES as KL_CHOICES,
@@ -73,6 +95,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
         compare_beams as compare_beams,
         compare_captures as compare_captures,
     )
+    from inspector.analysis.context_attribution import (
+        ContextAttribution as ContextAttribution,
+        context_attribution as context_attribution,
+    )
+    from inspector.analysis.direct_logit import (
+        LogitAttribution as LogitAttribution,
+        logit_attribution as logit_attribution,
+    )
     from inspector.analysis.head_stats import (
         HeadStats as HeadStats,
         aggregate_head_stats as aggregate_head_stats,
@@ -84,15 +114,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
         rank_heads as rank_heads,
     )
     from inspector.analysis.lens import (
-        LensResult as LensResult,
         capture_lens as capture_lens,
-        logit_lens as logit_lens,
-        next_token_targets as next_token_targets,
+        stored_lens as stored_lens,
         teacher_forced_hidden_states as teacher_forced_hidden_states,
-    )
-    from inspector.analysis.readout import (
-        Readout as Readout,
-        find_readout as find_readout,
     )
     from inspector.analysis.rollout import (
         attention_rollout as attention_rollout,
@@ -100,6 +124,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from inspector.analysis.value_norms import (
         attention_modules as attention_modules,
         model_value_norms as model_value_norms,
+    )
+    from inspector.lens_math import (
+        LensResult as LensResult,
+        logit_lens as logit_lens,
+        next_token_targets as next_token_targets,
+    )
+    from inspector.readout import (
+        Readout as Readout,
+        find_readout as find_readout,
     )
     from inspector.value_math import (
         ValueWeights as ValueWeights,

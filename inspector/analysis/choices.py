@@ -6,6 +6,16 @@ from __future__ import annotations
 ALIGN_CHOICES: tuple[str, ...] = ("auto", "prefix", "generated")
 #: How their next-token distributions are compared.
 KL_CHOICES: tuple[str, ...] = ("auto", "exact", "topk")
+#: Which distributions are compared: what each run decoded from (after its decoding settings), or the model's.
+DISTRIBUTION_CHOICES: tuple[str, ...] = ("processed", "raw")
+#: What direct logit attribution explains (:func:`inspector.analysis.direct_logit.logit_attribution`): the chosen
+#: token's logit, or its margin over the runner-up.
+ATTRIBUTION_TARGETS: tuple[str, ...] = ("chosen", "margin")
+#: Context attribution methods, integrated gradients' quadrature rules (Captum's names) and the baselines
+#: a missing token is (:func:`inspector.analysis.context_attribution.context_attribution`).
+CONTEXT_METHODS: tuple[str, ...] = ("input_x_gradient", "integrated_gradients", "occlusion")
+IG_RULES: tuple[str, ...] = ("gausslegendre", "riemann_trapezoid")
+BASELINES: tuple[str, ...] = ("zero", "pad", "unk")
 #: Which query rows head statistics use (:func:`inspector.analysis.head_stats.attention_head_stats`).
 ROW_CHOICES: tuple[str, ...] = ("all", "prompt", "generated")
 #: Statistic names, as fields of :class:`~inspector.analysis.head_stats.HeadStats` and columns of its frame.

@@ -11,9 +11,11 @@ ones usually shown.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
+from inspector.records import Capture
 from inspector.value_math import norm_weighted_attention
 
 
@@ -29,7 +31,7 @@ def _choose(what: str, chosen: Sequence[int] | None, size: int) -> list[int]:
 
 
 def attention_rollout(
-    att: torch.Tensor,
+    att: torch.Tensor | Capture,
     layers: Sequence[int] | None = None,
     heads: Sequence[int] | None = None,
     residual_weight: float = 0.5,
@@ -38,7 +40,8 @@ def attention_rollout(
     """Rollout of attention ``[layer, head, query, key]`` -> ``[query, key]`` float32.
 
     Args:
-        att: causal attention, each row a distribution (as in ``Capture.attentions``).
+        att: causal attention, each row a distribution (as in ``Capture.attentions``), or a capture
+            (its attention of every layer and head; ``CaptureError`` saying what to capture when it kept less).
         layers: the layers to multiply through (default all); used in ascending order.
         heads: the heads averaged in every chosen layer (default all).
         residual_weight: ``r`` in ``(1 - r) A + r I``, within 0..1. ``0`` multiplies the
@@ -47,6 +50,16 @@ def attention_rollout(
             :mod:`inspector.analysis.value_norms`): when given, the input is
             norm-weighted attention, renormalised per row, instead of raw attention.
     """
+    given: Any = att
+    if isinstance(given, Capture):
+        given = given.require_attentions()
+    if given is None:
+        raise ValueError("att is None: the capture kept no attention of every layer and head (a selective capture "
+                         "keeps some layers, heads or rows only); pass the capture itself to learn what to capture "
+                         "instead, or capture again with attention kept (model.generate(...) defaults)")
+    if not isinstance(given, torch.Tensor):
+        raise ValueError(f"att must be a [layer, head, seq, seq] tensor or a Capture, got {type(given).__name__}")
+    att = given
     if att.dim() != 4 or att.shape[2] != att.shape[3]:
         raise ValueError(f"att must be [layer, head, seq, seq], got {tuple(att.shape)}")
     if not 0.0 <= residual_weight <= 1.0:

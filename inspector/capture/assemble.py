@@ -16,6 +16,7 @@ from inspector.capture.beams import (
     beam_attention,
     beam_final_rows,
     beam_rows,
+    beam_score,
     beam_stop_reason,
     candidate_positions,
 )
@@ -29,6 +30,7 @@ from inspector.records import Capture, CaptureMeta, StopReason
 
 if TYPE_CHECKING:  # pragma: no cover
     from inspector.capture.encode import PromptBatch
+    from inspector.capture.interventions import Intervener
     from inspector.capture.recorder import Recorder
     from inspector.capture.settings import GenerationSettings
     from inspector.handle import ModelHandle
@@ -44,8 +46,14 @@ def assemble(
     sequences: torch.Tensor,
     beam_indices: torch.Tensor | None,
     stopper: Any,
+    intervener: Intervener | None = None,
+    beam_scores: torch.Tensor | None = None,
+    length_penalty: float = 1.0,
 ) -> list[Capture]:
-    """One capture per row of ``sequences`` ``[rows_out, p_max + steps]``, prompt-major."""
+    """One capture per row of ``sequences`` ``[rows_out, p_max + steps]``, prompt-major; ``intervener``: the
+    run's interventions, applied to beam search's final passes too and recorded in the metadata. A returned beam's
+    ``meta.sequence_score`` is ``beam_scores[j]`` (``[rows_out]``, ``generate``'s ``sequences_scores``) when
+    given, else :func:`~inspector.capture.beams.beam_score` of its processed scores under ``length_penalty``."""
     tok = im.tokenizer
     p_max = batch.p_max
     total = steps.steps
@@ -55,7 +63,7 @@ def assemble(
     final_rows: list[FinalRow] = []
     names: dict[int, str] = {}  # token id -> display string, shared by the captures of the batch
     if bi is not None and (settings.keep_attention or rec.layers.active):
-        final_rows = beam_final_rows(im, rec, seq_cpu, bi, batch)
+        final_rows = beam_final_rows(im, rec, seq_cpu, bi, batch, intervener)
     views = bi is None and _views_fit(rec, batch, steps, int(seq_cpu.shape[0]))
     logit_views = bi is None and steps.logits is not None and _logit_views_fit(steps, int(seq_cpu.shape[0]))
     versions = library_versions()
@@ -133,8 +141,11 @@ def assemble(
             versions=versions,
             source=sources[b],
             sequence_index=j % nrs,
+            sequence_score=None if bi is None else (
+                float(beam_scores[j]) if beam_scores is not None else beam_score(proc_scores, length_penalty)),
             created=created,
             model_file=im.model_file,
+            interventions={} if intervener is None else dict(intervener.plan.record),
         )
         captures.append(
             Capture(
@@ -203,7 +214,7 @@ def _logit_views_fit(steps: StackedSteps, rows: int) -> bool:
 
 def compact_lens(im: ModelHandle, hidden: HiddenStates, ids: torch.Tensor, k: int) -> CaptureLens:
     """The stored logit lens of one sequence: every entry and position of ``hidden``, top ``k``."""
-    from inspector.analysis.lens import logit_lens, next_token_targets
+    from inspector.lens_math import logit_lens, next_token_targets
 
     res = logit_lens(hidden, im.model, targets=next_token_targets(ids), k=k)
     return CaptureLens(res.topk_ids, res.topk_probs, res.entropy, res.target_rank, res.target_prob)

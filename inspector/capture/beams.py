@@ -7,15 +7,17 @@ from that row's candidates, its attention row from that row's next decoding forw
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from inspector.records import CaptureError, StopReason
+from inspector.records import CaptureError, StopReason, TokenScores
 
 if TYPE_CHECKING:  # pragma: no cover
     from inspector.capture.encode import PromptBatch
+    from inspector.capture.interventions import Intervener
     from inspector.capture.recorder import Recorder
     from inspector.handle import ModelHandle
 
@@ -24,6 +26,14 @@ def beam_rows(beam_indices_row: torch.Tensor) -> tuple[int, torch.Tensor]:
     """``(steps, row_at)`` of one returned sequence from its ``beam_indices`` row (``-1`` = unfilled)."""
     steps = int((beam_indices_row >= 0).sum())
     return steps, beam_indices_row[:steps]
+
+
+def beam_score(processed: TokenScores, length_penalty: float) -> float:
+    """A returned beam's score as ``generate`` ranks it (its ``sequences_scores``): the sum of the chosen tokens'
+    processed log-probabilities over ``steps ** length_penalty``. Exact where the processed log-probabilities
+    are normalised (beam search without a repetition penalty; the engine takes ``generate``'s own scores else)."""
+    steps = processed.num_steps
+    return float(processed.chosen_logprob.double().sum()) / steps**length_penalty if steps else 0.0
 
 
 def candidate_positions(
@@ -77,9 +87,11 @@ class FinalRow:
 
 
 def beam_final_rows(
-    im: ModelHandle, rec: Recorder, seq_cpu: torch.Tensor, bi: torch.Tensor, batch: PromptBatch
+    im: ModelHandle, rec: Recorder, seq_cpu: torch.Tensor, bi: torch.Tensor, batch: PromptBatch,
+    intervener: Intervener | None = None,
 ) -> list[FinalRow]:
-    """Attention row, hidden states and value norms of each returned beam's last token (one forward per beam)."""
+    """Attention row, hidden states and value norms of each returned beam's last token (one forward per beam,
+    under the run's interventions when there are any)."""
     out = []
     nrs = rec.s.num_return_sequences
     layers = rec.layers
@@ -90,9 +102,11 @@ def beam_final_rows(
         ids = seq_cpu[j, pad : batch.p_max + steps][None].to(im.device)
         grabbed: dict[int, torch.Tensor] = {}
         handles = layers.final_forward_hooks(grabbed) if layers.norms else []
+        around = contextlib.nullcontext() if intervener is None else intervener.single_row(b * rec.s.num_beams)
         try:
-            res = im.model(input_ids=ids, output_attentions=rec.s.keep_attention, output_hidden_states=layers.hidden,
-                           use_cache=False, logits_to_keep=1)
+            with around:
+                res = im.model(input_ids=ids, output_attentions=rec.s.keep_attention,
+                               output_hidden_states=layers.hidden, use_cache=False, logits_to_keep=1)
         finally:
             for h in handles:
                 h.remove()

@@ -40,12 +40,19 @@ def check_prompts(prompts: Any) -> tuple[bool, list[str]]:
 def _check_text(i: int, prompt: Any) -> None:
     if not isinstance(prompt, str):
         raise ValueError(f"prompt {i} is {type(prompt).__name__}, not str: {_EXPECTED}")
+    check_encodable(prompt, f"prompt {i}")
+
+
+def check_encodable(text: str, what: str) -> None:
+    """``ValueError`` naming ``what`` (e.g. ``"continuation 0"``) when ``text`` cannot be encoded as UTF-8: it
+    holds an unpaired surrogate (e.g. undecodable bytes from a command line), on which a tokenizer raises its
+    own ``TypeError`` or encodes garbage."""
     try:
-        prompt.encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError(
-            f"prompt {i} ({_preview(prompt)}) is not valid text: it holds an unpaired surrogate "
-            f"{prompt[exc.start]!r} at character {exc.start} (undecodable bytes?); pass valid Unicode text"
+            f"{what} ({_preview(text)}) is not valid text: it holds an unpaired surrogate "
+            f"{text[exc.start]!r} at character {exc.start} (undecodable bytes?); pass valid Unicode text"
         ) from None
 
 

@@ -12,21 +12,23 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import torch
 
-from inspector._compat import generated_cache, output_layer_input, stop_string_criteria
+from inspector._compat import cache_kwarg, generated_cache, output_layer_input, stop_string_criteria
 from inspector.capture.assemble import assemble
 from inspector.capture.budget import ModelSizes, check_budget, estimate_capture
 from inspector.capture.encode import PromptBatch, check_prompts, encode_prompts
 from inspector.capture.greedy_stats import group_steps
-from inspector.capture.modules import cache_kwarg
+from inspector.capture.interventions import Intervener, InterventionPlan, intervening, plan, row_mask
+from inspector.capture.overrides import SettingsOverrides, with_overrides
 from inspector.capture.prompt_cache import PromptCache
 from inspector.capture.recorder import Recorder
 from inspector.capture.reserved_cache import reserved_cache
 from inspector.capture.settings import GenerationSettings
 from inspector.capture.steps import StackedSteps
+from inspector.fileformat import source_dicts
 
 if TYPE_CHECKING:  # pragma: no cover
     from inspector.handle import ModelHandle
@@ -37,110 +39,50 @@ def generate(
     im: ModelHandle,
     prompts: str | Sequence[str],
     *,
-    max_new_tokens: int = 40,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float = 1.0,
-    num_beams: int = 1,
-    num_return_sequences: int = 1,
-    repetition_penalty: float = 1.0,
-    stop_strings: Sequence[str] | str | None = None,
-    seed: int | None = None,
-    top_k_logits: int = 10,
-    keep_logits: bool = False,
-    keep_attention: bool = True,
-    attention_dtype: torch.dtype | str = torch.float16,
-    truncate_prompt: bool = False,
-    keep_hidden_states: bool = False,
-    keep_value_norms: bool = False,
-    hidden_dtype: torch.dtype | str = torch.float16,
-    lens_k: int = 0,
-    layers: Sequence[int] | slice | str | None = None,
-    heads: Sequence[int] | slice | str | None = None,
-    attention_rows: str = "all",
-    head_reduce: str = "none",
-    memory_budget: int | str | None = None,
-    sources: Sequence[dict[str, Any]] | dict[str, Any] | None = None,
     settings: GenerationSettings | None = None,
+    sources: Sequence[dict[str, Any]] | dict[str, Any] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    **overrides: Unpack[SettingsOverrides],
 ) -> Capture | list[Capture]:
     """Generate from one prompt or a batch and capture every step.
 
     Args:
         im: a model from :func:`inspector.load_model`.
         prompts: a string, or a list of strings generated together in one left-padded batch.
-        max_new_tokens, do_sample, temperature, top_k, top_p, num_beams, num_return_sequences,
-            repetition_penalty, stop_strings: decoding settings, as in Hugging Face ``generate``
-            (``top_k=None`` or 0 and ``top_p=1.0`` are off); no other decoding filter is applied.
-        seed: seed for sampling (the global RNG is restored afterwards).
-        top_k_logits: candidates kept per step.
-        keep_logits: also keep full raw logits ``[step, vocab]``.
-        keep_attention: keep ``[layer, head, query, key]`` attention (default).
-        attention_dtype: ``torch.float16`` (default), ``torch.float32`` or ``torch.bfloat16``.
-        truncate_prompt: drop prompt tokens from the left to fit the context instead of raising.
-        keep_hidden_states: keep the residual stream ``[layer + 1, seq, d_model]`` of every position
-            (``capture.hidden_states``), recorded like attention: prefill, then each decoding step.
-        keep_value_norms: keep value-vector norms ``[layer, head, key]`` (``capture.value_norms``), for
-            norm-weighted attention.
-        hidden_dtype: dtype the hidden states are stored in (default ``torch.float16``).
-        lens_k: > 0 computes the logit lens of the hidden states at capture time and stores its top
-            ``lens_k`` (``capture.lens``), so a saved capture shows it without the model.
-        layers, heads: keep attention for these layer / head ids only (a list, a slice, or text like
-            ``"0,3,5-7"``; default all), checked against the model before any work.
-        attention_rows: ``"all"`` (default) or ``"generated"``: only the generated tokens' rows,
-            ``capture.step_attentions`` ``[layer, head, step, key]``.
-        head_reduce: ``"none"`` (default) or ``"mean"``: the kept heads' mean, a head axis of size 1.
-        memory_budget: bytes or text like ``"4GB"``; a capture estimated to need more is refused before
-            generation with the options that fit (default: half the free device memory; ``"off"``).
+        settings: a ready :class:`GenerationSettings` (default: the defaults).
         sources: where each prompt came from (stored in ``capture.meta.source``).
-        settings: a ready :class:`GenerationSettings` (overrides the keyword arguments).
         on_step: called after every decoding step as ``on_step(steps_done, max_new_tokens)``
             (for a progress bar). To cancel, raise from it: the exception propagates out of
             ``generate``, the model's hooks are removed and nothing is returned. It runs inside
             ``torch.inference_mode()``, as the generation does.
+        overrides: any :class:`GenerationSettings` field by name (``max_new_tokens=20``,
+            ``layers="0-3"``, ...), replacing the same field of ``settings``; every field, its
+            meaning and bounds are listed there (:class:`~inspector.capture.overrides.SettingsOverrides`
+            types them). ``ablate=``/``ablate_mode=`` switch parts off and ``patch=`` writes another
+            capture's residual stream in (``patch_from=`` takes that :class:`Capture`); exactly what each
+            replaces is in :mod:`inspector.capture.interventions`, what was done in ``meta.interventions``.
 
     Returns:
-        A :class:`Capture` for a single string with one returned sequence; otherwise a list,
-        prompt-major (all sequences of prompt 0, then prompt 1, ...).
+        A :class:`Capture` for a string; a list for a list of prompts, prompt-major (all sequences
+        of prompt 0, then prompt 1, ...).
 
     Raises:
-        ValueError: bad settings or prompts, before any model work.
+        ValueError: bad settings or prompts, or a string prompt with several returned sequences
+            (pass ``[prompt]`` to get them as a list), before any model work.
         NonFiniteError: the model produced NaN/inf (names step and layer).
     """
-    if settings is None:
-        settings = GenerationSettings(
-            max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            num_beams=num_beams,
-            num_return_sequences=num_return_sequences,
-            repetition_penalty=repetition_penalty,
-            stop_strings=stop_strings,  # type: ignore[arg-type]
-            seed=seed,
-            top_k_logits=top_k_logits,
-            keep_logits=keep_logits,
-            keep_attention=keep_attention,
-            attention_dtype=attention_dtype,  # type: ignore[arg-type]
-            truncate_prompt=truncate_prompt,
-            keep_hidden_states=keep_hidden_states,
-            keep_value_norms=keep_value_norms,
-            hidden_dtype=hidden_dtype,  # type: ignore[arg-type]
-            lens_k=lens_k,
-            layers=layers,  # type: ignore[arg-type]
-            heads=heads,  # type: ignore[arg-type]
-            attention_rows=attention_rows,
-            head_reduce=head_reduce,
-            memory_budget=memory_budget,
-        )
+    source = overrides.get("patch_from")
+    if source is not None and _is_capture(source):  # the settings keep a path (the file it was read from) only
+        overrides = {k: v for k, v in overrides.items() if k != "patch_from"}  # type: ignore[assignment]
+    settings = with_overrides(settings, overrides)
     single = isinstance(prompts, str)
-    settings, batch, source_list = _prepare(im, prompts, settings, sources)
-    captures, _ = _run(im, batch, settings, source_list, on_step)
-    if single and settings.num_return_sequences == 1:
-        return captures[0]
-    return captures
+    if single and settings.num_return_sequences > 1:
+        raise ValueError(f"num_return_sequences={settings.num_return_sequences} returns several captures: pass "
+                         "the prompt in a list, [prompt], to get them as a list")
+    settings, batch, source_list, ivp = _prepare(im, prompts, settings, sources,
+                                                 source if _is_capture(source) else None)  # type: ignore[arg-type]
+    captures, _ = _run(im, batch, settings, source_list, on_step, ivp=ivp)
+    return captures[0] if single else captures
 
 
 def generate_with_prompt_cache(
@@ -156,8 +98,15 @@ def generate_with_prompt_cache(
     when there is no row-per-prompt cache to hand on: beam search, several sequences per prompt, or a
     cache that cannot be cropped (sliding windows, static caches).
     """
-    settings, batch, source_list = _prepare(im, prompts, settings, sources)
-    return _run(im, batch, settings, source_list, keep_cache=True)
+    settings, batch, source_list, ivp = _prepare(im, prompts, settings, sources)
+    return _run(im, batch, settings, source_list, keep_cache=True, ivp=ivp)
+
+
+def _is_capture(value: object) -> bool:
+    from inspector.records import Capture
+
+    return isinstance(value, Capture)
+
 
 
 def _prepare(
@@ -165,21 +114,18 @@ def _prepare(
     prompts: str | Sequence[str],
     settings: GenerationSettings,
     sources: Sequence[dict[str, Any]] | dict[str, Any] | None,
-) -> tuple[GenerationSettings, PromptBatch, list[dict[str, Any]]]:
-    """Settings checked against the model, the encoded batch and one source per prompt; every check
-    (prompts, layers/heads, sources, memory budget) before any model work."""
+    patch_from: Capture | None = None,
+) -> tuple[GenerationSettings, PromptBatch, list[dict[str, Any]], InterventionPlan | None]:
+    """Settings checked against the model, the encoded batch, one source per prompt and the interventions;
+    every check (prompts, layers/heads, sources, memory budget, interventions) before any model work."""
     _, prompt_list = check_prompts(prompts)
     # layers/heads against the model, before any model work (a slice or negative ids need its size)
     settings = settings.selected(im.num_layers, im.num_heads, im.name)
-    if isinstance(sources, dict) or sources is None:
-        source_list = [dict(sources or {"kind": "text"}) for _ in prompt_list]
-    else:
-        source_list = [dict(s) for s in sources]
-        if len(source_list) != len(prompt_list):
-            raise ValueError(f"got {len(source_list)} sources for {len(prompt_list)} prompts")
+    source_list = source_dicts(sources, len(prompt_list))
     batch = encode_prompts(im, prompt_list, settings)
     check_budget(settings, ModelSizes.of(im.model), [batch.p_max - pad for pad in batch.pads], im.device)
-    return settings, batch, source_list
+    ivp = plan(im, settings, [batch.p_max - pad for pad in batch.pads], patch_from)
+    return settings, batch, source_list, ivp
 
 
 @torch.no_grad()
@@ -190,6 +136,7 @@ def _run(
     sources: list[dict[str, Any]],
     on_step: Callable[[int, int], None] | None = None,
     keep_cache: bool = False,
+    ivp: InterventionPlan | None = None,
 ) -> tuple[list[Capture], PromptCache | None]:
     from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -200,6 +147,10 @@ def _run(
     expand = settings.num_beams if settings.num_beams > 1 else settings.num_return_sequences
     rows = n_prompts * expand
     gen_config = settings.generation_config(model, tok)
+    # A repetition penalty leaves beam search's processed log-probabilities unnormalised, so the beam scores are
+    # not the recorded ones summed (beams.beam_score): take generate's own, which come only with per-step copies.
+    hf_beam_scores = settings.num_beams > 1 and settings.repetition_penalty != 1.0
+    gen_config.output_scores = gen_config.output_scores or hf_beam_scores
     stopper = stop_string_criteria(tok, settings.stop_strings) if settings.stop_strings else None
     sizes = ModelSizes.of(model)
     kept = estimate_capture(settings, sizes, [batch.p_max - pad for pad in batch.pads]).kept
@@ -210,6 +161,7 @@ def _run(
     processor, criterion = rec.hf_objects()
     input_ids = batch.input_ids.to(dev)
     mask = batch.attention_mask.to(dev)
+    iv = None if ivp is None else Intervener(model, ivp, row_mask(batch.attention_mask, expand))
     rng: Any = contextlib.nullcontext()
     if settings.seed is not None:
         rng = torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
@@ -225,7 +177,7 @@ def _run(
     # or autograd bookkeeping per op). Tensors made in it are inference tensors, so what is handed back is
     # not: the recorder's buffers (made above) and the reserved cache's room (reserved_cache) are made
     # outside it, and the steps are stacked and the captures assembled after it.
-    with rng, rec.attached(), torch.inference_mode():
+    with rng, rec.attached(), intervening(iv), torch.inference_mode():
         if settings.seed is not None:
             torch.manual_seed(settings.seed)
         out = model.generate(
@@ -243,8 +195,14 @@ def _run(
         if not settings.num_beams > 1 and needs_last and rec.forward_calls < total_steps + 1:
             _final_cached_step(rec, out, sequences, mask, expand)
     beam_indices = getattr(out, "beam_indices", None) if settings.num_beams > 1 else None
+    beam_scores = getattr(out, "sequences_scores", None) if hf_beam_scores else None
+    if hf_beam_scores:
+        out["scores"] = None  # [rows, vocab] per step, kept by generate with the beam scores: not needed further
     steps = StackedSteps.from_log(rec.log, total_steps, rec.finish_step, rec.finish_reason)
-    captures = assemble(im, batch, settings, sources, rec, steps, sequences, beam_indices, stopper)
+    with intervening(iv if beam_indices is not None else None):  # beams' final passes
+        lp = gen_config.length_penalty  # transformers reads None as 1.0
+        captures = assemble(im, batch, settings, sources, rec, steps, sequences, beam_indices, stopper, iv,
+                            beam_scores=beam_scores, length_penalty=1.0 if lp is None else float(lp))
     prompt_cache = None
     if keep_cache and expand == 1 and settings.num_beams == 1:
         prompt_cache = PromptCache(generated_cache(out), batch.input_ids, batch.attention_mask)

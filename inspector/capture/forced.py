@@ -30,10 +30,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from inspector.capture.checks import NonFiniteError
+from inspector.capture.encode import check_encodable
 from inspector.capture.labels import token_labels
 from inspector.capture.settings import GenerationSettings
 from inspector.capture.step_stats import entropy_of_logprobs
 from inspector.devices import dtype_name
+from inspector.fileformat import source_dicts
 from inspector.provenance import library_versions
 from inspector.records import Capture, CaptureMeta, TokenScores
 from inspector.topk import topk_rows
@@ -68,12 +70,7 @@ def _as_batch(value: Any, what: str) -> tuple[list[Any], bool]:
 
 
 def _sources(sources: Sequence[dict[str, Any]] | dict[str, Any] | None, n: int) -> list[dict[str, Any]]:
-    if sources is None or isinstance(sources, dict):
-        return [dict(sources or {"kind": "text"}) for _ in range(n)]
-    out = [dict(s) for s in sources]
-    if len(out) != n:
-        raise ValueError(f"got {len(out)} sources for {n} items")
-    return out
+    return source_dicts(sources, n, "items")
 
 
 def score(
@@ -121,6 +118,8 @@ def score(
             raise ValueError(f"prompt {i} is empty; give some text to condition on")
         if not isinstance(c, str) or not c:
             raise ValueError(f"continuation {i} is empty; give the text to score")
+        check_encodable(p, f"prompt {i}")
+        check_encodable(c, f"continuation {i}")
     _settings(top_k_logits, keep_logits, keep_attention, attention_dtype)
     tok = im.tokenizer
     p_ids = [list(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from inspector._compat import cache_kwarg
 from inspector.capture.forced import _captures, _forced_rows, _forward, _items, _settings, _sources, _texts
-from inspector.capture.modules import cache_kwarg
 from inspector.records import Capture
 
 if TYPE_CHECKING:  # pragma: no cover

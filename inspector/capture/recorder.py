@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 from torch import nn
 
+from inspector.architectures import find_attention_modules
 from inspector.capture.decoding import stop_token_ids
 from inspector.capture.greedy_stats import GreedyStats
 from inspector.capture.layers import LayerRecorder, check_value_norms_supported
-from inspector.capture.modules import find_attention_modules
 from inspector.capture.step_stats import chosen_from_logits, entropy_and_topk, logprob_and_rank, row_stats
 from inspector.capture.steps import EOS, LENGTH, STOP_STRING, StepLog
 from inspector.devices import torch_dtype

@@ -9,12 +9,15 @@ exclusions. Nothing here imports torch, so argument parsing stays quick.
 from __future__ import annotations
 
 import math
+import os
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from inspector.attention_layout import ATTENTION_ROWS, HEAD_REDUCE, AttentionLayout
 from inspector.capture.decoding import build_generation_config, build_warpers
 from inspector.capture.selection import ids_from_text, ids_text, parse_budget, parse_ids, resolve_ids
+from inspector.components import ABLATE_HELP, parse_components
 from inspector.devices import dtype_name
 
 #: Dtypes attention weights can be stored in (the CLI lists them in this order).
@@ -25,6 +28,10 @@ MAX_STOP_STRINGS = 32
 MAX_STOP_STRING_CHARS = 256
 #: Bound on (number of stop strings) x (characters of the longest one): about 200 MB of table for GPT-2.
 MAX_STOP_STRING_PRODUCT = 1024
+
+#: How an ablated part's output is replaced: by zeros, or by its mean over the prompt positions.
+ABLATE_MODES = ("zero", "mean")
+_PATCH_PAIR = re.compile(r"^(\d{1,6}):(\d{1,9})$")
 
 #: The largest seed taken: torch keeps seeds as 64-bit integers (a larger one would wrap, a 2**64 one overflow).
 MAX_SEED = 2**63 - 1
@@ -100,6 +107,17 @@ class GenerationSettings:
     memory_budget: int | str | None = _opt(
         None, "refuse, before generating, a capture estimated to need more than this (bytes, or 4GB, 512MB; off: "
         "no check)", "--memory-budget", none="half of the free device memory")
+    ablate: tuple[str, ...] = _opt(
+        (), f"switch these parts off for the prompt and every generated step: {ABLATE_HELP}; comma-separated or "
+        "repeated (see docs/guides/interventions.md)", "--ablate", none="none")
+    ablate_mode: str = _opt(
+        "zero", "what an ablated part outputs: zero, or mean (its mean over the prompt's positions, per sequence)",
+        "--ablate-mode", choices=ABLATE_MODES)
+    patch: tuple[str, ...] = _opt(
+        (), "write the source capture's residual stream (the output of block LAYER) at prompt position POS into "
+        "this run, as LAYER:POS pairs, comma-separated or repeated; needs --patch-from", "--patch", none="none")
+    patch_from: str | None = _opt(None, "the capture file --patch takes its residual stream from", "--patch-from",
+                                  none="none")
 
     def __post_init__(self) -> None:
         stops = self.stop_strings
@@ -112,6 +130,13 @@ class GenerationSettings:
         else:
             raise ValueError(f"stop_strings must be a string or a list of strings, got {type(stops).__name__}")
         object.__setattr__(self, "stop_strings", stops)
+        object.__setattr__(self, "ablate", _name_list(self.ablate, "ablate"))
+        object.__setattr__(self, "patch", _name_list(self.patch, "patch"))
+        if isinstance(self.patch_from, os.PathLike):
+            object.__setattr__(self, "patch_from", os.fspath(self.patch_from))
+        if self.patch_from is not None and not isinstance(self.patch_from, str):
+            raise ValueError(f"patch_from in the settings is the path of a capture file, got "
+                             f"{type(self.patch_from).__name__}; pass a Capture to generate(patch_from=...)")
         for name in ("attention_dtype", "hidden_dtype"):
             dtype = getattr(self, name)
             if not isinstance(dtype, str) and type(dtype).__module__ == "torch":
@@ -174,6 +199,7 @@ class GenerationSettings:
         for name, choices in (("attention_rows", ATTENTION_ROWS), ("head_reduce", HEAD_REDUCE)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}")
+        check_interventions(self)
         if self.keep_value_norms and (self.layers is not None or self.heads is not None or self.head_reduce != "none"):
             raise ValueError("keep_value_norms needs every layer and head kept separately (norm-weighted attention "
                              "weights each head); drop layers/heads/head_reduce, or keep_value_norms")
@@ -212,6 +238,16 @@ class GenerationSettings:
         return budget
 
     @property
+    def patch_pairs(self) -> tuple[tuple[int, int], ...]:
+        """``patch`` as ``(layer, position)`` pairs, in the order given."""
+        return tuple(_patch_pair(text) for text in self.patch)
+
+    @property
+    def intervenes(self) -> bool:
+        """Whether this run changes the model's computation (``ablate`` or ``patch``)."""
+        return bool(self.ablate or self.patch)
+
+    @property
     def record_hidden_states(self) -> bool:
         """Whether the capture records the residual stream (kept, or needed for the stored lens)."""
         return self.keep_hidden_states or self.lens_k > 0
@@ -223,6 +259,7 @@ class GenerationSettings:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["stop_strings"] = list(self.stop_strings)
+        out["ablate"], out["patch"] = list(self.ablate), list(self.patch)
         out["layers"], out["heads"] = ids_text(self.layers), ids_text(self.heads)  # type: ignore[arg-type]
         out["mode"] = self.mode
         return out
@@ -239,8 +276,9 @@ class GenerationSettings:
         if unknown:
             raise ValueError(f"unknown generation setting(s) {unknown}; known: {sorted(names)}")
         kw = {k: v for k, v in doc.items() if k in names}
-        if "stop_strings" in kw:
-            kw["stop_strings"] = tuple(kw["stop_strings"])
+        for name in ("stop_strings", "ablate", "patch"):
+            if name in kw:
+                kw[name] = tuple(kw[name])
         for name in ("layers", "heads"):
             if name in kw:
                 kw[name] = ids_from_text(kw[name])
@@ -297,3 +335,46 @@ def check_stop_strings(stop_strings: tuple[Any, ...]) -> None:
             f"match: (number of stop strings) x (longest length) must be at most {MAX_STOP_STRING_PRODUCT}, "
             f"got {len(stop_strings) * longest}; use fewer or shorter stop strings"
         )
+
+
+def _name_list(value: Any, name: str) -> tuple[str, ...]:
+    """``value`` (a string, or a list of strings, each possibly comma-separated) as a tuple of stripped items."""
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ValueError(f"{name} must be a string or a list of strings, got {type(value).__name__}")
+    out: list[str] = []
+    for item in items:
+        if name == "patch" and isinstance(item, (list, tuple)) and len(item) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in item):
+            item = f"{item[0]}:{item[1]}"  # a (layer, position) pair
+        if not isinstance(item, str):
+            raise ValueError(f"{name} entries must be strings, got {item!r}")
+        out.extend(part.strip() for part in item.split(",") if part.strip())
+    return tuple(out)
+
+
+def _patch_pair(text: str) -> tuple[int, int]:
+    match = _PATCH_PAIR.match(text.replace(" ", ""))
+    if match is None:
+        raise ValueError(f"patch entry {text!r} is not LAYER:POSITION (e.g. 3:5, the output of block 3 at prompt "
+                         "token 5)")
+    return int(match.group(1)), int(match.group(2))
+
+
+def check_interventions(settings: GenerationSettings) -> None:
+    """``ValueError`` for an ``ablate`` name, ``ablate_mode`` or ``patch`` entry that is malformed.
+
+    The layers and heads are checked against the model in :func:`inspector.capture.interventions.plan`.
+    """
+    if settings.ablate_mode not in ABLATE_MODES:
+        raise ValueError(f"ablate_mode must be one of {list(ABLATE_MODES)}, got {settings.ablate_mode!r}")
+    parse_components(settings.ablate, 10**6, 10**6)  # the forms alone (numbers have at most 6 digits)
+    pairs = settings.patch_pairs
+    if len(set(pairs)) != len(pairs):
+        raise ValueError(f"patch names a (layer, position) pair twice: {list(settings.patch)}")
+    if settings.patch_from is not None and not settings.patch:
+        raise ValueError("patch_from is set but patch names no LAYER:POSITION pair; add patch (CLI: --patch 3:5)")
+    if settings.patch_from is not None and not settings.patch_from.strip():
+        raise ValueError("patch_from is empty; give the path of a saved capture")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from inspector._atomic import check_writable
 from inspector.locations import MODEL_NAME_HELP
 
 DEFAULT_PROMPT = "User: hey how are you? \nAgent:"
@@ -44,7 +45,7 @@ NOT_FLAGS: dict[str, str] = {
 }
 # The argparse type of each field annotation (``from __future__ import annotations`` keeps them as text).
 _ARG_TYPES: dict[str, Any] = {"int": int, "int | None": int, "float": float, "str": None,
-                              "tuple[int, ...] | slice | str | None": str, "int | str | None": str}
+                              "tuple[int, ...] | slice | str | None": str, "int | str | None": str, "str | None": str}
 
 
 def _default_text(f: Any) -> str:
@@ -186,6 +187,7 @@ def run_capture(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise ValueError(f"--out must end in .safetensors, got {out}")
+    check_writable(out, "--out", example="capture.safetensors")
     continuation = None if args.continuation is None else _unescape(_text_arg(args.continuation, "--continuation"))
     if continuation is not None and not continuation:
         raise ValueError("--continuation is empty; give the text to score, or leave the option out to generate")
@@ -196,13 +198,22 @@ def run_capture(args: argparse.Namespace) -> int:
     if continuation is not None and selective:
         raise ValueError(f"{', '.join(selective)} apply to generation; scoring a --continuation keeps every layer, "
                          "head and row: leave them out")
+    if continuation is not None and settings.intervenes:
+        raise ValueError("--ablate and --patch apply to generation; leave them out when scoring a --continuation")
+    source = None
+    if settings.patch_from is not None:  # read before the model loads: a bad file is refused first
+        from inspector.store import load_capture
+
+        source = load_capture(settings.patch_from)
+    elif settings.patch:
+        raise ValueError("--patch needs --patch-from CAPTURE, the capture file whose residual stream is written in")
     im = load_model_from_args(args)
     print(f"loaded {im.describe()}", file=sys.stderr)
     if continuation is not None:
         result = im.score(prompt, continuation, top_k_logits=settings.top_k_logits, keep_logits=settings.keep_logits,
                           attention_dtype=settings.attention_dtype)
     else:
-        result = im.generate(prompt, settings=settings)
+        result = im.generate([prompt], settings=settings, patch_from=source)
     captures = result if isinstance(result, list) else [result]
     out.parent.mkdir(parents=True, exist_ok=True)
     for i, cap in enumerate(captures):
@@ -221,6 +232,8 @@ def run_doctor(args: argparse.Namespace) -> int:
     prompt = prompt_arg(args.prompt)  # validated before the model loads
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    if args.json_out:
+        check_writable(args.json_out, "--json", example="doctor.json")
     report = parity_check(
         args.model,
         device=args.device,

@@ -154,6 +154,10 @@ def exec_streamlit(cmd: list[str], env: dict[str, str]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.device:  # an unavailable device is refused here, not after the page has loaded a model
+        from inspector.devices import resolve_device
+
+        resolve_device(args.device)
     cmd = streamlit_command(args)
     check_port_free(args.host, args.port)
     if args.run and not Path(args.run).expanduser().is_dir():

@@ -12,6 +12,7 @@ COMMAND_MODULES = (
     "inspector.cli.capture",  # capture, doctor
     "inspector.cli.runs",  # run, stats
     "inspector.cli.plot",  # plot
+    "inspector.cli.attribute",  # attribute
     "inspector.cli.dashboard",  # dashboard
     "inspector.cli.research",  # order, compare
 )
@@ -56,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "device", None):  # --device mps off macOS: refused before torch or a model loads
+            from inspector.devices import refuse_unavailable_device
+
+            refuse_unavailable_device(args.device)
         return int(args.func(args) or 0)
     except Exception as exc:
         if not isinstance(exc, _user_error_types()):

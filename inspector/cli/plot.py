@@ -16,17 +16,21 @@ _KIND_OPTIONS: dict[str, tuple[str, ...]] = {
     "lens": ("k", "layers", "positions", "max_labels"),
     "rollout": ("layers", "heads", "residual_weight", "norm_weighted", "gamma", "max_labels"),
     "head-stats": ("rows", "statistics"),
-    "compare": ("align", "kl", "layer", "head", "max_labels"),
+    "compare": ("align", "kl", "distributions", "layer", "head", "max_labels"),
+    "logit-attribution": ("step", "target", "max_labels"),
+    "attribution": ("step",),
 }
 # Options that pick where a kind's input comes from rather than going to the figure.
 _SOURCE_OPTIONS: dict[str, tuple[str, ...]] = {
     "lens": ("model", "random_weights", "seed", "device"),
+    "logit-attribution": ("model", "random_weights", "seed", "device"),
+    "attribution": ("model", "random_weights", "seed", "device"),
     "head-stats": ("by", "group"),
     "compare": ("compare", "beams"),
 }
 # = inspector.aggregate.AGGREGATE_MODES (a test keeps them equal); that module imports torch, which
 # `inspector plot --help` must not.
-AGG_CHOICES: tuple[str, ...] = ("mean", "max", "stacked-mean", "norm-weighted")
+AGG_CHOICES = ("mean", "max", "stacked-mean", "contribution-norm", "norm-weighted-renormalised", "norm-weighted")
 _FLAG = {
     "layer": "--layer",
     "head": "--head",
@@ -49,10 +53,13 @@ _FLAG = {
     "statistics": "--statistics",
     "align": "--align",
     "kl": "--kl",
+    "distributions": "--distributions",
     "compare": "--compare",
     "beams": "--beams",
     "group": "--group",
     "model": "--model",
+    "step": "--step",
+    "target": "--target",
     "random_weights": "--random-weights",
     "seed": "--seed",
     "device": "--device",
@@ -77,16 +84,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--kind",
         choices=KINDS,
         default=None,
-        help="heatmap: attention of a layer/head or an aggregate; heads: all layers x heads; topk: candidates "
-        "per step and entropy; text: the text coloured by probability or entropy; token: where one token "
-        "looks, per layer; corpus: a run's metrics by label (default: heatmap for a capture, corpus for a run)",
+        help="heatmap: attention of a layer/head or an aggregate; heads: all layers x heads; topk: candidates per "
+        "step, entropy; text: coloured by probability or entropy; token: where one token looks, per layer; corpus: a "
+        "run's metrics by label; logit-attribution: what each head and MLP wrote to each chosen logit; attribution: "
+        "text coloured by each token's effect on one step (both need --model) (default: heatmap; corpus for a run)",
     )
     p.add_argument("--out", "-o", required=True, metavar="FILE", help="output file: .png, .svg, .pdf or .html")
     g = p.add_argument_group("attention (heatmap, heads, token)")
     g.add_argument("--layer", type=int, default=None, help="heatmap: one layer (default: all, combined by --agg)")
     g.add_argument("--head", type=int, default=None, help="heatmap, token: one head (default: all)")
     g.add_argument("--agg", choices=AGG_CHOICES, default=None,
-                   help="heatmap: how to combine the layers/heads not chosen (default: mean)")
+                   help="heatmap: how to combine the layers/heads not chosen; contribution-norm: ||alpha f(x)|| "
+                   "(Kobayashi et al. 2020), norm-weighted(-renormalised): rows rescaled to sum to 1 (default: mean)")
     g.add_argument("--position", type=int, default=None,
                    help="token: position of the token (negative counts from the end; default: first generated)")
     g.add_argument("--gamma", type=float, default=None,
@@ -118,9 +127,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _register_analysis(p: argparse.ArgumentParser) -> None:
-    from inspector.analysis.choices import ALIGN_CHOICES, KL_CHOICES, ROW_CHOICES, STATISTICS
+    from inspector.analysis.choices import (
+        ALIGN_CHOICES,
+        ATTRIBUTION_TARGETS,
+        DISTRIBUTION_CHOICES,
+        KL_CHOICES,
+        ROW_CHOICES,
+        STATISTICS,
+    )
 
-    g = p.add_argument_group("analysis (lens, rollout, head-stats, compare)")
+    g = p.add_argument_group("analysis (lens, rollout, head-stats, compare, logit-attribution)")
     g.add_argument("--layers", default=None, metavar="LIST",
                    help="lens: hidden-state entries to show, comma-separated (0 = embeddings, l = after layer l-1; "
                    "default: all); rollout: layers to multiply through (default: all)")
@@ -151,9 +167,17 @@ def _register_analysis(p: argparse.ArgumentParser) -> None:
                    help="compare: prefix (same context), generated (step i vs step i) or auto (default: auto)")
     g.add_argument("--kl", choices=KL_CHOICES, default=None,
                    help="compare: exact (needs --keep-logits captures), topk (a lower bound) or auto (default: auto)")
+    g.add_argument("--distributions", choices=DISTRIBUTION_CHOICES, default=None,
+                   help="compare: processed (what each run decoded from) or raw (the model's) (default: processed)")
+    g.add_argument("--step", type=int, default=None,
+                   help="logit-attribution: this generated step's 10 largest parts as bars (default: every step); "
+                   "attribution: the step explained (default: the last); from 0, negative from the end")
+    g.add_argument("--target", choices=ATTRIBUTION_TARGETS, default=None,
+                   help="logit-attribution: explain the chosen token's logit, or its margin over the runner-up "
+                   "(default: chosen)")
     g.add_argument("--model", default=None, metavar="NAME_OR_PATH",
-                   help="lens: the model that made the capture, to decode its hidden states (the lens needs the "
-                   "final norm and unembedding; default: none, which is an error for --kind lens)")
+                   help="lens, logit-attribution, attribution: the model that made the capture, to run or decode it "
+                   "(the lens needs the final norm and unembedding; default: none, an error for those kinds)")
     g.add_argument("--random-weights", action="store_const", const=True, default=None,
                    help="lens: build --model with random weights seeded by --seed, as the capture was "
                    "(default: off)")
@@ -243,17 +267,22 @@ def _size_options(args: argparse.Namespace, kind: str, interactive: bool) -> dic
 def handler(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from inspector._atomic import check_writable
     from inspector.plots import load_source, make_figure
+    from inspector.plots.analysis_data import comparison_summary
     from inspector.plots.export import format_of
 
     fmt = format_of(args.out)  # a bad suffix fails before anything is loaded
+    check_writable(args.out, "--out", example=f"figure.{fmt}")
     if not 0 < args.dpi <= MAX_DPI:
         raise ValueError(f"--dpi must be above 0 and at most {MAX_DPI:g}, got {args.dpi:g}")
     if args.beams is not None:
         if args.kind != "compare":
             raise ValueError("--beams applies to --kind compare (two sequences of one search)")
-        fig = make_figure("compare", _load_beams(args), interactive=fmt == "html", pair=(0, 1),
+        beams = _load_beams(args)
+        fig = make_figure("compare", beams, interactive=fmt == "html", pair=(0, 1),
                           **_options(args, "compare"), **_size_options(args, "compare", fmt == "html"))
+        print(comparison_summary(beams, **_options(args, "compare")))
         return _save(fig, args, fmt)
     source = load_source(args.source)
     is_run = isinstance(source, pd.DataFrame)
@@ -271,7 +300,10 @@ def handler(args: argparse.Namespace) -> int:
     interactive = fmt == "html"
     opts = {**_options(args, kind), **_size_options(args, kind, interactive)}
     opts.update(_analysis_inputs(args, kind, source, opts))
-    return _save(make_figure(kind, source, interactive=interactive, **opts), args, fmt)
+    fig = make_figure(kind, source, interactive=interactive, **opts)
+    if kind == "compare":  # what was compared, in words, with a warning per setting that differs
+        print(comparison_summary(source, **opts))
+    return _save(fig, args, fmt)
 
 
 def _save(fig: Any, args: argparse.Namespace, fmt: str) -> int:
@@ -316,26 +348,38 @@ def _analysis_inputs(args: argparse.Namespace, kind: str, source: Any, opts: dic
         from inspector.store import load_capture
 
         return {"other": load_capture(args.compare)}
+    if kind == "attribution":  # integrated gradients, 32 steps (`inspector attribute` has the other methods)
+        return {"model": _model(args, kind)}
+    if kind == "logit-attribution":
+        from inspector.analysis.direct_logit import logit_attribution
+
+        return {"attribution": logit_attribution(source, _model(args, kind), target=opts.pop("target", "chosen"))}
     if kind != "lens":
         return {}
     if args.positions is not None:
         opts["positions"] = _positions(args.positions, source.seq_len)
     if getattr(source, "lens", None) is not None:
         return {}
-    if args.model is None:
-        raise ValueError(
-            "--kind lens decodes hidden states through the model's final norm and unembedding, which a capture does "
-            "not hold: give --model NAME_OR_PATH (the model that made the capture; add --random-weights --seed N "
-            "for a random-weights capture)"
-        )
     from inspector.analysis.lens import capture_lens
-    from inspector.model import load_model
 
-    im = load_model(args.model, device=args.device or "cpu", random_weights=bool(args.random_weights),
-                    seed=args.seed or 0)
-    lens = capture_lens(source, im, k=opts.get("k", 5), positions=opts.get("positions"))
+    lens = capture_lens(source, _model(args, kind), k=opts.get("k", 5), positions=opts.get("positions"))
     opts.pop("k", None)
     return {"lens": lens}
+
+
+def _model(args: argparse.Namespace, kind: str) -> Any:
+    """The model of ``--model`` for ``--kind lens`` or ``logit-attribution``, which a capture does not hold."""
+    if args.model is None:
+        what = ("decodes hidden states through the model's final norm and unembedding" if kind == "lens" else
+                "runs the model over the capture's tokens")
+        raise ValueError(
+            f"--kind {kind} {what}, which a capture does not hold: give --model NAME_OR_PATH (the model that made "
+            "the capture; add --random-weights --seed N for a random-weights capture)"
+        )
+    from inspector.model import load_model
+
+    return load_model(args.model, device=args.device or "cpu", random_weights=bool(args.random_weights),
+                      seed=args.seed or 0)
 
 
 def _load_beams(args: argparse.Namespace) -> list[Any]:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,9 +82,21 @@ def run_order(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_compare(args: argparse.Namespace) -> int:
+def table_text(table: pd.DataFrame) -> str:
+    """``table`` as text, every float with three significant digits and its sign
+    (:func:`inspector.formatting.format_value`): a difference of ``-3e-07`` prints as ``-3.00e-07``, not ``-0.0000``."""
     import pandas as pd
 
+    from inspector.formatting import format_value
+
+    floats = [c for c in table.columns if pd.api.types.is_float_dtype(table[c])]
+    shown = table.assign(**{c: table[c].map(format_value) for c in floats})
+    with pd.option_context("display.max_columns", None, "display.max_rows", None, "display.width", 200):
+        return str(shown.to_string(index=False))
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from inspector.analysis.compare import run_setting_differences, setting_warnings
     from inspector.research.compare_runs import compare_runs
     from inspector.runs.load import load_run
 
@@ -92,11 +108,11 @@ def run_compare(args: argparse.Namespace) -> int:
     result = compare_runs(runs[0].summary, runs[1].summary, by=args.by, columns=args.columns,
                           n_resamples=args.resamples, confidence=args.confidence, seed=args.seed)
     print(f"A: {runs[0].path}\nB: {runs[1].path}")
+    for line in setting_warnings(run_setting_differences(runs[0].settings, runs[1].settings)):
+        print(f"warning: {line}")
     print(result.describe())
     table = result.to_frame()
-    with pd.option_context("display.max_columns", None, "display.max_rows", None, "display.width", 200,
-                           "display.float_format", "{:.4f}".format):
-        print(table.to_string(index=False))
+    print(table_text(table))
     if csv is not None:
         from inspector._atomic import atomic_path
 

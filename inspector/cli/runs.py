@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inspector.cli.capture import add_generation_args, add_model_args, load_model_from_args, settings_from_args
@@ -180,11 +181,11 @@ def _same_template(template: str, stored: dict[str, Any]) -> bool:
 def run_run(args: argparse.Namespace) -> int:
     from torch import device as torch_device
 
-    from inspector.devices import dtype_name
-    from inspector.model import resolve_device, resolve_dtype
+    from inspector.devices import dtype_name, resolve_device, resolve_dtype
     from inspector.runs.execute import run_corpus
     from inspector.runs.folder import check_resumable, command_identity
     from inspector.runs.plan import plan_run
+    from inspector.runs.summary import missing_files
 
     # Validate first, load last: settings, the folder, the data and the filters before the model (~10 s).
     config = _config_from_args(args)
@@ -196,7 +197,7 @@ def run_run(args: argparse.Namespace) -> int:
     dataset, num_turns = _selected_turns(config)
     stored = (before.get("identity") or {}) if before is not None else {}
     if (before is not None and before.get("status") == "complete" and stored.get("num_turns") == num_turns
-            and _same_template(config.template, stored)):
+            and _same_template(config.template, stored) and not missing_files(Path(args.out), before)):
         print(f"{args.out} is already complete ({num_turns} turns); nothing to generate or write", file=sys.stderr)
         return 0
     if gpu_workers:  # the driver only plans (tokenizer, sizes): keep the GPUs for the workers
@@ -222,6 +223,18 @@ def run_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def stats_legend(table: Any, by: str) -> str:
+    """The lines under ``inspector stats``' table: what each column is, in which unit, and the ``(none)`` row."""
+    from inspector.data.schema import NO_LABEL
+    from inspector.runs.stats import STATS_UNITS
+
+    lines = ["", "count: turns in the group; the other columns are means over its turns:"]
+    lines += [f"  {c}: {STATS_UNITS[c]}" for c in table.columns if c in STATS_UNITS]
+    if NO_LABEL in table.index:
+        lines.append(f"{NO_LABEL}: turns without a {by} label (a dialogue's last turn has no reply to label)")
+    return "\n".join(lines)
+
+
 def run_stats(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -229,19 +242,22 @@ def run_stats(args: argparse.Namespace) -> int:
     from inspector.report import RANDOM_WEIGHTS_BANNER
     from inspector.runs.load import load_run
     from inspector.runs.stats import used_random_weights
+    from inspector.runs.summary import describe_missing
 
     run = load_run(args.run)
     table = run.stats(args.by)
-    if not run.complete:
+    if run.missing:
+        print(f"note: {run.path} lacks {describe_missing(run.missing)}; rerun the command that made it to redo "
+              f"them ({len(run.summary)} turns shown)", file=sys.stderr)
+    elif not run.complete:
         print(f"note: {run.path} is not finished; {len(run.summary)} turns so far", file=sys.stderr)
     if used_random_weights(run.settings):
         print(RANDOM_WEIGHTS_BANNER)
     # Significant digits, not fixed decimals: with random weights probabilities are ~2e-05, not 0.0000.
     with pd.option_context("display.max_columns", None, "display.width", 200, "display.float_format", format_value):
         print(table.to_string())
+    print(stats_legend(table, args.by))
     if args.csv:
-        from pathlib import Path
-
         from inspector._atomic import atomic_path
         from inspector.runs.folder import writing
 

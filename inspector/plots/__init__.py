@@ -23,6 +23,10 @@ compare    compare_view              two Captures (``other=``): KL, agreement,
                                      attention difference
 compare    beams_view                the list of Captures one search returned
                                      (``pair=(i, j)``): two beams, the same way
+logit-     logit_attribution_view    Capture + model (or a LogitAttribution): direct
+attribution                          logit attribution, parts x steps or one step
+attri-     context_attribution_view  Capture + model (or a ContextAttribution): the
+bution                               text coloured by context attribution, one step
 =========  ========================  ==========================================
 
 The choices a figure takes by name (:data:`KINDS`, :data:`SCORES`, :data:`COLOR_BY`,
@@ -70,6 +74,8 @@ _BUILDERS: dict[str, str] = {
     "rollout": "rollout_heatmap",
     "head-stats": "head_stats_heatmap",
     "compare": "compare_view",
+    "logit-attribution": "logit_attribution_view",
+    "attribution": "context_attribution_view",
 }
 
 SUMMARY_FILE = "summary.parquet"

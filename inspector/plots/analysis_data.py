@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inspector.plots.arrays import causal_mask, to_numpy
-from inspector.plots.labels import capture_title, check_index, display_token
+from inspector.plots.labels import capture_title, check_index, display_token, token_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from inspector.analysis.head_stats import HeadStats
-    from inspector.analysis.lens import LensResult
+    from inspector.lens_math import LensResult
     from inspector.records import Capture
 
 #: Above this many positions the lens grid drops the words in its cells (hover still names them).
@@ -94,6 +94,15 @@ def lens_result(capture: Capture, model: Any = None, lens: LensResult | None = N
     return capture_lens(capture, model, k=k, positions=positions)
 
 
+def _lens_word(capture: Capture, model: Any, token_id: int) -> str:
+    """A lens top-1 token: the capture's label, or the model's tokenizer for a token the reply never used
+    (not ``<26440>``)."""
+    tokenizer = getattr(model, "tokenizer", None)
+    if token_id in capture.labels or tokenizer is None:
+        return capture.label(token_id)
+    return token_text(tokenizer, token_id)
+
+
 def lens_data(capture: Capture, model: Any = None, lens: LensResult | None = None, k: int = 5,
               layers: Sequence[int] | None = None, positions: Sequence[int] | None = None) -> LensData:
     """The lens grid of ``capture`` (see :func:`lens_result` for where the lens comes from).
@@ -120,7 +129,7 @@ def lens_data(capture: Capture, model: Any = None, lens: LensResult | None = Non
     tokens = list(capture.tokens)
     return LensData(
         probs=to_numpy(res.topk_probs[entries][:, cols, 0]),
-        words=[[display_token(capture.label(t)) for t in row] for row in top1],
+        words=[[display_token(_lens_word(capture, model, t)) for t in row] for row in top1],
         target_rank=res.target_rank[entries][:, cols].numpy().astype(np.int64),
         target_prob=to_numpy(res.target_prob[entries][:, cols]),
         entries=entries,
@@ -244,7 +253,9 @@ class CompareData:
     agreement; ``first_divergence`` index into the compared steps (``None``: none);
     ``diff`` ``[shared, shared]`` attention of ``a`` minus ``b`` over the shared tokens
     (``None`` when either kept no attention or the alignment is not by prefix);
-    ``names`` what the figure calls ``a`` and ``b`` (``"A"``/``"B"``, or ``"beam i"``).
+    ``names`` what the figure calls ``a`` and ``b`` (``"A"``/``"B"``, or ``"beam i"``);
+    ``distributions`` ``"processed"`` (what each run decoded from) or ``"raw"`` (the model's);
+    ``notes`` each run's recorded intervention and a warning per setting that differs.
     """
 
     steps: np.ndarray
@@ -261,10 +272,12 @@ class CompareData:
     diff_description: str
     title: str
     names: tuple[str, str] = ("A", "B")
+    distributions: str = "processed"
+    notes: tuple[str, ...] = ()
 
 
 def compare_data(capture: Capture, other: Capture, align: str = "auto", kl: str = "auto",
-                 layer: int | None = None, head: int | None = None) -> CompareData:
+                 layer: int | None = None, head: int | None = None, distributions: str = "processed") -> CompareData:
     """:func:`inspector.analysis.compare.compare_captures` of ``capture`` (a) against ``other`` (b).
 
     The difference map is of one ``layer``/``head`` when given, else the mean over them.
@@ -273,12 +286,12 @@ def compare_data(capture: Capture, other: Capture, align: str = "auto", kl: str 
 
     if not hasattr(other, "require_attentions"):
         raise ValueError(f"the compare figure needs a second capture (other=), got {type(other).__name__}")
-    return _comparison_data(capture, other, compare_captures(capture, other, align=align, kl=kl), layer, head,
-                            ("A", "B"))
+    cmp = compare_captures(capture, other, align=align, kl=kl, distributions=distributions)
+    return _comparison_data(capture, other, cmp, layer, head, ("A", "B"))
 
 
 def beams_data(beams: Sequence[Capture], pair: Sequence[int] = (0, 1), kl: str = "auto", layer: int | None = None,
-               head: int | None = None) -> CompareData:
+               head: int | None = None, distributions: str = "processed") -> CompareData:
     """Two returned sequences of one search (``beams[i]`` against ``beams[j]`` for ``pair=(i, j)``).
 
     :func:`inspector.analysis.compare.compare_beams` aligns them by prefix: the steps
@@ -299,7 +312,27 @@ def beams_data(beams: Sequence[Capture], pair: Sequence[int] = (0, 1), kl: str =
     names = (f"beam {a.meta.sequence_index}", f"beam {b.meta.sequence_index}")
     if names[0] == names[1]:
         names = (f"beam {i}", f"beam {j}")
-    return _comparison_data(a, b, compare_beams([a, b], kl=kl)[0], layer, head, names)
+    return _comparison_data(a, b, compare_beams([a, b], kl=kl, distributions=distributions)[0], layer, head, names)
+
+
+def comparison_summary(source: Capture | Sequence[Capture], other: Capture | None = None, align: str = "auto",
+                       kl: str = "auto", distributions: str = "processed", pair: Sequence[int] = (0, 1),
+                       **_figure_options: Any) -> str:
+    """The compare figure's comparison in words (``CaptureComparison.describe``): what was compared, KL, top-1
+    agreement, first divergent token, interventions and a warning per setting that differs. ``source`` and
+    ``other`` as :func:`compare_data`, or the list of one search's captures and ``pair`` as :func:`beams_data`;
+    options only the figure uses (``layer``, ``max_labels``, sizes) are accepted and ignored."""
+    from inspector.analysis.compare import compare_beams, compare_captures
+
+    if not hasattr(source, "require_attentions"):  # the captures of one search
+        assert isinstance(source, Sequence)
+        i, j = pair
+        names = (f"beam {source[i].meta.sequence_index}", f"beam {source[j].meta.sequence_index}")
+        cmp = compare_beams([source[i], source[j]], kl=kl, distributions=distributions)[0]
+        return cmp.describe(names if names[0] != names[1] else (f"beam {i}", f"beam {j}"))
+    if other is None or isinstance(source, Sequence):
+        raise ValueError("the comparison needs a second capture (other=)")
+    return compare_captures(source, other, align=align, kl=kl, distributions=distributions).describe()
 
 
 def _comparison_data(capture: Capture, other: Capture, cmp: Any, layer: int | None, head: int | None,
@@ -318,6 +351,11 @@ def _comparison_data(capture: Capture, other: Capture, cmp: Any, layer: int | No
     gen_b = other.token_ids[other.prompt_len + cmp.steps_b]
     verdict = ("they never part" if cmp.first_divergence is None
                else f"first divergence at step {int(cmp.steps_a[cmp.first_divergence])}")
+    notes = tuple(f"{name} {what}" for name, what in zip(names, cmp.interventions, strict=True) if what)
+    notes += tuple(f"warning: {w}" for w in cmp.warnings)
+    infinite = int(cmp.kl.isinf().sum())
+    if infinite:  # drawn as gaps: say why
+        notes += (f"KL infinite at {infinite} step(s): {names[1]}'s decoding removed a token {names[0]} could pick",)
     return CompareData(
         steps=cmp.steps_a.numpy().astype(np.int64),
         kl=cmp.kl.numpy().astype(np.float32),
@@ -331,7 +369,11 @@ def _comparison_data(capture: Capture, other: Capture, cmp: Any, layer: int | No
         diff_tokens=list(capture.tokens[: cmp.shared_len]),
         prompt_len=min(capture.prompt_len, cmp.shared_len),
         diff_description=what,
-        title=capture_title(capture, f"{names[0]} vs {names[1]} over {cmp.num_steps} aligned steps "
-                                     f"(top-1 agreement {cmp.agreement:.0%}, {verdict})"),
+        title=capture_title(capture, f"{names[0]} vs {names[1]} over {cmp.num_steps} aligned steps of the "
+                                     f"{cmp.distributions} distributions (top-1 agreement {cmp.agreement:.0%}, "
+                                     f"{verdict})"
+                                     + "".join(f"\n{n}" for n in notes)),
         names=names,
+        distributions=cmp.distributions,
+        notes=notes,
     )

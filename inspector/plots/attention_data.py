@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inspector.aggregate import AGGREGATE_MODES, aggregate_by_mode, attention_from
+from inspector.aggregate import AGGREGATE_MODES, NOT_A_DISTRIBUTION, aggregate_by_mode, attention_from
 from inspector.plots.arrays import causal_mask, pool_factor, pool_mean, to_numpy
 from inspector.plots.labels import capture_title, check_index, display_token, html_label, quoted_token
 from inspector.plots.options import default_position
@@ -36,6 +36,14 @@ class HeatmapData:
 
 
 def describe_selection(layer: int | None, head: int | None, agg: str) -> str:
+    """The title's words for a selection; a reduction whose rows are not distributions says so."""
+    what = _selection(layer, head, agg)
+    if agg in NOT_A_DISTRIBUTION and (layer is None or head is None):
+        what += f" (not a distribution: each key's {agg} weight, rows can sum above 1)"
+    return what
+
+
+def _selection(layer: int | None, head: int | None, agg: str) -> str:
     if agg == "stacked-mean":
         if head is None:
             return "stacked mean (mean over layers, then over heads)"

@@ -7,11 +7,12 @@ and the HTML text, name tokens the same way.
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 import unicodedata
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,6 +53,71 @@ def display_token(token: str) -> str:
     if out.strip() == "":
         return "␣" * max(len(out), 1)
     return out
+
+
+#: What the marks in token labels mean: said under every table and figure that shows tokens.
+TOKEN_LEGEND = ("tokens: ␣ a space, ↵ a newline, ⇥ a tab, \\x13 an invisible control character, "
+                "<0xE2> one byte of a character that the tokenizer split across tokens")
+
+
+def table_token(token: str) -> str:
+    r"""A token for a text table: as :func:`display_token`, and its leading and trailing spaces as ``␣``
+    (``" the" -> "␣the"``), which a column of text would otherwise hide."""
+    shown = display_token(token)
+    core = shown.strip(" ")
+    if not core:
+        return shown
+    lead, trail = len(shown) - len(shown.lstrip(" ")), len(shown) - len(shown.rstrip(" "))
+    return "␣" * lead + core + "␣" * trail
+
+
+@functools.cache
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level alphabet read backwards: the printable character that stands for each byte."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+def byte_level_text(piece: str) -> str | None:
+    """A byte-level BPE piece (GPT-2's ``"Ġthe"``, ``"âĢ"``) as text, with each byte that does not complete a
+    character written ``<0xE2>``; ``None`` when ``piece`` is not written in the byte-level alphabet."""
+    table = _byte_decoder()
+    if not piece or any(c not in table for c in piece):
+        return None
+    data = bytes(table[c] for c in piece)
+    out, i = [], 0
+    while i < len(data):
+        for n in (1, 2, 3, 4):
+            try:
+                out.append(data[i : i + n].decode("utf-8"))
+            except UnicodeDecodeError:
+                continue
+            i += n
+            break
+        else:
+            out.append(f"<0x{data[i]:02X}>")
+            i += 1
+    return "".join(out)
+
+
+def token_text(tokenizer: object, token_id: int) -> str:
+    """Token ``token_id`` as text: ``tokenizer.decode``, or, where that gives the replacement character ``�``
+    (a piece of a multi-byte character), its bytes as :func:`byte_level_text` writes them."""
+    decode = getattr(tokenizer, "decode")  # noqa: B009 - any tokenizer-like object
+    text = str(decode([int(token_id)], clean_up_tokenization_spaces=False))
+    if "\ufffd" in text:
+        pieces = getattr(tokenizer, "convert_ids_to_tokens", None)
+        readable = byte_level_text(str(pieces(int(token_id)))) if pieces is not None else None
+        if readable is not None:
+            return readable
+    return text
 
 
 def quoted_token(token: str) -> str:
@@ -107,11 +173,33 @@ def position_labels(tokens: Sequence[str]) -> list[str]:
     return [f"{i} {html_label(display_token(t))}" for i, t in enumerate(tokens)]
 
 
+def intervention_note(interventions: Mapping[str, Any]) -> str:
+    """What a run changed in the model (``CaptureMeta.interventions``), for titles: ``"ablated: L5.H3, L7.attn
+    (zero)"``, ``"patched: 3:5, 4:5 from 'The Eiffel Tower is in'"``, both joined by ``" · "``; ``""`` for none."""
+    notes = []
+    ablated = list(interventions.get("ablate") or ())
+    if ablated:
+        shown = ", ".join(ablated[:8]) + (f" and {len(ablated) - 8} more" if len(ablated) > 8 else "")
+        notes.append(f"ablated: {shown} ({interventions.get('ablate_mode', 'zero')})")
+    patched = [f"{pair[0]}:{pair[1]}" for pair in interventions.get("patch") or ()]
+    if patched:
+        shown = ", ".join(patched[:8]) + (f" and {len(patched) - 8} more" if len(patched) > 8 else "")
+        source = interventions.get("patch_source") or {}
+        prompt = escape_controls(str(source.get("prompt_text", "")))
+        prompt = prompt if len(prompt) <= 40 else prompt[:39] + "…"
+        notes.append(f"patched: {shown} from {prompt!r}")
+    return " · ".join(notes)
+
+
 def capture_title(capture: Capture, what: str) -> str:
-    """``what`` followed by the model name, flagged loudly when the weights are random; forced captures say so."""
+    """``what`` followed by the model name, flagged loudly when the weights are random; forced captures say so,
+    and so do runs with ablated or patched parts (:func:`intervention_note`)."""
     model = capture.meta.model or "model"
     if capture.meta.generation.get("mode") == "forced":  # as capture.forced.is_forced (which loads torch)
         model = f"{model} · teacher-forced continuation ({capture.num_steps} tokens, not generated)"
+    note = intervention_note(capture.meta.interventions)
+    if note:
+        model = f"{model} · {note}"
     if capture.meta.random_weights:
         return f"{what}\n{model}: RANDOM WEIGHTS (not real GPT-2)"
     return f"{what}\n{model}"

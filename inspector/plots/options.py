@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Figure kinds accepted by :func:`inspector.plots.make_figure` and ``inspector plot --kind``.
 KINDS: tuple[str, ...] = ("heatmap", "heads", "topk", "text", "token", "corpus", "lens", "rollout", "head-stats",
-                          "compare")
+                          "compare", "logit-attribution", "attribution")
 
 #: Summary columns a corpus figure can group by (the first is the default): DailyDialog's label columns.
 GROUP_COLUMNS: tuple[str, ...] = LABEL_COLUMNS

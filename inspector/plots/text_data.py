@@ -119,7 +119,7 @@ def text_data(capture: Capture, color_by: str = "prob", alternatives: int = 5) -
                       prob=float(probs[i]), rank=int(ranks[i]), entropy=float(entropy[i]))
         )
     lead = "Forced continuation" if capture.meta.generation.get("mode") == "forced" else "Generated text"
-    what = f"{lead} coloured by " + ("chosen-token probability" if color_by == "prob" else "entropy")
+    what = f"{lead} coloured by " + ("chosen-token probability" if color_by == "prob" else "entropy (nats)")
     return TextData(
         tokens=out,
         color_by=color_by,

@@ -151,8 +151,7 @@ def start_run(config: RunConfig, out: str | os.PathLike[str], model: RunModel, *
         RunMismatchError: ``out`` holds a run started with another command.
         RunError, ValueError: bad settings, or ``out`` is not a run folder; before any process starts.
     """
-    from inspector.devices import dtype_name
-    from inspector.model import resolve_device, resolve_dtype
+    from inspector.devices import dtype_name, resolve_device, resolve_dtype
 
     out = Path(out)
     if RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) != config:

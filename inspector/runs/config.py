@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from inspector.capture import GenerationSettings
+from inspector.capture.settings import GenerationSettings
 from inspector.data.prompts import DEFAULT_CONTEXT_TURNS, DEFAULT_TEMPLATE, check_template
 
 #: What a kept capture holds: ``"full"`` (``[layer, head, seq, seq]`` float16; 3.1 MB for a
@@ -87,6 +87,12 @@ class RunConfig:
         if self.settings.num_return_sequences != 1:
             raise ValueError("corpus runs keep one sequence per turn; use num_return_sequences=1")
         check_template(self.template)
+        if self.settings.patch:
+            raise ValueError("corpus runs do not patch: patching takes one source prompt's states into prompts of "
+                             "the same length; use generate(..., patch=, patch_from=) or inspector capture --patch")
+        if self.settings.ablate and self.score_reference:
+            raise ValueError("the reference scoring of a corpus run does not ablate; drop score_reference (and "
+                             "condition) or ablate")
         s = self.settings
         wanted: dict[str, Any] = {"keep_attention": self.attention != "none", "truncate_prompt": False}
         if s.do_sample and s.seed is None:

@@ -8,6 +8,7 @@ See :mod:`inspector.runs.folder` for what the folder holds and how a killed run 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +24,7 @@ from inspector.runs.errors import RunError
 from inspector.runs.folder import (
     RUN_FORMAT,
     RUN_SCHEMA_VERSION,
+    SUMMARY_FILE,
     capture_relpath,
     check_resumable,
     command_identity,
@@ -34,9 +36,9 @@ from inspector.runs.folder import (
     writing,
 )
 from inspector.runs.head_stats import turn_head_stats, write_batch_head_stats
-from inspector.runs.load import SUMMARY_FILE, Run, load_run
+from inspector.runs.load import Run, load_run
 from inspector.runs.plan import RunPlan, WorkItem, plan_run
-from inspector.runs.summary import coerce, done_batches, read_parts, write_table
+from inspector.runs.summary import coerce, describe_missing, done_batches, missing_files, read_parts, write_table
 
 if TYPE_CHECKING:  # pragma: no cover
     import os
@@ -158,7 +160,7 @@ def _model_info(im: InspectorModel) -> dict[str, Any]:
 
 def _new_run_json(config: RunConfig, plan: RunPlan, im: InspectorModel, identity: dict[str, Any],
                   command: Sequence[str] | None) -> dict[str, Any]:
-    from inspector.model import library_versions
+    from inspector.provenance import library_versions
 
     return {
         "format": RUN_FORMAT,
@@ -195,8 +197,8 @@ def _new_run_json(config: RunConfig, plan: RunPlan, im: InspectorModel, identity
 
 def _complete_run(out: Path, doc: Mapping[str, Any] | None, plan: RunPlan) -> Run | None:
     """The folder's run when it is already complete for this plan (read only, nothing written), else ``None``."""
-    if doc is None or doc.get("status") != "complete" or not (out / SUMMARY_FILE).is_file():
-        return None  # unfinished, or its summary went missing: the normal path redoes what is missing
+    if doc is None or doc.get("status") != "complete" or missing_files(out, doc):
+        return None  # unfinished, or files went missing: the normal path redoes what is missing
     run = load_run(out)
     keys = sorted(zip(run.summary["dial_id"].tolist(), run.summary["turn"].tolist(), strict=True))
     if keys != sorted(it.key for it in plan.items):
@@ -256,6 +258,10 @@ def run_corpus(
     if complete is not None:
         say(f"{out} is already complete ({len(plan.items)} turns); nothing to generate or write")
         return complete
+    lost = missing_files(out, doc)
+    if lost:
+        say(f"{out}: run.json records a complete run, but {describe_missing(lost)} "
+            f"{'is' if len(lost) == 1 else 'are'} missing from the folder; redoing them")
     with writing(out):
         out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out):
@@ -294,16 +300,18 @@ def _counts(plan: RunPlan, done: set[int]) -> dict[str, int]:
 def _run_batches(config: RunConfig, out: Path, im: InspectorModel, plan: RunPlan, done: set[int],
                  progress: bool, doc: dict[str, Any], on_batch: Callable[[int], None] | None,
                  say: Callable[[str], None], runner: BatchRunner | None = None) -> None:
-    from tqdm.auto import tqdm
+    from inspector.runs.progress import RunProgress, describe_estimate, measure_warmup
 
     todo = [b for b in range(len(plan.batches)) if b not in done]
-    bar = tqdm(total=len(plan.items), initial=doc["counts"]["turns_done"], unit="turn", desc=out.name,
-               disable=not progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.3,
-               mininterval=0, miniters=1)  # a batch takes seconds: show every one
+    if progress and todo and runner is None:  # one short timed generation: the whole run's time, up front
+        warm = measure_warmup(im, [it.prompt.text for it in plan.batches[todo[0]]], config.batch_settings(todo[0]))
+        if warm is not None:
+            say(describe_estimate(warm, [len(plan.batches[b]) for b in todo], config.settings.max_new_tokens))
+    bar = RunProgress.open(len(plan.items), doc["counts"]["turns_done"], out.name, enabled=progress)
 
     def finished(b: int) -> None:
         done.add(b)
-        bar.update(len(plan.batches[b]))
+        bar.batch_done(len(plan.batches[b]))
         if on_batch is not None:
             on_batch(b)
 
@@ -312,7 +320,7 @@ def _run_batches(config: RunConfig, out: Path, im: InspectorModel, plan: RunPlan
             runner(config, out, plan, todo, finished)
         else:
             for b in todo:
-                capture_batch(config, out, im, plan, b)
+                capture_batch(config, out, im, plan, b, on_step=functools.partial(bar.step, len(plan.batches[b])))
                 finished(b)
     except KeyboardInterrupt:
         bar.close()
@@ -322,16 +330,17 @@ def _run_batches(config: RunConfig, out: Path, im: InspectorModel, plan: RunPlan
     bar.close()
 
 
-def capture_batch(config: RunConfig, out: Path, im: InspectorModel, plan: RunPlan, b: int) -> None:
+def capture_batch(config: RunConfig, out: Path, im: InspectorModel, plan: RunPlan, b: int,
+                  on_step: Callable[[int, int], None] | None = None) -> None:
     """Generate batch ``b`` of ``plan`` with ``im`` and write its captures, then its part file (marks it done).
+    ``on_step(steps_done, max_new_tokens)`` follows the decoding (not with a condition's prompt cache).
 
     Whoever calls it (this process, or a Ray worker) must run the batch with the plan's exact
     batches and :meth:`RunConfig.batch_settings`, so that every backend writes the same rows.
     """
     import pandas as pd
 
-    from inspector.capture import generate
-    from inspector.capture.engine import generate_with_prompt_cache
+    from inspector.capture.engine import generate, generate_with_prompt_cache
 
     batch = plan.batches[b]
     t0 = time.perf_counter()
@@ -341,7 +350,7 @@ def capture_batch(config: RunConfig, out: Path, im: InspectorModel, plan: RunPla
         # the reference is scored after the conditioned prompt generated from: its prefill is reused
         captures, prompt_cache = generate_with_prompt_cache(im, prompts, config.batch_settings(b), sources)
     else:
-        generated = generate(im, prompts, settings=config.batch_settings(b), sources=sources)
+        generated = generate(im, prompts, settings=config.batch_settings(b), sources=sources, on_step=on_step)
         assert isinstance(generated, list)
         captures = generated
     metrics, kept, head_stats = [], [], []

@@ -31,7 +31,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from inspector._atomic import write_text_atomic
+from inspector._atomic import check_writable, write_text_atomic
 from inspector.data.prompts import template_identity
 from inspector.runs.config import RunConfig
 from inspector.runs.errors import RunError, RunMismatchError
@@ -39,6 +39,7 @@ from inspector.runs.errors import RunError, RunMismatchError
 RUN_FORMAT = "inspector.run"
 RUN_SCHEMA_VERSION = 1
 RUN_JSON = "run.json"
+SUMMARY_FILE = "summary.parquet"
 #: What a run started in the background (:mod:`inspector.runs.background`) writes beside it: the launch
 #: (command, supervisor pid, time), how it ended (exit status), and the command's output.
 LAUNCH_RECORD = ".background.json"
@@ -145,12 +146,16 @@ def check_resumable(out: str | os.PathLike[str], identity: Mapping[str, Any]) ->
 
     Raises:
         RunMismatchError: naming every setting that differs.
-        RunError: the path is a file, or a non-empty folder that is not a run.
+        RunError: the path is a file, a folder that cannot be made, or a non-empty folder that is not a run.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise RunError(f"{out} exists and is not a folder")
     if not out.exists():
+        try:
+            check_writable(out, "run folder", folder=True)
+        except ValueError as exc:
+            raise RunError(str(exc)) from None
         return None
     if not (out / RUN_JSON).is_file():
         if any(p.name not in LAUNCH_FILES for p in out.iterdir()):
@@ -207,6 +212,11 @@ def folder_lock(out: Path) -> Iterator[None]:
 def part_path(out: Path, batch: int) -> Path:
     """Where the summary part of batch ``batch`` lives."""
     return out / "parts" / f"batch-{batch:06d}.parquet"
+
+
+def head_stats_path(out: Path, batch: int) -> Path:
+    """Where the head statistics of batch ``batch`` live."""
+    return out / "parts" / f"headstats-{batch:06d}.safetensors"
 
 
 def capture_relpath(dial_id: int, turn: int) -> str:

@@ -9,17 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inspector.runs.errors import RunError
-from inspector.runs.folder import read_run_json
+from inspector.runs.folder import SUMMARY_FILE, read_run_json
 from inspector.runs.stats import stats
-from inspector.runs.summary import read_parts, read_summary
+from inspector.runs.summary import missing_files, read_parts, read_summary
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from inspector.records import Capture
-
-SUMMARY_FILE = "summary.parquet"
-
 
 @dataclass
 class Run:
@@ -33,10 +30,21 @@ class Run:
     path: Path
     settings: dict[str, Any]
     _summary: Any = field(default=None, repr=False)
+    _missing: tuple[str, ...] | None = field(default=None, repr=False)
 
     @property
     def complete(self) -> bool:
-        return self.settings.get("status") == "complete"
+        """run.json records the run as complete and the folder holds every file of it (see :attr:`missing`)."""
+        return self.settings.get("status") == "complete" and not self.missing
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """Files of a run recorded as complete that are not in its folder (relative paths: the summary, batch
+        parts, head statistics, captures); ``()`` when none is, or the run is unfinished. The same command
+        redoes their batches and writes the summary again."""
+        if self._missing is None:
+            self._missing = missing_files(self.path, self.settings)
+        return self._missing
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -49,7 +57,7 @@ class Run:
         """
         if self._summary is None:
             f = self.path / SUMMARY_FILE
-            if f.is_file() and self.complete:
+            if f.is_file() and self.settings.get("status") == "complete":
                 df = read_summary(f)
                 expected = (self.settings.get("counts") or {}).get("turns")
                 if isinstance(expected, int) and len(df) != expected:
@@ -67,7 +75,8 @@ class Run:
         """The capture of one turn.
 
         Raises:
-            RunError: the turn is not in this run, or the run kept no captures.
+            RunError: the turn is not in this run, the run kept no captures, or its summary names a capture
+                outside the run folder.
         """
         from inspector.store import load_capture
 
@@ -81,7 +90,11 @@ class Run:
                 f"the run {self.path} kept no captures (started with --no-captures); only its summary is "
                 "available. Rerun into a new folder without --no-captures to keep them"
             )
-        return load_capture(self.path / str(rel))
+        relative = Path(str(rel))
+        if relative.is_absolute() or ".." in relative.parts:  # a run writes its captures inside its folder
+            raise RunError(f"the summary of the run {self.path} names the capture of dialogue {dial_id} turn {turn} "
+                           f"{str(rel)!r}, outside the run folder; the run folder was modified")
+        return load_capture(self.path / relative)
 
     def stats(self, by: str = "emotion") -> pd.DataFrame:
         """See :func:`~inspector.runs.stats.stats`."""

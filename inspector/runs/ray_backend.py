@@ -10,6 +10,12 @@ the batches without a part file (resume), and writes ``summary.parquet`` and ``r
 A worker that dies is restarted by Ray and its batch retried (Ray Data's actor defaults:
 ``max_restarts=-1``, ``max_task_retries=-1``); a retried batch rewrites the same files.
 
+A local cluster started here lives in a temporary folder ``inspector-ray-PID-*`` (PID: the driver's).
+A small watcher process (this module run with ``--watch``) follows the driver through a pipe: when the
+driver dies without shutting the cluster down (``kill -9``), it kills the cluster's processes still
+alive (Ray's agents outlive their raylet for a minute or more otherwise) and removes the folder. The
+next local cluster also removes the folders of drivers that are gone.
+
 Ray is optional (``pip install inspector[ray]``); this module imports it only when used.
 """
 
@@ -19,7 +25,12 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
+import select
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -37,6 +48,11 @@ if TYPE_CHECKING:  # pragma: no cover
 RAY_INSTALL_HINT = "--ray needs Ray, which is not installed: pip install 'inspector[ray]' (or: pip install 'ray[data]')"
 # A local cluster's shared-memory object store: the workers exchange only batch indices, so a small one fits.
 _LOCAL_OBJECT_STORE_BYTES = 256 * 2**20
+#: A local cluster's temporary folder, in the system temp folder: ``inspector-ray-{driver pid}-{random}``.
+LOCAL_TEMP_PREFIX = "inspector-ray-"
+_LOCAL_TEMP = re.compile(re.escape(LOCAL_TEMP_PREFIX) + r"(?P<pid>[0-9]+)-[A-Za-z0-9_]+")
+# How often the watcher lists the driver's processes (a process started and orphaned between two looks is missed).
+_WATCH_INTERVAL_S = 0.5
 
 
 def require_ray() -> None:
@@ -137,6 +153,105 @@ class BatchWorker:
         return {"batch": np.asarray(batches, dtype=np.int64), "pid": np.full(len(batches), os.getpid())}
 
 
+def _process_table() -> dict[int, tuple[int, str]]:
+    """``pid -> (parent pid, start time)`` of every process, from /proc (empty where there is none)."""
+    table = {}
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", encoding="utf-8", errors="replace") as fh:
+                    fields = fh.read().rpartition(")")[2].split()
+                table[int(entry.name)] = (int(fields[1]), fields[19])
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+    return table
+
+
+def _descendants(root: int, table: Mapping[int, tuple[int, str]]) -> dict[int, str]:
+    """``pid -> start time`` of every process below ``root`` in ``table``."""
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = {}, list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found[pid] = table[pid][1]
+        todo += children.get(pid, [])
+    return found
+
+
+def watch_driver(driver: int, temp: str, pipe: Any = None, before: Mapping[int, str] | None = None) -> bool:
+    """Follow ``driver`` (in the watcher process) until ``pipe`` (its end of the driver's pipe, default stdin)
+    says ``done`` or closes; on a close without ``done`` (the driver died), kill the processes the driver
+    started since the watcher did (the cluster's) still alive, and remove ``temp``. Returns whether it
+    cleaned up. ``before``: ``pid -> start time`` of the driver's processes from before the cluster (left
+    alone; default: those running when the watcher starts)."""
+    pipe = pipe if pipe is not None else sys.stdin.buffer
+    before = before if before is not None else _descendants(driver, _process_table())
+    known: dict[int, str] = {}
+    while True:
+        known.update({pid: started for pid, started in _descendants(driver, _process_table()).items()
+                      if before.get(pid) != started and pid != os.getpid()})
+        ready, _, _ = select.select([pipe], [], [], _WATCH_INTERVAL_S)
+        if ready:
+            data = os.read(pipe.fileno(), 64)
+            if data.startswith(b"done"):
+                return False
+            if not data:
+                break
+    now = _process_table()
+    for pid, started in known.items():
+        if pid in now and now[pid][1] == started:  # the same process, not a new one with a reused pid
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(temp, ignore_errors=True)
+    return True
+
+
+def _start_watcher(temp: str, package_root: str) -> subprocess.Popen[bytes] | None:
+    """The watcher of this driver's local cluster in ``temp`` (``None`` where it cannot start: no cleanup)."""
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    # the processes this driver runs before the cluster starts: not the cluster's, left alone
+    before = ",".join(f"{pid}:{started}" for pid, started in _descendants(os.getpid(), _process_table()).items())
+    try:
+        return subprocess.Popen([sys.executable, "-m", "inspector.runs.ray_backend", "--watch", str(os.getpid()), temp,
+                                 before],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True, env={**os.environ, "PYTHONPATH": path})
+    except OSError:
+        return None
+
+
+def _stop_watcher(watcher: subprocess.Popen[bytes] | None) -> None:
+    """Tell the watcher the cluster was shut down here, and wait for it to leave."""
+    if watcher is None or watcher.stdin is None:
+        return
+    with contextlib.suppress(OSError):
+        watcher.stdin.write(b"done")
+        watcher.stdin.close()
+    try:
+        watcher.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        watcher.kill()
+        watcher.wait()
+
+
+def remove_dead_clusters(folder: str | None = None) -> list[Path]:
+    """Remove the local clusters' temporary folders (in ``folder``, default the system temp folder) whose
+    driver process is gone; returns them."""
+    from inspector._atomic import pid_alive
+
+    removed = []
+    root = Path(folder or tempfile.gettempdir())
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(root):
+            m = _LOCAL_TEMP.fullmatch(entry.name)
+            if m and entry.is_dir(follow_symlinks=False) and not pid_alive(int(m["pid"])):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(Path(entry.path))
+    return removed
+
+
 @contextlib.contextmanager
 def ray_cluster(address: str = "auto", num_cpus: int | None = None) -> Iterator[bool]:
     """Connect to Ray for the duration of the block; yields whether a local cluster was started here.
@@ -152,7 +267,7 @@ def ray_cluster(address: str = "auto", num_cpus: int | None = None) -> Iterator[
     if ray.is_initialized():
         yield False
         return
-    started, temp = False, None
+    started, temp, watcher = False, None, None
     quiet = {"log_to_driver": False, "include_dashboard": False, "configure_logging": True,
              "logging_level": logging.WARNING}
     try:
@@ -160,8 +275,10 @@ def ray_cluster(address: str = "auto", num_cpus: int | None = None) -> Iterator[
             try:
                 ray.init(address="auto", **quiet)  # type: ignore[arg-type]
             except ConnectionError:
-                temp = tempfile.mkdtemp(prefix="inspector-ray-")
+                remove_dead_clusters()
+                temp = tempfile.mkdtemp(prefix=f"{LOCAL_TEMP_PREFIX}{os.getpid()}-")
                 package_root = str(Path(__file__).resolve().parents[2])
+                watcher = _start_watcher(temp, package_root)
                 path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
                 ray.init(num_cpus=num_cpus, object_store_memory=_LOCAL_OBJECT_STORE_BYTES, _temp_dir=temp,
                          runtime_env={"env_vars": {"PYTHONPATH": path}}, **quiet)  # type: ignore[arg-type]
@@ -178,6 +295,7 @@ def ray_cluster(address: str = "auto", num_cpus: int | None = None) -> Iterator[
             ray.shutdown()
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
+        _stop_watcher(watcher)
 
 
 @dataclass
@@ -265,3 +383,11 @@ class RayRunner:
         if missing:
             raise RunError(f"Ray finished without writing batches {missing[:10]} to {out}; rerun the same command")
         remove_stale_temporaries(out)  # a killed worker's half-written file; every worker is gone now
+
+
+if __name__ == "__main__":  # the watcher: python -m inspector.runs.ray_backend --watch DRIVER_PID TEMP PID:START,...
+    if len(sys.argv) != 5 or sys.argv[1] != "--watch":
+        sys.exit("usage: python -m inspector.runs.ray_backend --watch DRIVER_PID TEMP_FOLDER PID:START,...")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C in the driver's terminal is the driver's to handle
+    earlier = dict(item.split(":", 1) for item in sys.argv[4].split(",") if item)
+    watch_driver(int(sys.argv[2]), sys.argv[3], before={int(pid): started for pid, started in earlier.items()})

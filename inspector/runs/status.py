@@ -17,6 +17,7 @@ from typing import Any
 
 from inspector.runs.errors import RunError
 from inspector.runs.folder import EXIT_RECORD, LAUNCH_RECORD, LOCK_FILE, LOG_FILE, RUN_JSON, read_run_json
+from inspector.runs.summary import describe_missing, missing_files
 
 #: ``new``: nothing run yet; ``starting``: launched, loading the model (no lock yet); ``running``: a live
 #: process holds the lock; ``finished``: run.json complete; ``stopped``: turns on disk, nobody writing
@@ -52,6 +53,8 @@ class RunStatus:
             still running, or not launched from :mod:`inspector.runs.background`).
         log_tail: the last lines of ``run.log`` (empty without one).
         command: the last background launch's arguments after ``python`` (``None``: none recorded).
+        missing: files of a run that run.json records as complete but that are not in the folder
+            (relative paths, see :attr:`inspector.runs.load.Run.missing`); such a run is ``stopped``.
     """
 
     path: Path
@@ -66,6 +69,7 @@ class RunStatus:
     exit_code: int | None = None
     log_tail: str = ""
     command: tuple[str, ...] | None = None
+    missing: tuple[str, ...] = ()
 
     @property
     def running(self) -> bool:
@@ -98,6 +102,9 @@ class RunStatus:
             return f"failed (exit status {self.exit_code}): {done}; see run.log"
         if self.state == "stopped":
             how = f" (exit status {self.exit_code})" if self.exit_code not in (None, 0) else ""
+            if self.missing:
+                return (f"stopped{how}: {done}; {describe_missing(self.missing)} missing from the folder; the same "
+                        "command redoes them")
             return f"stopped{how}: {done}{speed}; the same command resumes it"
         return "not started"
 
@@ -263,7 +270,8 @@ def run_status(out: str | os.PathLike[str]) -> RunStatus:
     parts = _parts(out) if (out / "parts").is_dir() else []
     identity = (doc or {}).get("identity") or {}
     planned = identity.get("num_turns", ((doc or {}).get("counts") or {}).get("turns"))
-    complete = doc is not None and doc.get("status") == "complete" and (out / "summary.parquet").is_file()
+    missing = missing_files(out, doc) if not held else ()
+    complete = doc is not None and doc.get("status") == "complete" and not missing
     started = (doc or {}).get("updated") or (launch or {}).get("started")
     if launch is not None and doc is not None and _timestamp(launch.get("started")) is not None \
             and (_timestamp(doc.get("updated")) or 0) < (_timestamp(launch.get("started")) or 0):
@@ -290,7 +298,7 @@ def run_status(out: str | os.PathLike[str]) -> RunStatus:
         path=out, state=state, pid=pid if isinstance(pid, int) else None, started=started, turns_done=done,
         turns_planned=planned if isinstance(planned, int) else None, batches_done=len(parts), rate=rate,
         seconds_left=left, exit_code=exit_code if isinstance(exit_code, int) else None, log_tail=log_tail(out),
-        command=tuple(str(a) for a in command) if isinstance(command, list) else None,
+        command=tuple(str(a) for a in command) if isinstance(command, list) else None, missing=missing,
     )
 
 

@@ -22,13 +22,13 @@ use: a damaged or hand-edited file gives a :class:`~inspector.runs.errors.RunErr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from inspector._atomic import atomic_path
 from inspector.runs.errors import RunError
-from inspector.runs.folder import part_path, writing
+from inspector.runs.folder import SUMMARY_FILE, head_stats_path, part_path, writing
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -137,21 +137,96 @@ def read_parts(out: Path, num_batches: int | None = None) -> pd.DataFrame:
     return coerce(df)
 
 
+def _capture_files(table: Path, what: str) -> list[str]:
+    """The capture files a summary table (or part) names, relative to the run folder."""
+    import pyarrow.parquet as pq
+
+    try:
+        if "capture_file" not in pq.read_schema(table).names:
+            return []
+    except Exception as exc:  # pyarrow raises its own types for a damaged file
+        raise RunError(f"{table}: unreadable {what} ({type(exc).__name__}: {exc})") from exc
+    return [str(f) for f in _read(table, what, columns=["capture_file"])["capture_file"].tolist()
+            if isinstance(f, str)]
+
+
+def _listed_captures(table: Path) -> list[str]:
+    """:func:`_capture_files`, none for a damaged table (reading it says what is wrong with it)."""
+    try:
+        return _capture_files(table, "table")
+    except RunError:
+        return []
+
+
+def _writes_head_stats(out: Path) -> bool:
+    """Whether the run writes per-batch head statistics: it does when any batch has them (a run with
+    ``attention="none"``, or one made before they existed, has none)."""
+    return any((out / "parts").glob("headstats-*.safetensors"))
+
+
+def _batch_files_missing(out: Path, b: int, part: Path, head_stats: bool) -> list[str]:
+    """The files a done batch ``b`` (its part on disk) wrote before its part and that are gone."""
+    missing = [f for f in _capture_files(part, "summary part") if not (out / f).is_file()]
+    if head_stats and not head_stats_path(out, b).is_file():
+        missing.append(str(head_stats_path(out, b).relative_to(out)))
+    return missing
+
+
 def done_batches(out: Path, plan: RunPlan) -> set[int]:
-    """Batches whose summary part exists and holds exactly the planned turns."""
+    """Batches whose summary part exists and holds exactly the planned turns, and whose captures and head
+    statistics (written before the part) are all still on disk."""
     done = set()
+    head_stats = _writes_head_stats(out)
     for b, batch in enumerate(plan.batches):
         part = part_path(out, b)
         if not part.is_file():
             continue
         try:
             keys = _read(part, "summary part", columns=KEY_COLUMNS)
+            lost = _batch_files_missing(out, b, part, head_stats)
         except RunError as exc:  # an atomic write never leaves a broken part; someone edited the folder
             raise RunError(f"{exc}; delete it to redo that batch") from exc
         if sorted(zip(keys["dial_id"].tolist(), keys["turn"].tolist(), strict=True)) != sorted(it.key for it in batch):
             raise RunError(f"{part} does not hold the turns planned for batch {b}; the run folder was modified")
-        done.add(b)
+        if not lost:
+            done.add(b)
     return done
+
+
+def missing_files(out: Path, doc: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The files a run that run.json (``doc``) records as complete should hold and that are not on disk,
+    relative to ``out``: the summary, each batch's part and head statistics, each turn's capture.
+
+    ``()`` for a run not recorded as complete (its missing files are the work still to do). The same
+    command redoes the batches they belong to and writes the summary again.
+    """
+    if doc is None or doc.get("status") != "complete":
+        return ()
+    missing: list[str] = []
+    summary = out / SUMMARY_FILE
+    if not summary.is_file():
+        missing.append(SUMMARY_FILE)
+    batches = (doc.get("counts") or {}).get("batches")
+    head_stats = _writes_head_stats(out)
+    captures: list[str] = []
+    for b in range(batches if isinstance(batches, int) else 0):
+        part = part_path(out, b)
+        if part.is_file():
+            captures += _listed_captures(part)
+        else:
+            missing.append(str(part.relative_to(out)))
+        if head_stats and not head_stats_path(out, b).is_file():
+            missing.append(str(head_stats_path(out, b).relative_to(out)))
+    if summary.is_file():
+        captures += _listed_captures(summary)
+    missing += sorted({f for f in captures if not (out / f).is_file()})
+    return tuple(missing)
+
+
+def describe_missing(missing: tuple[str, ...] | list[str], shown: int = 5) -> str:
+    """``a, b, c and 4 more files`` for a list of missing files."""
+    head = ", ".join(missing[:shown])
+    return head + (f" and {len(missing) - shown} more files" if len(missing) > shown else "")
 
 
 def write_table(df: pd.DataFrame, path: Path) -> None:

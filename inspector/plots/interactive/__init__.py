@@ -22,6 +22,8 @@ rollout_heatmap             analysis    attention rollout
 head_stats_heatmap           analysis    head statistics, layer x head panels
 compare_view                analysis    two captures: KL, agreement, difference
 beams_view                  analysis    two beams of one search, the same way
+logit_attribution_view      logit_...   direct logit attribution, parts x steps
+context_attribution_view    context_... text coloured by context attribution
 ==========================  ==========  =========================================
 """
 
@@ -34,7 +36,9 @@ from inspector.plots.interactive.analysis import (
     rollout_heatmap,
 )
 from inspector.plots.interactive.attention import attention_heatmap, head_grid, token_attention
+from inspector.plots.interactive.context_attribution import context_attribution_view
 from inspector.plots.interactive.corpus import corpus_distributions
+from inspector.plots.interactive.logit_attribution import logit_attribution_view
 from inspector.plots.interactive.scores import TOPK_COLORBAR_PX, TOPK_MARGIN, topk_steps
 from inspector.plots.interactive.text import text_html
 
@@ -47,10 +51,12 @@ __all__ = [
     "beams_view",
     "compare_view",
     "colorscale_gamma",
+    "context_attribution_view",
     "corpus_distributions",
     "head_grid",
     "head_stats_heatmap",
     "lens_grid",
+    "logit_attribution_view",
     "rollout_heatmap",
     "text_html",
     "token_attention",

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
     from inspector.analysis.head_stats import HeadStats
-    from inspector.analysis.lens import LensResult
+    from inspector.lens_math import LensResult
     from inspector.records import Capture
 
 
@@ -115,6 +115,11 @@ def rollout_heatmap(
     return fig
 
 
+#: Head-statistics figure, pixels: a panel's height, its title's band above it, its x axis (ticks and title)
+#: below it, the colour bar's thickness and its tick labels' band (see :func:`head_stats_heatmap`).
+HS_PANEL_PX, HS_TITLE_PX, HS_AXIS_PX, HS_BAR_PX, HS_BAR_LABELS_PX = 240, 34, 46, 10, 22
+
+
 def head_stats_heatmap(
     capture: Capture | HeadStats | pd.DataFrame,
     rows: str = "all",
@@ -131,25 +136,50 @@ def head_stats_heatmap(
     n = len(d.names)
     ncols = min(n, 4)
     nrows = -(-n // ncols)
-    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=d.labels, horizontal_spacing=0.08,
-                        vertical_spacing=0.14)
+    # Pixel geometry below a panel: its x axis (ticks, title), then its colour bar, lying flat under the
+    # panel and exactly as wide, and the bar's tick labels. The page stretches the width, never the height,
+    # so every vertical gap is set in pixels and every horizontal extent in fractions of a panel: no bar
+    # or label reaches into another panel at any width. The panels share their layer axis (labelled in the
+    # first column only), so nothing stands between two panels.
+    top, bottom = 110, HS_AXIS_PX + HS_BAR_PX + HS_BAR_LABELS_PX + 10
+    gap = HS_AXIS_PX + HS_BAR_PX + HS_BAR_LABELS_PX + HS_TITLE_PX
+    height = height or nrows * (HS_PANEL_PX + gap) - gap + top + bottom
+    plot_px = height - top - bottom
+    if plot_px - (nrows - 1) * gap < 60 * nrows:
+        raise ValueError(f"height {height} px is too small for {nrows} rows of head-statistics panels; give at "
+                         f"least {(nrows - 1) * gap + 60 * nrows + top + bottom} px")
+    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=[_two_lines(t) for t in d.labels], shared_yaxes=True,
+                        horizontal_spacing=0.05, vertical_spacing=gap / plot_px if nrows > 1 else 0.0)
     for i, (name, mat) in enumerate(zip(d.names, d.panels, strict=True)):
         r, c = divmod(i, ncols)
-        # Each panel's colour bar sits right of its panel, so the scales stay readable side by side.
-        x_bar = (c + 1) / ncols - 0.02
-        y_bar = 1 - (r + 0.5) / nrows
+        sub = fig.get_subplot(r + 1, c + 1)
+        (x0, x1), y0 = sub.xaxis.domain, sub.yaxis.domain[0]
         fig.add_trace(go.Heatmap(
             z=mat.astype(np.float32), x=list(range(d.num_heads)), y=list(range(d.num_layers)), colorscale="Magma",
-            colorbar={"x": x_bar, "y": y_bar, "len": 0.8 / nrows, "thickness": 10},
+            colorbar={"orientation": "h", "x": (x0 + x1) / 2, "xanchor": "center", "len": x1 - x0,
+                      "lenmode": "fraction", "y": y0 - HS_AXIS_PX / plot_px, "yanchor": "top",
+                      "thickness": HS_BAR_PX, "xpad": 0, "ypad": 0, "ticklabeloverflow": "hide past domain",
+                      "nticks": 4},
             hovertemplate=f"layer %{{y}}, head %{{x}}<br>{html_label(name)} %{{z:.4f}}<extra></extra>", name=name,
         ), row=r + 1, col=c + 1)
-    fig.update_xaxes(title_text="head", dtick=1 if d.num_heads <= 16 else None)
-    fig.update_yaxes(title_text="layer", autorange="reversed", dtick=1 if d.num_layers <= 16 else None)
+    fig.update_xaxes(title_text="head", title_standoff=4, dtick=1 if d.num_heads <= 16 else None)
+    fig.update_yaxes(autorange="reversed", dtick=1 if d.num_layers <= 16 else None)
+    fig.update_yaxes(title_text="layer", col=1)
+    fig.update_annotations(font_size=12)  # the panel titles
     fig.update_layout(
-        **LAYOUT, title=title_layout(d.title), width=width or 300 * ncols + 120, height=height or 300 * nrows + 120,
-        margin={"t": 110}, meta={"kind": "head-stats", "statistics": d.names},
+        **LAYOUT, title=title_layout(d.title), width=width or 300 * ncols + 120, height=height,
+        margin={"t": top, "b": bottom}, meta={"kind": "head-stats", "statistics": d.names},
     )
     return fig
+
+
+def _two_lines(label: str) -> str:
+    """``label`` broken at the space nearest its middle when longer than 12 characters (narrow panels)."""
+    spaces = [i for i, ch in enumerate(label) if ch == " "]
+    if len(label) <= 12 or not spaces:
+        return label
+    cut = min(spaces, key=lambda i: abs(i - len(label) / 2))
+    return f"{label[:cut]}<br>{label[cut + 1:]}"
 
 
 def compare_view(
@@ -160,6 +190,7 @@ def compare_view(
     layer: int | None = None,
     head: int | None = None,
     max_labels: int = 60,
+    distributions: str = "processed",
     *,
     width: int | None = None,
     height: int | None = None,
@@ -167,7 +198,8 @@ def compare_view(
     """A against B: trace 0 is the per-step KL (``x`` steps of A), trace 1 the top-1 agreement
     (1 agrees, 0 differs), trace 2 (when both kept attention) the difference heatmap A - B.
     ``layout.meta.first_divergence`` is the step in A where the generations part (``None``: never)."""
-    return _comparison_figure(compare_data(capture, other, align, kl, layer, head), max_labels, width, height)
+    data = compare_data(capture, other, align, kl, layer, head, distributions)
+    return _comparison_figure(data, max_labels, width, height)
 
 
 def beams_view(
@@ -177,6 +209,7 @@ def beams_view(
     layer: int | None = None,
     head: int | None = None,
     max_labels: int = 60,
+    distributions: str = "processed",
     *,
     width: int | None = None,
     height: int | None = None,
@@ -184,7 +217,7 @@ def beams_view(
     """Two returned sequences of one search, ``beams[i]`` against ``beams[j]`` for ``pair=(i, j)``: the
     traces of :func:`compare_view`, over the steps whose context the beams share (see
     :func:`inspector.plots.analysis_data.beams_data`); ``layout.meta.names`` names the two beams."""
-    return _comparison_figure(beams_data(beams, pair, kl, layer, head), max_labels, width, height)
+    return _comparison_figure(beams_data(beams, pair, kl, layer, head, distributions), max_labels, width, height)
 
 
 def _comparison_figure(d: CompareData, max_labels: int, width: int | None, height: int | None) -> go.Figure:
@@ -193,7 +226,7 @@ def _comparison_figure(d: CompareData, max_labels: int, width: int | None, heigh
 
     a, b = d.names
     has_diff = d.diff is not None and d.diff.size > 0
-    titles = [f"KL({a}||{b}), {d.kl_method}; top-1 agreement"]
+    titles = [f"KL({a}||{b}) of the {d.distributions} distributions, {d.kl_method}; top-1 agreement"]
     if has_diff:
         titles.append(f"attention {a} - {b} over the shared tokens ({d.diff_description})")
     fig = make_subplots(rows=1, cols=2 if has_diff else 1, subplot_titles=titles, horizontal_spacing=0.12,
@@ -202,7 +235,7 @@ def _comparison_figure(d: CompareData, max_labels: int, width: int | None, heigh
                        dtype=object)
     fig.add_trace(go.Scatter(x=d.steps.tolist(), y=d.kl.astype(np.float32), mode="lines+markers",
                              name=f"KL({a}||{b})", customdata=pairs, line={"color": "#3a6ea5"},
-                             hovertemplate="step %{x}: %{customdata}<br>KL %{y:.4f} nats<extra></extra>"),
+                             hovertemplate="step %{x}: %{customdata}<br>KL %{y:.3g} nats<extra></extra>"),
                   row=1, col=1, secondary_y=False)
     fig.add_trace(go.Scatter(x=d.steps.tolist(), y=d.agree.astype(np.int8), mode="markers", name="top-1 agrees",
                              marker={"color": np.where(d.agree, "#1b9e77", BOUNDARY).tolist(), "symbol": "line-ns-open",
@@ -225,7 +258,7 @@ def _comparison_figure(d: CompareData, max_labels: int, width: int | None, heigh
         fig.add_trace(go.Heatmap(
             z=masked_nan(d.diff, np.triu(np.ones((n, n), dtype=bool), 1)), x=labels, y=labels, zmin=-lim, zmax=lim,
             colorscale="RdBu", reversescale=True, hoverongaps=False, colorbar={"title": {"text": f"{a} - {b}"}},
-            hovertemplate=f"query %{{y}}<br>key %{{x}}<br>{a} - {b} %{{z:.4f}}<extra></extra>",
+            hovertemplate=f"query %{{y}}<br>key %{{x}}<br>{a} - {b} %{{z:+.3g}}<extra></extra>",
             name=f"attention {a} - {b}",
         ), row=1, col=2)
         fig.update_xaxes(type="category", nticks=max_labels, tickangle=-90, row=1, col=2)
@@ -234,6 +267,6 @@ def _comparison_figure(d: CompareData, max_labels: int, width: int | None, heigh
         **LAYOUT, title=title_layout(d.title), width=width or (1300 if has_diff else 800), height=height or 560,
         margin={"t": 110}, legend={"orientation": "h", "y": -0.2},
         meta={"kind": "compare", "first_divergence": first, "kl_method": d.kl_method, "align": d.align,
-              "names": list(d.names)},
+              "names": list(d.names), "distributions": d.distributions, "notes": list(d.notes)},
     )
     return fig

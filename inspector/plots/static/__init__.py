@@ -20,6 +20,8 @@ rollout_heatmap             analysis    attention rollout
 head_stats_heatmap           analysis    head statistics, layer x head panels
 compare_view                analysis    two captures: KL, agreement, difference
 beams_view                  analysis    two beams of one search, the same way
+logit_attribution_view      logit_...   direct logit attribution, parts x steps
+context_attribution_view    context_... text coloured by context attribution
 ==========================  ==========  =========================================
 """
 
@@ -32,7 +34,9 @@ from inspector.plots.static.analysis import (
     rollout_heatmap,
 )
 from inspector.plots.static.attention import attention_heatmap, head_grid, token_attention
+from inspector.plots.static.context_attribution import context_attribution_view
 from inspector.plots.static.corpus import corpus_distributions
+from inspector.plots.static.logit_attribution import logit_attribution_view
 from inspector.plots.static.scores import topk_steps
 from inspector.plots.static.text import text_figure, text_html
 
@@ -45,10 +49,12 @@ __all__ = [
     "attention_heatmap",
     "beams_view",
     "compare_view",
+    "context_attribution_view",
     "corpus_distributions",
     "head_grid",
     "head_stats_heatmap",
     "lens_grid",
+    "logit_attribution_view",
     "rollout_heatmap",
     "text_figure",
     "text_html",

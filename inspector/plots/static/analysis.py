@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
     from inspector.analysis.head_stats import HeadStats
-    from inspector.analysis.lens import LensResult
+    from inspector.lens_math import LensResult
     from inspector.records import Capture
 
 
@@ -149,12 +149,13 @@ def compare_view(
     layer: int | None = None,
     head: int | None = None,
     max_labels: int = 60,
+    distributions: str = "processed",
     *,
     figsize: tuple[float, float] | None = None,
 ) -> Figure:
     """Capture A against B: per-step KL and top-1 agreement with the first divergence marked (left),
     and the attention difference A - B over the shared tokens (right, when both kept attention)."""
-    return _comparison_figure(compare_data(capture, other, align, kl, layer, head), max_labels, figsize)
+    return _comparison_figure(compare_data(capture, other, align, kl, layer, head, distributions), max_labels, figsize)
 
 
 def beams_view(
@@ -164,13 +165,14 @@ def beams_view(
     layer: int | None = None,
     head: int | None = None,
     max_labels: int = 60,
+    distributions: str = "processed",
     *,
     figsize: tuple[float, float] | None = None,
 ) -> Figure:
     """Two returned sequences of one search, ``beams[i]`` against ``beams[j]`` for ``pair=(i, j)``: the panels
     of :func:`compare_view` over the steps whose context the beams share (see
     :func:`inspector.plots.analysis_data.beams_data`)."""
-    return _comparison_figure(beams_data(beams, pair, kl, layer, head), max_labels, figsize)
+    return _comparison_figure(beams_data(beams, pair, kl, layer, head, distributions), max_labels, figsize)
 
 
 def _comparison_figure(d: CompareData, max_labels: int, figsize: tuple[float, float] | None) -> Figure:
@@ -181,10 +183,11 @@ def _comparison_figure(d: CompareData, max_labels: int, figsize: tuple[float, fl
     axes = fig.subplots(1, 2 if has_diff else 1, squeeze=False)[0]
     ax = axes[0]
     ax.plot(d.steps, d.kl, color="#3a6ea5", marker="o", markersize=3, linewidth=1.2,
-            label=f"KL({a}||{b}) ({d.kl_method})")
+            label=f"KL({a}||{b}) of the {d.distributions} distributions ({d.kl_method})")
     ax.set_xlabel(f"step (in {a})")
     ax.set_ylabel("KL (nats)")
-    top = float(np.nanmax(d.kl)) if d.kl.size else 1.0
+    finite = d.kl[np.isfinite(d.kl)]  # an infinite KL is not drawn (the title says where)
+    top = float(finite.max()) if finite.size else 1.0
     y = np.full(d.steps.shape, -0.06 * (top or 1.0))
     ax.scatter(d.steps[d.agree], y[d.agree], marker="|", color="#1b9e77", label="top-1 agrees")
     ax.scatter(d.steps[~d.agree], y[~d.agree], marker="x", color=BOUNDARY, label="top-1 differs")

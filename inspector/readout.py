@@ -127,7 +127,7 @@ def find_readout(model: nn.Module) -> Readout:
     decoder = get_decoder() if callable(get_decoder) else None
     if not isinstance(decoder, nn.Module) or decoder is model:
         raise ValueError(f"{name}: get_decoder() gives no separate decoder module, so its final norm is unknown; "
-                         "build inspector.analysis.readout.Readout(norm=..., project=..., head=...) by hand")
+                         "build inspector.readout.Readout(norm=..., project=..., head=...) by hand")
     norms = [(n, m) for n, m in decoder.named_children() if _is_norm(m)]
     if len(norms) > 1:
         norms = [(n, m) for n, m in norms if n in _NORM_NAMES]
@@ -135,7 +135,7 @@ def find_readout(model: nn.Module) -> Readout:
         raise ValueError(
             f"cannot find the final norm of {name}: its decoder {type(decoder).__name__} registers "
             f"{'no' if not norms else 'several'} norm module(s) directly; build "
-            "inspector.analysis.readout.Readout(norm=..., head=model.get_output_embeddings()) by hand "
+            "inspector.readout.Readout(norm=..., head=model.get_output_embeddings()) by hand "
             "(norm=None for a model without a final norm, e.g. a post-norm OPT)"
         )
     project = None
