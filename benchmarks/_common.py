@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def gpt2_offline_dir() -> Path:
-    from inspector.locations import find_gpt2_offline_dir, gpt2_offline_dirs
+    from inspector._locations import find_gpt2_offline_dir, gpt2_offline_dirs
 
     path = find_gpt2_offline_dir()
     if path is None:

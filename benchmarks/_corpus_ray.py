@@ -4,7 +4,7 @@
   on a local Ray cluster with each worker count, interleaved over ``--repeats`` (order reversed
   on odd repeats). Reports wall turns/s (model loading in the actors included) and steady
   turns/s (from the first finished batch to the last, so actor start-up is left out).
-* ``--batching``: capture throughput (``inspector.capture.generate`` with attention, the run's
+* ``--batching``: capture throughput (``inspector._capture.generate`` with attention, the run's
   settings) of the plan's batches, which are cut from turns sorted by prompt length, against
   batches cut from the same turns in ``(dial_id, turn)`` order; interleaved batch pass by batch
   pass. Reports turns/s of each and the share of prompt positions that are padding.
@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:  # this checkout's inspector, not whichever one is
 def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from _common import load_bench_model
 
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
     from inspector.runs import RunConfig, plan_run
 
     im = load_bench_model(args.model, args.device, args.weights)
@@ -45,7 +45,7 @@ def _padding_share(batches: list[list[int]]) -> float:
 
 
 def bench_batching(args: argparse.Namespace) -> dict[str, Any]:
-    from inspector.capture.engine import generate
+    from inspector._capture.engine import generate
 
     im, cfg, plan = _setup(args)
     sorted_batches = [list(b) for b in plan.batches]

@@ -32,10 +32,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import inspector
     from inspector._atomic import write_text_atomic
+    from inspector._lens_math import logit_lens, next_token_targets
     from inspector.analysis.head_stats import attention_head_stats
     from inspector.analysis.rollout import attention_rollout
     from inspector.analysis.value_norms import model_value_norms
-    from inspector.lens_math import logit_lens, next_token_targets
 
     default = os.environ.get("INSPECTOR_GPT2_OFFLINE_DIR") or str(ROOT.parent / "shared" / "models" / "gpt2-offline")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -158,8 +158,8 @@ def run_case(im: Any, batch: int, prompt_tokens: int, new_tokens: int, reps: int
     def plain_reserved() -> torch.Tensor:
         """plain generate as the capture runs it: its KV cache (room reserved, written in place), inference
         mode; nothing recorded"""
+        from inspector._capture.reserved_cache import reserved_cache
         from inspector._compat import cache_kwarg
-        from inspector.capture.reserved_cache import reserved_cache
 
         cache = reserved_cache(model, int(enc["input_ids"].shape[1]) + new_tokens)
         with torch.inference_mode():

@@ -4,10 +4,10 @@
   fresh Python process (``-c`` running ``inspector.cli.main.main``): the time from the start of the
   import of the CLI to its exit, best and median of ``--repeats``. Target: best < 0.5 s (no torch, no
   transformers: ``tests/test_cli_help.py`` checks which modules are imported).
-* **offline fallback**: ``inspector.fallback.load_with_fallback("gpt2")`` with ``HF_HUB_OFFLINE=1`` and an
+* **offline fallback**: ``inspector._fallback.load_with_fallback("gpt2")`` with ``HF_HUB_OFFLINE=1`` and an
   empty Hugging Face cache, in a fresh process (imports included): a local GPT-2 config or the built-in model
   stands in without a hub attempt. Target: < 30 s (a hub client that retries spends about a minute).
-* **hanging resolver**: ``inspector.hub.hub_reachable(timeout=0.3)`` while the name lookup hangs for 5 s.
+* **hanging resolver**: ``inspector._hub.hub_reachable(timeout=0.3)`` while the name lookup hangs for 5 s.
   Target: < 2 s (the lookup is not waited for).
 
     python benchmarks/bench_cli.py [--repeats 3] [--json out.json]
@@ -49,14 +49,14 @@ print("SECONDS", time.perf_counter() - t0, file=sys.stderr)
 _FALLBACK = """
 import time
 t0 = time.perf_counter()
-from inspector import fallback
+import inspector._fallback as fallback
 res = fallback.load_with_fallback("gpt2", device="cpu")
 print("SECONDS", time.perf_counter() - t0, res.level)
 """
 
 _HANGING = """
 import socket, time
-from inspector import hub
+import inspector._hub as hub
 
 def slow_lookup(*args, **kwargs):
     time.sleep(5)

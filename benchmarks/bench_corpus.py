@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
     from inspector.runs import RunConfig, plan_run, run_corpus
 
     im = load_bench_model(args.model, args.device, args.weights)
@@ -225,7 +225,7 @@ def _abba(args: argparse.Namespace, mode: str, label: str, target: float, extra:
     import torch
 
     import inspector.runs.execute as execute
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
     from inspector.runs import RunConfig, plan_run, run_corpus
 
     im = load_bench_model(args.model, args.device, args.weights)

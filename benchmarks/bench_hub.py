@@ -31,7 +31,7 @@ _LOAD = """
 import time
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # imported before the clock starts
-from inspector.model import ModelLoadError, load_model
+from inspector._model import ModelLoadError, load_model
 t0 = time.perf_counter()
 try:
     load_model("gpt2", device="cpu")

@@ -40,7 +40,7 @@ def child(model: str) -> dict[str, Any]:
     import transformers  # noqa: F401
 
     import inspector
-    from inspector.gguf import cache_root
+    from inspector._gguf import cache_root
 
     imported = time.perf_counter()
     cached_before = sorted(p.name for p in (cache_root() / "gguf").glob("*") if not p.name.startswith("."))

@@ -13,7 +13,7 @@ Full-size GPT-2 small (config from ../shared, random weights, eager attention), 
 Time is the median of ``--reps`` runs, interleaved in this process. Peak memory is measured
 in a fresh subprocess per method as in ``bench_capture.py`` (see its docstring): the resident set
 size above the start of the run on the CPU, the allocator's peak on CUDA. ``estimate`` is
-:func:`inspector.capture.budget.estimate_capture`'s bound on the bytes kept.
+:func:`inspector._capture.budget.estimate_capture`'s bound on the bytes kept.
 
 Usage::
 
@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             times[m].append(seconds)
             kept[m] = kept_bytes(m, result)
             del result
-    from inspector.capture.budget import ModelSizes, estimate_capture
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.budget import ModelSizes, estimate_capture
+    from inspector._capture.settings import GenerationSettings
 
     sizes = ModelSizes.of(im.model)
     rows: list[dict[str, Any]] = []

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from inspector._fallback import BUILTIN_NAME
 from inspector.cli.dashboard import is_local_address
-from inspector.fallback import BUILTIN_NAME
 
 from .launch import LaunchOptions, launch_options
 

@@ -18,7 +18,7 @@ GRID_MAX_CELLS = 40
 
 def attention_controls(capture: Any) -> tuple[int | None, int | None, str]:
     """Layer, head (``None`` = all, combined by the aggregate) and aggregate mode."""
-    from inspector.aggregate import AGGREGATE_MODES
+    from inspector._aggregate import AGGREGATE_MODES
 
     layers = [ALL, *range(capture.num_layers)]
     heads = [ALL, *range(capture.num_heads)]

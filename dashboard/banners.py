@@ -26,7 +26,7 @@ def header(load: Any, req: state.ModelRequest) -> None:
     m = load.model
     asked = req.name or "the model"
     if load.level == "demo":
-        from inspector.fallback import demo_text
+        from inspector._fallback import demo_text
 
         st.info(f"**{asked!r} could not be loaded here.** {demo_text(m)}", icon=":material/school:")
         with st.expander("Why"):

@@ -183,7 +183,7 @@ def _corpus_stats(run: Any, summary: Any) -> None:
 
 def _metric_columns(columns: Any) -> dict[str, Any]:
     """Readable headers (the plots' metric labels) for summary columns, keeping their names as help."""
-    from inspector.formatting import PRINTF_FORMAT
+    from inspector._formatting import PRINTF_FORMAT
     from inspector.plots import METRIC_LABELS
 
     out: dict[str, Any] = {}

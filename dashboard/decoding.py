@@ -1,7 +1,7 @@
 """Sidebar, decoding part: one widget per generation setting, and the settings they make.
 
 :data:`SETTING_WIDGETS` and :data:`NOT_IN_DASHBOARD` together name every field of
-:class:`inspector.capture.GenerationSettings` (a test holds them to
+:class:`inspector._capture.GenerationSettings` (a test holds them to
 ``dataclasses.fields``), so a new setting cannot be left out of the page unnoticed.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-from inspector.capture.settings import MAX_STOP_STRING_CHARS, MAX_STOP_STRINGS
+from inspector._capture.settings import MAX_STOP_STRING_CHARS, MAX_STOP_STRINGS
 
 from . import state
 
@@ -82,8 +82,8 @@ STOP_BOX_CHARS = MAX_STOP_STRINGS * (MAX_STOP_STRING_CHARS + 1)
 def parse_stop_strings(text: str) -> tuple[str, ...]:
     """The stop strings typed in the box (comma-separated, ``\\n`` for a newline).
 
-    ``ValueError`` beyond the package's bounds (:data:`inspector.capture.MAX_STOP_STRINGS` strings of at most
-    :data:`inspector.capture.MAX_STOP_STRING_CHARS` characters), before any model work.
+    ``ValueError`` beyond the package's bounds (:data:`inspector._capture.MAX_STOP_STRINGS` strings of at most
+    :data:`inspector._capture.MAX_STOP_STRING_CHARS` characters), before any model work.
     """
     strings = tuple(s.replace("\\n", "\n") for s in (x.strip() for x in text.split(",")) if s)
     if len(strings) > MAX_STOP_STRINGS:
@@ -97,7 +97,7 @@ def parse_stop_strings(text: str) -> tuple[str, ...]:
 
 def sidebar_decoding() -> tuple[Any, str | None]:
     """Decoding settings; returns ``(GenerationSettings or None, error message or None)``."""
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
 
     st.header("Decoding")
     mode = st.radio("Decoding", list(_DECODING), format_func=_DECODING.get, key="decoding",

@@ -119,7 +119,7 @@ def export_panel(capture: Any, loaded: Any = None) -> None:
     ``loaded``: the loaded model, which the lens of a capture that kept hidden states
     (but no stored lens) decodes them with; without it such a lens is not offered.
     """
-    from inspector.store import capture_bytes
+    from inspector._store import capture_bytes
 
     run_path = st.session_state.get(state.RUN_PATH)
     analysis = analysis_sources(capture, loaded)

@@ -12,8 +12,8 @@ from .text import stop_label
 
 def generation_panel(capture: Any) -> None:
     """Coloured text, summary numbers, top-k candidates per step and the entropy curve."""
-    from inspector.formatting import format_prob, format_value
-    from inspector.metrics import score_metrics
+    from inspector._formatting import format_prob, format_value
+    from inspector._metrics import score_metrics
 
     if capture is None:
         return
@@ -56,8 +56,8 @@ def _coloured_text(capture: Any) -> None:
 
 @st.fragment
 def _candidates(capture: Any) -> None:
+    from inspector._report import step_rows
     from inspector.plots import interactive
-    from inspector.report import step_rows
 
     st.subheader("What the model almost chose, step by step")
     state.sticky("gen_topk", min(5, capture.raw.k), range(1, capture.raw.k + 1))

@@ -3,7 +3,7 @@ does not stop it; only :meth:`GenerationJob.cancel` does (Stop, or a change to a
 
 Plumbing only: the thread calls :func:`dashboard.state.generate` (the process-wide lock and capture cache)
 and cancels through the package's own hook, an exception raised from ``on_step`` (see
-:func:`inspector.capture.generate`), after which the model's hooks are removed and nothing is kept.
+:func:`inspector._capture.generate`), after which the model's hooks are removed and nothing is kept.
 """
 
 from __future__ import annotations

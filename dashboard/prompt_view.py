@@ -80,7 +80,7 @@ def _generate(load: Any, req: state.ModelRequest, prompt: str, settings: Any, so
 
 def token_budget(load: Any, prompt: str, settings: Any) -> None:
     """How the prompt fits the model's context with room for the new tokens (nothing while settings are invalid)."""
-    from inspector.capture.encode import prompt_budget
+    from inspector._capture.encode import prompt_budget
 
     if not prompt.strip() or settings is None:
         return

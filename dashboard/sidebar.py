@@ -14,7 +14,7 @@ from .text import md, short
 
 def sidebar_model(opts: LaunchOptions) -> state.ModelRequest:
     """Model, weights and device choices; returns what to load."""
-    from inspector.devices import available_devices
+    from inspector._devices import available_devices
 
     st.header("Model")
     ss = st.session_state
@@ -125,7 +125,7 @@ def reflect_loaded(req: state.ModelRequest, load: Any) -> None:
 def sidebar_loaded(load: Any, req: state.ModelRequest) -> None:
     """What is actually loaded (after any fallback): name, real or random weights, quantisation, size; and,
     after a fallback, what was asked and why it could not load."""
-    from inspector.devices import dtype_name
+    from inspector._devices import dtype_name
 
     m = load.model
     weights = "**random weights**" if m.random_weights else "real (pretrained) weights"

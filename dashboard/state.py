@@ -1,7 +1,7 @@
 """Dashboard state: session keys, cached loaders (model, captures, DailyDialog, runs) and serialised generation.
 
 * The model loads once per process (``st.cache_resource``), through
-  :func:`inspector.fallback.load_with_fallback`, so the page always gets a model.
+  :func:`inspector._fallback.load_with_fallback`, so the page always gets a model.
 * Captures are cached process-wide by model, prompt, source and settings; changing
   a view (layer, head, aggregate, colouring) never generates again.
 * One process-wide lock serialises generation: every session shares the model, and
@@ -78,7 +78,7 @@ class ModelRequest:
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def _load_model(name: str, device: str, random_weights: bool, config_dir: str | None) -> Any:
-    from inspector.fallback import load_with_fallback
+    from inspector._fallback import load_with_fallback
 
     result = load_with_fallback(name, device=device, random_weights=random_weights, config_dir=config_dir)
     if result.fell_back:
@@ -94,7 +94,7 @@ def _load_model(name: str, device: str, random_weights: bool, config_dir: str | 
 
 
 def load_model(req: ModelRequest) -> Any:
-    """A :class:`inspector.fallback.LoadResult`, loaded once per process per request.
+    """A :class:`inspector._fallback.LoadResult`, loaded once per process per request.
 
     ``ValueError`` for an unavailable device (the caller shows it);
     :class:`dashboard.access.PathNotAllowed` for a model or config folder a shared page may not open.
@@ -183,7 +183,7 @@ def generate(load: Any, req: ModelRequest, prompt: str, settings: Any, source: d
     """A capture of ``prompt`` (cached by model, prompt, source and settings).
 
     Generation holds the process-wide lock; ``on_start()`` is called once it is held (before the model
-    runs), ``on_step(done, total)`` after every step (see :func:`inspector.capture.generate`; an exception
+    runs), ``on_step(done, total)`` after every step (see :func:`inspector._capture.generate`; an exception
     raised from either cancels). ``store`` and ``lock`` default to :func:`capture_store` and
     :func:`generation_lock` (a background thread passes them, resolved on the page's own thread).
     Raises ``ValueError`` (empty prompt, too long for the context, bad settings) before any model work.
@@ -245,8 +245,8 @@ def _dailydialog_where(source: str | None) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _load_dialogues(split: str, source: str) -> Any:
+    from inspector._hub import hub_reachable
     from inspector.data.dailydialog import DailyDialogError, load_dailydialog
-    from inspector.hub import hub_reachable
 
     if source == "hub" and not hub_reachable():
         raise DailyDialogError("no local copy is configured and the Hugging Face Hub cannot be reached from here")
@@ -313,7 +313,7 @@ def run_capture(path: str, dial_id: int, turn: int) -> Any:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _capture_file(path: str, mtime: float) -> Any:  # noqa: ARG001
-    from inspector.store import load_capture
+    from inspector._store import load_capture
 
     return load_capture(path)
 

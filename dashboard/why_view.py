@@ -184,7 +184,7 @@ def _lens(capture: Any, loaded: Any, step: int) -> None:
 def ablation_settings(capture: Any, settings: Any, parts: tuple[str, ...], mode: str) -> tuple[Any, str]:
     """The settings ``capture`` was generated with (the sidebar's when it records none), with ``ablate=parts``;
     and where they came from, in words."""
-    from inspector.store_checks import generation_settings
+    from inspector._store_checks import generation_settings
 
     recorded = generation_settings(capture)
     base, origin = (recorded, "generated with A's settings") if recorded is not None else (
@@ -202,8 +202,8 @@ def _model_parts(model: Any) -> str:
 
 @st.fragment
 def _ablate(capture: Any, loaded: Any, request: state.ModelRequest, settings: Any) -> None:
-    from inspector.capture.settings import ABLATE_MODES
-    from inspector.components import ABLATE_HELP, parse_components
+    from inspector._capture.settings import ABLATE_MODES
+    from inspector._components import ABLATE_HELP, parse_components
 
     m = loaded.model
     st.markdown("#### Ablate: switch parts off and generate again")
@@ -238,8 +238,8 @@ def _ablate(capture: Any, loaded: Any, request: state.ModelRequest, settings: An
 
 
 def _comparison(capture: Any, ablated: Any, origin: str) -> None:
+    from inspector._formatting import format_percent
     from inspector.analysis.compare import compare_captures
-    from inspector.formatting import format_percent
     from inspector.plots import make_figure
     from inspector.plots.labels import intervention_note
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 import inspector
+from inspector._report import capture_report
 from inspector.data import build_prompt
-from inspector.report import capture_report
 
 ROOT = Path(__file__).resolve().parents[1]
 # A DailyDialog-style exchange. The notebook used the dataset's turns: `inspector.build_prompt` and
@@ -39,7 +39,7 @@ REFERENCE_RESPONSE = "You know that is tempting but is really not good for our f
 def load(args: argparse.Namespace) -> inspector.InspectorModel:
     if args.model:
         return inspector.load_model(args.model, device=args.device, random_weights=args.random_weights)
-    from inspector.fallback import load_with_fallback
+    from inspector._fallback import load_with_fallback
 
     loaded = load_with_fallback("gpt2", device=args.device)  # gpt2, else smollm2, else random weights
     print(loaded.message, file=sys.stderr)
@@ -55,14 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="folder for the capture file (default: a temporary folder)")
     args = p.parse_args(argv)
 
-    im = load(args)
-    print(im.describe())
+    model = load(args)
+    print(model.describe())
     # the notebook's "User: ...\nAgent:" for GPT-2, the model's chat template where it has one
-    prompt = build_prompt([USER_TURN], 0, im.tokenizer, context_turns=1)
+    prompt = build_prompt([USER_TURN], 0, model.tokenizer, context_turns=1)
     # the notebook's settings; the KV cache stays on (identical numbers, several times faster on CPU).
     # A chat model ends its turn with its end-of-turn token; the notebook's form stops at the next line.
     stops = ["User:", "\n"] if prompt.template == "notebook" else None
-    cap = im.generate(prompt.text, max_new_tokens=args.max_new_tokens, stop_strings=stops, sources=prompt.source(),
+    cap = model.generate(prompt.text, max_new_tokens=args.max_new_tokens, stop_strings=stops, sources=prompt.source(),
                       keep_logits=True, attention_dtype=torch.float32)
     print(capture_report(cap))
     print(f"\nreference response: {REFERENCE_RESPONSE!r}")

@@ -17,9 +17,9 @@ import argparse
 from pathlib import Path
 
 import inspector
+from inspector._report import capture_report
 from inspector.data.chat import has_chat_template
 from inspector.data.prompts import chat_text_prompt
-from inspector.report import capture_report
 
 #: The first turn of DailyDialog's first validation dialogue (its spacing normalised).
 USER_TURN = "Good morning, sir. Is there a bank near here?"
@@ -33,16 +33,16 @@ def main() -> None:
     args = parser.parse_args()
 
     loaded = inspector.load_with_fallback(args.model, device="cpu")
-    im = loaded.model
+    model = loaded.model
     print(loaded.message)
-    print(f"loaded: {im.describe()}")
-    print("random weights: yes, the text is meaningless\n" if im.random_weights else "random weights: no\n")
+    print(f"loaded: {model.describe()}")
+    print("random weights: yes, the text is meaningless\n" if model.random_weights else "random weights: no\n")
 
-    if has_chat_template(im.tokenizer):
-        prompt = chat_text_prompt(USER_TURN, im.tokenizer)  # one user message and the assistant cue
-        cap = im.generate(prompt.text, max_new_tokens=args.max_new_tokens, sources=prompt.source())
+    if has_chat_template(model.tokenizer):
+        prompt = chat_text_prompt(USER_TURN, model.tokenizer)  # one user message and the assistant cue
+        cap = model.generate(prompt.text, max_new_tokens=args.max_new_tokens, sources=prompt.source())
     else:  # the notebook's form; stop before the model writes the next user line
-        cap = im.generate(f"User: {USER_TURN} \nAgent:", max_new_tokens=args.max_new_tokens,
+        cap = model.generate(f"User: {USER_TURN} \nAgent:", max_new_tokens=args.max_new_tokens,
                           stop_strings=["User:", "\n"])
     assert isinstance(cap, inspector.Capture)
     print(capture_report(cap))

@@ -26,23 +26,24 @@ __version__ = "0.1.0"
 
 #: Public name -> the module that defines it. The one list of the public surface.
 _EXPORTS: dict[str, str] = {
-    "InspectorModel": "inspector.model",
-    "ModelLoadError": "inspector.model",
-    "load_model": "inspector.model",
-    "load_with_fallback": "inspector.fallback",
-    "UnsupportedModelError": "inspector.architectures",
-    "GenerationSettings": "inspector.capture.settings",
-    "NonFiniteError": "inspector.capture.checks",
-    "MemoryBudgetError": "inspector.capture.budget",
-    "Candidate": "inspector.records",
-    "Capture": "inspector.records",
-    "CaptureError": "inspector.records",
-    "CaptureMeta": "inspector.records",
-    "StepRecord": "inspector.records",
-    "TokenScores": "inspector.records",
-    "CaptureFileError": "inspector.store",
-    "load_capture": "inspector.store",
-    "save_capture": "inspector.store",
+    "InspectorModel": "inspector._model",
+    "ModelLoadError": "inspector._model",
+    "load_model": "inspector._model",
+    "load_with_fallback": "inspector._fallback",
+    "UnsupportedModelError": "inspector._architectures",
+    "GenerationSettings": "inspector._capture.settings",
+    "NonFiniteError": "inspector._capture.checks",
+    "MemoryBudgetError": "inspector._capture.budget",
+    "Candidate": "inspector._records.capture",
+    "Capture": "inspector._records.capture",
+    "CaptureError": "inspector._records.capture",
+    "CaptureMeta": "inspector._records.capture",
+    "StepRecord": "inspector._records.capture",
+    "TokenScores": "inspector._records.capture",
+    "CaptureFileError": "inspector._store",
+    "capture_bytes": "inspector._store",
+    "load_capture": "inspector._store",
+    "save_capture": "inspector._store",
     "load_dailydialog": "inspector.data.dailydialog",
     "RunConfig": "inspector.runs.config",
     "run_corpus": "inspector.runs.execute",
@@ -58,13 +59,13 @@ __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, globals())
 
 
 def _register_notebook_display() -> None:
-    """Inside IPython or Jupyter, show captures as HTML (:mod:`inspector.notebook_html`); elsewhere nothing."""
+    """Inside IPython or Jupyter, show captures as HTML (:mod:`inspector._notebook_html`); elsewhere nothing."""
     import sys
 
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     if shell is not None:
-        from inspector.notebook_html import register
+        from inspector._notebook_html import register
 
         register(shell)
 
@@ -73,36 +74,42 @@ _register_notebook_display()
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from inspector.architectures import (
+    from inspector._architectures import (
         UnsupportedModelError as UnsupportedModelError,
     )
-    from inspector.capture.budget import (
+    from inspector._capture.budget import (
         MemoryBudgetError as MemoryBudgetError,
     )
-    from inspector.capture.checks import (
+    from inspector._capture.checks import (
         NonFiniteError as NonFiniteError,
     )
-    from inspector.capture.settings import (
+    from inspector._capture.settings import (
         GenerationSettings as GenerationSettings,
     )
-    from inspector.data.dailydialog import (
-        load_dailydialog as load_dailydialog,
-    )
-    from inspector.fallback import (
+    from inspector._fallback import (
         load_with_fallback as load_with_fallback,
     )
-    from inspector.model import (
+    from inspector._model import (
         InspectorModel as InspectorModel,
         ModelLoadError as ModelLoadError,
         load_model as load_model,
     )
-    from inspector.records import (
+    from inspector._records.capture import (
         Candidate as Candidate,
         Capture as Capture,
         CaptureError as CaptureError,
         CaptureMeta as CaptureMeta,
         StepRecord as StepRecord,
         TokenScores as TokenScores,
+    )
+    from inspector._store import (
+        CaptureFileError as CaptureFileError,
+        capture_bytes as capture_bytes,
+        load_capture as load_capture,
+        save_capture as save_capture,
+    )
+    from inspector.data.dailydialog import (
+        load_dailydialog as load_dailydialog,
     )
     from inspector.runs.background import (
         start_run as start_run,
@@ -118,9 +125,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from inspector.runs.status import (
         run_status as run_status,
-    )
-    from inspector.store import (
-        CaptureFileError as CaptureFileError,
-        load_capture as load_capture,
-        save_capture as save_capture,
     )

@@ -62,7 +62,7 @@ class ReservedLayer(DynamicLayer):
     """A ``DynamicLayer`` whose ``keys`` and ``values`` ``[batch, kv_head, position, head_dim]`` become views of
     buffers reserved for ``capacity`` positions after the first update (the prefill), filled in place.
 
-    See :mod:`inspector.capture.reserved_cache` for why and for the memory it keeps.
+    See :mod:`inspector._capture.reserved_cache` for why and for the memory it keeps.
     """
 
     def __init__(self, capacity: int) -> None:

@@ -5,5 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "ruff check" >&2
 .venv/bin/ruff check inspector dashboard tests benchmarks examples scripts
-echo "mypy (inspector, dashboard)" >&2
+echo "mypy (inspector, dashboard: strict)" >&2
 .venv/bin/mypy
+echo "mypy (tests)" >&2
+.venv/bin/mypy --config-file tests/mypy.ini

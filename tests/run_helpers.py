@@ -45,10 +45,10 @@ def write_dailydialog(root: Path, split: str = "validation") -> Path:
 
 def write_byte_model_folder(folder: Path) -> Path:
     """A model folder (config + tokenizer files, no weights) for a 2-layer, 2-head, 32-dim GPT-2 whose
-    tokenizer is :func:`inspector.fallback.builtin_tokenizer`; load it with ``random_weights=True``."""
+    tokenizer is :func:`inspector._fallback.builtin_tokenizer`; load it with ``random_weights=True``."""
     from transformers import GPT2Config
 
-    from inspector.fallback import builtin_tokenizer
+    from inspector._fallback import builtin_tokenizer
 
     tok = builtin_tokenizer()
     GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=len(tok), n_positions=1024,

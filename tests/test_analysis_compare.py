@@ -8,8 +8,8 @@ import pytest
 import torch
 from hypothesis import example, given, settings, strategies as st
 
+from inspector._records.capture import Capture, TokenScores
 from inspector.analysis.compare import CompareError, compare_beams, compare_captures
-from inspector.records import Capture, TokenScores
 
 
 def _capture(ids, prompt_len, logits, k=2, attentions=None, keep_logits=True) -> Capture:

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
+from inspector._records.capture import Capture, TokenScores
 from inspector.analysis.head_stats import HeadStats, aggregate_head_stats, attention_head_stats, query_rows
-from inspector.records import Capture, TokenScores
 
 SEQ, PROMPT = 8, 5
 

@@ -9,8 +9,8 @@ import torch
 import transformers as tf
 from analysis_models import ARCHS, V, forward_hidden, tiny_model
 
-from inspector.lens_math import LensResult, logit_lens, next_token_targets
-from inspector.readout import find_readout
+from inspector._lens_math import LensResult, logit_lens, next_token_targets
+from inspector._readout import find_readout
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from inspector.lens_decode import decode_logits
+from inspector._lens_decode import decode_logits
 
 
 def _logits(rows: int, vocab: int, seed: int = 0) -> torch.Tensor:

@@ -69,7 +69,7 @@ def test_bad_options_are_clear_errors():
 
 def test_a_selective_capture_says_what_to_capture(byte_tiny):
     """As head statistics do: a capture without every layer's full rows names what to capture instead."""
-    from inspector.records import CaptureError
+    from inspector._records.capture import CaptureError
 
     rows = byte_tiny.generate("Hello there", max_new_tokens=3, attention_rows="generated")
     with pytest.raises(CaptureError, match="capture again with attention_rows='all'"):

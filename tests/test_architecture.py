@@ -114,22 +114,21 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 LAYERS: list[tuple[str, list[str]]] = [
     # what every layer may need, no domain rule: files, devices, versions, where things are, transformers'
     # internals, how numbers print
-    ("foundation", ["inspector._lazy", "inspector._atomic", "inspector._compat", "inspector.devices",
-                    "inspector.provenance", "inspector.locations", "inspector.hub", "inspector.gguf",
-                    "inspector.fileformat", "inspector.formatting"]),
+    ("foundation", ["inspector._lazy", "inspector._atomic", "inspector._compat", "inspector._devices",
+                    "inspector._provenance", "inspector._locations", "inspector._hub", "inspector._gguf",
+                    "inspector._fileformat", "inspector._formatting"]),
     # tensor math that capture and records need as much as analysis does
-    ("math", ["inspector.topk", "inspector.aggregate", "inspector.value_math", "inspector.components",
-              "inspector.readout", "inspector.lens_decode", "inspector.lens_math"]),
-    ("records", ["inspector.attention_layout", "inspector.layer_records", "inspector.step_records",
-                 "inspector.records"]),
-    ("load", ["inspector.architectures", "inspector.handle", "inspector.model_parts"]),
+    ("math", ["inspector._topk", "inspector._aggregate", "inspector._value_math", "inspector._components",
+              "inspector._readout", "inspector._lens_decode", "inspector._lens_math"]),
+    ("records", ["inspector._records.*"]),
+    ("load", ["inspector._architectures", "inspector._handle", "inspector._model_parts"]),
     # InspectorModel (load_model, generate) is the capture's front door, and the fallback models are InspectorModels
-    ("capture", ["inspector.capture.*", "inspector.model", "inspector.fallback", "inspector.doctor"]),
+    ("capture", ["inspector._capture.*", "inspector._model", "inspector._fallback", "inspector._doctor"]),
     ("data", ["inspector.data.*"]),
-    ("analysis", ["inspector.analysis.*", "inspector.metrics", "inspector.research.*"]),
-    ("storage", ["inspector.store", "inspector.store_checks", "inspector.sequence_files", "inspector.runs.*"]),
+    ("analysis", ["inspector.analysis.*", "inspector._metrics", "inspector.research.*"]),
+    ("storage", ["inspector._store", "inspector._store_checks", "inspector._sequence_files", "inspector.runs.*"]),
     ("figures", ["inspector.plots.*"]),
-    ("front ends", ["inspector", "inspector.notebook_html", "inspector.report", "inspector.cli.*", "dashboard.*"]),
+    ("front ends", ["inspector", "inspector._notebook_html", "inspector._report", "inspector.cli.*", "dashboard.*"]),
 ]
 
 #: Imports that still go up a layer, each with what would fix it. The test fails when one disappears (shrink
@@ -178,15 +177,15 @@ def test_an_unlisted_or_doubly_listed_module_is_refused():
         layer_of("inspector.brand_new")
     with pytest.raises(KeyError, match="inspector.capturex is in no layer"):  # a prefix is not a package
         layer_of("inspector.capturex")
-    twice = [("low", ["inspector.capture.*"]), ("high", ["inspector.capture.engine"])]
-    with pytest.raises(KeyError, match=r"inspector.capture.engine is in layers \['low', 'high'\]"):
-        layer_of("inspector.capture.engine", twice)
-    assert layer_of("inspector.capture.engine") == layer_of("inspector.capture") == layer_of("inspector.model")
+    twice = [("low", ["inspector._capture.*"]), ("high", ["inspector._capture.engine"])]
+    with pytest.raises(KeyError, match=r"inspector._capture.engine is in layers \['low', 'high'\]"):
+        layer_of("inspector._capture.engine", twice)
+    assert layer_of("inspector._capture.engine") == layer_of("inspector._capture") == layer_of("inspector._model")
 
 
 def test_the_layer_check_finds_an_upward_import():
-    assert upward_imports({"inspector.records": {"inspector.runs.folder", "inspector.topk"},
-                           "inspector.topk": set()}) == {("inspector.records", "inspector.runs.folder")}
+    assert upward_imports({"inspector._records.capture": {"inspector.runs.folder", "inspector._topk"},
+                           "inspector._topk": set()}) == {("inspector._records.capture", "inspector.runs.folder")}
 
 
 def test_imports_go_to_the_same_or_a_lower_layer():

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 import torch
@@ -47,7 +47,16 @@ class Arch:
     sliding_window: int | None = None  # asserted on the config
 
 
-def _ids() -> dict[str, int]:
+class _Ids(TypedDict):
+    """The token-id fields every tiny config shares (a TypedDict, so ``**`` checks each against its parameter)."""
+
+    vocab_size: int
+    bos_token_id: int
+    eos_token_id: int
+    pad_token_id: int
+
+
+def _ids() -> _Ids:
     return {"vocab_size": VOCAB, "bos_token_id": EOS, "eos_token_id": EOS, "pad_token_id": EOS}
 
 
@@ -149,7 +158,7 @@ def build(arch: Arch, seed: int = 0) -> inspector.InspectorModel:
     """The tiny random model of ``arch`` with eager attention, its sizes asserted, wrapped for capture."""
     from transformers import AutoModelForCausalLM
 
-    from inspector.fallback import builtin_tokenizer
+    from inspector._fallback import builtin_tokenizer
 
     tok = builtin_tokenizer()
     assert len(tok) == VOCAB and tok.eos_token_id == EOS and tok.pad_token_id == EOS
@@ -292,7 +301,7 @@ def test_left_padded_batch_matches_each_prompt_alone(arch_model):
 
 def test_tested_architectures_are_listed():
     """The package's list of tested architectures (for messages and the README) is this file's list plus GPT-2."""
-    from inspector.architectures import TESTED_MODEL_TYPES
+    from inspector._architectures import TESTED_MODEL_TYPES
 
     assert set(TESTED_MODEL_TYPES) == {a.name for a in ARCHS} | {"gpt2"}
 

@@ -6,16 +6,16 @@ import pytest
 import torch
 from conftest import make_byte_tiny
 
-from inspector.capture.budget import (
+from inspector._capture.budget import (
     MemoryBudgetError,
     ModelSizes,
     alternatives,
     default_budget,
     estimate_capture,
 )
-from inspector.capture.selection import parse_budget
-from inspector.capture.settings import GenerationSettings
-from inspector.store import capture_bytes
+from inspector._capture.selection import parse_budget
+from inspector._capture.settings import GenerationSettings
+from inspector._store import capture_bytes
 
 #: The estimate is an upper bound, and at most this many times what full-length captures keep (the slack is
 #: the allowance for each file's JSON document, which dominates only for very small captures).
@@ -111,7 +111,7 @@ def test_nothing_fits(im):
 
 
 def test_default_budget_is_half_the_available_memory(im, monkeypatch):
-    from inspector.capture import budget as budget_mod
+    from inspector._capture import budget as budget_mod
 
     monkeypatch.setattr(budget_mod, "_mem_available", lambda: 2_000_000)
     assert default_budget(torch.device("cpu")) == (1_000_000, "half the free memory of cpu")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from inspector.capture.checks import NonFiniteError, check_finite_attention
+from inspector._capture.checks import NonFiniteError, check_finite_attention
 
 
 def _allocated(fn) -> int:

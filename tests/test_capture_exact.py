@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import inspector
+import inspector._architectures
 import inspector.analysis
-import inspector.architectures
 
 PROMPT = "User: hey how are you? \nAgent:"
 BATCH = [PROMPT, "Hi", "User: what time does the train leave tomorrow morning?\nAgent:"]
@@ -212,7 +212,7 @@ def test_notebook_stacked_mean_reproduced(byte_tiny):
 
 
 def test_hooks_removed_even_after_errors(byte_tiny):
-    modules = [m for m, _ in inspector.architectures.find_attention_modules(byte_tiny.model)]
+    modules = [m for m, _ in inspector._architectures.find_attention_modules(byte_tiny.model)]
 
     def counts():
         return [len(m._forward_hooks) for m in modules] + [len(byte_tiny.model._forward_hooks)]
@@ -232,7 +232,7 @@ def test_hooks_removed_even_after_errors(byte_tiny):
 
 
 def test_on_step_reports_progress_and_raising_cancels(byte_tiny):
-    modules = [m for m, _ in inspector.architectures.find_attention_modules(byte_tiny.model)]
+    modules = [m for m, _ in inspector._architectures.find_attention_modules(byte_tiny.model)]
     before = [len(m._forward_hooks) for m in modules]
     seen = []
     cap = byte_tiny.generate(PROMPT, max_new_tokens=6, on_step=lambda done, total: seen.append((done, total)))
@@ -256,7 +256,7 @@ def test_on_step_reports_progress_and_raising_cancels(byte_tiny):
 
 
 def test_nan_is_reported_with_step_and_layer():
-    from tests.conftest import make_byte_tiny
+    from conftest import make_byte_tiny
 
     im = make_byte_tiny(n_layer=3)
     with torch.no_grad():
@@ -302,7 +302,7 @@ def test_step_entropy_and_topk_against_float64_at_batch_16():
     A batched ``bmm`` entropy was 19x slower at this size and off by 2.4e-4 nats; the dot
     product stays within float32 rounding.
     """
-    from inspector.capture.step_stats import entropy_and_topk
+    from inspector._capture.step_stats import entropy_and_topk
 
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(16, 50257, generator=g) * 3
@@ -338,7 +338,7 @@ def test_extra_step_for_the_last_row_skips_the_output_layer(byte_tiny):
 def test_step_stats_from_logits_against_float64(rows):
     """row_stats (entropy, log-sum-exp, top-k log-probabilities straight from scores, chunk by chunk) and
     chosen_from_logits against a float64 log-softmax, on raw logits and on filtered (-inf) scores."""
-    from inspector.capture.step_stats import chosen_from_logits, row_stats
+    from inspector._capture.step_stats import chosen_from_logits, row_stats
 
     g = torch.Generator().manual_seed(1)
     logits = torch.randn(rows, 50257, generator=g) * 4 + 20  # large logits, as trained models give

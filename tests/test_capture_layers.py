@@ -14,10 +14,10 @@ import pytest
 import torch
 
 import inspector
+from inspector._records.capture import CaptureError
+from inspector._store import load_capture
 from inspector.analysis.lens import capture_lens
 from inspector.analysis.value_norms import model_value_norms
-from inspector.records import CaptureError
-from inspector.store import load_capture
 
 PROMPT = "User: hey how are you? \nAgent:"
 BATCH = [PROMPT, "Hi", "User: what time does the train leave tomorrow morning?\nAgent:"]
@@ -127,8 +127,8 @@ def test_round_trip_through_a_file(byte_tiny, tmp_path):
 
 
 def test_checksum_covers_hidden_states(byte_tiny, tmp_path):
-    from inspector import fileformat
-    from inspector.store import CaptureFileError
+    import inspector._fileformat as fileformat
+    from inspector._store import CaptureFileError
 
     cap = byte_tiny.generate(PROMPT, max_new_tokens=2, keep_hidden_states=True)
     path = cap.save(tmp_path / "cap.safetensors")
@@ -163,7 +163,7 @@ def test_bad_settings_refused_before_model_work(byte_tiny):
 
 
 def test_norm_weighted_aggregation(byte_tiny):
-    from inspector.aggregate import AGGREGATE_MODES, aggregate_by_mode
+    from inspector._aggregate import AGGREGATE_MODES, aggregate_by_mode
 
     assert "norm-weighted" in AGGREGATE_MODES
     cap = byte_tiny.generate(PROMPT, max_new_tokens=4, keep_value_norms=True, attention_dtype=torch.float32)

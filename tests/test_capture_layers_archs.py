@@ -15,8 +15,8 @@ import torch
 from test_architectures import ARCHS, BY_NAME, LAYERS, LONG, NEW, SHORT, build
 
 import inspector
+from inspector._architectures import find_attention_modules
 from inspector.analysis.value_norms import value_norms_from_weights, value_weights
-from inspector.architectures import find_attention_modules
 
 HIDDEN_TOL, NORM_TOL, LOGIT_TOL = 1e-4, 1e-5, 1e-4
 SUPPORTED = [a.name for a in ARCHS]  # Falcon too since its fused layouts are read (test_value_norms_falcon.py)
@@ -93,7 +93,7 @@ def test_opt_with_a_projection_keeps_the_narrower_last_entry():
     """OPT-350m's layout: the last entry (after ``project_out``) is narrower than the others."""
     from transformers import AutoModelForCausalLM, OPTConfig
 
-    from inspector.fallback import builtin_tokenizer
+    from inspector._fallback import builtin_tokenizer
 
     cfg = OPTConfig(hidden_size=32, ffn_dim=64, word_embed_proj_dim=16, num_hidden_layers=LAYERS,
                     num_attention_heads=4, max_position_embeddings=256, init_std=0.3, vocab_size=257,
@@ -112,7 +112,7 @@ def test_opt_with_a_projection_keeps_the_narrower_last_entry():
 def test_round_trip_of_per_entry_hidden_states(tmp_path):
     import dataclasses
 
-    from inspector.store import load_capture
+    from inspector._store import load_capture
 
     im = _model("opt")
     cap = im.generate(SHORT, max_new_tokens=3, keep_hidden_states=True)
@@ -125,7 +125,7 @@ def test_round_trip_of_per_entry_hidden_states(tmp_path):
 
 def test_value_norms_refused_where_the_layout_is_unknown(monkeypatch):
     """The refusal stays for an architecture listed as unsupported (none is now; Falcon was until wave 3)."""
-    from inspector.capture import layers
+    from inspector._capture import layers
 
     monkeypatch.setattr(layers, "VALUE_NORMS_UNSUPPORTED", ("falcon",))
     im = _model("falcon")

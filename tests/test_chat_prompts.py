@@ -22,8 +22,7 @@ from inspector.data.prompts import (
     template_identity,
 )
 from inspector.research.condition import CONDITION_ROLE, condition_prompt
-from inspector.runs.config import RunConfig
-from inspector.runs.errors import RunMismatchError
+from inspector.runs.config import RunConfig, RunMismatchError
 from inspector.runs.folder import RUN_FORMAT, RUN_JSON, RUN_SCHEMA_VERSION, check_resumable, command_identity
 
 DIALOG = [
@@ -257,8 +256,8 @@ def steer_to(im, token_id):
 def test_generation_stops_at_the_templates_end_of_turn_token(chat_tok):
     from conftest import make_tiny
 
-    from inspector.capture.decoding import end_of_turn_id, stop_token_ids
-    from inspector.model import InspectorModel
+    from inspector._capture.decoding import end_of_turn_id, stop_token_ids
+    from inspector._model import InspectorModel
 
     im_end = chat_tok.convert_tokens_to_ids("<|im_end|>")
     assert chat_tok.eos_token_id != im_end
@@ -292,7 +291,7 @@ def smol_tok():
 
 @pytest.mark.slow
 def test_smollm2_chat_prompts_and_their_end_of_turn(smol_tok, dd_dir):
-    from inspector.capture.decoding import end_of_turn_id
+    from inspector._capture.decoding import end_of_turn_id
     from inspector.data import load_dailydialog
 
     dialogue = load_dailydialog("validation", dd_dir)[0]

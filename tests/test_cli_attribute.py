@@ -56,7 +56,7 @@ def test_attribute_refuses_bad_options_before_loading(saved, tmp_path, monkeypat
     def boom(*args, **kwargs):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr("inspector.model.load_model", boom)
+    monkeypatch.setattr("inspector._model.load_model", boom)
     cases = [
         (["--out", str(tmp_path / "a.csv")], "give a .json file"),
         (["--steps", "0", "--out", str(tmp_path / "a.json")], "--steps must be at least 1"),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import inspector
-import inspector.model as model_mod
+import inspector._model as model_mod
 from inspector.cli.main import main
 
 
@@ -19,7 +19,7 @@ def no_model_load(monkeypatch):
         pytest.fail(f"the model was loaded ({args}, {kwargs}) before the input was checked")
 
     monkeypatch.setattr(model_mod, "load_model", refuse)
-    monkeypatch.setattr("inspector.fallback.load_with_fallback", refuse)
+    monkeypatch.setattr("inspector._fallback.load_with_fallback", refuse)
 
 
 def _run(argv, capsys) -> tuple[int, str]:
@@ -110,7 +110,7 @@ def test_folder_error_has_no_double_full_stop(tmp_path, gpt2_dir):
 
 
 def test_fallback_message_names_the_failure_once(no_demo_model, hub_down, monkeypatch):
-    from inspector import fallback
+    import inspector._fallback as fallback
 
     monkeypatch.setattr(fallback, "default_config_dirs", lambda extra=None: [])
     res = fallback.load_with_fallback("gpt2", device="cpu")
@@ -123,7 +123,7 @@ def test_fallback_message_names_the_failure_once(no_demo_model, hub_down, monkey
 def test_hub_is_asked_once_and_the_answer_reused(monkeypatch):
     import socket
 
-    from inspector import hub
+    import inspector._hub as hub
 
     calls = []
 
@@ -147,7 +147,7 @@ def test_model_then_data_ask_the_hub_once(monkeypatch, tmp_path, capsys):
     """`inspector run` without data or model offline: one connection attempt, then one line."""
     import socket
 
-    from inspector import hub
+    import inspector._hub as hub
 
     calls = []
 
@@ -157,7 +157,7 @@ def test_model_then_data_ask_the_hub_once(monkeypatch, tmp_path, capsys):
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("INSPECTOR_DAILYDIALOG_DIR", raising=False)
-    monkeypatch.setattr("inspector.locations.find_dailydialog_dir", lambda: None)
+    monkeypatch.setattr("inspector._locations.find_dailydialog_dir", lambda: None)
     monkeypatch.setattr(socket, "create_connection", connect)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     hub.forget_hub_check()
@@ -172,7 +172,7 @@ def test_model_then_data_ask_the_hub_once(monkeypatch, tmp_path, capsys):
 
 # --------------------------------------------------------------------------- one lookup for local copies
 def test_gpt2_offline_lookup_order(monkeypatch, tmp_path):
-    from inspector.locations import find_gpt2_offline_dir, gpt2_offline_dirs
+    from inspector._locations import find_gpt2_offline_dir, gpt2_offline_dirs
 
     (tmp_path / "shared" / "models" / "gpt2-offline").mkdir(parents=True)
     (tmp_path / "shared" / "models" / "gpt2-offline" / "config.json").write_text("{}")
@@ -193,7 +193,7 @@ def test_conftest_benchmarks_and_examples_use_the_package_lookup():
     for rel in ("tests/conftest.py", "benchmarks/_common.py", "examples/notebook_flow.py"):
         text = (root / rel).read_text()
         # the package's lookup, directly or through the fallback loader that uses it
-        assert "inspector.locations import" in text or "inspector.fallback import load_with_fallback" in text, rel
+        assert "inspector._locations import" in text or "inspector._fallback import load_with_fallback" in text, rel
         assert '"gpt2-offline"' not in text and "shared/models/gpt2-offline\"" not in text, rel
 
 
@@ -204,7 +204,7 @@ def test_dashboard_launcher_passes_the_found_dailydialog(monkeypatch, tmp_path):
     import inspector.cli.dashboard as cli
 
     monkeypatch.delenv("INSPECTOR_DAILYDIALOG_DIR", raising=False)
-    monkeypatch.setattr("inspector.locations.find_dailydialog_dir", lambda: tmp_path / "dd")
+    monkeypatch.setattr("inspector._locations.find_dailydialog_dir", lambda: tmp_path / "dd")
     seen: dict = {}
     monkeypatch.setattr(cli, "exec_streamlit", lambda c, env: seen.update(env=env) or 0)
     assert main(["dashboard", "--port", str(free_port())]) == 0

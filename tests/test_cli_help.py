@@ -113,7 +113,7 @@ def test_argument_error_exits_2_with_usage(capsys):
 
 
 def test_plot_agg_choices_match_the_package():
-    from inspector.aggregate import AGGREGATE_MODES
+    from inspector._aggregate import AGGREGATE_MODES
     from inspector.cli.plot import AGG_CHOICES
 
     assert AGG_CHOICES == AGGREGATE_MODES

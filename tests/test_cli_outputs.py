@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import inspector.model as model_mod
+import inspector._model as model_mod
 from inspector.cli.main import main
 
 
@@ -22,7 +22,7 @@ def no_model_load(monkeypatch):
         pytest.fail(f"the model was loaded ({args}, {kwargs}) before the output path was checked")
 
     monkeypatch.setattr(model_mod, "load_model", refuse)
-    monkeypatch.setattr("inspector.fallback.load_with_fallback", refuse)
+    monkeypatch.setattr("inspector._fallback.load_with_fallback", refuse)
 
 
 def one_error_line(capsys, command: str) -> str:
@@ -84,7 +84,7 @@ def test_run_out_whose_folder_cannot_be_made(no_model_load, a_file, tmp_path, da
 
 
 def test_api_run_corpus_refuses_the_folder_before_generating(a_file, tiny_model, data_dir):
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
     from inspector.runs import RunConfig, RunError, run_corpus
 
     calls: list[int] = []

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
+from inspector._records.capture import Capture, CaptureMeta, TokenScores
 from inspector.analysis.compare import compare_captures
 from inspector.analysis.tracing import restored_fraction
-from inspector.records import Capture, CaptureMeta, TokenScores
 
 GREEDY = {"do_sample": False, "temperature": 1.0, "top_k": None, "top_p": 1.0, "num_beams": 1,
           "repetition_penalty": 1.0, "max_new_tokens": 2}
@@ -141,7 +141,7 @@ def test_restored_fraction_by_hand():
 def test_restored_fraction_on_teacher_forced_tiny_model(byte_tiny):
     """Clean and corrupted prompts, one forced continuation: restoring everything (the clean run itself)
     gives 1, restoring nothing (the corrupted run) 0, token by token, where the corruption moved a token."""
-    from inspector.capture.forced import score
+    from inspector._capture.forced import score
 
     clean = score(byte_tiny, "The cat sat on", " the mat", keep_attention=False)
     corrupt = score(byte_tiny, "A dog ran into", " the mat", keep_attention=False)

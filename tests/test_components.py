@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inspector.components import Component, parse_components
+from inspector._components import Component, parse_components
 
 
 def test_names_parse_in_order_without_repeats() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inspector.aggregate import AGGREGATE_MODES, NORM_MODES, aggregate_by_mode
+from inspector._aggregate import AGGREGATE_MODES, NORM_MODES, aggregate_by_mode
 
 PROMPT = "Hello, how are you"
 

@@ -180,7 +180,7 @@ def test_table_errors_name_file_and_line(tmp_path):
 # --------------------------------------------------------------------------- hub (faked at the datasets call)
 def _fake_datasets(monkeypatch, behaviour, reachable=True):
     calls = []
-    monkeypatch.setattr("inspector.hub.hub_reachable", lambda timeout=3.0: reachable)
+    monkeypatch.setattr("inspector._hub.hub_reachable", lambda timeout=3.0: reachable)
 
     def load_dataset(*args, **kwargs):
         calls.append((args, kwargs))
@@ -196,7 +196,7 @@ def test_hub_reads_the_parquet_conversion(monkeypatch):
             for d, a, e in zip(DIALOGS, ACTS, EMOS, strict=True)]
     calls = _fake_datasets(monkeypatch, lambda *a, **k: rows)
     monkeypatch.delenv("INSPECTOR_DAILYDIALOG_DIR", raising=False)
-    monkeypatch.setattr("inspector.locations.find_dailydialog_dir", lambda: None)  # no ../shared copy either
+    monkeypatch.setattr("inspector._locations.find_dailydialog_dir", lambda: None)  # no ../shared copy either
     data = load_dailydialog("validation")
     assert as_lists(data) == EXPECTED
     assert data.source == f"hub:{dd.HUB_REPO}@refs/convert/parquet"

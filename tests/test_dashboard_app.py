@@ -54,8 +54,8 @@ def run_dir(tmp_path_factory):
     dd = dailydialog_dir()
     if dd is None:
         pytest.skip("DailyDialog not found: set INSPECTOR_DAILYDIALOG_DIR (see ../shared/README.md)")
-    from inspector.capture.settings import GenerationSettings
-    from inspector.fallback import builtin_model
+    from inspector._capture.settings import GenerationSettings
+    from inspector._fallback import builtin_model
     from inspector.runs import RunConfig, run_corpus
 
     out = tmp_path_factory.mktemp("dash_runs") / "demo"
@@ -174,7 +174,7 @@ def test_bad_prompts_show_a_message_and_the_app_keeps_working(fresh):
 
 
 def test_a_failing_generation_is_said_and_the_app_keeps_working(fresh, monkeypatch):
-    from inspector.model import InspectorModel
+    from inspector._model import InspectorModel
 
     original = InspectorModel.generate
 
@@ -230,7 +230,7 @@ def test_without_dailydialog_it_says_how_and_free_text_works(fresh, monkeypatch,
 def test_model_that_cannot_load_falls_back_with_a_banner(no_demo_model, fresh, monkeypatch, tmp_path):
     monkeypatch.setenv("INSPECTOR_DASHBOARD_MODEL", str(tmp_path / "no-such-model"))
     monkeypatch.setenv("INSPECTOR_DASHBOARD_CONFIG_DIR", str(tmp_path / "no-config-either"))
-    monkeypatch.setattr("inspector.fallback.default_config_dirs", lambda extra=None: [Path(extra)] if extra else [])
+    monkeypatch.setattr("inspector._fallback.default_config_dirs", lambda extra=None: [Path(extra)] if extra else [])
     at = new_app().run()
     ok(at)
     assert "Could not load" in texts(at.error) and "meaningless" in texts(at.error)
@@ -337,7 +337,7 @@ def test_run_folder_missing_or_corrupted_shows_a_message(fresh, run_dir, tmp_pat
 
 
 def test_capture_file_opens_and_bad_file_is_refused(fresh, tmp_path):
-    from inspector.fallback import builtin_model
+    from inspector._fallback import builtin_model
 
     cap = builtin_model().generate("User: hi\nAgent:", max_new_tokens=5)
     good = cap.save(tmp_path / "hi.safetensors")
@@ -367,7 +367,7 @@ def test_launch_with_run_opens_it(fresh, run_dir, monkeypatch):
 
 
 def test_launch_with_capture_file_opens_it_and_a_bad_one_is_said(fresh, monkeypatch, tmp_path):
-    from inspector.fallback import builtin_model
+    from inspector._fallback import builtin_model
 
     cap = builtin_model().generate("User: hi\nAgent:", max_new_tokens=4)
     monkeypatch.setenv("INSPECTOR_DASHBOARD_CAPTURE", str(cap.save(tmp_path / "hi.safetensors")))
@@ -390,8 +390,8 @@ def test_launch_with_capture_file_opens_it_and_a_bad_one_is_said(fresh, monkeypa
 # ----------------------------------------------------------------------------- export, speed, lock
 def test_export_bytes_are_real_files(tmp_path):
     from dashboard import export_view as panels
-    from inspector.fallback import builtin_model
-    from inspector.store import capture_bytes, load_capture
+    from inspector._fallback import builtin_model
+    from inspector._store import capture_bytes, load_capture
 
     cap = builtin_model().generate("User: hi\nAgent:", max_new_tokens=6)
     png = panels.figure_bytes("heatmap", cap, "png", layer=1, head=None, agg="max")
@@ -412,7 +412,7 @@ def test_export_bytes_are_real_files(tmp_path):
 def test_redraw_of_a_100_token_12x12_capture_needs_no_model(fresh):
     """Layer/head/aggregate changes on a GPT-2-small-shaped capture (12 x 12 heads, 100 new tokens) redraw
     without errors and without model work (benchmarks/bench_dashboard.py times redraws in a browser)."""
-    from inspector.fallback import builtin_model
+    from inspector._fallback import builtin_model
 
     im = builtin_model(n_layer=12, n_head=12, n_embd=48)
     cap = im.generate("User: hi\nAgent:", max_new_tokens=100)
@@ -436,7 +436,7 @@ def test_redraw_of_a_100_token_12x12_capture_needs_no_model(fresh):
 
 def test_generation_is_serialised_across_sessions(fresh, monkeypatch):
     """Two sessions generating at once: both get their capture, never two generations at a time."""
-    from inspector.model import InspectorModel
+    from inspector._model import InspectorModel
 
     state = fresh
     original = InspectorModel.generate
@@ -455,7 +455,7 @@ def test_generation_is_serialised_across_sessions(fresh, monkeypatch):
                 active[0] -= 1
 
     monkeypatch.setattr(InspectorModel, "generate", slow_generate)
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
 
     req = state.ModelRequest("builtin", "cpu")
     load = state.load_model(req)
@@ -480,7 +480,7 @@ def test_generation_is_serialised_across_sessions(fresh, monkeypatch):
 
 
 def test_candidate_table_is_built_only_when_opened(fresh):
-    from inspector.fallback import builtin_model
+    from inspector._fallback import builtin_model
 
     cap = builtin_model().generate("User: hi\nAgent:", max_new_tokens=5)
     at = new_app()
@@ -512,7 +512,7 @@ def test_capture_store_keeps_the_most_recent_entries():
 
 
 def test_same_request_from_two_sessions_generates_once(fresh):
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
 
     req = fresh.ModelRequest("builtin", "cpu")
     load = fresh.load_model(req)

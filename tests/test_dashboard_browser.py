@@ -50,8 +50,8 @@ def run_folder(tmp_path_factory):
     dd = dailydialog_dir()
     if dd is None:
         return None
-    from inspector.capture.settings import GenerationSettings
-    from inspector.fallback import builtin_model
+    from inspector._capture.settings import GenerationSettings
+    from inspector._fallback import builtin_model
     from inspector.runs import RunConfig, run_corpus
 
     out = tmp_path_factory.mktemp("dash_run") / "demo"

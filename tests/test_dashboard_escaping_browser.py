@@ -76,7 +76,7 @@ def test_the_listener_records_a_request(listener):
 def test_an_image_link_in_a_reply_is_shown_as_text(browser_tools, listener, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from inspector.fallback import builtin_model
+    from inspector._fallback import builtin_model
 
     port, seen = listener
     link = f"![i](http://127.0.0.1:{port}/x.png)"

@@ -57,7 +57,7 @@ def test_after_a_fallback_the_model_box_and_switch_show_the_model_loaded(no_demo
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     monkeypatch.setenv("INSPECTOR_DASHBOARD_MODEL", "gpt2")
     monkeypatch.setenv("INSPECTOR_DASHBOARD_CONFIG_DIR", str(narrow))
-    monkeypatch.setattr("inspector.fallback.default_config_dirs", lambda extra=None: [Path(extra)] if extra else [])
+    monkeypatch.setattr("inspector._fallback.default_config_dirs", lambda extra=None: [Path(extra)] if extra else [])
 
     at = new_app().run()
     ok(at)
@@ -71,7 +71,7 @@ def test_after_a_fallback_the_model_box_and_switch_show_the_model_loaded(no_demo
 
     # the box now names the fallback: rerunning loads nothing new and keeps saying what was asked
     loads = []
-    monkeypatch.setattr("inspector.fallback.load_with_fallback", lambda *a, **k: loads.append(a))
+    monkeypatch.setattr("inspector._fallback.load_with_fallback", lambda *a, **k: loads.append(a))
     at.run()
     ok(at)
     assert not loads
@@ -94,8 +94,8 @@ def test_the_demo_model_is_named_with_its_quantisation(fresh, monkeypatch, smoll
 
 # ----------------------------------------------------------------------------- the Corpus tab's run list
 def _run(out: Path, data: Path, halt_after_first_batch: bool = False) -> None:
-    from inspector.capture.settings import GenerationSettings
-    from inspector.fallback import builtin_model
+    from inspector._capture.settings import GenerationSettings
+    from inspector._fallback import builtin_model
     from inspector.runs import RunConfig, run_corpus
 
     class Halt(Exception):
@@ -166,7 +166,7 @@ def _job(state, load, req, prompt, settings, on_step=None):
 
 
 def test_a_cancelled_generation_stops_releases_the_lock_and_keeps_nothing(fresh):
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
 
     state = fresh
     req = state.ModelRequest("builtin", "cpu")
@@ -200,7 +200,7 @@ def test_a_cancelled_generation_stops_releases_the_lock_and_keeps_nothing(fresh)
 
 
 def test_a_generation_waiting_for_the_lock_can_be_cancelled_before_it_starts(fresh):
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
 
     state = fresh
     req = state.ModelRequest("builtin", "cpu")
@@ -223,7 +223,7 @@ def test_the_page_names_the_setting_that_changed(fresh):
 
     from dashboard import jobs
     from dashboard.job_view import changed
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
 
     state = fresh
     req = state.ModelRequest("builtin", "cpu")

@@ -105,8 +105,8 @@ def test_a_shared_page_opens_nothing_outside_its_folders(browser_tools, tmp_path
     """Served beyond its machine (``--remote``), the page is given one run; every path a visitor types that
     leads elsewhere (``..``, a symlink inside the run, an absolute path, a relative path from the server's
     folder) is refused with one message, and nothing of the outside files reaches the page."""
-    from inspector.capture.settings import GenerationSettings
-    from inspector.fallback import builtin_model
+    from inspector._capture.settings import GenerationSettings
+    from inspector._fallback import builtin_model
     from inspector.runs import RunConfig, run_corpus
 
     im = builtin_model()

@@ -15,7 +15,7 @@ TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['r
 @pytest.fixture
 def chat_model(monkeypatch):
     """The built-in model's tokenizer given :data:`TEMPLATE`."""
-    import inspector.fallback as fallback
+    import inspector._fallback as fallback
 
     plain = fallback.builtin_tokenizer
 

@@ -127,7 +127,7 @@ def test_check_path_allows_only_what_the_launch_named(tmp_path):
 
 
 def test_shared_page_opens_only_the_paths_it_was_started_with(fresh, monkeypatch, tmp_path):
-    from inspector.fallback import builtin_model
+    from inspector._fallback import builtin_model
 
     state = fresh
     im = builtin_model()
@@ -196,7 +196,7 @@ def test_served_locally_the_page_still_says_what_is_missing(fresh, tmp_path):
 
 # ----------------------------------------------------------------------------- stop strings
 def test_stop_string_box_enforces_the_package_bounds(fresh):
-    from inspector.capture.settings import MAX_STOP_STRING_CHARS, MAX_STOP_STRING_PRODUCT, MAX_STOP_STRINGS
+    from inspector._capture.settings import MAX_STOP_STRING_CHARS, MAX_STOP_STRING_PRODUCT, MAX_STOP_STRINGS
 
     at = new_app().run()
     ok(at)

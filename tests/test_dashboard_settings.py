@@ -28,7 +28,7 @@ def fresh(monkeypatch):
 
 def test_every_setting_has_a_widget_or_a_reason():
     from dashboard.decoding import NOT_IN_DASHBOARD, SETTING_WIDGETS
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
 
     fields = {f.name for f in dataclasses.fields(GenerationSettings)}
     missing = fields - set(SETTING_WIDGETS) - set(NOT_IN_DASHBOARD)
@@ -40,7 +40,7 @@ def test_every_setting_has_a_widget_or_a_reason():
 
 def test_each_setting_widget_is_drawn_and_reaches_the_capture(fresh):
     from dashboard.decoding import NOT_IN_DASHBOARD, SETTING_WIDGETS
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
 
     at = new_app().run()
     ok(at)

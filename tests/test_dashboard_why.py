@@ -154,9 +154,9 @@ def test_a_bad_part_name_says_what_the_model_has(fresh, typed, says):
 @pytest.mark.parametrize("mode", ["zero", "mean"])
 def test_ablate_regenerates_the_same_prompt_and_compares(fresh, mode):
     from dashboard.why_view import ABLATED
+    from inspector._capture.settings import GenerationSettings
+    from inspector._fallback import builtin_model
     from inspector.analysis.compare import compare_captures
-    from inspector.capture.settings import GenerationSettings
-    from inspector.fallback import builtin_model
 
     state = fresh
     at, cap = _open_view(state, tokens=8)
@@ -209,8 +209,8 @@ def test_ablate_regenerates_the_same_prompt_and_compares(fresh, mode):
 
 def test_a_saved_selective_capture_is_explained_with_the_loaded_model(fresh, monkeypatch, tmp_path):
     """A capture opened from a file, which kept two layers' attention only: the view needs none of it."""
+    from inspector._fallback import builtin_model
     from inspector.analysis.direct_logit import logit_attribution
-    from inspector.fallback import builtin_model
 
     model = builtin_model()
     cap = model.generate("User: hi\nAgent:", max_new_tokens=4, layers=[1, 2])

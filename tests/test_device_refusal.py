@@ -8,9 +8,9 @@ import sys
 import pytest
 import torch
 
-import inspector.model as model_mod
+import inspector._model as model_mod
+from inspector._devices import refuse_unavailable_device
 from inspector.cli.main import main
-from inspector.devices import refuse_unavailable_device
 
 
 @pytest.fixture

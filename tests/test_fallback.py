@@ -1,4 +1,4 @@
-"""Models that always load: the built-in byte-level model and :func:`inspector.fallback.load_with_fallback`."""
+"""Models that always load: the built-in byte-level model and :func:`inspector._fallback.load_with_fallback`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from inspector import fallback
+import inspector._fallback as fallback
 
 
 def test_builtin_tokenizer_is_lossless_bytes_plus_eos():
@@ -104,7 +104,7 @@ def test_offline_hub_id_fails_fast_with_a_plain_message(no_demo_model, tmp_path,
     assert asked == []  # no connection tried, so no minute of hub retries
     assert res.level == "builtin"
     assert "could not be reached" in res.errors[0] and "local folder" in res.errors[0]
-    from inspector.hub import hub_reachable
+    from inspector._hub import hub_reachable
 
     assert not hub_reachable()
 
@@ -115,7 +115,7 @@ def test_unreachable_hub_is_asked_once(no_demo_model, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")
     monkeypatch.setattr(fallback, "default_config_dirs", lambda extra=None: [])
-    from inspector import hub
+    import inspector._hub as hub
 
     hub.forget_hub_check()
     asked = _network_forbidden(monkeypatch)
@@ -144,7 +144,7 @@ def test_fallback_module_does_not_import_streamlit():
     import subprocess
     import sys
 
-    code = "import sys, inspector.fallback as f; f.builtin_model(); print('streamlit' in sys.modules)"
+    code = "import sys, inspector._fallback as f; f.builtin_model(); print('streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "False"

@@ -22,13 +22,13 @@ from plot_helpers import summary_frame
 from run_helpers import DIALOGUES, write_byte_model_folder, write_dailydialog
 
 import inspector
-from inspector.capture.settings import GenerationSettings
+from inspector._capture.settings import GenerationSettings
+from inspector._formatting import MISSING, format_percent, format_prob, format_value
+from inspector._records.capture import Candidate
+from inspector._report import RANDOM_WEIGHTS_BANNER
 from inspector.cli.main import build_parser, main as cli_main
 from inspector.data.prompts import DEFAULT_CONTEXT_TURNS, build_prompt
 from inspector.data.schema import NO_LABEL
-from inspector.formatting import MISSING, format_percent, format_prob, format_value
-from inspector.records import Candidate
-from inspector.report import RANDOM_WEIGHTS_BANNER
 from inspector.runs import RunConfig, load_run, run_corpus
 from inspector.runs.stats import used_random_weights
 
@@ -80,7 +80,7 @@ def test_context_turns_default_is_the_same_in_package_cli_runs_and_dashboard(pag
     assert at.slider(key="dd_context").value == DEFAULT_CONTEXT_TURNS  # was 4 while the rest said 3
     # The prompt the page shows is the package's default prompt for that turn.
     dial_id, turn = at.selectbox(key="dd_turn").value
-    from inspector.fallback import builtin_tokenizer
+    from inspector._fallback import builtin_tokenizer
 
     want = build_prompt(DIALOGUES[dial_id][0], turn, builtin_tokenizer()).text
     assert want in [c.value for c in at.code]
@@ -107,7 +107,7 @@ def test_server_logs_one_line_when_the_page_falls_back_to_random_weights(no_demo
                                                                         caplog):
     monkeypatch.setenv("INSPECTOR_DASHBOARD_MODEL", str(tmp_path / "no-such-model"))
     monkeypatch.setenv("INSPECTOR_DASHBOARD_CONFIG_DIR", str(tmp_path / "no-config-either"))
-    monkeypatch.setattr("inspector.fallback.default_config_dirs", lambda extra=None: [Path(extra)] if extra else [])
+    monkeypatch.setattr("inspector._fallback.default_config_dirs", lambda extra=None: [Path(extra)] if extra else [])
     with caplog.at_level(logging.WARNING, logger="inspector.dashboard"):
         at = new_app().run()
         ok(at)
@@ -190,7 +190,7 @@ def test_format_prob_and_percent_keep_tiny_values_visible():
 
 
 def test_dashboard_metric_of_a_random_weights_capture_is_not_zero_percent(page, tiny, monkeypatch, tmp_path):
-    from inspector.metrics import score_metrics
+    from inspector._metrics import score_metrics
 
     cap = tiny.generate("User: hi\nAgent:", max_new_tokens=4)
     mean = score_metrics(cap)["chosen_prob_mean"]
@@ -204,7 +204,7 @@ def test_dashboard_metric_of_a_random_weights_capture_is_not_zero_percent(page, 
 
 
 def test_candidate_table_keeps_tiny_probabilities(tiny):
-    from inspector.report import step_rows
+    from inspector._report import step_rows
 
     cap = tiny.generate("User: hi\nAgent:", max_new_tokens=3)
     table = step_rows(cap, 3)
@@ -240,7 +240,7 @@ def test_corpus_figure_axes_carry_no_offset_text(spread):
 def test_capture_repr_html_and_figures_show_in_a_notebook(byte_tiny):
     from IPython.core.interactiveshell import InteractiveShell
 
-    from inspector.notebook_html import register
+    from inspector._notebook_html import register
     from inspector.plots import static
 
     cap = byte_tiny.generate("hello there", max_new_tokens=4)
@@ -262,7 +262,7 @@ def test_importing_inspector_inside_ipython_registers_the_capture_display():
             "shell = InteractiveShell.instance()\n"
             "import inspector\n"
             "printers = shell.display_formatter.formatters['text/html'].deferred_printers\n"
-            "print(printers[('inspector.records', 'Capture')].__name__)\n")
+            "print(printers[('inspector._records.capture', 'Capture')].__name__)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "capture_display"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inspector.capture.forced import is_forced, score, score_tokens
+from inspector._capture.forced import is_forced, score, score_tokens
 
 PROMPTS = ["User: hey how are you?\nAgent:", "Hi", "User: what time does the train leave tomorrow?\nAgent:"]
 REPLIES = [" I am fine, thanks.", " there, friend", " At nine."]
@@ -97,7 +97,7 @@ def test_full_size_gpt2_matches_teacher_forced_pass(gpt2_random):
 
 
 def test_options_and_storage(byte_tiny, tmp_path):
-    from inspector.store import load_capture
+    from inspector._store import load_capture
 
     cap = score(byte_tiny, "Hello", " world", keep_attention=False, top_k_logits=3, sources={"kind": "test", "n": 1})
     assert cap.attentions is None and cap.logits is None and cap.raw.k == 3
@@ -189,8 +189,8 @@ def tiny_architecture(arch: str):
     """An ``InspectorModel`` of ``ARCHITECTURES[arch]``: seeded random weights, eager attention, byte tokenizer."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from inspector.fallback import builtin_tokenizer
-    from inspector.model import InspectorModel
+    from inspector._fallback import builtin_tokenizer
+    from inspector._model import InspectorModel
 
     kw = dict(ARCHITECTURES[arch])
     cfg = AutoConfig.for_model(kw.pop("model_type"), vocab_size=257, bos_token_id=256, eos_token_id=256,
@@ -213,7 +213,7 @@ def test_other_architectures_match_teacher_forced_pass(arch):
 
 
 def test_model_score_method_and_forced_stop_reason_round_trip(byte_tiny, tmp_path):
-    from inspector.store import load_capture, save_capture
+    from inspector._store import load_capture, save_capture
 
     cap = byte_tiny.score(PROMPTS[0], REPLIES[0], attention_dtype=torch.float32)
     assert is_forced(cap) and cap.stop_reason == "forced"

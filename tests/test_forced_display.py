@@ -8,10 +8,10 @@ import pytest
 matplotlib.use("Agg")
 
 from dashboard.text import stop_label  # noqa: E402
+from inspector._report import capture_report  # noqa: E402
 from inspector.plots.attention_data import heatmap_data  # noqa: E402
 from inspector.plots.static import head_grid  # noqa: E402
 from inspector.plots.text_data import text_data  # noqa: E402
-from inspector.report import capture_report  # noqa: E402
 
 PROMPT, REPLY = "User: hey how are you?\nAgent:", " I am fine, thanks."
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from inspector._capture.forced import score_tokens
+from inspector._capture.forced_pair import score_token_pairs, shared_prefix_lengths
 from inspector._compat import cache_kwarg
-from inspector.capture.forced import score_tokens
-from inspector.capture.forced_pair import score_token_pairs, shared_prefix_lengths
 
 # plain and conditioned prompts as a corpus run builds them (the cue gains a target), plus pairs that share
 # nothing, share only one token, or where one prompt is the other's prefix
@@ -93,8 +93,8 @@ def test_only_unshared_items_and_only_shared_items(byte_tiny):
 
 def generated_cache(im, prompts: list[str]):
     """The prompt cache a 3-token greedy batch generation from ``prompts`` leaves."""
-    from inspector.capture.engine import generate_with_prompt_cache
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.engine import generate_with_prompt_cache
+    from inspector._capture.settings import GenerationSettings
 
     caps, cache = generate_with_prompt_cache(im, prompts, GenerationSettings(max_new_tokens=3),
                                              [{"kind": "test"}] * len(prompts))
@@ -103,7 +103,7 @@ def generated_cache(im, prompts: list[str]):
 
 
 def count_prefix_passes(monkeypatch) -> list[int]:
-    import inspector.capture.forced_pair as fp
+    import inspector._capture.forced_pair as fp
 
     calls: list[int] = []
     real = fp._prefix_cache
@@ -151,7 +151,7 @@ def test_full_size_gpt2(gpt2_random):
 @pytest.mark.parametrize("arch", ["gpt_neox", "llama", "opt"])
 def test_other_architectures(arch):
     """Rotary (llama, gpt_neox) and learned-offset (OPT) positions continue correctly from the prefix cache."""
-    from tests.test_forced import tiny_architecture
+    from test_forced import tiny_architecture
 
     im = tiny_architecture(arch)
     assert cache_kwarg(im.model) in ("cache", "past_key_values")

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from inspector import fileformat
-from inspector.capture.encode import check_prompts
-from inspector.records import Capture
-from inspector.store import CaptureFileError, capture_bytes, load_capture
+import inspector._fileformat as fileformat
+from inspector._capture.encode import check_prompts
+from inspector._records.capture import Capture
+from inspector._store import CaptureFileError, capture_bytes, load_capture
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

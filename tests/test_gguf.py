@@ -22,9 +22,9 @@ import torch
 from gguf_helpers import CHAT_TEMPLATE, reference_tokenizer, write_tiny_llama_gguf
 
 import inspector
-import inspector.gguf as gguf_mod
+import inspector._gguf as gguf_mod
+from inspector._model import ModelLoadError
 from inspector.cli.main import main
-from inspector.model import ModelLoadError
 
 gguf = pytest.importorskip("gguf", reason="reading GGUF files needs the gguf package (pip install gguf)")
 
@@ -243,7 +243,7 @@ _RACER = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
     import torch
-    import inspector, inspector.gguf as g
+    import inspector, inspector._gguf as g
 
     path, out, barrier = sys.argv[1:4]
     convert = g._write_converted
@@ -363,9 +363,9 @@ def test_gguf_of_an_architecture_transformers_cannot_read(cache, tmp_path):
 
 
 def test_smollm2_when_the_wheel_is_not_installed(cache, monkeypatch):
-    from inspector.locations import DEMO_INSTALL
+    from inspector._locations import DEMO_INSTALL
 
-    monkeypatch.setattr("inspector.locations.find_demo_gguf", lambda: None)
+    monkeypatch.setattr("inspector._locations.find_demo_gguf", lambda: None)
     monkeypatch.setattr(gguf_mod, "file_sha256", lambda *a: pytest.fail("the demo model was read although absent"))
     with pytest.raises(ModelLoadError) as exc:
         inspector.load_model("smollm2", device="cpu")
@@ -378,7 +378,7 @@ def test_smollm2_when_the_wheel_is_not_installed(cache, monkeypatch):
 def test_smollm2_converted_copy_equals_a_direct_transformers_load(smollm2):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from inspector.locations import find_demo_gguf
+    from inspector._locations import find_demo_gguf
 
     gguf_file = find_demo_gguf()
     assert gguf_file is not None

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from inspector.capture import greedy_stats
-from inspector.capture.greedy_stats import MAX_GROUP_ROWS, MAX_GROUP_SHARE, GreedyStats, group_steps
-from inspector.capture.steps import StepLog
+from inspector._capture import greedy_stats
+from inspector._capture.greedy_stats import MAX_GROUP_ROWS, MAX_GROUP_SHARE, GreedyStats, group_steps
+from inspector._capture.steps import StepLog
 
 
 def test_group_size_rule():

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from inspector import hub
+import inspector._hub as hub
 
 
 @pytest.fixture(autouse=True)

@@ -10,9 +10,9 @@ import huggingface_hub
 import pytest
 from huggingface_hub.errors import LocalEntryNotFoundError
 
-import inspector.hub as hub
-import inspector.model as model_mod
-from inspector.model import ModelLoadError
+import inspector._hub as hub
+import inspector._model as model_mod
+from inspector._model import ModelLoadError
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import torch
 
-from inspector.capture.engine import generate_with_prompt_cache
-from inspector.capture.settings import GenerationSettings
+from inspector._capture.engine import generate_with_prompt_cache
+from inspector._capture.settings import GenerationSettings
 
 PROMPTS = ["ab", "hello there"]
 

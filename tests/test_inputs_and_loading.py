@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import inspector
-import inspector.devices
-from inspector import model as model_mod
-from inspector.fallback import builtin_tokenizer
+import inspector._devices
+import inspector._model as model_mod
+from inspector._fallback import builtin_tokenizer
 
 PROMPT = "User: hey how are you? \nAgent:"
 
@@ -72,8 +72,8 @@ def test_bad_input_raises_before_model_work(byte_tiny, forward_counter, prompt, 
 
 
 def test_prompt_budget_refuses_what_generate_refuses(byte_tiny):
-    from inspector.capture.encode import prompt_budget
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.encode import prompt_budget
+    from inspector._capture.settings import GenerationSettings
 
     assert prompt_budget(byte_tiny, "", GenerationSettings()).prompt_tokens == 0
     assert prompt_budget(byte_tiny, "abc", GenerationSettings()).prompt_tokens == 3
@@ -110,12 +110,12 @@ def test_truncate_prompt_keeps_the_end(byte_tiny):
 
 def test_unknown_and_unavailable_devices():
     with pytest.raises(ValueError, match="available here: .*cpu"):
-        inspector.devices.resolve_device("tpu")
+        inspector._devices.resolve_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="not available here; available: .*cpu"):
-            inspector.devices.resolve_device("cuda")
-    assert inspector.devices.resolve_device("auto").type == inspector.devices.available_devices()[0]
-    assert inspector.devices.available_devices()[-1] == "cpu"
+            inspector._devices.resolve_device("cuda")
+    assert inspector._devices.resolve_device("auto").type == inspector._devices.available_devices()[0]
+    assert inspector._devices.available_devices()[-1] == "cpu"
 
 
 def test_unknown_device_in_load_model_before_loading(gpt2_dir):

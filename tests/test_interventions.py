@@ -297,7 +297,7 @@ def test_bad_ablation_is_refused_before_model_work(kwargs, message):
 
 
 def test_settings_carry_ablation_and_round_trip():
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
 
     s = GenerationSettings(ablate=["L5.H3, L7.attn", "L4.mlp"], ablate_mode="mean")
     assert s.ablate == ("L5.H3", "L7.attn", "L4.mlp") and s.intervenes
@@ -307,7 +307,7 @@ def test_settings_carry_ablation_and_round_trip():
 
 
 def test_interventions_are_saved_and_old_files_load(tmp_path, byte_tiny):
-    from inspector.store import capture_from_parts, capture_to_parts, load_capture
+    from inspector._store import capture_from_parts, capture_to_parts, load_capture
 
     cap = byte_tiny.generate(SHORT, max_new_tokens=2, ablate="L0.attn")
     back = load_capture(cap.save(tmp_path / "a.safetensors"))

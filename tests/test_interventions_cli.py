@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import inspector
-import inspector.model as model_mod
+import inspector._model as model_mod
 from inspector.cli.main import main
 
 PROMPT = "The cat sat on the mat.\\nB:"
@@ -63,7 +63,7 @@ def test_bad_intervention_flags_are_refused_before_loading(monkeypatch, capsys, 
         pytest.fail("the model was loaded before the flags were checked")
 
     monkeypatch.setattr(model_mod, "load_model", refuse)
-    monkeypatch.setattr("inspector.fallback.load_with_fallback", refuse)
+    monkeypatch.setattr("inspector._fallback.load_with_fallback", refuse)
     monkeypatch.chdir(tmp_path)
     try:
         rc = _capture([*argv, "--out", str(tmp_path / "x.safetensors")])
@@ -74,7 +74,7 @@ def test_bad_intervention_flags_are_refused_before_loading(monkeypatch, capsys, 
 
 
 def test_corpus_runs_refuse_patching_and_ablated_reference_scoring():
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
     from inspector.runs.config import RunConfig
 
     with pytest.raises(ValueError, match="corpus runs do not patch"):
@@ -86,7 +86,7 @@ def test_corpus_runs_refuse_patching_and_ablated_reference_scoring():
 
 def test_an_ablated_corpus_run_is_said_on_its_command_line(tmp_path):
     """The command that starts or resumes a run (a background run's child) carries the ablation."""
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
     from inspector.cli.main import build_parser
     from inspector.cli.runs import _config_from_args
     from inspector.runs import RunConfig, RunModel, run_command

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inspector.capture.labels import token_labels
+from inspector._capture.encode import token_labels
 
 
 class Counting:

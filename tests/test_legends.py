@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from inspector.formatting import format_prob
+from inspector._formatting import format_prob
 from inspector.plots.labels import TOKEN_LEGEND, byte_level_text, display_token, table_token, token_text
 
 
@@ -19,7 +19,7 @@ def test_a_tiny_probability_prints_as_a_percentage_not_scientific():
 
 
 def test_cli_step_table_prints_teacher_forced_probabilities_with_format_prob(tiny):
-    from inspector.report import step_table
+    from inspector._report import step_table
 
     cap = tiny.generate("User: hi\nAgent:", max_new_tokens=4)
     with torch.no_grad():

@@ -20,10 +20,10 @@ from conftest import make_byte_tiny
 from test_architectures import ARCHS, BY_NAME, LONG, SHORT, build
 
 import inspector
+from inspector._architectures import TESTED_MODEL_TYPES
+from inspector._records.steps import TokenScores
 from inspector.analysis import logit_attribution as exported
 from inspector.analysis.direct_logit import LogitAttribution, logit_attribution
-from inspector.architectures import TESTED_MODEL_TYPES
-from inspector.step_records import TokenScores
 
 SUM_TOL = 1e-3
 _MODELS: dict[str, inspector.InspectorModel] = {}

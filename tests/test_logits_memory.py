@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 
-from inspector.capture import engine
+from inspector._capture import engine
 
 #: The tiny model's vocabulary: large next to its 32-wide layers, so the logits are most of what is kept.
 VOCAB = 16384

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
+from inspector._metrics import SHARE_COLUMNS, attention_metrics, turn_metrics
 from inspector.data import build_prompt
 from inspector.data.prompts import Segment
-from inspector.metrics import SHARE_COLUMNS, attention_metrics, turn_metrics
 
 
 def causal_attention(layers: int, heads: int, seq: int, seed: int = 0) -> torch.Tensor:

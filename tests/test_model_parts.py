@@ -17,8 +17,8 @@ from test_architectures import ARCHS, BY_NAME, HEADS, LAYERS, build
 from torch import nn
 
 import inspector
-from inspector.architectures import TESTED_MODEL_TYPES, UnsupportedModelError, find_attention_modules
-from inspector.model_parts import (
+from inspector._architectures import TESTED_MODEL_TYPES, UnsupportedModelError, find_attention_modules
+from inspector._model_parts import (
     layer_parts,
     model_parts,
     norm_parts,

@@ -16,14 +16,14 @@ import pytest
 import torch
 
 import inspector
-from inspector.architectures import UnsupportedModelError, check_supported, find_attention_modules
+from inspector._architectures import UnsupportedModelError, check_supported, find_attention_modules
 
 VOCAB, EOS = 257, 256
 IDS = {"vocab_size": VOCAB, "bos_token_id": EOS, "eos_token_id": EOS, "pad_token_id": EOS}
 
 
 def _tokenizer():
-    from inspector.fallback import builtin_tokenizer
+    from inspector._fallback import builtin_tokenizer
 
     return builtin_tokenizer()
 
@@ -100,10 +100,10 @@ def test_unsupported_architecture_refused_at_load_before_weights(tmp_path, rando
 
 def test_fallback_names_the_unsupported_architecture(no_demo_model, tmp_path, monkeypatch):
     """The dashboard's loader falls back to a GPT-2 and says why, instead of failing."""
-    from inspector.fallback import load_with_fallback
+    from inspector._fallback import load_with_fallback
 
     # no local GPT-2 config: the tiny built-in GPT-2 stands in (not a full-size one from ../shared)
-    monkeypatch.setattr("inspector.fallback.default_config_dirs", lambda extra=None: [])
+    monkeypatch.setattr("inspector._fallback.default_config_dirs", lambda extra=None: [])
     result = load_with_fallback(_folder(tmp_path, _mamba()), device="cpu", config_dir=tmp_path / "none")
     assert result.fell_back and result.level == "builtin"
     assert "model_type 'mamba'" in result.message and "not supported for attention capture" in result.message

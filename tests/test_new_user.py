@@ -60,7 +60,7 @@ COMMANDS: list[Command] = [
 
 
 def _hub_reachable() -> bool:
-    from inspector.hub import hub_reachable
+    from inspector._hub import hub_reachable
 
     return hub_reachable()
 
@@ -96,7 +96,7 @@ def test_documented_commands_in_a_fresh_clone(clone, tmp_path):
     home.mkdir()
     offline = not _hub_reachable()
     failures = []
-    from inspector.locations import find_demo_gguf
+    from inspector._locations import find_demo_gguf
 
     demo = find_demo_gguf() is not None  # the clone shares this checkout's environment
     for cmd in COMMANDS:

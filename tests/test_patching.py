@@ -94,6 +94,7 @@ def test_patching_everything_gives_the_clean_first_step(name, byte_tiny):
     n = clean.prompt_len
     everything = [(layer, pos) for layer in range(LAYERS) for pos in range(n)]
     cap = im.generate(CORRUPT, max_new_tokens=NEW, keep_logits=True, patch=everything, patch_from=clean)
+    assert cap.logits is not None and clean.logits is not None and corrupt.logits is not None
     assert (cap.logits[0] - clean.logits[0]).abs().max().item() <= LOGIT_TOL
     assert (corrupt.logits[0] - clean.logits[0]).abs().max().item() > 10 * LOGIT_TOL  # the corruption mattered
     outs = block_outputs(im, clean.token_ids[:n])
@@ -111,6 +112,7 @@ def test_patching_a_run_with_its_own_states_changes_nothing(name, byte_tiny):
     pairs = [(layer, pos) for layer in range(LAYERS) for pos in (0, 3, corrupt.prompt_len - 1)]
     cap = im.generate(CORRUPT, max_new_tokens=NEW, keep_logits=True, patch=pairs, patch_from=corrupt)
     assert torch.equal(cap.token_ids, corrupt.token_ids)
+    assert cap.logits is not None and corrupt.logits is not None
     assert (cap.logits - corrupt.logits).abs().max().item() <= LOGIT_TOL
 
 
@@ -122,9 +124,11 @@ def test_one_restored_state_equals_the_hand_patched_pass(name, byte_tiny):
     cap = im.generate(CORRUPT, max_new_tokens=NEW, keep_logits=True, patch=[pair], patch_from=clean)
     state = block_outputs(im, clean.token_ids[: clean.prompt_len])[0][6]
     ref = hand_patched_logits(im, cap.token_ids, {pair: state})[cap.prompt_len - 1 : -1]
+    assert cap.logits is not None
     assert (cap.logits - ref).abs().max().item() <= LOGIT_TOL
     assert torch.equal(cap.generated_ids, ref.argmax(-1))
     plain = im.generate(CORRUPT, max_new_tokens=NEW, keep_logits=True)
+    assert plain.logits is not None
     assert (plain.logits[0] - cap.logits[0]).abs().max().item() > 10 * LOGIT_TOL  # the patch mattered
 
 
@@ -141,6 +145,7 @@ def test_stored_float32_states_are_used_and_agree(byte_tiny):
     last = im.generate(CORRUPT, max_new_tokens=2, patch=f"{LAYERS - 1}:6", patch_from=kept)
     how = [x.meta.interventions["patch_source"]["states"] for x in (a, b, c, last)]
     assert how == ["stored", "forward", "forward", "forward"]
+    assert a.logits is not None and b.logits is not None and c.logits is not None
     assert (a.logits - b.logits).abs().max().item() <= LOGIT_TOL
     assert torch.equal(a.logits, c.logits)
 
@@ -164,18 +169,20 @@ def test_a_batch_and_beams_are_patched_like_one_prompt(byte_tiny):
     for prompt, cap in zip([CORRUPT, other], caps, strict=True):
         alone = im.generate(prompt, max_new_tokens=NEW, keep_logits=True, patch="1:6", patch_from=clean)
         assert torch.equal(alone.token_ids, cap.token_ids)
+        assert alone.logits is not None and cap.logits is not None
         assert (alone.logits - cap.logits).abs().max().item() <= LOGIT_TOL
     state = block_outputs(im, clean.token_ids[: clean.prompt_len])[1][6]
     beams = im.generate([CORRUPT], max_new_tokens=4, num_beams=3, num_return_sequences=2, keep_logits=True,
                         attention_dtype="float32", patch="1:6", patch_from=clean)
     for cap in beams:
         ref = hand_patched_logits(im, cap.token_ids, {(1, 6): state})[cap.prompt_len - 1 : -1]
+        assert cap.logits is not None
         assert (cap.logits - ref).abs().max().item() <= LOGIT_TOL
 
 
 def test_a_saved_source_is_recorded_with_its_file(tmp_path, byte_tiny):
     """A loaded file patches as the capture did, and the settings' ``patch_from`` names the file in the record."""
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
 
     im = byte_tiny
     clean = im.generate(CLEAN, max_new_tokens=2)
@@ -194,7 +201,7 @@ def test_bad_patches_are_refused_before_model_work(byte_tiny, tmp_path):
     im = model_of("llama", byte_tiny)
     clean = im.generate(CLEAN, max_new_tokens=2)
     foreign = byte_tiny.generate(CLEAN, max_new_tokens=2)
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"patch": "2:1", "patch_from": clean}, "layers 0-1"),
         ({"patch": "0:99", "patch_from": clean}, "tokens 0-"),
         ({"patch": "0:1"}, "needs a source"),

@@ -10,7 +10,7 @@ import pytest
 import torch
 from plot_helpers import figure_from_html, summary_frame
 
-from inspector.aggregate import aggregate_by_mode
+from inspector._aggregate import aggregate_by_mode
 from inspector.cli.main import main
 from inspector.plots import KINDS
 from inspector.plots.labels import display_token

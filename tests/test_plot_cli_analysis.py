@@ -9,8 +9,8 @@ from plot_helpers import figure_from_html
 from run_helpers import write_byte_model_folder, write_dailydialog
 
 import inspector
+from inspector._capture.settings import GenerationSettings
 from inspector.analysis import attention_rollout, capture_lens, compare_captures
-from inspector.capture.settings import GenerationSettings
 from inspector.cli.main import main
 from inspector.runs import RunConfig, run_corpus
 

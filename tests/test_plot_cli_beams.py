@@ -8,8 +8,8 @@ import pytest
 from plot_helpers import figure_from_html
 from run_helpers import write_byte_model_folder, write_dailydialog
 
+from inspector._store import load_capture
 from inspector.cli.main import main
-from inspector.store import load_capture
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +74,8 @@ def test_beams_errors(search, capsys):
 
 
 def test_stats_csv_into_a_new_folder(model_dir, tmp_path, capsys):
-    from inspector.capture.settings import GenerationSettings
-    from inspector.model import load_model
+    from inspector._capture.settings import GenerationSettings
+    from inspector._model import load_model
     from inspector.runs import RunConfig, run_corpus
 
     im = load_model(model_dir, device="cpu", random_weights=True)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from plot_helpers import _decode
 
+from inspector._records.capture import Capture, CaptureMeta, TokenScores
 from inspector.plots import make_figure
-from inspector.records import Capture, CaptureMeta, TokenScores
 
 # Three "beams" of one search: prompt [0, 1]; beam 0 generates 2 3 0, beam 1 generates 2 1 1, beam 2 generates 3 ...
 IDS = [[0, 1, 2, 3, 0], [0, 1, 2, 1, 1], [0, 1, 3, 3, 3]]

@@ -14,7 +14,7 @@ import pytest
 import torch
 from plot_helpers import figure_from_html, summary_frame, synthetic_capture
 
-from inspector.aggregate import aggregate_by_mode, attention_from
+from inspector._aggregate import aggregate_by_mode, attention_from
 from inspector.plots import KINDS, interactive, make_figure
 from inspector.plots.export import ExportError, export_bytes, export_figure
 from inspector.plots.interactive._draw import label_margin
@@ -308,7 +308,7 @@ def test_long_sequence_interactive_heatmap(tmp_path):
 
 # --------------------------------------------------------------------------- control characters
 def test_control_byte_tokens_are_escaped_in_interactive_labels():
-    from inspector.fallback import builtin_model
+    from inspector._fallback import builtin_model
 
     byte_cap = builtin_model().generate("User: a\x13b\x00\tz\nAgent:", max_new_tokens=6,
                                         attention_dtype=torch.float32)

@@ -15,7 +15,7 @@ import torch
 from plot_helpers import summary_frame, synthetic_capture
 
 import inspector.plots as plots
-from inspector.aggregate import AGGREGATE_MODES
+from inspector._aggregate import AGGREGATE_MODES
 from inspector.data.dailydialog import ACT_NAMES, EMOTION_NAMES, LABEL_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,8 @@ import pytest
 import torch
 from plot_helpers import summary_frame, synthetic_capture
 
-from inspector.aggregate import aggregate_by_mode, attention_from
+from inspector._aggregate import aggregate_by_mode, attention_from
+from inspector._records.capture import CaptureError
 from inspector.plots import static
 from inspector.plots.attention_data import head_grid_data, head_mosaic
 from inspector.plots.corpus_data import DEFAULT_METRICS, NO_LABEL, corpus_data
@@ -23,7 +24,6 @@ from inspector.plots.export import ExportError, export_bytes, export_figure
 from inspector.plots.labels import display_token, escape_controls, quoted_token, thin_indices
 from inspector.plots.scores_data import topk_data
 from inspector.plots.text_data import colour_of
-from inspector.records import CaptureError
 
 PROMPT = "User: hey how are you? \nAgent:"
 
@@ -404,7 +404,7 @@ BYTE_PROMPT = "User: a\x13b\x00c\x7f\tz\nAgent:"
 @pytest.fixture(scope="module")
 def byte_cap():
     """A capture of the byte-level built-in model whose prompt holds control bytes (one token each)."""
-    from inspector.fallback import builtin_model
+    from inspector._fallback import builtin_model
 
     return builtin_model().generate(BYTE_PROMPT, max_new_tokens=6, attention_dtype=torch.float32)
 

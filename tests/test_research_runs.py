@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import inspector
-from inspector.capture.settings import GenerationSettings
+from inspector._capture.settings import GenerationSettings
 from inspector.cli.main import main as cli_main
 from inspector.data import build_prompt, load_dailydialog
 from inspector.runs import RunConfig, RunMismatchError, load_run, run_corpus
@@ -81,7 +81,7 @@ def test_research_options_are_part_of_the_command_identity(scored_run, tiny_mode
 
 
 def test_conditioned_run_generates_from_the_conditioned_prompt(tmp_path, tiny_model, data_dir, monkeypatch):
-    from tests.test_forced_pair import count_prefix_passes
+    from test_forced_pair import count_prefix_passes
 
     cfg = config(data_dir, condition="emotion", attention="full", limit=8)
     passes = count_prefix_passes(monkeypatch)

@@ -53,8 +53,8 @@ def _bound_locally():
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from inspector.capture.settings import GenerationSettings
-    from inspector.fallback import builtin_model
+    from inspector._capture.settings import GenerationSettings
+    from inspector._fallback import builtin_model
     from inspector.runs import RunConfig, run_corpus
 
     data = write_dailydialog(tmp_path_factory.mktemp("dd"))

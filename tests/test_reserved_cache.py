@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers.cache_utils import DynamicLayer
 
-from inspector.capture.reserved_cache import ReservedLayer, reserved_cache
+from inspector._capture.reserved_cache import ReservedLayer, reserved_cache
 
 PROMPTS = ["User: hey how are you?\nAgent:", "Hi", "User: what time does the train leave tomorrow?\nAgent:"]
 
@@ -64,8 +64,8 @@ def test_crop_select_and_write_again(byte_tiny):
 
 
 def test_the_capture_generates_with_it(byte_tiny):
-    from inspector.capture.engine import generate_with_prompt_cache
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.engine import generate_with_prompt_cache
+    from inspector._capture.settings import GenerationSettings
 
     caps, cache = generate_with_prompt_cache(byte_tiny, PROMPTS, GenerationSettings(max_new_tokens=4),
                                              [{"kind": "test"}] * len(PROMPTS))
@@ -80,7 +80,7 @@ def test_the_capture_generates_with_it(byte_tiny):
 def test_the_prefill_is_not_reserved_on_top_of_its_temporaries(byte_tiny, monkeypatch):
     """Each layer reserves its room at its first update after the prefill, one layer at a time: the prefill's
     keys and values are compact while the prefill's own temporaries exist."""
-    import inspector.capture.engine as engine
+    import inspector._capture.engine as engine
 
     seen: list[tuple[int, bool]] = []  # per update: positions written, whether the layer had reserved room
     real_update = ReservedLayer.update
@@ -106,7 +106,7 @@ def test_the_prefill_is_not_reserved_on_top_of_its_temporaries(byte_tiny, monkey
 
 
 def test_not_for_beam_search_or_several_sequences(byte_tiny, monkeypatch):
-    import inspector.capture.engine as engine
+    import inspector._capture.engine as engine
 
     made: list[object] = []
     real = engine.reserved_cache

@@ -19,7 +19,7 @@ import pytest
 from run_helpers import write_byte_model_folder
 
 import inspector
-from inspector.capture.settings import GenerationSettings
+from inspector._capture.settings import GenerationSettings
 from inspector.cli.main import main as cli_main
 from inspector.runs import RUN_FORMAT, RUN_SCHEMA_VERSION, RunConfig, RunError, load_run, run_corpus
 
@@ -282,7 +282,7 @@ def test_a_failed_stats_csv_write_names_the_file(complete, tmp_path, monkeypatch
 
 def test_a_run_started_before_a_new_setting_existed_still_resumes(tmp_path):
     """A generation setting added later (left at its default) does not make an old run a different command."""
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
     from inspector.runs.folder import _diff
 
     new = {"generation": GenerationSettings().to_dict(), "split": "validation"}

@@ -16,7 +16,7 @@ import pytest
 from run_helpers import write_byte_model_folder
 
 import inspector
-from inspector.capture.settings import GenerationSettings
+from inspector._capture.settings import GenerationSettings
 from inspector.cli.main import main as cli_main
 from inspector.runs import RunConfig, RunError, load_run, run_corpus, run_status
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from inspector.capture.settings import GenerationSettings
+from inspector._capture.settings import GenerationSettings
 from inspector.runs import RunConfig, RunError, load_run, run_corpus
 from inspector.runs.head_stats import head_stats_path, read_run_head_stats
 

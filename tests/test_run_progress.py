@@ -79,7 +79,7 @@ def test_format_duration(seconds, text):
 
 
 def test_warmup_times_the_first_batch(tiny_model):
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
 
     warm = measure_warmup(tiny_model, ["A: hi\nB:", "A: hello there\nB:"], GenerationSettings(max_new_tokens=40))
     assert warm is not None and warm.rows == 2
@@ -89,7 +89,7 @@ def test_warmup_times_the_first_batch(tiny_model):
 
 def test_a_run_says_its_estimate_and_draws_the_bar_from_steps(tiny_model, tiny_dir, data_dir, tmp_path, capsys,
                                                               monkeypatch):
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
     from inspector.runs.config import RunConfig
     from inspector.runs.execute import run_corpus
 

@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 
 import inspector
-from inspector.capture.settings import GenerationSettings
+from inspector._capture.settings import GenerationSettings
+from inspector._metrics import SHARE_COLUMNS, turn_metrics
 from inspector.cli.main import main as cli_main
 from inspector.data import build_prompt, load_dailydialog
-from inspector.metrics import SHARE_COLUMNS, turn_metrics
 from inspector.runs import RunConfig, RunError, RunMismatchError, load_run, run_corpus
 
 CONTRACT = [

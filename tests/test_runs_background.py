@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import inspector
-from inspector.capture.settings import GenerationSettings
+from inspector._capture.settings import GenerationSettings
 from inspector.cli.main import build_parser
 from inspector.cli.runs import _config_from_args
 from inspector.runs import (

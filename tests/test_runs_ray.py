@@ -17,7 +17,7 @@ import pytest
 from run_helpers import NUM_TURNS
 
 import inspector
-from inspector.capture.settings import GenerationSettings
+from inspector._capture.settings import GenerationSettings
 from inspector.cli.main import main as cli_main
 from inspector.runs import RunConfig, load_run, run_corpus
 from inspector.runs.ray_backend import RAY_INSTALL_HINT, RayRunner

@@ -109,7 +109,7 @@ def test_processed_scores_and_samples_follow_the_hand_written_chain(byte_tiny, t
 
 def test_the_model_generation_config_does_not_leak_in():
     """A model's own generation_config (as a chat checkpoint ships one) changes nothing: the settings rule."""
-    from tests.conftest import make_byte_tiny
+    from conftest import make_byte_tiny
 
     im = make_byte_tiny()
     greedy_before = im.generate(PROMPT, max_new_tokens=12, keep_logits=True)
@@ -132,7 +132,7 @@ def test_the_model_generation_config_does_not_leak_in():
      ("sequence_bias", {(5,): 1.0}), ("max_time", 10.0), ("min_new_tokens", 30)],
 )
 def test_a_model_generation_config_filter_that_cannot_be_switched_off_is_refused(field, value):
-    from tests.conftest import make_byte_tiny
+    from conftest import make_byte_tiny
 
     im = make_byte_tiny()
     setattr(im.model.generation_config, field, value)

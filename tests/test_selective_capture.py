@@ -14,10 +14,10 @@ import pytest
 import torch
 from conftest import make_byte_tiny
 
-from inspector.attention_layout import AttentionLayout
-from inspector.capture.settings import GenerationSettings
-from inspector.records import CaptureError
-from inspector.store import capture_from_parts, load_capture
+from inspector._capture.settings import GenerationSettings
+from inspector._records.capture import CaptureError
+from inspector._records.layout import AttentionLayout
+from inspector._store import capture_from_parts, load_capture
 
 BATCH = ["hello there, how are you?", "hi", "what time is it"]
 SELECTIONS = [
@@ -94,7 +94,7 @@ def test_layout_names_model_ids(im):
 
 
 def test_recorder_buffer_and_hooks_hold_only_the_selection(im, monkeypatch):
-    from inspector.capture import recorder as rec_mod
+    from inspector._capture import recorder as rec_mod
 
     seen = {}
     real_init = rec_mod.Recorder.__init__
@@ -228,8 +228,8 @@ def test_cli_flags_reach_the_settings():
 
 
 def test_cli_capture_with_selection_and_its_refusals(tiny_dir, tmp_path, capsys):
+    from inspector._store import load_capture
     from inspector.cli.main import main
-    from inspector.store import load_capture
 
     out = tmp_path / "c.safetensors"
     argv = ["capture", "--model", str(tiny_dir), "--random-weights", "--prompt", "hello", "--max-new-tokens", "3",
@@ -263,7 +263,7 @@ def test_batch_captures_pickle_only_their_own_tensors(im):
 
 
 def test_a_huge_range_is_refused_before_it_is_expanded():
-    from inspector.capture.selection import MAX_ID, parse_ids
+    from inspector._capture.selection import MAX_ID, parse_ids
 
     with pytest.raises(ValueError, match="beyond any model's layers"):
         parse_ids("0-999999999999", "layers")  # expanded first, this would exhaust the memory

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from dashboard_helpers import new_app, ok, texts
 
-from inspector.report import capture_report
+from inspector._report import capture_report
 
 
 def test_report_names_a_selective_layout(byte_tiny):
@@ -24,7 +24,7 @@ def test_report_names_a_selective_layout(byte_tiny):
      ({"head_reduce": "mean"}, None)],
 )
 def test_every_view_of_a_selective_capture(fresh, monkeypatch, tmp_path, kw, said):
-    from inspector.fallback import builtin_model
+    from inspector._fallback import builtin_model
 
     cap = builtin_model().generate("User: hi\nAgent:", max_new_tokens=4, **kw)
     monkeypatch.setenv("INSPECTOR_DASHBOARD_CAPTURE", str(cap.save(tmp_path / "sel.safetensors")))

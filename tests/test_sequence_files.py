@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from inspector.sequence_files import sequence_path, sequence_paths
+from inspector._sequence_files import sequence_path, sequence_paths
 
 
 def test_one_sequence_keeps_the_name_and_several_are_numbered(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from inspector.capture.settings import (
+from inspector._capture.settings import (
     MAX_STOP_STRING_CHARS,
     MAX_STOP_STRING_PRODUCT,
     MAX_STOP_STRINGS,
@@ -166,7 +166,7 @@ def test_every_option_of_capture_and_doctor_has_help(command):
 
 
 def test_seed_outside_int64_is_refused_before_any_model_work():
-    from inspector.capture.settings import MAX_SEED, GenerationSettings
+    from inspector._capture.settings import MAX_SEED, GenerationSettings
 
     assert GenerationSettings(do_sample=True, seed=MAX_SEED).seed == MAX_SEED
     for bad in (MAX_SEED + 1, 2**64, -1):

@@ -1,4 +1,4 @@
-"""``inspector.report.step_rows``: the per-step candidate table the dashboard shows, checked against a fresh
+"""``inspector._report.step_rows``: the per-step candidate table the dashboard shows, checked against a fresh
 teacher-forced forward pass over the captured tokens (not against the capture's own records)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def capture_and_reference(byte_tiny):
 
 
 def test_step_rows_match_a_teacher_forced_pass(capture_and_reference):
-    from inspector.report import step_rows
+    from inspector._report import step_rows
 
     cap, logp = capture_and_reference
     k = 4
@@ -44,7 +44,7 @@ def test_step_rows_match_a_teacher_forced_pass(capture_and_reference):
 
 
 def test_step_rows_show_at_most_the_kept_candidates_and_refuse_a_bad_k(capture_and_reference):
-    from inspector.report import step_rows
+    from inspector._report import step_rows
 
     cap, _ = capture_and_reference
     wide = step_rows(cap, 50)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import inspector
-from inspector.store import CaptureFileError
+from inspector._store import CaptureFileError
 
 PROMPT = "User: hey how are you? \nAgent:"
 
@@ -97,7 +97,7 @@ def test_pickle_is_never_executed(tmp_path):
 
 
 def test_interrupted_save_leaves_nothing_loadable(capture, tmp_path, monkeypatch):
-    from inspector import fileformat
+    import inspector._fileformat as fileformat
 
     target = tmp_path / "c.safetensors"
 
@@ -113,7 +113,7 @@ def test_interrupted_save_leaves_nothing_loadable(capture, tmp_path, monkeypatch
 
 
 def test_interrupted_overwrite_keeps_previous_file(capture, tmp_path, monkeypatch):
-    from inspector import fileformat
+    import inspector._fileformat as fileformat
 
     target = capture.save(tmp_path / "c.safetensors")
     before = target.read_bytes()

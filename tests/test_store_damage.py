@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import inspector
-from inspector import _atomic, fileformat
-from inspector.store import CaptureFileError
+from inspector import _atomic, _fileformat as fileformat
+from inspector._store import CaptureFileError
 
 PROMPT = "User: hey how are you? \nAgent:"
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import inspector
-from inspector import fileformat
-from inspector.store import CaptureFileError
+import inspector._fileformat as fileformat
+from inspector._store import CaptureFileError
 
 PROMPT = "User: hey how are you? \nAgent:"
 
@@ -270,7 +270,7 @@ def test_bad_sources_are_refused_before_generating(byte_tiny, sources, match):
 
 
 def test_bad_sources_of_a_forced_capture_are_refused(byte_tiny):
-    from inspector.capture.forced import score
+    from inspector._capture.forced import score
 
     with pytest.raises(ValueError, match=r"sources\[0\]\['x'\] is a object"):
         score(byte_tiny, PROMPT, " ok", sources={"x": object()})

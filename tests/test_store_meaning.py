@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import inspector
-from inspector import fileformat
-from inspector.store import CaptureFileError
+import inspector._fileformat as fileformat
+from inspector._store import CaptureFileError
 
 PROMPT = "User: hey how are you? \nAgent:"
 
@@ -76,7 +76,7 @@ def test_captures_of_every_mode_load_unchanged(tiny, tmp_path, settings):
 
 
 def test_a_forced_capture_loads(tiny, tmp_path):
-    from inspector.capture.forced import score
+    from inspector._capture.forced import score
 
     cap = score(tiny, PROMPT, " fine thanks, and you?")
     assert torch.equal(load_edited(cap, tmp_path).raw.entropy, cap.raw.entropy)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inspector.topk import BLOCK, topk_rows
+from inspector._topk import BLOCK, topk_rows
 
 
 def _logits(rows: int, vocab: int, seed: int = 0) -> torch.Tensor:

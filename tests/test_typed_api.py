@@ -15,7 +15,7 @@ USER_CODE = '''
 import inspector
 from inspector import Capture, GenerationSettings, load_capture, load_model
 from inspector.analysis import attention_head_stats, capture_lens, rank_heads
-from inspector.capture.engine import generate
+from inspector._capture.engine import generate
 from inspector.data import build_prompt, chat_text_prompt
 from inspector.runs import RunConfig, run_corpus
 
@@ -65,8 +65,8 @@ def test_the_typed_overrides_are_the_settings_fields():
     """``generate``'s typed keywords (SettingsOverrides) list exactly GenerationSettings' fields."""
     from dataclasses import fields
 
-    from inspector.capture.overrides import SettingsOverrides
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.overrides import SettingsOverrides
+    from inspector._capture.settings import GenerationSettings
 
     assert set(SettingsOverrides.__annotations__) == {f.name for f in fields(GenerationSettings)}
 
@@ -85,7 +85,7 @@ def test_an_unknown_setting_is_refused_with_the_nearest_name(byte_tiny):
 
 
 def test_keywords_replace_the_fields_of_settings(byte_tiny):
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
 
     cap = byte_tiny.generate("hi", settings=GenerationSettings(max_new_tokens=5, top_k_logits=3), max_new_tokens=2)
     assert cap.num_steps == 2 and cap.raw.topk_ids.shape[-1] == 3

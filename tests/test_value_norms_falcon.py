@@ -85,7 +85,7 @@ def test_falcon_capture_keeps_value_norms():
     """keep_value_norms=True is accepted for Falcon now; the norms equal the per-head reference of each layer."""
     from test_architectures import BY_NAME, SHORT, build
 
-    from inspector.architectures import find_attention_modules
+    from inspector._architectures import find_attention_modules
 
     im = build(BY_NAME["falcon"])
     cap = im.generate(SHORT, max_new_tokens=3, keep_value_norms=True)

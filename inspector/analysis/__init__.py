@@ -3,7 +3,7 @@
 Pure functions over the tensors of a capture (and, for the lens and value norms, the
 model's weights), with shapes in their docstrings:
 
-* :mod:`~inspector.analysis.lens` (:func:`logit_lens`) with :mod:`~inspector.readout`;
+* :mod:`~inspector.analysis.lens` (:func:`logit_lens`) with :mod:`~inspector._readout`;
 * :mod:`~inspector.analysis.value_norms` (Kobayashi et al. 2020, norm-weighted attention);
 * :mod:`~inspector.analysis.rollout` (:func:`attention_rollout`, Abnar & Zuidema 2020);
 * :mod:`~inspector.analysis.head_stats` (:func:`attention_head_stats`, :func:`aggregate_head_stats`,
@@ -21,13 +21,13 @@ from inspector._lazy import lazy_namespace
 # Each name loads its module on first use (PEP 562): the CLI reads the choice tuples (ALIGN_CHOICES,
 # ROW_CHOICES, ...) while building its parser, which must not import torch.
 _EXPORTS: dict[str, str] = {
-    "AGGREGATE_MODES": "inspector.aggregate",
-    "REDUCERS": "inspector.aggregate",
-    "aggregate_attention": "inspector.aggregate",
-    "aggregate_by_mode": "inspector.aggregate",
-    "attention_entropy": "inspector.aggregate",
-    "attention_from": "inspector.aggregate",
-    "stacked_mean": "inspector.aggregate",
+    "AGGREGATE_MODES": "inspector._aggregate",
+    "REDUCERS": "inspector._aggregate",
+    "aggregate_attention": "inspector._aggregate",
+    "aggregate_by_mode": "inspector._aggregate",
+    "attention_entropy": "inspector._aggregate",
+    "attention_from": "inspector._aggregate",
+    "stacked_mean": "inspector._aggregate",
     "stored_lens": "inspector.analysis.lens",
     "ALIGN_CHOICES": "inspector.analysis.choices",
     "KL_CHOICES": "inspector.analysis.choices",
@@ -47,24 +47,24 @@ _EXPORTS: dict[str, str] = {
     "previous_occurrences": "inspector.analysis.head_stats",
     "query_rows": "inspector.analysis.head_stats",
     "rank_heads": "inspector.analysis.head_stats",
-    "LensResult": "inspector.lens_math",
+    "LensResult": "inspector._lens_math",
     "capture_lens": "inspector.analysis.lens",
-    "logit_lens": "inspector.lens_math",
-    "next_token_targets": "inspector.lens_math",
+    "logit_lens": "inspector._lens_math",
+    "next_token_targets": "inspector._lens_math",
     "teacher_forced_hidden_states": "inspector.analysis.lens",
-    "Readout": "inspector.readout",
-    "find_readout": "inspector.readout",
+    "Readout": "inspector._readout",
+    "find_readout": "inspector._readout",
     "attention_rollout": "inspector.analysis.rollout",
     "LogitAttribution": "inspector.analysis.direct_logit",
     "logit_attribution": "inspector.analysis.direct_logit",
-    "ValueWeights": "inspector.value_math",
+    "ValueWeights": "inspector._value_math",
     "attention_modules": "inspector.analysis.value_norms",
-    "layer_value_norms": "inspector.value_math",
+    "layer_value_norms": "inspector._value_math",
     "model_value_norms": "inspector.analysis.value_norms",
-    "norm_weighted_attention": "inspector.value_math",
-    "transformed_values": "inspector.value_math",
-    "value_norms_from_weights": "inspector.value_math",
-    "value_weights": "inspector.value_math",
+    "norm_weighted_attention": "inspector._value_math",
+    "transformed_values": "inspector._value_math",
+    "value_norms_from_weights": "inspector._value_math",
+    "value_weights": "inspector._value_math",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -74,7 +74,7 @@ __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
-    from inspector.aggregate import (
+    from inspector._aggregate import (
         AGGREGATE_MODES as AGGREGATE_MODES,
         REDUCERS as REDUCERS,
         aggregate_attention as aggregate_attention,
@@ -82,6 +82,23 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
         attention_entropy as attention_entropy,
         attention_from as attention_from,
         stacked_mean as stacked_mean,
+    )
+    from inspector._lens_math import (
+        LensResult as LensResult,
+        logit_lens as logit_lens,
+        next_token_targets as next_token_targets,
+    )
+    from inspector._readout import (
+        Readout as Readout,
+        find_readout as find_readout,
+    )
+    from inspector._value_math import (
+        ValueWeights as ValueWeights,
+        layer_value_norms as layer_value_norms,
+        norm_weighted_attention as norm_weighted_attention,
+        transformed_values as transformed_values,
+        value_norms_from_weights as value_norms_from_weights,
+        value_weights as value_weights,
     )
     from inspector.analysis.choices import (
         ALIGN_CHOICES as ALIGN_CHOICES,
@@ -124,21 +141,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from inspector.analysis.value_norms import (
         attention_modules as attention_modules,
         model_value_norms as model_value_norms,
-    )
-    from inspector.lens_math import (
-        LensResult as LensResult,
-        logit_lens as logit_lens,
-        next_token_targets as next_token_targets,
-    )
-    from inspector.readout import (
-        Readout as Readout,
-        find_readout as find_readout,
-    )
-    from inspector.value_math import (
-        ValueWeights as ValueWeights,
-        layer_value_norms as layer_value_norms,
-        norm_weighted_attention as norm_weighted_attention,
-        transformed_values as transformed_values,
-        value_norms_from_weights as value_norms_from_weights,
-        value_weights as value_weights,
     )

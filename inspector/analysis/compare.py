@@ -51,7 +51,7 @@ from inspector.analysis.choices import ALIGN_CHOICES, DISTRIBUTION_CHOICES, KL_C
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from inspector.records import Capture, TokenScores
+    from inspector._records.capture import Capture, TokenScores
 
 #: Stored generation settings that change what is decoded (the others only change what is recorded).
 DECODING_SETTINGS: tuple[str, ...] = (
@@ -136,7 +136,7 @@ class CaptureComparison:
 
     def describe(self, names: tuple[str, str] = ("A", "B")) -> str:
         """What was compared, in words: distributions, KL method, agreement, first divergence, warnings."""
-        from inspector.formatting import format_percent, format_value
+        from inspector._formatting import format_percent, format_value
 
         lines = [f"{names[0]} vs {names[1]}: {self.distributions} distributions (what each run "
                  f"{'decoded from' if self.distributions == 'processed' else 'the model gave, before decoding'}), "

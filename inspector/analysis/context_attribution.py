@@ -46,7 +46,7 @@ from torch import nn
 from inspector.analysis.choices import BASELINES, CONTEXT_METHODS, IG_RULES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from inspector.records import Capture
+    from inspector._records.capture import Capture
 
 #: Attribution methods, integrated gradients' quadrature rules (Captum's names), what replaces a token.
 METHODS, RULES = CONTEXT_METHODS, IG_RULES

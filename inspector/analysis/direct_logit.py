@@ -23,8 +23,7 @@ from typing import Any, Literal, overload
 import torch
 from torch import nn
 
-from inspector.analysis.choices import ATTRIBUTION_TARGETS
-from inspector.components import (
+from inspector._components import (
     EMBED,
     FINAL_NORM_BIAS,
     POSITION,
@@ -33,8 +32,9 @@ from inspector.components import (
     head_name,
     mlp_name,
 )
-from inspector.model_parts import ModelParts, model_parts, norm_parts, projection_bias, projection_weight
-from inspector.records import Capture
+from inspector._model_parts import ModelParts, model_parts, norm_parts, projection_bias, projection_weight
+from inspector._records.capture import Capture
+from inspector.analysis.choices import ATTRIBUTION_TARGETS
 
 Target = Literal["chosen", "margin"]
 #: What :func:`logit_attribution` can explain: the chosen token's logit, or its margin over the runner-up.
@@ -50,7 +50,7 @@ class LogitAttribution:
 
     Attributes:
         parts: ``[step, component]`` float32, in logits; each row sums to ``total`` (within float rounding).
-        names: ``component`` names (:mod:`inspector.components`): ``"embed"``, ``"pos"`` (learned
+        names: ``component`` names (:mod:`inspector._components`): ``"embed"``, ``"pos"`` (learned
             positions only), per layer its heads ``"L3.H0"``... (query heads), ``"L3.attn.bias"`` (where the
             output projection has a bias) and ``"L3.mlp"``, then ``"final_norm.bias"`` and ``"unembed.bias"``
             where the model has them.

@@ -41,7 +41,7 @@ from inspector.analysis.choices import ROW_CHOICES, STATISTICS
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from inspector.records import Capture
+    from inspector._records.capture import Capture
 
 #: Attributes of :class:`HeadStats` that are counts and labels, not ``[layer, head]`` tensors.
 _COUNT_FIELDS = ("rows", "num_rows", "induction_rows")

@@ -1,8 +1,8 @@
 """The logit lens of a capture: what it stored, or recomputed with the model that made it.
 
-The lens itself (:func:`~inspector.lens_math.logit_lens`, :class:`~inspector.lens_math.LensResult`) is
+The lens itself (:func:`~inspector._lens_math.logit_lens`, :class:`~inspector._lens_math.LensResult`) is
 math the capture needs too (``lens_k`` stores it while generating), so it lives below both in
-:mod:`inspector.lens_math`; this module joins it to captures.
+:mod:`inspector._lens_math`; this module joins it to captures.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from inspector.lens_math import LensResult, hf_module, logit_lens, next_token_targets
+from inspector._lens_math import LensResult, hf_module, logit_lens, next_token_targets
 
 if TYPE_CHECKING:  # pragma: no cover
-    from inspector.records import Capture
+    from inspector._records.capture import Capture
 
 
 def stored_lens(capture: Capture) -> LensResult | None:

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from inspector.records import Capture
-from inspector.value_math import norm_weighted_attention
+from inspector._records.capture import Capture
+from inspector._value_math import norm_weighted_attention
 
 
 def _choose(what: str, chosen: Sequence[int] | None, size: int) -> list[int]:

@@ -1,6 +1,6 @@
 """Causal tracing's summary: the fraction of the clean log-probability a patch restores.
 
-Three teacher-forced captures of one continuation (:func:`inspector.capture.forced.score`): the clean
+Three teacher-forced captures of one continuation (:func:`inspector._capture.forced.score`): the clean
 run, the corrupted run (another prompt, or noised embeddings) and the corrupted run with some states
 restored from the clean one (a patch). For each continuation token ``t`` with log-probabilities
 ``clean[t]``, ``corrupt[t]`` and ``patched[t]`` under the raw model distributions::
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:  # pragma: no cover
-    from inspector.records import Capture
+    from inspector._records.capture import Capture
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def restored_fraction(clean: Capture, corrupted: Capture, patched: Capture, min_
 
     Args:
         clean, corrupted, patched: captures of the same continuation (the same generated token ids), best
-            teacher-forced with :func:`inspector.capture.forced.score`; their prompts may differ.
+            teacher-forced with :func:`inspector._capture.forced.score`; their prompts may differ.
         min_gap: below this gap ``|clean - corrupt|`` (nats) a ratio is NaN.
 
     Raises:
@@ -60,7 +60,7 @@ def restored_fraction(clean: Capture, corrupted: Capture, patched: Capture, min_
         if not torch.equal(cap.generated_ids, ref):
             raise ValueError(f"the {name} capture continues with other tokens than the clean one "
                              f"({cap.num_steps} vs {clean.num_steps} tokens); teacher-force the clean continuation "
-                             "after each prompt (inspector.capture.forced.score) and pass those captures")
+                             "after each prompt (inspector._capture.forced.score) and pass those captures")
     lc, lx, lp = (c.raw.chosen_logprob.double() for c in (clean, corrupted, patched))
     gap = lc - lx
     per = torch.where(gap.abs() >= max(min_gap, torch.finfo(torch.float64).tiny), (lp - lx) / gap, torch.nan)

@@ -2,7 +2,7 @@
 weight").
 
 The math (a layer's value and output weights, the norms of its transformed values, norm-weighted
-attention) is in :mod:`inspector.value_math`, below both the capture (which computes the norms while
+attention) is in :mod:`inspector._value_math`, below both the capture (which computes the norms while
 generating) and the analysis; its names are importable from here as well.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from inspector.value_math import (
+from inspector._value_math import (
     ValueWeights,
     layer_value_norms,
     norm_weighted_attention,

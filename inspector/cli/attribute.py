@@ -59,8 +59,8 @@ def handler(args: argparse.Namespace) -> int:
         raise ValueError(f"--steps, --rule and --baseline do not apply to --method {_LOGIT}")
     if args.method != _LOGIT and args.target != "chosen":
         raise ValueError(f"--target applies to --method {_LOGIT} only")
-    from inspector.model import load_model
-    from inspector.store import load_capture
+    from inspector._model import load_model
+    from inspector._store import load_capture
 
     capture = load_capture(args.capture)
     model = load_model(args.model, device=args.device, random_weights=args.random_weights, seed=args.seed)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from inspector._atomic import check_writable
-from inspector.locations import MODEL_NAME_HELP
+from inspector._locations import MODEL_NAME_HELP
 
 DEFAULT_PROMPT = "User: hey how are you? \nAgent:"
 #: Where commands write when not told otherwise: one folder that .gitignore covers, so trying the
@@ -69,7 +69,7 @@ def add_generation_args(parser: argparse.ArgumentParser, max_new_tokens: int = 4
     """
     from dataclasses import fields
 
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
 
     g = parser.add_argument_group("generation")
     for f in fields(GenerationSettings):
@@ -103,7 +103,7 @@ def settings_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
     """
     from dataclasses import fields
 
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
 
     values: dict[str, Any] = {}
     for f in fields(GenerationSettings):
@@ -138,7 +138,7 @@ def prompt_arg(value: str, flag: str = "--prompt") -> str:
 
 
 def load_model_from_args(args: argparse.Namespace) -> Any:
-    from inspector.model import load_model
+    from inspector._model import load_model
 
     return load_model(args.model, device=args.device, dtype=args.dtype, random_weights=args.random_weights,
                       trust_remote_code=getattr(args, "trust_remote_code", False))
@@ -179,8 +179,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_capture(args: argparse.Namespace) -> int:
-    from inspector.report import capture_report
-    from inspector.sequence_files import sequence_path
+    from inspector._report import capture_report
+    from inspector._sequence_files import sequence_path
 
     settings = settings_from_args(args)  # everything validated before the model loads
     prompt = prompt_arg(args.prompt)
@@ -202,7 +202,7 @@ def run_capture(args: argparse.Namespace) -> int:
         raise ValueError("--ablate and --patch apply to generation; leave them out when scoring a --continuation")
     source = None
     if settings.patch_from is not None:  # read before the model loads: a bad file is refused first
-        from inspector.store import load_capture
+        from inspector._store import load_capture
 
         source = load_capture(settings.patch_from)
     elif settings.patch:
@@ -227,7 +227,7 @@ def run_capture(args: argparse.Namespace) -> int:
 def run_doctor(args: argparse.Namespace) -> int:
     import json
 
-    from inspector.doctor import format_parity, parity_check
+    from inspector._doctor import format_parity, parity_check
 
     prompt = prompt_arg(args.prompt)  # validated before the model loads
     if args.max_new_tokens < 1:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from inspector.locations import MODEL_NAME_HELP
+from inspector._locations import MODEL_NAME_HELP
 
 #: The name the dashboard's folder (``dashboard/`` in a source checkout) is installed under.
 APP_PACKAGE = "inspector_dashboard"
@@ -155,7 +155,7 @@ def exec_streamlit(cmd: list[str], env: dict[str, str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.device:  # an unavailable device is refused here, not after the page has loaded a model
-        from inspector.devices import resolve_device
+        from inspector._devices import resolve_device
 
         resolve_device(args.device)
     cmd = streamlit_command(args)
@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         env["INSPECTOR_DAILYDIALOG_DIR"] = str(Path(args.dailydialog).expanduser())
     elif is_local_address(args.host) and not env.get("INSPECTOR_DAILYDIALOG_DIR"):
         # The page finds DailyDialog as the other commands do (a shared page opens only folders given here).
-        from inspector.locations import find_dailydialog_dir
+        from inspector._locations import find_dailydialog_dir
 
         found = find_dailydialog_dir()
         if found is not None:

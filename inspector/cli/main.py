@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
 # modules already imported, so that `--help` and argument errors never import torch (a class whose module
 # was never imported cannot have been raised).
 _USER_ERRORS = (
-    ("inspector.model", "ModelLoadError"),
-    ("inspector.records", "CaptureError"),
+    ("inspector._model", "ModelLoadError"),
+    ("inspector._records.capture", "CaptureError"),
 )
 
 
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if getattr(args, "device", None):  # --device mps off macOS: refused before torch or a model loads
-            from inspector.devices import refuse_unavailable_device
+            from inspector._devices import refuse_unavailable_device
 
             refuse_unavailable_device(args.device)
         return int(args.func(args) or 0)

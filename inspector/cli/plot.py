@@ -28,7 +28,7 @@ _SOURCE_OPTIONS: dict[str, tuple[str, ...]] = {
     "head-stats": ("by", "group"),
     "compare": ("compare", "beams"),
 }
-# = inspector.aggregate.AGGREGATE_MODES (a test keeps them equal); that module imports torch, which
+# = inspector._aggregate.AGGREGATE_MODES (a test keeps them equal); that module imports torch, which
 # `inspector plot --help` must not.
 AGG_CHOICES = ("mean", "max", "stacked-mean", "contribution-norm", "norm-weighted-renormalised", "norm-weighted")
 _FLAG = {
@@ -221,7 +221,7 @@ def _options(args: argparse.Namespace, kind: str) -> dict[str, Any]:
         given["metrics"] = [m.strip() for m in given["metrics"].split(",") if m.strip()]
     for name in ("layers", "heads"):
         if name in given:  # the same reading as `inspector capture --layers` (ids and ranges, e.g. 0,3,5-7)
-            from inspector.capture.selection import parse_ids
+            from inspector._capture.selection import parse_ids
 
             ids = parse_ids(str(given[name]), name)  # text gives a tuple of ids
             given[name] = list(ids) if isinstance(ids, tuple) else ids
@@ -345,7 +345,7 @@ def _analysis_inputs(args: argparse.Namespace, kind: str, source: Any, opts: dic
         if args.compare is None:
             raise ValueError("--kind compare needs the second capture: --compare B.safetensors, or --beams I,J for "
                              f"two sequences of the search that wrote {args.source}")
-        from inspector.store import load_capture
+        from inspector._store import load_capture
 
         return {"other": load_capture(args.compare)}
     if kind == "attribution":  # integrated gradients, 32 steps (`inspector attribute` has the other methods)
@@ -376,7 +376,7 @@ def _model(args: argparse.Namespace, kind: str) -> Any:
             f"--kind {kind} {what}, which a capture does not hold: give --model NAME_OR_PATH (the model that made "
             "the capture; add --random-weights --seed N for a random-weights capture)"
         )
-    from inspector.model import load_model
+    from inspector._model import load_model
 
     return load_model(args.model, device=args.device or "cpu", random_weights=bool(args.random_weights),
                       seed=args.seed or 0)
@@ -386,7 +386,7 @@ def _load_beams(args: argparse.Namespace) -> list[Any]:
     """Sequences ``I`` and ``J`` of ``--beams I,J``: the files ``X-I``/``X-J`` that ``inspector capture`` wrote."""
     from pathlib import Path
 
-    from inspector.sequence_files import load_sequences
+    from inspector._sequence_files import load_sequences
 
     if args.compare is not None or args.align is not None:
         raise ValueError("--beams compares two sequences of one search, aligned by their shared prefix: leave out "

@@ -84,10 +84,11 @@ def run_order(args: argparse.Namespace) -> int:
 
 def table_text(table: pd.DataFrame) -> str:
     """``table`` as text, every float with three significant digits and its sign
-    (:func:`inspector.formatting.format_value`): a difference of ``-3e-07`` prints as ``-3.00e-07``, not ``-0.0000``."""
+    (:func:`inspector._formatting.format_value`): a difference of ``-3e-07`` prints as ``-3.00e-07``, not
+    ``-0.0000``."""
     import pandas as pd
 
-    from inspector.formatting import format_value
+    from inspector._formatting import format_value
 
     floats = [c for c in table.columns if pd.api.types.is_float_dtype(table[c])]
     shown = table.assign(**{c: table[c].map(format_value) for c in floats})

@@ -46,7 +46,7 @@ def _stop_arg(text: str) -> str:
 
 def _values(config: RunConfig, out: str, model: RunModel, progress: bool) -> dict[str, Any]:
     """The ``run`` parser's destinations and the value each must parse to (the inverse of the CLI's reading)."""
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
 
     values: dict[str, Any] = {f.name: getattr(config.settings, f.name) for f in fields(GenerationSettings)
                               if f.metadata.get("flag") is not None}
@@ -86,7 +86,7 @@ def run_command(config: RunConfig, out: str | os.PathLike[str], model: RunModel,
             args += [f"{flag}={item}" for item in value]
         elif value is not None:
             args.append(f"{flag}={value}")
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
 
     defaults = GenerationSettings()
     # Settings `inspector run` sets itself (RunConfig forces them): nothing to say, unless they differ.

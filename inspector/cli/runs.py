@@ -159,7 +159,7 @@ def _selected_turns(config: RunConfig) -> tuple[Any, int]:
     """The dataset and how many turns the run selects: data, split and filter errors before any model load."""
     from inspector.data.dailydialog import load_dailydialog
     from inspector.data.filters import filter_turns
-    from inspector.runs.errors import RunError
+    from inspector.runs.config import RunError
 
     dataset = load_dailydialog(config.split, config.data)
     table = filter_turns(dataset.turns(), **dict(config.filters))
@@ -181,7 +181,7 @@ def _same_template(template: str, stored: dict[str, Any]) -> bool:
 def run_run(args: argparse.Namespace) -> int:
     from torch import device as torch_device
 
-    from inspector.devices import dtype_name, resolve_device, resolve_dtype
+    from inspector._devices import dtype_name, resolve_device, resolve_dtype
     from inspector.runs.execute import run_corpus
     from inspector.runs.folder import check_resumable, command_identity
     from inspector.runs.plan import plan_run
@@ -201,7 +201,7 @@ def run_run(args: argparse.Namespace) -> int:
         print(f"{args.out} is already complete ({num_turns} turns); nothing to generate or write", file=sys.stderr)
         return 0
     if gpu_workers:  # the driver only plans (tokenizer, sizes): keep the GPUs for the workers
-        from inspector.model import load_model
+        from inspector._model import load_model
 
         im = load_model(args.model, device="cpu", random_weights=args.random_weights)
     else:
@@ -238,8 +238,8 @@ def stats_legend(table: Any, by: str) -> str:
 def run_stats(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from inspector.formatting import format_value
-    from inspector.report import RANDOM_WEIGHTS_BANNER
+    from inspector._formatting import format_value
+    from inspector._report import RANDOM_WEIGHTS_BANNER
     from inspector.runs.load import load_run
     from inspector.runs.stats import used_random_weights
     from inspector.runs.summary import describe_missing

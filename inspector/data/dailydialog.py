@@ -64,7 +64,7 @@ def load_dailydialog(split: str = "validation", source: str | os.PathLike[str] |
         split: ``"train"``, ``"validation"`` or ``"test"`` (any name for local data).
         source: a folder (original release layout, or holding table files), a table file,
             or ``"hub"``. ``None``: ``INSPECTOR_DAILYDIALOG_DIR`` when set, else ``shared/data/dailydialog``
-            beside the current folder or the project (:func:`inspector.locations.find_dailydialog_dir`),
+            beside the current folder or the project (:func:`inspector._locations.find_dailydialog_dir`),
             else the Hub (refused at once when it cannot be reached).
 
     Raises:
@@ -73,7 +73,7 @@ def load_dailydialog(split: str = "validation", source: str | os.PathLike[str] |
     if not split or not isinstance(split, str):
         raise DailyDialogError(f"split must be a name like 'validation', got {split!r}")
     if source is None:
-        from inspector.locations import find_dailydialog_dir
+        from inspector._locations import find_dailydialog_dir
 
         found = find_dailydialog_dir()
         source = found if found is not None else "hub"

@@ -252,7 +252,7 @@ def load_from_hub(split: str = "validation", repo: str = HUB_REPO, revision: str
     """
     if split not in SPLITS:
         raise DailyDialogError(f"unknown DailyDialog split {split!r}; the Hub copy has {list(SPLITS)}")
-    from inspector.hub import hub_reachable
+    from inspector._hub import hub_reachable
 
     if not hub_reachable():  # at once, instead of the download client's retries (half a minute)
         raise _local_copy_error(f"DailyDialog {split!r} was to come from the Hugging Face Hub, which could not be "

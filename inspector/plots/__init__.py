@@ -62,7 +62,7 @@ from inspector.plots.options import COLOR_BY, GROUP_COLUMNS, KINDS, METRIC_LABEL
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from inspector.records import Capture
+    from inspector._records.capture import Capture
 
 _BUILDERS: dict[str, str] = {
     "heatmap": "attention_heatmap",
@@ -111,7 +111,7 @@ def make_figure(kind: str, source: Capture | pd.DataFrame | list[Capture], inter
                 **opts: Any) -> Any:
     """Draw ``kind`` from ``source``: a plotly figure (or HTML text) when ``interactive``, else matplotlib.
 
-    ``source`` is a :class:`~inspector.records.Capture` for every kind but ``corpus``,
+    ``source`` is a :class:`~inspector._records.capture.Capture` for every kind but ``corpus``,
     which takes a run summary DataFrame, and ``head-stats``, which also takes a
     :class:`~inspector.analysis.head_stats.HeadStats` or one group of a run's
     ``Run.head_stats()`` table, and ``compare``, which also takes the list of captures
@@ -133,7 +133,7 @@ def make_figure(kind: str, source: Capture | pd.DataFrame | list[Capture], inter
 
 
 def _check_source(kind: str, source: Any) -> None:
-    from inspector.records import Capture
+    from inspector._records.capture import Capture
 
     if kind == "head-stats":
         import pandas as pd
@@ -187,6 +187,6 @@ def load_source(path: str | os.PathLike[str]) -> Capture | pd.DataFrame:
         raise FileNotFoundError(f"{p}: no such capture file or run folder")
     if p.suffix.lower() != ".safetensors":
         raise ValueError(f"{p}: expected a capture (.safetensors) or a run folder")
-    from inspector.store import load_capture
+    from inspector._store import load_capture
 
     return load_capture(p)

@@ -19,9 +19,9 @@ from inspector.plots.labels import capture_title, check_index, display_token, to
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from inspector._lens_math import LensResult
+    from inspector._records.capture import Capture
     from inspector.analysis.head_stats import HeadStats
-    from inspector.lens_math import LensResult
-    from inspector.records import Capture
 
 #: Above this many positions the lens grid drops the words in its cells (hover still names them).
 LENS_TEXT_LIMIT = 48

@@ -1,7 +1,7 @@
 """The numbers of the attention figures: one ``[query, key]`` map, every head's map, one token's row.
 
 Each ``*_data`` function validates its arguments, pulls the matrices out of a
-:class:`~inspector.records.Capture` as float32 NumPy arrays and writes the words around
+:class:`~inspector._records.capture.Capture` as float32 NumPy arrays and writes the words around
 them, so that the matplotlib and the plotly version of a figure show the same data
 under the same names.
 """
@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inspector.aggregate import AGGREGATE_MODES, NOT_A_DISTRIBUTION, aggregate_by_mode, attention_from
+from inspector._aggregate import AGGREGATE_MODES, NOT_A_DISTRIBUTION, aggregate_by_mode, attention_from
 from inspector.plots.arrays import causal_mask, pool_factor, pool_mean, to_numpy
 from inspector.plots.labels import capture_title, check_index, display_token, html_label, quoted_token
 from inspector.plots.options import default_position
 
 if TYPE_CHECKING:  # pragma: no cover
-    from inspector.records import Capture
+    from inspector._records.capture import Capture
 
 
 # --------------------------------------------------------------------------- one map

@@ -15,8 +15,8 @@ from inspector.plots.labels import capture_title, check_index, quoted_token
 from inspector.plots.text_data import rgba_hex
 
 if TYPE_CHECKING:  # pragma: no cover
+    from inspector._records.capture import Capture
     from inspector.analysis.context_attribution import ContextAttribution
-    from inspector.records import Capture
 
 #: Diverging colour map: red raised the token's log-probability, blue lowered it, white did nothing.
 ATTRIBUTION_CMAP = "RdBu_r"

@@ -8,10 +8,14 @@ scripts, no external resources), so the page works offline and inside a sandboxe
 from __future__ import annotations
 
 import html
+from typing import TYPE_CHECKING
 
-from inspector.formatting import format_prob
+from inspector._formatting import format_prob
 from inspector.plots.labels import display_token, escape_controls, quoted_token
-from inspector.plots.text_data import TextData, TextToken, colour_of, rgba_hex
+from inspector.plots.text_data import TextData, TextToken, colour_of, rgba_hex, text_data
+
+if TYPE_CHECKING:  # pragma: no cover
+    from inspector._records.capture import Capture
 
 # Every rule is scoped to .insp-text: the page may be embedded in another (the dashboard's st.html).
 _HTML_STYLE = """
@@ -96,3 +100,12 @@ def text_document(data: TextData, tooltips: bool) -> str:
         f"<div class=\"insp-text\">\n<h1>{title}</h1>\n<div class=\"insp-body\">{''.join(parts)}</div>\n{legend}\n"
         "</div>\n</body>\n</html>\n"
     )
+
+
+def text_html(capture: Capture, color_by: str = "prob", alternatives: int = 5) -> str:
+    """The text as a self-contained HTML page; hover a generated token for its top alternatives.
+
+    ``color_by`` is ``"prob"`` (chosen-token probability) or ``"entropy"``. No scripts:
+    the tooltips are CSS, so the page works offline and inside a sandboxed frame.
+    """
+    return text_document(text_data(capture, color_by, alternatives=alternatives), tooltips=True)

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-# Kept importable from here (its old home); the one definition is in inspector.formatting.
-from inspector.formatting import format_prob as format_prob
+# Kept importable from here (its old home); the one definition is in inspector._formatting.
+from inspector._formatting import format_prob as format_prob
 
 if TYPE_CHECKING:  # pragma: no cover
-    from inspector.records import Capture
+    from inspector._records.capture import Capture
 
 #: Unicode categories written as escapes: controls, format characters (zero-width, bidi marks),
 #: surrogates, private use, unassigned, line and paragraph separators. Fonts have no glyph for

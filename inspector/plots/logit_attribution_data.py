@@ -15,8 +15,8 @@ import numpy as np
 from inspector.plots.labels import capture_title, check_index, display_token
 
 if TYPE_CHECKING:  # pragma: no cover
+    from inspector._records.capture import Capture
     from inspector.analysis.direct_logit import LogitAttribution
-    from inspector.records import Capture
 
 #: How many parts the one-step view shows by default.
 TOP_PARTS = 10

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from inspector.data.dailydialog import LABEL_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
-    from inspector.records import Capture
+    from inspector._records.capture import Capture
 
 #: Figure kinds accepted by :func:`inspector.plots.make_figure` and ``inspector plot --kind``.
 KINDS: tuple[str, ...] = ("heatmap", "heads", "topk", "text", "token", "corpus", "lens", "rollout", "head-stats",

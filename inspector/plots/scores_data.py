@@ -1,6 +1,6 @@
 """The numbers of the top-k figure: per generated step, the most likely candidates, the chosen one, the entropy.
 
-:func:`topk_data` reads a :class:`~inspector.records.Capture`'s raw or processed
+:func:`topk_data` reads a :class:`~inspector._records.capture.Capture`'s raw or processed
 scores into NumPy arrays and labels, shared by the matplotlib and the plotly figure.
 """
 
@@ -16,7 +16,7 @@ from inspector.plots.labels import capture_title, display_token
 from inspector.plots.options import SCORES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from inspector.records import Capture
+    from inspector._records.capture import Capture
 
 #: Above this many generated steps the top-k table drops the words in its cells.
 TOPK_TEXT_LIMIT = 60

@@ -18,7 +18,7 @@ from inspector.plots.labels import capture_title
 from inspector.plots.options import COLOR_BY
 
 if TYPE_CHECKING:  # pragma: no cover
-    from inspector.records import Capture
+    from inspector._records.capture import Capture
 
 
 @dataclass(frozen=True)

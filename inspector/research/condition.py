@@ -16,7 +16,7 @@ answered turn's own shares do not change with the condition.
 
 :func:`condition_attention_share` is where the continuation looked: for every layer and head, the
 mean over the continuation's query rows (positions ``prompt_len .. seq_len - 1``, the rows
-:mod:`inspector.metrics` uses for its shares) of the attention summed over the condition's keys.
+:mod:`inspector._metrics` uses for its shares) of the attention summed over the condition's keys.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from inspector.data.chat import CHAT
 from inspector.data.prompts import Prompt, Segment, segments_from_source
 
 if TYPE_CHECKING:  # pragma: no cover
-    from inspector.records import Capture
+    from inspector._records.capture import Capture
 
 CONDITION_ROLE = "condition"
 #: How the target is written into the cue (inserted before the cue's final colon).

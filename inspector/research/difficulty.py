@@ -1,6 +1,6 @@
 """How hard a reference reply is for the model, and how much a stated condition moves its prediction.
 
-Both are read off teacher-forced captures (:func:`inspector.capture.forced.score`):
+Both are read off teacher-forced captures (:func:`inspector._capture.forced.score`):
 
 * :func:`reply_difficulty` - the reply's negative log-likelihood under the model (sum over its
   tokens, in nats), the per-token mean, the perplexity ``exp(mean)`` and the token count;
@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from inspector.capture.forced import is_forced, score
+from inspector._capture.forced import is_forced, score
 
 if TYPE_CHECKING:  # pragma: no cover
-    from inspector.model import InspectorModel
-    from inspector.records import Capture
+    from inspector._model import InspectorModel
+    from inspector._records.capture import Capture
 
 #: Summary columns added per turn by :meth:`ReplyDifficulty.columns`.
 DIFFICULTY_COLUMNS: tuple[str, ...] = ("ref_nll", "ref_nll_mean", "ref_ppl", "ref_tokens")
@@ -66,7 +66,7 @@ def reply_difficulty(capture: Capture, *, require_forced: bool = True) -> ReplyD
     if require_forced and not is_forced(capture):
         raise ValueError(
             "this capture was generated, not teacher-forced; score the reference reply with "
-            "inspector.capture.forced.score (or pass require_forced=False to measure the generation itself)"
+            "inspector._capture.forced.score (or pass require_forced=False to measure the generation itself)"
         )
     if capture.num_steps == 0:
         raise ValueError("the capture has no continuation tokens to score")
@@ -134,7 +134,7 @@ def condition_effect(plain: Capture, conditioned: Capture) -> ConditionEffect:
     """
     for name, cap in (("plain", plain), ("conditioned", conditioned)):
         if not is_forced(cap):
-            raise ValueError(f"the {name} capture was generated; score the reply with inspector.capture.forced.score")
+            raise ValueError(f"the {name} capture was generated; score the reply with inspector._capture.forced.score")
         if cap.logits is None:
             raise ValueError(
                 f"the {name} capture kept no logits; the exact KL divergence needs them: "
@@ -160,7 +160,7 @@ class ConditionResult:
 
 
 def condition_effects(
-    im: InspectorModel,
+    model: InspectorModel,
     plain_prompts: Sequence[str],
     conditioned_prompts: Sequence[str],
     replies: Sequence[str],
@@ -170,7 +170,7 @@ def condition_effects(
 ) -> list[ConditionResult]:
     """Score each reply after its plain and its conditioned prompt (two batched passes) and compare.
 
-    ``score_kwargs`` go to :func:`inspector.capture.forced.score` (``top_k_logits``, ``keep_attention``,
+    ``score_kwargs`` go to :func:`inspector._capture.forced.score` (``top_k_logits``, ``keep_attention``,
     ``attention_dtype``, ``sources``). The logits needed for the KL are dropped from the returned
     captures unless ``keep_logits=True``. ``result.plain`` also gives the reply's difficulty
     (:func:`reply_difficulty`), so a turn costs two forward passes for both measures.
@@ -181,8 +181,8 @@ def condition_effects(
             f"give lists of equal length: got {len(plain_prompts)} plain prompts, "
             f"{len(conditioned_prompts)} conditioned prompts and {len(replies)} replies"
         )
-    plain = score(im, list(plain_prompts), list(replies), keep_logits=True, **score_kwargs)
-    cond = score(im, list(conditioned_prompts), list(replies), keep_logits=True, **score_kwargs)
+    plain = score(model, list(plain_prompts), list(replies), keep_logits=True, **score_kwargs)
+    cond = score(model, list(conditioned_prompts), list(replies), keep_logits=True, **score_kwargs)
     assert isinstance(plain, list) and isinstance(cond, list)
     out = []
     for p, c in zip(plain, cond, strict=True):

@@ -47,13 +47,13 @@ from inspector.runs.stats import STATS_BY, STATS_COLUMNS, stats
 # The rest is loaded from its module on first use (PEP 562), so that `inspector run --help` and the
 # run's configuration do not import torch.
 _EXPORTS: dict[str, str] = {
-    "SHARE_COLUMNS": "inspector.metrics",
-    "attention_columns": "inspector.metrics",
+    "SHARE_COLUMNS": "inspector._metrics",
+    "attention_columns": "inspector._metrics",
     "ATTENTION_MODES": "inspector.runs.config",
     "CONDITIONS": "inspector.runs.config",
     "RunConfig": "inspector.runs.config",
-    "RunError": "inspector.runs.errors",
-    "RunMismatchError": "inspector.runs.errors",
+    "RunError": "inspector.runs.config",
+    "RunMismatchError": "inspector.runs.config",
     "RunModel": "inspector.runs.background",
     "resume_run": "inspector.runs.background",
     # the command line a terminal types for a run: a CLI matter, kept here under its old name (resolved
@@ -114,7 +114,7 @@ __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from inspector.metrics import (
+    from inspector._metrics import (
         SHARE_COLUMNS as SHARE_COLUMNS,
         attention_columns as attention_columns,
     )
@@ -128,8 +128,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         ATTENTION_MODES as ATTENTION_MODES,
         CONDITIONS as CONDITIONS,
         RunConfig as RunConfig,
-    )
-    from inspector.runs.errors import (
         RunError as RunError,
         RunMismatchError as RunMismatchError,
     )

@@ -28,8 +28,7 @@ from pathlib import Path
 
 from inspector._atomic import write_text_atomic
 from inspector.runs.child import CHILD_MODULE
-from inspector.runs.config import RunConfig
-from inspector.runs.errors import RunError
+from inspector.runs.config import RunConfig, RunError
 from inspector.runs.folder import (
     EXIT_RECORD,
     LAUNCH_RECORD,
@@ -151,7 +150,7 @@ def start_run(config: RunConfig, out: str | os.PathLike[str], model: RunModel, *
         RunMismatchError: ``out`` holds a run started with another command.
         RunError, ValueError: bad settings, or ``out`` is not a run folder; before any process starts.
     """
-    from inspector.devices import dtype_name, resolve_device, resolve_dtype
+    from inspector._devices import dtype_name, resolve_device, resolve_dtype
 
     out = Path(out)
     if RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) != config:

@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog=f"python -m {CHILD_MODULE}", description=__doc__)
     p.add_argument("folder", help="the run folder holding the stored request")
     out = Path(p.parse_args(argv).folder)
-    from inspector.model import ModelLoadError, load_model
+    from inspector._model import ModelLoadError, load_model
     from inspector.runs.execute import run_corpus
 
     try:

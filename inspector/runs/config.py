@@ -7,8 +7,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from inspector.capture.settings import GenerationSettings
+from inspector._capture.settings import GenerationSettings
 from inspector.data.prompts import DEFAULT_CONTEXT_TURNS, DEFAULT_TEMPLATE, check_template
+
+
+class RunError(ValueError):
+    """A run cannot start, resume or be read; the message says why."""
+
+
+class RunMismatchError(RunError):
+    """The run folder was started with a different command."""
+
 
 #: What a kept capture holds: ``"full"`` (``[layer, head, seq, seq]`` float16; 3.1 MB for a
 #: 64+40-token GPT-2 small turn), ``"summary"`` (the default: the mean over heads, stored as

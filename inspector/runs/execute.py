@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from inspector.devices import dtype_name
-from inspector.metrics import turn_metrics
-from inspector.runs.config import RunConfig
-from inspector.runs.errors import RunError
+from inspector._devices import dtype_name
+from inspector._metrics import turn_metrics
+from inspector.runs.config import RunConfig, RunError
 from inspector.runs.folder import (
     RUN_FORMAT,
     RUN_SCHEMA_VERSION,
@@ -43,9 +42,9 @@ from inspector.runs.summary import coerce, describe_missing, done_batches, missi
 if TYPE_CHECKING:  # pragma: no cover
     import os
 
-    from inspector.capture.prompt_cache import PromptCache
-    from inspector.model import InspectorModel
-    from inspector.records import Capture
+    from inspector._capture.prompt_cache import PromptCache
+    from inspector._model import InspectorModel
+    from inspector._records.capture import Capture
 
 
 class BatchRunner(Protocol):
@@ -64,9 +63,9 @@ class BatchRunner(Protocol):
                  finished: Callable[[int], None]) -> None: ...
 
 
-def _run_device(im: InspectorModel, runner: BatchRunner | None) -> tuple[str, str]:
-    device = runner.device if runner is not None and runner.device else im.device.type
-    dtype = runner.dtype if runner is not None and runner.dtype else dtype_name(im.dtype)
+def _run_device(model: InspectorModel, runner: BatchRunner | None) -> tuple[str, str]:
+    device = runner.device if runner is not None and runner.device else model.device.type
+    dtype = runner.dtype if runner is not None and runner.dtype else dtype_name(model.dtype)
     return device, dtype
 
 
@@ -110,7 +109,7 @@ def _row(item: WorkItem, capture: Capture, metrics: Mapping[str, Any], capture_f
     }
 
 
-def _add_research(config: RunConfig, im: InspectorModel, batch: Sequence[WorkItem], captures: Sequence[Capture],
+def _add_research(config: RunConfig, model: InspectorModel, batch: Sequence[WorkItem], captures: Sequence[Capture],
                   kept: list[Capture], metrics: list[dict[str, Any]],
                   prompt_cache: PromptCache | None = None) -> list[Capture]:
     """Merge each turn's research columns into its metrics; keep the condition's attention share in the capture.
@@ -125,7 +124,7 @@ def _add_research(config: RunConfig, im: InspectorModel, batch: Sequence[WorkIte
     from inspector.research.turns import research_columns
 
     conditioned = config.condition != "none"
-    columns = research_columns(im, [it.plain_prompt for it in batch], [it.labels["response"] for it in batch],
+    columns = research_columns(model, [it.plain_prompt for it in batch], [it.labels["response"] for it in batch],
                                [it.target for it in batch] if conditioned else None,
                                style=config.condition_style, condition_share=False, prompt_cache=prompt_cache)
     out = []
@@ -143,24 +142,24 @@ def _add_research(config: RunConfig, im: InspectorModel, batch: Sequence[WorkIte
     return out
 
 
-def _model_info(im: InspectorModel) -> dict[str, Any]:
+def _model_info(model: InspectorModel) -> dict[str, Any]:
     return {
-        "name": im.name,
-        "random_weights": bool(im.random_weights),
-        "revision": im.revision,
-        "device": str(im.device),
-        "dtype": dtype_name(im.dtype),
-        "num_layers": im.num_layers,
-        "num_heads": im.num_heads,
-        "context_length": im.context_length,
-        **({"seed": im.info["seed"]} if "seed" in im.info else {}),
-        **({"model_file": im.model_file} if im.model_file else {}),
+        "name": model.name,
+        "random_weights": bool(model.random_weights),
+        "revision": model.revision,
+        "device": str(model.device),
+        "dtype": dtype_name(model.dtype),
+        "num_layers": model.num_layers,
+        "num_heads": model.num_heads,
+        "context_length": model.context_length,
+        **({"seed": model.info["seed"]} if "seed" in model.info else {}),
+        **({"model_file": model.model_file} if model.model_file else {}),
     }
 
 
-def _new_run_json(config: RunConfig, plan: RunPlan, im: InspectorModel, identity: dict[str, Any],
+def _new_run_json(config: RunConfig, plan: RunPlan, model: InspectorModel, identity: dict[str, Any],
                   command: Sequence[str] | None) -> dict[str, Any]:
-    from inspector.provenance import library_versions
+    from inspector._provenance import library_versions
 
     return {
         "format": RUN_FORMAT,
@@ -179,7 +178,7 @@ def _new_run_json(config: RunConfig, plan: RunPlan, im: InspectorModel, identity
         "keep_captures": config.keep_captures,
         "generation": config.settings.to_dict(),
         **({"research": config.research} if config.research is not None else {}),
-        "model": _model_info(im),
+        "model": _model_info(model),
         "versions": library_versions(),
         "storage": {
             "summary": "summary.parquet: one row per turn, sorted by (dial_id, turn)",
@@ -212,7 +211,7 @@ def _complete_run(out: Path, doc: Mapping[str, Any] | None, plan: RunPlan) -> Ru
 def run_corpus(
     config: RunConfig,
     out: str | os.PathLike[str],
-    im: InspectorModel,
+    model: InspectorModel,
     *,
     model_id: str | None = None,
     progress: bool = True,
@@ -229,15 +228,15 @@ def run_corpus(
     Args:
         config: what to run.
         out: the run folder (created; an existing one is resumed if started with the same command).
-        im: the model (:func:`inspector.load_model`).
-        model_id: how the model was named (default ``im.name``), part of the command identity.
+        model: the model (:func:`inspector.load_model`).
+        model_id: how the model was named (default ``model.name``), part of the command identity.
         progress: show a progress bar (turns done, turns/s, ETA) on stderr.
         command: the command line, recorded in run.json.
         plan: a ready :func:`~inspector.runs.plan.plan_run` result (else planned here).
         log: where one-line messages go (default: stderr).
         on_batch: called with each finished batch index (for tests and embedding).
         runner: runs the batches still to do elsewhere (e.g. on Ray workers,
-            :mod:`inspector.runs.ray_backend`); default: one after the other in this process with ``im``.
+            :mod:`inspector.runs.ray_backend`); default: one after the other in this process with ``model``.
             Its ``device`` and ``dtype`` (when not ``None``) are the ones the batches run with.
 
     Raises:
@@ -247,10 +246,10 @@ def run_corpus(
     """
     out = Path(out)
     say = log or (lambda msg: print(msg, file=sys.stderr))
-    device, dtype = _run_device(im, runner)
-    identity = command_identity(config, model_id or im.name, im.random_weights, device, dtype, im.tokenizer)
+    device, dtype = _run_device(model, runner)
+    identity = command_identity(config, model_id or model.name, model.random_weights, device, dtype, model.tokenizer)
     check_resumable(out, identity)
-    plan = plan or plan_run(config, im.tokenizer, im.context_length)
+    plan = plan or plan_run(config, model.tokenizer, model.context_length)
     identity["work_hash"] = plan.work_hash
     identity["num_turns"] = len(plan.items)
     doc = check_resumable(out, identity)
@@ -268,7 +267,7 @@ def run_corpus(
         remove_stale_temporaries(out)
         done = done_batches(out, plan)
         if doc is None:
-            doc = _new_run_json(config, plan, im, identity, command)
+            doc = _new_run_json(config, plan, model, identity, command)
             if runner is not None:
                 doc["model"].update(device=device, dtype=dtype)
         doc["counts"] = _counts(plan, done)
@@ -286,7 +285,7 @@ def run_corpus(
             say(f"{out}: every batch is done; writing its summary")
         elif done:
             say(f"resuming {out}: {doc['counts']['turns_done']} of {len(plan.items)} turns already done")
-        _run_batches(config, out, im, plan, done, progress, doc, on_batch, say, runner)
+        _run_batches(config, out, model, plan, done, progress, doc, on_batch, say, runner)
         _finalize(out, plan, doc)
     return load_run(out)
 
@@ -297,14 +296,14 @@ def _counts(plan: RunPlan, done: set[int]) -> dict[str, int]:
             "batches_done": len(done)}
 
 
-def _run_batches(config: RunConfig, out: Path, im: InspectorModel, plan: RunPlan, done: set[int],
+def _run_batches(config: RunConfig, out: Path, model: InspectorModel, plan: RunPlan, done: set[int],
                  progress: bool, doc: dict[str, Any], on_batch: Callable[[int], None] | None,
                  say: Callable[[str], None], runner: BatchRunner | None = None) -> None:
     from inspector.runs.progress import RunProgress, describe_estimate, measure_warmup
 
     todo = [b for b in range(len(plan.batches)) if b not in done]
     if progress and todo and runner is None:  # one short timed generation: the whole run's time, up front
-        warm = measure_warmup(im, [it.prompt.text for it in plan.batches[todo[0]]], config.batch_settings(todo[0]))
+        warm = measure_warmup(model, [it.prompt.text for it in plan.batches[todo[0]]], config.batch_settings(todo[0]))
         if warm is not None:
             say(describe_estimate(warm, [len(plan.batches[b]) for b in todo], config.settings.max_new_tokens))
     bar = RunProgress.open(len(plan.items), doc["counts"]["turns_done"], out.name, enabled=progress)
@@ -320,7 +319,7 @@ def _run_batches(config: RunConfig, out: Path, im: InspectorModel, plan: RunPlan
             runner(config, out, plan, todo, finished)
         else:
             for b in todo:
-                capture_batch(config, out, im, plan, b, on_step=functools.partial(bar.step, len(plan.batches[b])))
+                capture_batch(config, out, model, plan, b, on_step=functools.partial(bar.step, len(plan.batches[b])))
                 finished(b)
     except KeyboardInterrupt:
         bar.close()
@@ -330,9 +329,9 @@ def _run_batches(config: RunConfig, out: Path, im: InspectorModel, plan: RunPlan
     bar.close()
 
 
-def capture_batch(config: RunConfig, out: Path, im: InspectorModel, plan: RunPlan, b: int,
+def capture_batch(config: RunConfig, out: Path, model: InspectorModel, plan: RunPlan, b: int,
                   on_step: Callable[[int, int], None] | None = None) -> None:
-    """Generate batch ``b`` of ``plan`` with ``im`` and write its captures, then its part file (marks it done).
+    """Generate batch ``b`` of ``plan`` with ``model`` and write its captures, then its part file (marks it done).
     ``on_step(steps_done, max_new_tokens)`` follows the decoding (not with a condition's prompt cache).
 
     Whoever calls it (this process, or a Ray worker) must run the batch with the plan's exact
@@ -340,7 +339,7 @@ def capture_batch(config: RunConfig, out: Path, im: InspectorModel, plan: RunPla
     """
     import pandas as pd
 
-    from inspector.capture.engine import generate, generate_with_prompt_cache
+    from inspector._capture.engine import generate, generate_with_prompt_cache
 
     batch = plan.batches[b]
     t0 = time.perf_counter()
@@ -348,9 +347,9 @@ def capture_batch(config: RunConfig, out: Path, im: InspectorModel, plan: RunPla
     prompt_cache = None
     if config.score_reference and config.condition != "none":
         # the reference is scored after the conditioned prompt generated from: its prefill is reused
-        captures, prompt_cache = generate_with_prompt_cache(im, prompts, config.batch_settings(b), sources)
+        captures, prompt_cache = generate_with_prompt_cache(model, prompts, config.batch_settings(b), sources)
     else:
-        generated = generate(im, prompts, settings=config.batch_settings(b), sources=sources, on_step=on_step)
+        generated = generate(model, prompts, settings=config.batch_settings(b), sources=sources, on_step=on_step)
         assert isinstance(generated, list)
         captures = generated
     metrics, kept, head_stats = [], [], []
@@ -360,11 +359,11 @@ def capture_batch(config: RunConfig, out: Path, im: InspectorModel, plan: RunPla
                 f"dialogue {it.key[0]} turn {it.key[1]}: the model's tokenizer split the prompt "
                 "differently from the prompt builder; use the model's own tokenizer"
             )
-        metrics.append(turn_metrics(cap, it.prompt.segments, it.prompt.turn, num_layers=im.num_layers))
+        metrics.append(turn_metrics(cap, it.prompt.segments, it.prompt.turn, num_layers=model.num_layers))
         head_stats.append(turn_head_stats(cap))  # from the full attention, before any reduction
         kept.append(_reduce_attention(cap, config.attention))
     if config.score_reference:
-        kept = _add_research(config, im, batch, captures, kept, metrics, prompt_cache)
+        kept = _add_research(config, model, batch, captures, kept, metrics, prompt_cache)
     del prompt_cache
     files: list[str | None] = [None] * len(batch)
     if config.keep_captures:

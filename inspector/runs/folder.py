@@ -17,7 +17,7 @@ started again with the same command redoes only the batches without a part, with
 the same batch composition, so the final ``summary.parquet`` equals that of an
 uninterrupted run (except the ``seconds`` timing column) and holds no duplicated or
 half-written rows. A different command against an existing run folder is refused
-(:class:`~inspector.runs.errors.RunMismatchError`), naming what differs; the same command
+(:class:`~inspector.runs.config.RunMismatchError`), naming what differs; the same command
 against a complete run writes nothing.
 """
 
@@ -33,8 +33,7 @@ from typing import Any
 
 from inspector._atomic import check_writable, write_text_atomic
 from inspector.data.prompts import template_identity
-from inspector.runs.config import RunConfig
-from inspector.runs.errors import RunError, RunMismatchError
+from inspector.runs.config import RunConfig, RunError, RunMismatchError
 
 RUN_FORMAT = "inspector.run"
 RUN_SCHEMA_VERSION = 1
@@ -95,7 +94,7 @@ def command_identity(config: RunConfig, model: str, random_weights: bool, device
 
 
 def _generation_defaults() -> dict[str, Any]:
-    from inspector.capture.settings import GenerationSettings
+    from inspector._capture.settings import GenerationSettings
 
     return GenerationSettings().to_dict()
 

@@ -31,13 +31,13 @@ import torch
 
 from inspector.analysis.choices import STATISTICS
 from inspector.analysis.head_stats import HeadStats, attention_head_stats
-from inspector.runs.errors import RunError
+from inspector.runs.config import RunError
 from inspector.runs.folder import head_stats_path, writing
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from inspector.records import Capture
+    from inspector._records.capture import Capture
 
 HEAD_STATS_FORMAT = "inspector-headstats"
 HEADSTATS_VERSION = "2"

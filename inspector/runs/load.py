@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from inspector.runs.errors import RunError
+from inspector.runs.config import RunError
 from inspector.runs.folder import SUMMARY_FILE, read_run_json
 from inspector.runs.stats import stats
 from inspector.runs.summary import missing_files, read_parts, read_summary
@@ -16,7 +16,7 @@ from inspector.runs.summary import missing_files, read_parts, read_summary
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from inspector.records import Capture
+    from inspector._records.capture import Capture
 
 @dataclass
 class Run:
@@ -78,7 +78,7 @@ class Run:
             RunError: the turn is not in this run, the run kept no captures, or its summary names a capture
                 outside the run folder.
         """
-        from inspector.store import load_capture
+        from inspector._store import load_capture
 
         df = self.summary
         hit = df[(df["dial_id"] == int(dial_id)) & (df["turn"] == int(turn))]

@@ -17,8 +17,7 @@ from inspector.data.dailydialog import load_dailydialog
 from inspector.data.dialogues import DailyDialog
 from inspector.data.filters import filter_turns
 from inspector.data.prompts import Prompt, build_prompt
-from inspector.runs.config import CONDITIONS, RunConfig
-from inspector.runs.errors import RunError
+from inspector.runs.config import CONDITIONS, RunConfig, RunError
 
 
 @dataclass(frozen=True)

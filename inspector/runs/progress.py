@@ -17,11 +17,11 @@ import time
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
-from inspector.formatting import format_value
+from inspector._formatting import format_value
 
 if TYPE_CHECKING:  # pragma: no cover
-    from inspector.capture.settings import GenerationSettings
-    from inspector.handle import ModelHandle
+    from inspector._capture.settings import GenerationSettings
+    from inspector._handle import ModelHandle
 
 #: New tokens the warm-up generates: the first is the prefill, the next two time a decoding step.
 WARMUP_TOKENS = 3
@@ -44,17 +44,17 @@ class Warmup:
         return self.rows / self.step_seconds if self.step_seconds > 0 else float("inf")
 
 
-def measure_warmup(im: ModelHandle, prompts: Sequence[str], settings: GenerationSettings) -> Warmup | None:
+def measure_warmup(model: ModelHandle, prompts: Sequence[str], settings: GenerationSettings) -> Warmup | None:
     """Time one short generation of ``prompts`` (:data:`WARMUP_TOKENS` new tokens, nothing kept).
 
     ``None`` when every row stopped before a second step was timed (nothing to say about the steps).
     """
-    from inspector.capture.engine import generate
+    from inspector._capture.engine import generate
 
     times: list[float] = []
     short = dataclasses.replace(settings, max_new_tokens=WARMUP_TOKENS)
     t0 = time.perf_counter()
-    generate(im, list(prompts), settings=short, on_step=lambda done, total: times.append(time.perf_counter()))
+    generate(model, list(prompts), settings=short, on_step=lambda done, total: times.append(time.perf_counter()))
     if len(times) < 2:
         return None
     step = (times[-1] - times[0]) / (len(times) - 1)

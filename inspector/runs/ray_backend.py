@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from inspector.runs.errors import RunError
+from inspector.runs.config import RunError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from inspector.model import InspectorModel
+    from inspector._model import InspectorModel
     from inspector.runs.config import RunConfig
     from inspector.runs.plan import RunPlan
 
@@ -89,8 +89,8 @@ class ModelSpec:
     def from_model(cls, im: InspectorModel, model_id: str | None = None, device: str | None = None,
                    dtype: str | None = None) -> ModelSpec:
         """The spec of a loaded model (``model_id``: how it was named, default ``im.name``)."""
-        from inspector.devices import dtype_name
-        from inspector.fallback import BUILTIN_CONFIG, BUILTIN_NAME
+        from inspector._devices import dtype_name
+        from inspector._fallback import BUILTIN_CONFIG, BUILTIN_NAME
 
         seed = int(im.info.get("seed", 0))
         common = dict(device=device or im.device.type, dtype=dtype or dtype_name(im.dtype),
@@ -106,8 +106,8 @@ class ModelSpec:
 
     def load(self) -> InspectorModel:
         """Load the model (in a worker)."""
-        from inspector.fallback import BUILTIN_NAME, builtin_model
-        from inspector.model import load_model
+        from inspector._fallback import BUILTIN_NAME, builtin_model
+        from inspector._model import load_model
 
         if self.name == BUILTIN_NAME:
             return builtin_model(seed=self.seed, device=self.device, **dict(self.builtin_sizes or {}))

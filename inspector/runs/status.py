@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inspector.runs.errors import RunError
+from inspector.runs.config import RunError
 from inspector.runs.folder import EXIT_RECORD, LAUNCH_RECORD, LOCK_FILE, LOG_FILE, RUN_JSON, read_run_json
 from inspector.runs.summary import describe_missing, missing_files
 

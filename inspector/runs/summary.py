@@ -9,7 +9,7 @@ dialogue's last turn):
 * ``prompt_tokens``, ``generated_tokens``, ``stop_reason``; ``context_turns`` (turns shown),
   ``dropped_turns`` / ``truncated_chars`` (what the token budget removed);
 * ``entropy_mean``, ``entropy_max``, ``chosen_prob_mean``, ``chosen_rank_mean`` and the
-  attention columns ``attn_*`` (defined in :mod:`inspector.metrics`), with one
+  attention columns ``attn_*`` (defined in :mod:`inspector._metrics`), with one
   ``attn_entropy_L{l}`` per layer;
 * ``seconds``: the turn's share of its batch's wall time (generation, metrics and writing
   divided by the batch size); ``batch``: the batch it was generated in;
@@ -17,7 +17,7 @@ dialogue's last turn):
 
 Integer columns are ``int64``, text columns hold ``str`` or ``None``, every other column is
 ``float64``. A table read back (a part or the whole summary) is checked against this before
-use: a damaged or hand-edited file gives a :class:`~inspector.runs.errors.RunError` naming it.
+use: a damaged or hand-edited file gives a :class:`~inspector.runs.config.RunError` naming it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inspector._atomic import atomic_path
-from inspector.runs.errors import RunError
+from inspector.runs.config import RunError
 from inspector.runs.folder import SUMMARY_FILE, head_stats_path, part_path, writing
 
 if TYPE_CHECKING:  # pragma: no cover

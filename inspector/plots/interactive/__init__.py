@@ -27,6 +27,7 @@ context_attribution_view    context_... text coloured by context attribution
 ==========================  ==========  =========================================
 """
 
+from inspector.plots.html_text import text_html
 from inspector.plots.interactive._draw import BOUNDARY, HEATMAP_SCALE, colorscale_gamma
 from inspector.plots.interactive.analysis import (
     beams_view,
@@ -40,7 +41,6 @@ from inspector.plots.interactive.context_attribution import context_attribution_
 from inspector.plots.interactive.corpus import corpus_distributions
 from inspector.plots.interactive.logit_attribution import logit_attribution_view
 from inspector.plots.interactive.scores import TOPK_COLORBAR_PX, TOPK_MARGIN, topk_steps
-from inspector.plots.interactive.text import text_html
 
 __all__ = [
     "BOUNDARY",

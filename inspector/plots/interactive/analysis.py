@@ -31,9 +31,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import plotly.graph_objects as go
 
+    from inspector._lens_math import LensResult
+    from inspector._records.capture import Capture
     from inspector.analysis.head_stats import HeadStats
-    from inspector.lens_math import LensResult
-    from inspector.records import Capture
 
 
 def lens_grid(

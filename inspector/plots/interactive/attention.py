@@ -24,7 +24,7 @@ from inspector.plots.labels import position_labels
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
-    from inspector.records import Capture
+    from inspector._records.capture import Capture
 
 
 def attention_heatmap(

@@ -10,8 +10,8 @@ from inspector.plots.labels import display_token, escape_controls
 from inspector.plots.text_data import rgba_hex
 
 if TYPE_CHECKING:  # pragma: no cover
+    from inspector._records.capture import Capture
     from inspector.analysis.context_attribution import ContextAttribution
-    from inspector.records import Capture
 
 # Every rule is scoped to .insp-attr: the page may be embedded in another.
 _STYLE = """

@@ -13,8 +13,8 @@ from inspector.plots.logit_attribution_data import TOP_PARTS, logit_attribution_
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
+    from inspector._records.capture import Capture
     from inspector.analysis.direct_logit import LogitAttribution
-    from inspector.records import Capture
 
 #: Colours of parts that raise and lower the target.
 RAISES, LOWERS = "#b2182b", "#2166ac"

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inspector.formatting import format_prob
+from inspector._formatting import format_prob
 from inspector.plots.interactive._draw import BOUNDARY, LAYOUT, plotly_go, title_layout
 from inspector.plots.labels import html_label, thin_indices
 from inspector.plots.scores_data import TOPK_TEXT_LIMIT, topk_data
@@ -14,7 +14,7 @@ from inspector.plots.scores_data import TOPK_TEXT_LIMIT, topk_data
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
-    from inspector.records import Capture
+    from inspector._records.capture import Capture
 
 #: Margins (pixels) of the top-k figure: the two-line title and the "entropy per step" heading fit in ``t``.
 TOPK_MARGIN = {"t": 76, "b": 60, "l": 80, "r": 40}

@@ -33,9 +33,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from matplotlib.figure import Figure
 
+    from inspector._lens_math import LensResult
+    from inspector._records.capture import Capture
     from inspector.analysis.head_stats import HeadStats
-    from inspector.lens_math import LensResult
-    from inspector.records import Capture
 
 
 def lens_grid(

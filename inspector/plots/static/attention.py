@@ -24,7 +24,7 @@ from inspector.plots.static._draw import (
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from inspector.records import Capture
+    from inspector._records.capture import Capture
 
 
 def attention_heatmap(
@@ -42,7 +42,7 @@ def attention_heatmap(
     """Attention of one layer and head, or of an aggregate, as a ``[query, key]`` heatmap.
 
     ``layer``/``head`` select; the dimensions left open are reduced with ``agg`` (one of
-    :data:`inspector.aggregate.AGGREGATE_MODES`). Cells above the diagonal (keys after
+    :data:`inspector._aggregate.AGGREGATE_MODES`). Cells above the diagonal (keys after
     the query, zero by causality) are grey; dashed lines mark where generation starts;
     generated tokens' labels are red. Above ``max_labels`` tokens, labels are thinned
     and carry their positions. Colour follows ``weight ** gamma`` (0.5 by default, so

@@ -13,8 +13,8 @@ from inspector.plots.static._draw import new_figure
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
+    from inspector._records.capture import Capture
     from inspector.analysis.context_attribution import ContextAttribution
-    from inspector.records import Capture
 
 
 def _layout(tokens: list[AttributedToken], cols: int) -> tuple[list[tuple[int, int, str, AttributedToken]], int]:

@@ -13,8 +13,8 @@ from inspector.plots.static._draw import figure_size, label_fontsize, new_figure
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
+    from inspector._records.capture import Capture
     from inspector.analysis.direct_logit import LogitAttribution
-    from inspector.records import Capture
 
 #: Colours of parts that raise and lower the target.
 RAISES, LOWERS = "#b2182b", "#2166ac"

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inspector.formatting import format_prob
+from inspector._formatting import format_prob
 from inspector.plots.labels import thin_indices
 from inspector.plots.scores_data import TOPK_TEXT_LIMIT, topk_data
 from inspector.plots.static._draw import BOUNDARY, figure_size, label_fontsize, new_figure, suptitle
@@ -14,7 +14,7 @@ from inspector.plots.static._draw import BOUNDARY, figure_size, label_fontsize, 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from inspector.records import Capture
+    from inspector._records.capture import Capture
 
 
 def topk_steps(

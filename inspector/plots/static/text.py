@@ -15,7 +15,7 @@ from inspector.plots.text_data import TextToken, colour_of, text_data
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from inspector.records import Capture
+    from inspector._records.capture import Capture
 
 
 def text_html(capture: Capture, color_by: str = "prob") -> str:
