@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import torch
 import transformers as tf
 
 V = 53
 
 
+class _GQA(TypedDict):
+    """The grouped-query shape shared by the Llama-style configs."""
+
+    num_attention_heads: int
+    num_key_value_heads: int
+    hidden_size: int
+    intermediate_size: int
+
+
 def tiny_model(name: str, **extra):
     """A tiny model of one architecture, built from a config (eager attention), with its size asserted."""
-    gqa = dict(num_attention_heads=4, num_key_value_heads=2, hidden_size=16, intermediate_size=32)
+    gqa = _GQA(num_attention_heads=4, num_key_value_heads=2, hidden_size=16, intermediate_size=32)
     configs = {
         "gpt2": lambda: tf.GPT2Config(n_layer=2, n_head=2, n_embd=16),
         "gptj": lambda: tf.GPTJConfig(n_layer=2, n_head=2, n_embd=16, rotary_dim=4),

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import numpy as np
 import pandas as pd
 import torch
 
 from inspector._records.capture import Capture, CaptureMeta, TokenScores
+
+if TYPE_CHECKING:
+    from matplotlib.patches import Patch
 
 WORDS = ["the", " cat", " sat", " on", " mat", ".", "\n", " $5", " <b>", " ", "é", " and"]
 
@@ -36,7 +41,7 @@ def synthetic_capture(
         scores = scores.masked_fill(torch.ones(seq, seq, dtype=torch.bool).triu(1), float("-inf"))
         att = scores.softmax(-1).to(torch.float16)
 
-    def scores() -> TokenScores:
+    def token_scores() -> TokenScores:
         logits = torch.randn(steps, vocab, generator=g) * 3
         chosen = token_ids[prompt_len:]
         logp = logits.log_softmax(-1)
@@ -51,7 +56,7 @@ def synthetic_capture(
             topk_logprobs=top.values,
         )
 
-    raw = scores()
+    raw = token_scores()
     labels = {i: WORDS[i % len(WORDS)] + ("" if i < len(WORDS) else str(i)) for i in range(vocab)}
     tokens = [labels[int(t)] for t in token_ids]
     return Capture(
@@ -134,3 +139,12 @@ def figure_from_html(html: str) -> dict:
             if key in trace:
                 trace[key] = _decode(trace[key])
     return {"data": data, "layout": layout}
+
+
+def face_rgba(patch: Patch) -> tuple[float, float, float, float]:
+    """A drawn patch's face colour as (r, g, b, alpha) in [0, 1].
+
+    matplotlib stores a patch's face colour as an RGBA tuple (``to_rgba``); its stubs type the getter
+    as any colour spec, so the tuple is cast here.
+    """
+    return cast(tuple[float, float, float, float], patch.get_facecolor())

@@ -49,6 +49,7 @@ def test_llama_untied_rmsnorm_intermediate_entries():
     hidden, _ = forward_hidden(model, ids)
     res = logit_lens(torch.stack(hidden), model, k=3)
     readout = find_readout(model)
+    assert readout.norm is not None
     assert readout.norm is model.model.norm and readout.head is model.lm_head
     h = hidden[1]
     normed = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + model.config.rms_norm_eps) * model.model.norm.weight

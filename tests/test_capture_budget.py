@@ -71,7 +71,7 @@ def test_estimate_by_hand():
     rows = estimate_capture(GenerationSettings(max_new_tokens=4, attention_rows="generated").selected(12, 12),
                             sizes, [10])
     assert rows.attention == 12 * 12 * 4 * 14 * 2
-    mean = estimate_capture(GenerationSettings(max_new_tokens=4, head_reduce="mean", layers=[0, 5]).selected(12, 12),
+    mean = estimate_capture(GenerationSettings(max_new_tokens=4, head_reduce="mean", layers=(0, 5)).selected(12, 12),
                             sizes, [10, 6])
     assert mean.attention == 2 * 1 * (14 * 14 + 10 * 10) * 2
     hidden = estimate_capture(GenerationSettings(max_new_tokens=4, keep_hidden_states=True, keep_attention=False)

@@ -58,6 +58,7 @@ def test_greedy_matches_teacher_forced(im):
     cap = im.generate(PROMPT, max_new_tokens=12, attention_dtype=torch.float32, keep_logits=True)
     assert isinstance(cap, inspector.Capture)
     assert cap.prompt_len == 11 and cap.num_steps == 12 and cap.stop_reason == "length"
+    assert cap.attentions is not None
     assert cap.attentions.shape == (im.num_layers, im.num_heads, 23, 23)
     rows = assert_matches_reference(im, cap)
     # greedy: every chosen token is the argmax of the raw logits

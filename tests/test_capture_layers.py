@@ -119,6 +119,9 @@ def test_lens_without_keeping_hidden_states(byte_tiny):
 def test_round_trip_through_a_file(byte_tiny, tmp_path):
     cap = byte_tiny.generate(PROMPT, max_new_tokens=4, keep_hidden_states=True, keep_value_norms=True, lens_k=4)
     back = load_capture(cap.save(tmp_path / "cap.safetensors"))
+    assert isinstance(back.hidden_states, torch.Tensor) and isinstance(cap.hidden_states, torch.Tensor)
+    assert back.value_norms is not None and cap.value_norms is not None
+    assert back.lens is not None and cap.lens is not None
     assert torch.equal(back.hidden_states, cap.hidden_states) and back.hidden_states.dtype == torch.float16
     assert torch.equal(back.value_norms, cap.value_norms)
     for name, t in cap.lens.tensors().items():

@@ -76,6 +76,7 @@ def test_batch_layers_exact(name):
         assert_layers_exact(im, cap)
         # the last entry of the stored lens is the model's own next-token distribution
         p = cap.prompt_len
+        assert cap.logits is not None and cap.lens is not None
         probs = torch.softmax(cap.logits, dim=-1)
         assert (cap.lens.topk_probs[-1, p - 1 : -1, 0] - probs.max(-1).values).abs().max().item() <= LOGIT_TOL
         assert torch.equal(cap.lens.target_rank[-1, p - 1 : -1], cap.raw.chosen_rank)
@@ -116,6 +117,7 @@ def test_round_trip_of_per_entry_hidden_states(tmp_path):
 
     im = _model("opt")
     cap = im.generate(SHORT, max_new_tokens=3, keep_hidden_states=True)
+    assert isinstance(cap.hidden_states, torch.Tensor)
     entries = (*cap.hidden_states[:-1].unbind(0), cap.hidden_states[-1][:, :16].clone())
     narrow = dataclasses.replace(cap, hidden_states=entries)
     back = load_capture(narrow.save(tmp_path / "c.safetensors"))
@@ -124,7 +126,7 @@ def test_round_trip_of_per_entry_hidden_states(tmp_path):
 
 
 def test_value_norms_refused_where_the_layout_is_unknown(monkeypatch):
-    """The refusal stays for an architecture listed as unsupported (none is now; Falcon was until wave 3)."""
+    """The refusal stays for an architecture listed as unsupported (no tested architecture is listed; the check is kept for those that may be)."""
     from inspector._capture import layers
 
     monkeypatch.setattr(layers, "VALUE_NORMS_UNSUPPORTED", ("falcon",))
@@ -135,4 +137,5 @@ def test_value_norms_refused_where_the_layout_is_unknown(monkeypatch):
     with torch.no_grad():
         out = im.model(input_ids=cap.token_ids[None], output_hidden_states=True, use_cache=False)
     ref = torch.stack([h[0] for h in out.hidden_states])
+    assert isinstance(cap.hidden_states, torch.Tensor)
     assert (cap.hidden_states - ref).abs().max().item() <= HIDDEN_TOL

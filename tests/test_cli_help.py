@@ -41,7 +41,7 @@ def test_every_option_has_help_and_states_its_default(command):
             missing.append(name)
             continue
         on_off = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
-        if action.option_strings and not action.required and not on_off and "default" not in action.help:
+        if action.option_strings and not action.required and not on_off and "default" not in (action.help or ""):
             no_default.append(name)
     assert not missing, f"inspector {command}: options without help: {missing}"
     assert not no_default, f"inspector {command}: options whose help does not state the default: {no_default}"

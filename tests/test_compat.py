@@ -85,7 +85,7 @@ def test_croppable_dynamic_cache_full_attention_only():
 
     sliding = DynamicCache(config=MistralConfig(num_hidden_layers=2, hidden_size=16, num_attention_heads=2,
                                                 num_key_value_heads=1, intermediate_size=32, sliding_window=4))
-    assert any(layer.is_sliding for layer in sliding.layers), (
+    assert any(isinstance(layer, DynamicLayer) and layer.is_sliding for layer in sliding.layers), (
         "a sliding-window config no longer gives sliding DynamicCache layers (is_sliding)")
     assert not _compat.croppable_dynamic_cache(sliding)
 
@@ -240,7 +240,12 @@ def test_no_hub_agent_registry_fetch_leaves_huggingface_hub_nothing_to_ask(monke
     monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(tmp_path / "no-cached-registry.json"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     requests = []
-    monkeypatch.setattr(_http, "get_session", lambda: requests.append(1) or (_ for _ in ()).throw(OSError("net")))
+
+    def get_session():
+        requests.append(1)
+        raise OSError("net")
+
+    monkeypatch.setattr(_http, "get_session", get_session)
     _detect_agent.detect_agent()
     assert requests, "huggingface_hub no longer fetches its agent registry: no_hub_agent_registry_fetch may go"
     monkeypatch.setattr(_detect_agent, "_registry", None)

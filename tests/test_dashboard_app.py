@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ROOT, dailydialog_dir
@@ -416,6 +417,7 @@ def test_redraw_of_a_100_token_12x12_capture_needs_no_model(fresh):
 
     im = builtin_model(n_layer=12, n_head=12, n_embd=48)
     cap = im.generate("User: hi\nAgent:", max_new_tokens=100)
+    assert cap.attentions is not None
     assert cap.num_steps == 100 and cap.attentions.shape[:2] == (12, 12)
     at = new_app()
     at.session_state[fresh.CAPTURE] = cap
@@ -563,7 +565,7 @@ def test_cli_builds_a_local_headless_streamlit_command(monkeypatch, tmp_path):
 
     from browser import free_port
 
-    seen = {}
+    seen: dict[str, Any] = {}
     monkeypatch.setattr(cli, "exec_streamlit", lambda c, env: seen.update(cmd=c, env=env) or 0)
     assert main(["dashboard", "--dailydialog", str(tmp_path), "--port", str(free_port())]) == 0
     assert seen["env"]["INSPECTOR_DAILYDIALOG_DIR"] == str(tmp_path)

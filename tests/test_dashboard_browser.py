@@ -268,7 +268,9 @@ def test_a_tab_click_while_generating_keeps_the_generation(full_size_server, dri
     text = page_text(driver)
     shot(driver, "6b_after_tab_clicks")
     assert "Generation stopped" not in text and "Traceback" not in text
-    made = int(finished.search(text).group(1))
+    found = finished.search(text)
+    assert found is not None
+    made = int(found.group(1))
     assert made > at_click + 2  # tokens generated after the tab clicks are in the capture
     tab = driver.find_element(By.XPATH, "//*[@role='tab'][.//p[normalize-space()='Analysis']]")
     assert tab.get_attribute("aria-selected") == "true"  # the reader stays where they went

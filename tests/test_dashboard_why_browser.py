@@ -64,7 +64,9 @@ def test_pick_a_token_see_why_and_ablate_a_head(server, driver):
     wait_visible(driver, "generate_button", ".st-key-generate button", timeout=180).click()
     WebDriverWait(driver, 180, poll_frequency=0.25).until(lambda d: re.search(r"Generated \d+ tokens", page_text(d)))
     settle(driver, timeout=180)
-    made = int(re.search(r"Generated (\d+) tokens", page_text(driver)).group(1))
+    found = re.search(r"Generated (\d+) tokens", page_text(driver))
+    assert found is not None
+    made = int(found.group(1))
     assert made >= 2
 
     open_tab(driver, "Why this token?")

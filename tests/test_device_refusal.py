@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 import torch
@@ -38,8 +39,13 @@ def no_model_load(monkeypatch):
 def test_load_model_checks_the_device_before_transformers(cpu_only, monkeypatch, gpt2_dir, device):
     from transformers import AutoConfig
 
-    calls = []
-    monkeypatch.setattr(AutoConfig, "from_pretrained", lambda *a, **k: calls.append(a) or pytest.fail("loaded"))
+    calls: list[tuple[Any, ...]] = []
+
+    def refuse(*a: Any, **k: Any) -> None:
+        calls.append(a)
+        pytest.fail("loaded")
+
+    monkeypatch.setattr(AutoConfig, "from_pretrained", refuse)
     with pytest.raises(ValueError, match="not available here"):
         model_mod.load_model(gpt2_dir, device=device, random_weights=True)
     assert calls == []

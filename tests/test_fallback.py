@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import GPT2LMHeadModel
 
 import inspector._fallback as fallback
 
@@ -25,11 +26,13 @@ def test_builtin_model_is_small_random_and_generates():
     im = fallback.builtin_model(seed=3)
     cfg = im.model.config
     assert (cfg.n_layer, cfg.n_head, cfg.n_embd) == (4, 4, 64)
+    assert isinstance(im.model, GPT2LMHeadModel)
     assert len(im.model.transformer.h) == 4 and cfg.vocab_size == 257
     assert im.random_weights and im.name == fallback.BUILTIN_NAME
     assert "RANDOM" in im.describe()
     cap = im.generate("User: hi\nAgent:", max_new_tokens=7)
     assert cap.num_steps <= 7 and cap.meta.random_weights
+    assert cap.attentions is not None
     assert cap.attentions.shape[:2] == (4, 4)
     rows = cap.attentions.float().sum(-1)
     assert torch.allclose(rows, torch.ones_like(rows), atol=1e-2)
@@ -41,6 +44,7 @@ def test_builtin_model_rejects_misspelt_size():
     with pytest.raises(ValueError, match="n_layers"):
         fallback.builtin_model(n_layers=2)
     im = fallback.builtin_model(n_layer=2, n_head=2, n_embd=16)
+    assert isinstance(im.model, GPT2LMHeadModel)
     assert len(im.model.transformer.h) == 2
 
 

@@ -3,6 +3,7 @@ notes about random weights wherever results are printed, notebooks, and where ou
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import io
 import json
@@ -33,9 +34,10 @@ from inspector.runs import RunConfig, load_run, run_corpus
 from inspector.runs.stats import used_random_weights
 
 
-def _subparser(name: str):
+def _subparser(name: str) -> argparse.ArgumentParser:
     parser = build_parser()
     action = next(a for a in parser._actions if a.dest == "command")
+    assert isinstance(action, argparse._SubParsersAction)
     return action.choices[name]
 
 
@@ -242,17 +244,21 @@ def test_capture_repr_html_and_figures_show_in_a_notebook(byte_tiny):
 
     from inspector._notebook_html import register
     from inspector.plots import static
+    from inspector.plots.static._figure import InspectorFigure
 
     cap = byte_tiny.generate("hello there", max_new_tokens=4)
     shell = InteractiveShell.instance()
     register(shell)  # what ``import inspector`` does inside IPython
+    assert shell.display_formatter is not None
     html = shell.display_formatter.format(cap)[0]["text/html"]
     assert "inspector-capture" in html and "Random weights" in html
     assert f"{cap.prompt_len} prompt + {cap.num_steps} generated tokens" in html
     assert f"stopped by {cap.stop_reason}" in html
     for i, lp in enumerate(cap.raw.chosen_logprob.tolist()):
         assert f"step {i}: p = {format_prob(math.exp(lp))}" in html
-    png = static.attention_heatmap(cap)._repr_png_()
+    figure = static.attention_heatmap(cap)
+    assert isinstance(figure, InspectorFigure)  # the builders are annotated as returning a plain Figure
+    png = figure._repr_png_()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
 import torch
 
 from inspector._capture.forced import is_forced, score, score_tokens
+from inspector._records.capture import Capture
 
 PROMPTS = ["User: hey how are you?\nAgent:", "Hi", "User: what time does the train leave tomorrow?\nAgent:"]
 REPLIES = [" I am fine, thanks.", " there, friend", " At nine."]
@@ -48,6 +51,7 @@ def assert_matches_reference(im, cap, prompt: str, reply: str) -> None:
 
 def test_single_matches_teacher_forced_pass(byte_tiny):
     cap = score(byte_tiny, PROMPTS[0], REPLIES[0], attention_dtype=torch.float32, keep_logits=True)
+    assert isinstance(cap, Capture)
     assert_matches_reference(byte_tiny, cap, PROMPTS[0], REPLIES[0])
     assert is_forced(cap) and cap.meta.generation["mode"] == "forced"
     assert cap.stop_reason == "forced"
@@ -60,10 +64,13 @@ def test_single_matches_teacher_forced_pass(byte_tiny):
 
 def test_batch_equals_each_item_alone(byte_tiny):
     caps = score(byte_tiny, PROMPTS, REPLIES, attention_dtype=torch.float32, keep_logits=True)
+    assert isinstance(caps, list)
     assert [c.seq_len for c in caps] == [len(encode(byte_tiny, p + r)) for p, r in zip(PROMPTS, REPLIES, strict=True)]
     for cap, p, r in zip(caps, PROMPTS, REPLIES, strict=True):
         assert_matches_reference(byte_tiny, cap, p, r)
         alone = score(byte_tiny, p, r, attention_dtype=torch.float32, keep_logits=True)
+        assert isinstance(alone, Capture)
+        assert cap.attentions is not None and alone.attentions is not None
         assert (cap.attentions - alone.attentions).abs().max().item() <= 1e-5
         assert torch.allclose(cap.raw.chosen_logprob, alone.raw.chosen_logprob, atol=1e-4)
         assert torch.equal(cap.raw.chosen_rank, alone.raw.chosen_rank)
@@ -85,14 +92,17 @@ def test_rescoring_a_greedy_generation_reproduces_its_raw_scores(byte_tiny):
         assert torch.allclose(cap.raw.topk_logprobs, gen.raw.topk_logprobs, atol=1e-4)
         assert torch.equal(cap.raw.topk_ids, gen.raw.topk_ids)
         assert bool((cap.raw.chosen_rank == 1).all())  # greedy chose the argmax every time
+        assert cap.attentions is not None and gen.attentions is not None
         assert (cap.attentions - gen.attentions).abs().max().item() <= 1e-5
 
 
 @pytest.mark.slow
 def test_full_size_gpt2_matches_teacher_forced_pass(gpt2_random):
     prompt, reply = "User: hey how are you? \nAgent:", " I am fine, thank you. And you?"
-    cap = score(gpt2_random, [prompt, "Hi"], [reply, " there"], attention_dtype=torch.float32, keep_logits=True)[0]
-    assert cap.attentions.shape[:2] == (12, 12)
+    caps = score(gpt2_random, [prompt, "Hi"], [reply, " there"], attention_dtype=torch.float32, keep_logits=True)
+    assert isinstance(caps, list)
+    cap = caps[0]
+    assert cap.attentions is not None and cap.attentions.shape[:2] == (12, 12)
     assert_matches_reference(gpt2_random, cap, prompt, reply)
 
 
@@ -100,11 +110,13 @@ def test_options_and_storage(byte_tiny, tmp_path):
     from inspector._store import load_capture
 
     cap = score(byte_tiny, "Hello", " world", keep_attention=False, top_k_logits=3, sources={"kind": "test", "n": 1})
+    assert isinstance(cap, Capture)
     assert cap.attentions is None and cap.logits is None and cap.raw.k == 3
     assert cap.meta.source == {"kind": "test", "n": 1}
     back = load_capture(cap.save(tmp_path / "forced.safetensors"))
     assert is_forced(back) and torch.equal(back.raw.chosen_logprob, cap.raw.chosen_logprob)
     half = score(byte_tiny, "Hello", " world")
+    assert isinstance(half, Capture)
     assert half.attentions is not None and half.attentions.dtype == torch.float16
 
 
@@ -167,10 +179,10 @@ def test_token_ids_outside_the_vocabulary_are_refused(byte_tiny):
     with pytest.raises(ValueError, match="continuation 0 has no tokens"):
         score_tokens(byte_tiny, [[1, 2]], [[]])
     with pytest.raises(ValueError, match="list of token id lists"):
-        score_tokens(byte_tiny, [1, 2], [3, 4])
+        score_tokens(byte_tiny, cast(Any, [1, 2]), cast(Any, [3, 4]))  # deliberately flat lists
 
 
-ARCHITECTURES = {  # tiny configs over the 257-id byte-level vocabulary (eos/pad 256)
+ARCHITECTURES: dict[str, dict[str, Any]] = {  # tiny configs over the 257-id byte-level vocabulary (eos/pad 256)
     "llama": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
               "num_attention_heads": 4, "num_key_value_heads": 2},
     "qwen2": {"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
@@ -207,6 +219,7 @@ def test_other_architectures_match_teacher_forced_pass(arch):
     im = tiny_architecture(arch)
     assert im.model.config.num_hidden_layers == 2 and im.model.config.num_attention_heads == 4
     caps = score(im, PROMPTS[:2], REPLIES[:2], attention_dtype=torch.float32, keep_logits=True)
+    assert isinstance(caps, list)
     assert caps[1].seq_len < caps[0].seq_len  # the second item is left-padded in the batch
     for cap, p, r in zip(caps, PROMPTS, REPLIES[:2], strict=False):
         assert_matches_reference(im, cap, p, r)

@@ -101,8 +101,12 @@ def test_no_block_when_hidden_states_are_recorded(gpt2_random, monkeypatch):
     """Recording hidden states already holds the prefill's float32 states of every layer: no block on top."""
     calls: list[int] = []
     record = greedy_stats.GreedyStats._record
-    monkeypatch.setattr(greedy_stats.GreedyStats, "_record", lambda self, x, steps: calls.append(steps) or
-                        record(self, x, steps))
+
+    def counting(self, x, steps):
+        calls.append(steps)
+        return record(self, x, steps)
+
+    monkeypatch.setattr(greedy_stats.GreedyStats, "_record", counting)
     prompt = "User: hey how are you? I was hoping we could talk about the trip next week, the hotel and the" \
              " train tickets, and whether your sister is coming along with us after all.\nAgent:"
     gpt2_random.generate(prompt, max_new_tokens=13, keep_logits=True)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import torch
 from test_architectures import ARCHS, BY_NAME, LAYERS, LONG, SHORT, build
 from torch import nn
+from transformers import GenerationMixin
+from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 import inspector
 
@@ -48,7 +50,7 @@ def model_of(name: str) -> inspector.InspectorModel:
 
 def _module(im: inspector.InspectorModel, layer: int, which: int) -> nn.Module:
     where = _WHERE[im.model.config.model_type]
-    block = im.model.get_submodule(where[0])[layer]
+    block = cast(nn.ModuleList, im.model.get_submodule(where[0]))[layer]
     return block.get_submodule(where[which])
 
 
@@ -73,7 +75,7 @@ def hand_ablation(im: inspector.InspectorModel, part: str, mode: str, prompt_len
 
     if what.startswith("H"):
         proj = _module(im, lay, 1)
-        inner = proj.in_features if isinstance(proj, nn.Linear) else proj.weight.shape[0]
+        inner = proj.in_features if isinstance(proj, nn.Linear) else cast(torch.Tensor, proj.weight).shape[0]
         d = inner // im.num_heads
         h = int(what[1:])
 
@@ -139,6 +141,7 @@ def test_ablation_equals_a_hand_written_hook(name, mode, byte_tiny):
         cap = im.generate(LONG, max_new_tokens=NEW, keep_logits=True, attention_dtype="float32", ablate=part,
                           ablate_mode=mode)
         assert_matches_hand(im, cap, part, mode)
+        assert cap.logits is not None and plain.logits is not None
         # the part mattered: the first step (same prompt) moved well above the tolerance (10x)
         assert (cap.logits[0] - plain.logits[0]).abs().max().item() > 10 * LOGIT_TOL
 
@@ -149,13 +152,16 @@ def test_ablated_tokens_equal_huggingface_generate_with_the_hook(name):
     im = model_of(name)
     cap = im.generate(SHORT, max_new_tokens=NEW, keep_logits=True, ablate="L0.mlp", ablate_mode="mean")
     ids = torch.tensor([list(SHORT.encode())])
+    assert isinstance(im.model, GenerationMixin)
     with hand_ablation(im, "L0.mlp", "mean", ids.shape[1]), torch.no_grad():
         out = im.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW,
                                 do_sample=False, min_new_tokens=NEW, eos_token_id=None, pad_token_id=0,
                                 output_logits=True, return_dict_in_generate=True)
+    assert isinstance(out, GenerateDecoderOnlyOutput) and out.logits is not None
     steps = cap.num_steps
     assert torch.equal(out.sequences[0, : cap.seq_len], cap.token_ids)
     ref = torch.stack(out.logits)[:steps, 0].float()
+    assert cap.logits is not None
     assert (cap.logits - ref).abs().max().item() <= LOGIT_TOL
 
 
@@ -172,6 +178,8 @@ def test_padded_batch_equals_each_prompt_alone(name, mode):
         alone = im.generate(prompt, max_new_tokens=NEW, keep_logits=True, attention_dtype="float32", ablate=parts,
                             ablate_mode=mode)
         assert torch.equal(alone.token_ids, cap.token_ids)
+        assert alone.logits is not None and cap.logits is not None
+        assert alone.attentions is not None and cap.attentions is not None
         assert (alone.logits - cap.logits).abs().max().item() <= LOGIT_TOL
         assert (alone.attentions - cap.attentions).abs().max().item() <= ATT_TOL
         assert cap.meta.interventions == {"ablate": parts, "ablate_mode": mode}
@@ -276,9 +284,14 @@ def test_hooks_are_removed_afterwards(byte_tiny):
 
 
 def _counting(model: nn.Module) -> Callable[[], int]:
-    calls = []
+    calls: list[int] = []
     handle = model.register_forward_pre_hook(lambda m, a: calls.append(1))
-    return lambda: (handle.remove(), len(calls))[1]
+
+    def done() -> int:
+        handle.remove()
+        return len(calls)
+
+    return done
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -299,7 +312,8 @@ def test_bad_ablation_is_refused_before_model_work(kwargs, message):
 def test_settings_carry_ablation_and_round_trip():
     from inspector._capture.settings import GenerationSettings
 
-    s = GenerationSettings(ablate=["L5.H3, L7.attn", "L4.mlp"], ablate_mode="mean")
+    # a list with a comma-joined entry on purpose: the field is typed as what it is normalised to
+    s = GenerationSettings(ablate=["L5.H3, L7.attn", "L4.mlp"], ablate_mode="mean")  # type: ignore[arg-type]
     assert s.ablate == ("L5.H3", "L7.attn", "L4.mlp") and s.intervenes
     assert GenerationSettings.from_dict(s.to_dict()) == s
     assert s.to_dict()["ablate"] == ["L5.H3", "L7.attn", "L4.mlp"]

@@ -31,6 +31,7 @@ def test_ablate_flags_reach_the_capture(monkeypatch, capsys, tmp_path, byte_tiny
     assert cap.meta.interventions == {"ablate": ["L0.H1", "L1.attn", "L0.mlp"], "ablate_mode": "mean"}
     same = byte_tiny.generate(PROMPT.replace("\\n", "\n"), max_new_tokens=3, keep_logits=True,
                               ablate=["L0.H1", "L1.attn", "L0.mlp"], ablate_mode="mean")
+    assert cap.logits is not None and same.logits is not None
     assert torch.equal(cap.token_ids, same.token_ids) and torch.equal(cap.logits, same.logits)
     capsys.readouterr()
 
@@ -46,6 +47,7 @@ def test_patch_flags_read_the_source_file(monkeypatch, capsys, tmp_path, byte_ti
     assert cap.meta.interventions["patch_source"]["path"] == str(clean)
     same = byte_tiny.generate(CORRUPT.replace("\\n", "\n"), max_new_tokens=3, keep_logits=True, patch="0:6,1:6",
                               patch_from=inspector.load_capture(clean))
+    assert cap.logits is not None and same.logits is not None
     assert torch.equal(cap.logits, same.logits)
     capsys.readouterr()
 

@@ -16,7 +16,8 @@ class Counting:
 
 
 def test_labels_decode_each_id_once():
-    tok, known = Counting(), {}
+    tok = Counting()
+    known: dict[int, str] = {}
     assert token_labels(tok, [3, 1, 3], known) == {1: "t1", 3: "t3"}
     assert token_labels(tok, {3, 2}, known) == {2: "t2", 3: "t3"}
     assert tok.calls == [1, 3, 2]

@@ -45,6 +45,7 @@ def test_byte_level_pieces_read_as_the_tokenizer_decodes_them(tokenizer):
         if piece in special:
             continue
         text = byte_level_text(piece)
+        assert text is not None
         if "<0x" in text:
             assert "\ufffd" in decoded  # only pieces the tokenizer cannot decode alone show bytes
             split += 1

@@ -18,6 +18,8 @@ import pytest
 import torch
 from conftest import make_byte_tiny
 from test_architectures import ARCHS, BY_NAME, LONG, SHORT, build
+from transformers import GPT2LMHeadModel
+from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
 import inspector
 from inspector._architectures import TESTED_MODEL_TYPES
@@ -98,6 +100,7 @@ def test_parts_sum_to_the_models_logit_and_margin(name):
 def test_a_last_layer_head_by_hand_on_gpt2():
     im = _model("gpt2")
     model = im.model
+    assert isinstance(model, GPT2LMHeadModel)
     cap = im.generate(SHORT, max_new_tokens=5)
     att = logit_attribution(cap, im)
     ids = cap.token_ids[:-1][None]
@@ -109,6 +112,7 @@ def test_a_last_layer_head_by_hand_on_gpt2():
     finally:
         handle.remove()
     last = model.transformer.h[-1]
+    assert isinstance(last, GPT2Block)
     n_head, width = 4, model.config.n_embd
     dh = width // n_head
     with torch.no_grad():

@@ -41,7 +41,7 @@ def test_shares_match_an_explicit_loop():
         "attn_generated_share": lambda k: k >= prompt_len,
         "attn_first_share": lambda k: k == 0,
         "attn_last_user_turn": lambda k: k in owner and owner[k].turn == turn and owner[k].role != "cue",
-        "attn_earlier_turns": lambda k: k in owner and owner[k].turn < turn,
+        "attn_earlier_turns": lambda k: k in owner and (t := owner[k].turn) is not None and t < turn,
         "attn_reply_cue": lambda k: k in owner and owner[k].role == "cue",
         "attn_speaker_user": lambda k: k in owner and owner[k].speaker == "User",
         "attn_speaker_agent": lambda k: k in owner and owner[k].speaker == "Agent",

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -19,7 +21,7 @@ import inspector
 from inspector._architectures import UnsupportedModelError, check_supported, find_attention_modules
 
 VOCAB, EOS = 257, 256
-IDS = {"vocab_size": VOCAB, "bos_token_id": EOS, "eos_token_id": EOS, "pad_token_id": EOS}
+IDS: dict[str, Any] = {"vocab_size": VOCAB, "bos_token_id": EOS, "eos_token_id": EOS, "pad_token_id": EOS}
 
 
 def _tokenizer():
@@ -135,6 +137,7 @@ def test_static_cache_default_does_not_corrupt_attention():
     with torch.no_grad():
         out = model(input_ids=cap.token_ids[None], output_attentions=True, use_cache=False)
     ref = torch.stack([a[0] for a in out.attentions])
+    assert cap.attentions is not None and cap.logits is not None
     assert (cap.attentions - ref).abs().max().item() <= 1e-5
     assert (cap.logits - out.logits[0, cap.prompt_len - 1 : -1]).abs().max().item() <= 1e-4
 
@@ -157,7 +160,7 @@ class TinyForCausalLM(GPT2LMHeadModel):
 
 
 @pytest.fixture
-def custom_code_folder(tmp_path, monkeypatch) -> Path:
+def custom_code_folder(tmp_path, monkeypatch) -> Iterator[Path]:
     """A folder whose config names its own classes (``auto_map``): GPT-2 under another name."""
     import transformers.dynamic_module_utils as dmu
 
@@ -194,7 +197,7 @@ def test_remote_code_loads_with_the_flag(custom_code_folder):
     im = inspector.load_model(custom_code_folder, device="cpu", random_weights=True, trust_remote_code=True)
     assert type(im.model).__name__ == "TinyForCausalLM" and im.num_layers == 2
     cap = im.generate("hi", max_new_tokens=3, attention_dtype=torch.float32)
-    assert cap.attentions.shape == (2, 2, 5, 5)
+    assert cap.attentions is not None and cap.attentions.shape == (2, 2, 5, 5)
 
 
 def test_cli_trust_remote_code_flag(custom_code_folder, tmp_path, capsys):
@@ -223,5 +226,6 @@ def test_load_model_bfloat16_grouped_query(tmp_path):
     with torch.no_grad():
         out = im.model(input_ids=cap.token_ids[None], output_attentions=True, use_cache=False)
     ref = torch.stack([a[0] for a in out.attentions]).float()
+    assert cap.attentions is not None
     assert (cap.attentions - ref).abs().max().item() <= 2e-2
     assert torch.allclose(cap.attentions.sum(-1), torch.ones(2, 4, cap.seq_len), atol=1e-2)

@@ -35,7 +35,7 @@ def run_dir(tmp_path_factory):
     return d
 
 
-def _plot(*args: str) -> int:
+def _plot(*args: object) -> int:
     return main(["plot", *map(str, args)])
 
 

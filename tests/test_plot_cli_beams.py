@@ -46,6 +46,7 @@ def test_beams_from_the_out_name_or_one_of_its_files(search, tmp_path, source):
     shared = next((i for i in range(n) if a.token_ids[i] != b.token_ids[i]), n)
     steps = list(range(min(shared, a.seq_len - 1, b.seq_len - 1) - a.prompt_len + 1))
     assert np.asarray(saved["data"][0]["x"]).tolist() == steps
+    assert a.logits is not None and b.logits is not None
     la, lb = a.logits[steps].double().log_softmax(-1), b.logits[steps].double().log_softmax(-1)
     np.testing.assert_allclose(np.asarray(saved["data"][0]["y"], dtype=np.float64),
                                (la.exp() * (la - lb)).sum(-1).numpy(), atol=1e-5)

@@ -78,6 +78,7 @@ def test_lens_accepts_a_ready_lens_result(byte_tiny, caps):
 
 def test_rollout_figure_matches_attention_rollout_and_a_hand_product():
     cap = synthetic_capture(seq=12, prompt_len=7, n_layer=3, n_head=2)
+    assert cap.attentions is not None
     expected = attention_rollout(cap.attentions, layers=[0, 2], heads=[1], residual_weight=0.3).numpy()
     # By hand: per layer 0.7 A + 0.3 I of head 1, renormalised, multiplied first layer first.
     a = [0.7 * cap.attentions[i, 1].double().numpy() + 0.3 * np.eye(12) for i in (0, 2)]
@@ -96,6 +97,7 @@ def test_rollout_figure_matches_attention_rollout_and_a_hand_product():
 
 def test_head_stats_panels_are_the_statistics():
     cap = synthetic_capture(seq=20, prompt_len=12, n_layer=3, n_head=4)
+    assert cap.attentions is not None
     stats = attention_head_stats(cap.attentions, cap.prompt_len, "generated")
     fig = make_figure("head-stats", cap, interactive=True, rows="generated", statistics=["previous", "sink"])
     data = fig.to_dict()["data"]
@@ -112,6 +114,7 @@ def test_head_stats_panels_are_the_statistics():
 
 def test_head_stats_from_a_run_table_needs_one_group():
     cap = synthetic_capture(seq=10, prompt_len=6, n_layer=2, n_head=2)
+    assert cap.attentions is not None
     s = attention_head_stats(cap.attentions, cap.prompt_len)
     from inspector.analysis import aggregate_head_stats
 

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from matplotlib.patches import Rectangle
+from plot_helpers import face_rgba
 
 from inspector.analysis.context_attribution import ContextAttribution
 from inspector.plots import make_figure
@@ -30,7 +31,8 @@ def _handmade(cap) -> ContextAttribution:
                               token_ids=cap.token_ids, tokens=tuple(cap.tokens), prompt_len=p)
 
 
-def _rgb(hex_colour: str) -> tuple[int, int, int]:
+def _rgb(hex_colour: str | None) -> tuple[int, int, int]:
+    assert hex_colour is not None, "the token is not coloured"
     return int(hex_colour[1:3], 16), int(hex_colour[3:5], 16), int(hex_colour[5:7], 16)
 
 
@@ -72,9 +74,9 @@ def test_static_figure_draws_one_cell_per_input_and_outlines_the_target(cap):
     fig = make_figure("attribution", cap, attribution=_handmade(cap), step=1)
     ax = fig.axes[0]
     cells = [p for p in ax.patches if isinstance(p, Rectangle)]
-    filled = [p for p in cells if p.get_facecolor()[3] > 0]
+    filled = [p for p in cells if face_rgba(p)[3] > 0]
     assert len(filled) == cap.prompt_len + 1  # the inputs of step 1 (each token one cell: byte tokens)
-    outlined = [p for p in cells if p.get_facecolor()[3] == 0]
+    outlined = [p for p in cells if face_rgba(p)[3] == 0]
     assert len(outlined) == 1
     texts = [t.get_text() for t in ax.texts]
     assert texts == [t if t.strip() else "␣" for t in cap.tokens]

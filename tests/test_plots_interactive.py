@@ -94,6 +94,7 @@ def test_head_grid_panels_equal_each_head(cap):
 
 def test_head_grid_gpt2_size_long_sequence_is_fast_and_small():
     big = synthetic_capture(seq=520, prompt_len=400, n_layer=12, n_head=12)
+    assert big.attentions is not None
     fig = interactive.head_grid(big)  # pooled to 64 cells a side (benchmarks/bench_plots.py times it)
     html = export_bytes(fig, "html")
     assert len(html) < 15e6
@@ -297,6 +298,7 @@ def test_make_figure_errors(cap):
 
 def test_long_sequence_interactive_heatmap(tmp_path):
     big = synthetic_capture(seq=600, prompt_len=450, n_layer=2, n_head=2)
+    assert big.attentions is not None
     fig = interactive.attention_heatmap(big, max_labels=40)  # benchmarks/bench_plots.py times it
     html = export_bytes(fig, "html").decode()
     assert [t.type for t in fig.data] == ["heatmap"]  # one trace, no per-cell shapes or annotations

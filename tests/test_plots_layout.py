@@ -107,6 +107,7 @@ def test_default_position_is_the_first_generated_token_else_the_last():
     assert plots.default_position(cap) == 9 == cap.seq_len - cap.num_steps
     assert token_attention_data(cap).position == 9
     empty = synthetic_capture(seq=7, prompt_len=7, n_layer=1, n_head=1, k=3)
+    assert empty.attentions is not None
     assert empty.num_steps == 0 and plots.default_position(empty) == 6
     assert torch.equal(torch.as_tensor(token_attention_data(empty).matrix), empty.attentions[:, 0, 6, :].float())
 

@@ -7,13 +7,15 @@ import os
 import unicodedata
 import warnings
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
-from plot_helpers import summary_frame, synthetic_capture
+from plot_helpers import face_rgba, summary_frame, synthetic_capture
 
 from inspector._aggregate import aggregate_by_mode, attention_from
 from inspector._records.capture import CaptureError
@@ -82,11 +84,11 @@ def test_heatmap_labels_boundary_and_title(cap):
     assert set(colours[cap.prompt_len :]) == {static.GENERATED_INK}
     # The boundary: dashed lines at prompt_len - 0.5, stopping at the diagonal.
     b = cap.prompt_len - 0.5
-    xs = [tuple(line.get_xdata()) for line in ax.lines]
-    ys = [tuple(line.get_ydata()) for line in ax.lines]
+    xs = [tuple(cast(Sequence[float], line.get_xdata())) for line in ax.lines]
+    ys = [tuple(cast(Sequence[float], line.get_ydata())) for line in ax.lines]
     assert (b, b) in xs and (b, b) in ys
-    assert "RANDOM WEIGHTS" in fig._suptitle.get_text()
-    assert "mean over layers and heads" in fig._suptitle.get_text()
+    assert "RANDOM WEIGHTS" in fig.get_suptitle()
+    assert "mean over layers and heads" in fig.get_suptitle()
 
 
 def test_heatmap_bad_layer_head_agg(cap):
@@ -157,6 +159,7 @@ def test_topk_cells_chosen_frames_and_entropy(cap):
     fig = static.topk_steps(cap, k=5)
     ax, ax_e = fig.axes[0], fig.axes[1]
     probs = ax.images[0].get_array()
+    assert probs is not None
     np.testing.assert_allclose(probs, cap.raw.topk_logprobs[:, :5].exp().numpy(), rtol=1e-6)
     # Each cell names its candidate.
     texts = {(round(t.get_position()[0]), round(t.get_position()[1])): t.get_text() for t in ax.texts}
@@ -166,7 +169,7 @@ def test_topk_cells_chosen_frames_and_entropy(cap):
     # Greedy decoding: the chosen token is rank 1, framed in column 0 on every row.
     frames = [p for p in ax.patches if isinstance(p, Rectangle)]
     assert sorted((p.get_x() + 0.5, p.get_y() + 0.5) for p in frames) == [(0, s) for s in range(cap.num_steps)]
-    widths = [bar.get_width() for bar in ax_e.patches]
+    widths = [cast(Rectangle, bar).get_width() for bar in ax_e.patches]  # barh draws Rectangles
     np.testing.assert_allclose(widths, cap.raw.entropy.numpy(), rtol=1e-6)
 
 
@@ -197,7 +200,7 @@ def test_text_figure_colours_generated_tokens(cap):
     probs = cap.chosen_probs.numpy()
     for cell, p in zip(cells, probs, strict=True):
         want = colour_of("prob", float(p), 0.0, 1.0)
-        np.testing.assert_allclose(cell.get_facecolor()[:3], want[:3], atol=1 / 255)
+        np.testing.assert_allclose(face_rgba(cell)[:3], want[:3], atol=1 / 255)
     words = "".join(t.get_text() for t in ax.texts)
     assert "hey how are you?" in words and cap.generated_tokens[0] in words
     assert "RANDOM WEIGHTS" in fig.texts[0].get_text()
@@ -223,7 +226,7 @@ def test_token_attention_strip(cap):
     np.testing.assert_array_equal(np.asarray(img), want)
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels == [display_token(t) for t in cap.tokens[: pos + 1]]
-    assert f"position {pos}" in fig._suptitle.get_text()
+    assert f"position {pos}" in fig.get_suptitle()
 
     img = _image(static.token_attention(cap, position=-1, head=1))
     np.testing.assert_array_equal(np.asarray(img), cap.attentions[:, 1, -1, :].numpy())
@@ -240,7 +243,7 @@ def test_corpus_points_are_the_summary_values():
         assert [t.get_text().split("\n")[0] for t in ax.get_xticklabels()] == groups
         for coll, g in zip(ax.collections, groups, strict=True):
             want = df.loc[df["act"] == g, metric].to_numpy()
-            np.testing.assert_allclose(coll.get_offsets()[:, 1], want)
+            np.testing.assert_allclose(cast(np.ndarray, coll.get_offsets())[:, 1], want)
 
 
 def test_corpus_default_metrics_and_missing_label_group():
@@ -374,6 +377,7 @@ def test_thin_indices():
 
 def test_capture_with_nothing_generated():
     empty = synthetic_capture(seq=12, prompt_len=12, n_layer=2, n_head=2)
+    assert empty.attentions is not None
     fig = static.attention_heatmap(empty)
     assert not fig.axes[0].lines  # no boundary to mark
     assert len(static.text_figure(empty).axes[0].patches) == 0
@@ -449,4 +453,4 @@ def test_control_byte_tokens_draw_without_missing_glyphs(byte_cap):
     assert ticks[pos] == "\\x13" and ticks[byte_cap.tokens.index("\x00")] == "\\x00"
     words = "".join(t.get_text() for t in figs["text"].axes[0].texts)
     assert "a\\x13b\\x00c\\x7f⇥z" in words  # the prompt as it is, control bytes escaped
-    assert "Attention from '\\x13' (position" in figs["token"]._suptitle.get_text()
+    assert "Attention from '\\x13' (position" in figs["token"].get_suptitle()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from inspector import Capture
 from inspector._capture.forced import score
 from inspector.data.prompts import build_prompt
 from inspector.research.condition import (
@@ -80,6 +81,7 @@ def test_share_on_a_forced_capture(byte_tiny):
     tok = byte_tiny.tokenizer
     cond = condition_prompt(build_prompt(TURNS, 1, tok, context_turns=2), "happiness", tok)
     cap = score(byte_tiny, cond.text, " " + TURNS[2], sources=cond.source(), attention_dtype=torch.float32)
+    assert isinstance(cap, Capture) and cap.attentions is not None
     assert cap.token_ids[: cap.prompt_len].tolist() == list(cond.token_ids)
     share = capture_condition_share(cap)
     pos = condition_positions(cond.segments)
@@ -98,5 +100,6 @@ def test_bad_input_is_refused(byte_tiny):
     with pytest.raises(ValueError, match="already conditioned"):
         condition_prompt(cond, "joy", tok)
     cap = score(byte_tiny, plain.text, " ok", sources=plain.source())
+    assert isinstance(cap, Capture)
     with pytest.raises(ValueError, match="no condition segment"):
         capture_condition_share(cap)

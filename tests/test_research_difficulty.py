@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from inspector import Capture
 from inspector._capture.forced import score
 from inspector.research.difficulty import (
     CONDITION_COLUMNS,
@@ -34,6 +35,7 @@ def direct_logprobs(im, prompt: str, reply: str) -> tuple[torch.Tensor, torch.Te
 
 def test_difficulty_matches_direct_computation(byte_tiny):
     caps = score(byte_tiny, PLAIN, REPLIES)
+    assert isinstance(caps, list)
     for cap, prompt, reply in zip(caps, PLAIN, REPLIES, strict=True):
         logp, ids = direct_logprobs(byte_tiny, prompt, reply)
         nll = -float(logp[torch.arange(len(ids)), ids].sum())
@@ -73,6 +75,7 @@ def test_condition_effect_matches_direct_computation(byte_tiny):
 def test_same_prompt_has_no_effect(byte_tiny):
     a = score(byte_tiny, PLAIN[0], REPLIES[0], keep_logits=True)
     b = score(byte_tiny, PLAIN[0], REPLIES[0], keep_logits=True)
+    assert isinstance(a, Capture) and isinstance(b, Capture)
     eff = condition_effect(a, b)
     assert eff.delta_loglik == 0.0 and eff.kl_max == pytest.approx(0.0, abs=1e-12)
 
@@ -89,10 +92,12 @@ def test_kl_divergence_by_hand():
 def test_condition_effect_needs_logits_and_the_same_reply(byte_tiny):
     no_logits = score(byte_tiny, PLAIN[0], REPLIES[0])
     with_logits = score(byte_tiny, COND[0], REPLIES[0], keep_logits=True)
+    assert isinstance(no_logits, Capture) and isinstance(with_logits, Capture)
     with pytest.raises(ValueError, match="keep_logits=True"):
         condition_effect(no_logits, with_logits)
     other = score(byte_tiny, COND[0], REPLIES[1], keep_logits=True)
     plain = score(byte_tiny, PLAIN[0], REPLIES[0], keep_logits=True)
+    assert isinstance(other, Capture) and isinstance(plain, Capture)
     with pytest.raises(ValueError, match="different replies"):
         condition_effect(plain, other)
     with pytest.raises(ValueError, match="equal length"):

@@ -28,6 +28,7 @@ def test_difficulty_order_and_comparison_on_real_runs(tmp_path, tiny, dd_dir):
     # the reference reply of each turn that has one, scored after the run's own prompt
     has = greedy[greedy["response"].notna()]
     caps = score(tiny, has["prompt_text"].tolist(), [" " + r.strip() for r in has["response"]])
+    assert isinstance(caps, list)
     cols = pd.DataFrame([reply_difficulty(c).columns() for c in caps], index=has.index)
     with_ref = greedy.join(cols)
     assert with_ref.loc[has.index, "ref_tokens"].gt(0).all()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -21,7 +22,8 @@ from inspector.runs import RunConfig, RunMismatchError, load_run, run_corpus
 
 
 def config(data_dir, **kw) -> RunConfig:
-    base = dict(data=str(data_dir), limit=10, batch_size=4, settings=GenerationSettings(max_new_tokens=6))
+    base: dict[str, Any] = dict(data=str(data_dir), limit=10, batch_size=4,
+                                settings=GenerationSettings(max_new_tokens=6))
     base.update(kw)
     return RunConfig(**base)
 
@@ -106,6 +108,7 @@ def test_conditioned_run_generates_from_the_conditioned_prompt(tmp_path, tiny_mo
                      for i in range(s["start"], s["end"])]
         assert tiny_model.tokenizer.decode(cap.token_ids[positions]) == f" ({row.response_emotion})"
         # attention share by hand: per layer and head, generated rows, summed over the condition keys
+        assert cap.attentions is not None
         att = cap.attentions.double()
         hand = torch.zeros(att.shape[:2], dtype=torch.float64)
         for q in range(cap.prompt_len, cap.seq_len):

@@ -21,7 +21,8 @@ def dd_turns(im, dd_dir, n: int = 10):
     """(plain prompts, responses, targets) of the first ``n`` turns of the validation split; every third
     turn loses its target, and a dialogue's last turn has no response."""
     data = load_dailydialog("validation", dd_dir)
-    prompts, responses, targets = [], [], []
+    prompts, responses = [], []
+    targets: list[str | None] = []
     for d in data.dialogues:
         for t in range(len(d)):
             last = t == len(d) - 1
@@ -60,6 +61,7 @@ def test_shared_prefix_columns_equal_separate_passes(model, dd_dir, request):
                 assert f[col] == pytest.approx(s[col], rel=1e-5, abs=1e-5), (i, col)
         if targets[i] is not None and responses[i] is not None:
             reply = reply_text(responses[i])
+            assert reply is not None
             cond = condition_prompt(prompts[i], targets[i], im.tokenizer).text
             want = loglik(im, cond, reply) - loglik(im, prompts[i].text, reply)
             assert f["cond_delta_loglik"] == pytest.approx(want, abs=1e-3)

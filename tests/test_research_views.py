@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -60,7 +62,7 @@ def runs(tmp_path_factory):
     data = write_dailydialog(tmp_path_factory.mktemp("dd"))
     root = tmp_path_factory.mktemp("dash_research")
     im = builtin_model()
-    common = dict(data=str(data), limit=8, batch_size=8, settings=GenerationSettings(max_new_tokens=4))
+    common: dict[str, Any] = dict(data=str(data), limit=8, batch_size=8, settings=GenerationSettings(max_new_tokens=4))
     a = run_corpus(RunConfig(score_reference=True, **common), root / "a", im, progress=False, log=lambda _m: None)
     b = run_corpus(RunConfig(condition="emotion", **common), root / "b", im, progress=False, log=lambda _m: None)
     return a, b

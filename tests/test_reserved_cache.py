@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from transformers.cache_utils import DynamicLayer
@@ -17,6 +19,12 @@ def generate(im, cache, new_tokens: int = 6):
     with torch.no_grad():
         return im.model.generate(**enc, max_new_tokens=new_tokens, do_sample=False, output_logits=True,
                                  return_dict_in_generate=True, pad_token_id=im.tokenizer.pad_token_id, **kw)
+
+
+def key_buf(layer: ReservedLayer) -> torch.Tensor:
+    """The layer's reserved key buffer (the checks below rely on one being reserved)."""
+    assert layer._key_buf is not None
+    return layer._key_buf
 
 
 @pytest.mark.parametrize("capacity", [64, 3])  # room for everything; too little (continues by concatenation)
@@ -44,12 +52,12 @@ def test_crop_select_and_write_again(byte_tiny):
     layer.crop(-2)
     keys, values = layer.update(k[:, :, :1] + 100, -k[:, :, :1] - 100)
     assert torch.equal(keys, torch.cat([k[:, :, :3], k[:, :, :1] + 100], dim=-2))
-    assert torch.equal(values, -keys) and keys.data_ptr() == layer._key_buf.data_ptr()
-    assert layer._key_buf.shape[-2] == 8
+    assert torch.equal(values, -keys) and keys.data_ptr() == key_buf(layer).data_ptr()
+    assert key_buf(layer).shape[-2] == 8
     layer.crop(-1)
     keys, _ = layer.update(k[:, :, :2] + 200, -k[:, :, :2] - 200)  # after a crop: in place again
     assert torch.equal(keys, torch.cat([k[:, :, :3], k[:, :, :2] + 200], dim=-2))
-    assert keys.data_ptr() == layer._key_buf.data_ptr()
+    assert keys.data_ptr() == key_buf(layer).data_ptr()
     layer.batch_select_indices(torch.tensor([1]))
     keys, _ = layer.update(k[1:, :, :1], -k[1:, :, :1])
     assert keys.shape == (1, 3, 6, 4) and torch.equal(keys[0, :, -1], k[1, :, 0])
@@ -90,9 +98,14 @@ def test_the_prefill_is_not_reserved_on_top_of_its_temporaries(byte_tiny, monkey
         return real_update(self, k, v, *args, **kwargs)
 
     monkeypatch.setattr(ReservedLayer, "update", update)
-    made: list[object] = []
+    made: list[Any | None] = []  # what reserved_cache returned, per call
     real = engine.reserved_cache
-    monkeypatch.setattr(engine, "reserved_cache", lambda *a: made.append(real(*a)) or made[-1])
+
+    def recording(*a):
+        made.append(real(*a))
+        return made[-1]
+
+    monkeypatch.setattr(engine, "reserved_cache", recording)
     cap = byte_tiny.generate(PROMPTS[0], max_new_tokens=3, layers=[0], attention_rows="generated")
     assert len(made) == 1 and made[0] is not None  # a small selective capture generates with it too
     layers = byte_tiny.num_layers
@@ -102,15 +115,20 @@ def test_the_prefill_is_not_reserved_on_top_of_its_temporaries(byte_tiny, monkey
     assert seen[layers : 2 * layers] == [(1, False)] * layers
     assert seen[2 * layers :] == [(1, True)] * (len(seen) - 2 * layers)
     assert all(layer._key_buf is not None and layer.keys.data_ptr() == layer._key_buf.data_ptr()
-               for layer in made[0].layers)  # type: ignore[attr-defined]
+               for layer in made[0].layers)
 
 
 def test_not_for_beam_search_or_several_sequences(byte_tiny, monkeypatch):
     import inspector._capture.engine as engine
 
-    made: list[object] = []
+    made: list[Any | None] = []  # what reserved_cache returned, per call
     real = engine.reserved_cache
-    monkeypatch.setattr(engine, "reserved_cache", lambda *a: made.append(real(*a)) or made[-1])
+
+    def recording(*a):
+        made.append(real(*a))
+        return made[-1]
+
+    monkeypatch.setattr(engine, "reserved_cache", recording)
     byte_tiny.generate(PROMPTS[:2], max_new_tokens=3, num_beams=2)
     byte_tiny.generate(PROMPTS[:2], max_new_tokens=3, do_sample=True, num_return_sequences=2, seed=0)
     assert made == []

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -285,7 +286,7 @@ def test_a_run_started_before_a_new_setting_existed_still_resumes(tmp_path):
     from inspector._capture.settings import GenerationSettings
     from inspector.runs.folder import _diff
 
-    new = {"generation": GenerationSettings().to_dict(), "split": "validation"}
+    new: dict[str, Any] = {"generation": GenerationSettings().to_dict(), "split": "validation"}
     old = {"generation": {k: v for k, v in new["generation"].items() if k != "keep_value_norms"},
            "split": "validation"}
     assert _diff(old, new) == []

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def config(data_dir, **kw) -> RunConfig:
     settings = GenerationSettings(max_new_tokens=kw.pop("max_new_tokens", 8))
-    base = dict(data=str(data_dir), limit=10, batch_size=4)
+    base: dict[str, Any] = dict(data=str(data_dir), limit=10, batch_size=4)
     base.update(kw)
     return RunConfig(settings=settings, **base)
 
@@ -82,6 +83,7 @@ def test_run_folder_summary_and_captures(tmp_path, tiny_model, data_dir):
     assert direct.generated_text == cap.generated_text == row.generated_text
     assert cap.meta.source["dial_id"] == row.dial_id and cap.meta.source["segments"]
     assert cap.meta.extra["attention"] == "summary"
+    assert cap.attentions is not None
     assert tuple(cap.attentions.shape) == (2, 1, cap.seq_len, cap.seq_len)
     # the stored head-mean gives back the summary's shares (shares are linear in the weights)
     m = turn_metrics(cap)
@@ -121,6 +123,7 @@ def test_summary_attention_fits_2mb_for_a_64_plus_40_token_gpt2_turn(tmp_path, g
     full_attention_bytes = 12 * 12 * seq * seq * 2  # what --attention full keeps: over the limit
     assert (tmp_path / "run" / row.capture_file).stat().st_size <= 2_000_000 < full_attention_bytes
     cap = run.load_capture(dial, turn)
+    assert cap.attentions is not None
     assert tuple(cap.attentions.shape) == (12, 1, seq, seq)
     assert cap.attentions.float().sum(-1).sub(1).abs().max() < 1e-2  # rows of a mean of softmaxes sum to 1
 
@@ -153,7 +156,7 @@ def test_resume_after_an_interrupt_in_process(tmp_path, tiny_model, data_dir):
         if batch == 1:
             raise KeyboardInterrupt
 
-    messages = []
+    messages: list[str] = []
     with pytest.raises(KeyboardInterrupt):
         run_corpus(cfg, tmp_path / "run", tiny_model, progress=False, on_batch=stop_after_two, log=messages.append)
     assert "rerun the same command to resume" in messages[-1]

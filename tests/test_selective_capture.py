@@ -129,6 +129,7 @@ def test_round_trip_keeps_the_layout(im, tmp_path):
         path = c.save(tmp_path / f"c{i}.safetensors")
         back = load_capture(path)
         assert back.attention_layout == c.attention_layout
+        assert back.step_attentions is not None and c.step_attentions is not None
         assert back.attentions is None and torch.equal(back.step_attentions, c.step_attentions)
         from safetensors import safe_open
 
@@ -237,7 +238,7 @@ def test_cli_capture_with_selection_and_its_refusals(tiny_dir, tmp_path, capsys)
     assert main([*argv, "--layers", "1", "--heads", "0", "--attention-rows", "generated"]) == 0
     cap = load_capture(out)
     assert cap.attention_layout == AttentionLayout(layers=(1,), heads=(0,), rows="generated")
-    assert cap.step_attentions.shape == (1, 1, 3, cap.seq_len)
+    assert cap.step_attentions is not None and cap.step_attentions.shape == (1, 1, 3, cap.seq_len)
     capsys.readouterr()
     assert main([*argv, "--layers", "2"]) == 2  # the tiny model has layers 0 and 1
     assert "layers [2] out of range" in capsys.readouterr().err

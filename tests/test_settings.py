@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import Any
 
 import pytest
 import torch
@@ -81,7 +82,9 @@ def test_every_flag_sets_its_field():
     # interventions: a third call
     switched = settings_from_args(parser().parse_args(["--ablate", "L0.H1,L1.mlp", "--ablate-mode", "mean",
                                                        "--patch", "0:1", "--patch-from", "clean.safetensors"]))
-    assert switched == GenerationSettings(ablate=("L0.H1", "L1.mlp"), ablate_mode="mean", patch=((0, 1),),
+    # a (layer, position) pair is accepted and stored as "0:1"; the field is annotated with the stored type only
+    assert switched == GenerationSettings(ablate=("L0.H1", "L1.mlp"), ablate_mode="mean",
+                                          patch=((0, 1),),  # type: ignore[arg-type]
                                           patch_from="clean.safetensors")
     covered = {n for n in FIELDS if getattr(got, n) != getattr(GenerationSettings(), n)}
     covered |= {n for n in FIELDS if getattr(selective, n) != getattr(GenerationSettings(), n)}
@@ -92,20 +95,23 @@ def test_every_flag_sets_its_field():
 
 @pytest.mark.parametrize("name", INT_FIELDS)
 def test_bool_is_not_an_int_setting(name):
+    bad: dict[str, Any] = {name: True}  # the wrong type on purpose: the check under test
     with pytest.raises(ValueError, match=rf"{name} must be an integer"):
-        GenerationSettings(**{name: True})
+        GenerationSettings(**bad)
 
 
 @pytest.mark.parametrize("name", FLOAT_FIELDS)
 def test_bool_is_not_a_float_setting(name):
+    bad: dict[str, Any] = {name: True}  # the wrong type on purpose: the check under test
     with pytest.raises(ValueError, match=rf"{name} must be a finite number"):
-        GenerationSettings(**{name: True})
+        GenerationSettings(**bad)
 
 
 @pytest.mark.parametrize("name", BOOL_FIELDS)
 def test_bool_settings_take_bools_only(name):
+    bad: dict[str, Any] = {name: 1}  # the wrong type on purpose: the check under test
     with pytest.raises(ValueError, match=rf"{name} must be True or False"):
-        GenerationSettings(**{name: 1})
+        GenerationSettings(**bad)
 
 
 @pytest.mark.parametrize("value", [[], {}, None, 16, "int8"])
@@ -115,7 +121,8 @@ def test_attention_dtype_must_be_a_known_name(value):
 
 
 def test_attention_dtype_accepts_torch_dtypes():
-    assert GenerationSettings(attention_dtype=torch.bfloat16).attention_dtype == "bfloat16"
+    # accepted and stored as its name; the field is annotated with the stored type (str) only
+    assert GenerationSettings(attention_dtype=torch.bfloat16).attention_dtype == "bfloat16"  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -136,9 +143,12 @@ def test_stop_string_bounds(stops, message):
 
 
 def test_stop_strings_at_the_bounds_are_accepted():
-    assert len(GenerationSettings(stop_strings=["a" * 32] * MAX_STOP_STRINGS).stop_strings) == MAX_STOP_STRINGS
-    assert GenerationSettings(stop_strings=["a" * MAX_STOP_STRING_CHARS] * 4).stop_strings[0] == "a" * 256
-    assert GenerationSettings(stop_strings="\n").stop_strings == ("\n",)
+    # a list or one string is accepted and stored as a tuple; the field is annotated with the stored type only
+    at_count = GenerationSettings(stop_strings=["a" * 32] * MAX_STOP_STRINGS)  # type: ignore[arg-type]
+    assert len(at_count.stop_strings) == MAX_STOP_STRINGS
+    at_length = GenerationSettings(stop_strings=["a" * MAX_STOP_STRING_CHARS] * 4)  # type: ignore[arg-type]
+    assert at_length.stop_strings[0] == "a" * 256
+    assert GenerationSettings(stop_strings="\n").stop_strings == ("\n",)  # type: ignore[arg-type]
 
 
 def test_different_stop_strings_leave_at_most_one_table_behind(byte_tiny):
@@ -158,7 +168,11 @@ def test_different_stop_strings_leave_at_most_one_table_behind(byte_tiny):
 def test_every_option_of_capture_and_doctor_has_help(command):
     from inspector.cli.main import build_parser
 
-    sub = build_parser()._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    group = build_parser()._subparsers
+    assert group is not None
+    commands = group._group_actions[0]
+    assert isinstance(commands, argparse._SubParsersAction)
+    sub = commands.choices[command]
     missing = [a.option_strings[0] for a in sub._actions if a.option_strings and not a.help]
     assert not missing, f"inspector {command}: options without help: {missing}"
     valued = [a for a in sub._actions if a.option_strings and a.nargs != 0 and a.dest != "help"]

@@ -4,6 +4,7 @@ teacher-forced forward pass over the captured tokens (not against the capture's 
 from __future__ import annotations
 
 import re
+from typing import Any, cast
 
 import pytest
 import torch
@@ -38,7 +39,9 @@ def test_step_rows_match_a_teacher_forced_pass(capture_and_reference):
         assert row["entropy"] == pytest.approx(float(-(lp.exp() * lp).sum()), abs=6e-4)  # 3 decimals
         top_lp, top_ids = lp.topk(k)
         for j in range(k):
-            text, pct = re.fullmatch(r"(.*) ([0-9.]+)%", row[f"#{j + 1}"]).groups()
+            cell = re.fullmatch(r"(.*) ([0-9.]+)%", row[f"#{j + 1}"])
+            assert cell is not None, row[f"#{j + 1}"]
+            text, pct = cell.groups()
             assert text == repr(cap.label(int(top_ids[j])))[1:-1]
             assert float(pct) == pytest.approx(100 * float(top_lp[j].exp()), abs=0.051)
 
@@ -51,4 +54,4 @@ def test_step_rows_show_at_most_the_kept_candidates_and_refuse_a_bad_k(capture_a
     assert [c for c in wide.columns if c.startswith("#")] == [f"#{j}" for j in range(1, cap.raw.k + 1)]
     for bad in (0, -1, 2.5, True, "3"):
         with pytest.raises(ValueError, match="k must be a positive integer"):
-            step_rows(cap, bad)
+            step_rows(cap, cast(Any, bad))  # deliberately not a positive int

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -198,9 +199,14 @@ def test_a_save_removes_temporaries_of_dead_writers_only(capture, tmp_path):
 
 def test_a_folder_is_listed_once_per_process_not_once_per_write(tmp_path, monkeypatch):
     """Run folders hold thousands of captures: listing one on every write would make runs quadratic."""
-    calls = []
+    calls: list[Any] = []
     real = os.scandir
-    monkeypatch.setattr(_atomic.os, "scandir", lambda path: calls.append(path) or real(path))
+
+    def listing(path: Any) -> Any:
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(_atomic.os, "scandir", listing)
     for i in range(5):
         _atomic.write_text_atomic(tmp_path / f"{i}.json", "{}")
     assert len(calls) == 1

@@ -102,7 +102,9 @@ def test_files_from_before_the_header_checksum_still_check_stored_dtypes(capture
         h["__metadata__"]["checksums"] = json.dumps(sums)
 
     rewrite(path, drop)
-    assert torch.equal(inspector.load_capture(path).attentions, capture.attentions)
+    loaded = inspector.load_capture(path).attentions
+    assert loaded is not None and capture.attentions is not None
+    assert torch.equal(loaded, capture.attentions)
     rewrite(path, lambda h: h["attentions"].update(dtype="BF16"))
     with pytest.raises(CaptureFileError, match=r"'attentions' holds bfloat16, but it was captured with "
                                                r"attention_dtype='float16'"):

@@ -79,6 +79,7 @@ def test_a_forced_capture_loads(tiny, tmp_path):
     from inspector._capture.forced import score
 
     cap = score(tiny, PROMPT, " fine thanks, and you?")
+    assert isinstance(cap, inspector.Capture)
     assert torch.equal(load_edited(cap, tmp_path).raw.entropy, cap.raw.entropy)
 
 

@@ -9,6 +9,8 @@ hand from the weights, by each layout's own indexing, one head at a time.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
 import torch
 import transformers as tf
@@ -18,7 +20,7 @@ from inspector.analysis.value_norms import layer_value_norms, transformed_values
 
 HEADS, DH = 4, 8
 D = HEADS * DH
-LAYOUTS = {
+LAYOUTS: dict[str, dict[str, Any]] = {
     "multi_query": dict(multi_query=True, new_decoder_architecture=False),
     "per_head": dict(multi_query=False, new_decoder_architecture=False, num_kv_heads=HEADS),
     "grouped": dict(multi_query=False, new_decoder_architecture=True, num_kv_heads=2),
@@ -84,12 +86,13 @@ def test_falcon_weighted_transformed_values_sum_to_attention_output(layout):
 def test_falcon_capture_keeps_value_norms():
     """keep_value_norms=True is accepted for Falcon now; the norms equal the per-head reference of each layer."""
     from test_architectures import BY_NAME, SHORT, build
+    from transformers.models.falcon.modeling_falcon import FalconAttention
 
     from inspector._architectures import find_attention_modules
 
     im = build(BY_NAME["falcon"])
     cap = im.generate(SHORT, max_new_tokens=3, keep_value_norms=True)
-    mods = [m for m, _ in find_attention_modules(im.model)]
+    mods = [cast(FalconAttention, m) for m, _ in find_attention_modules(im.model)]
     inputs: dict[int, torch.Tensor] = {}
 
     def grab(i):
@@ -105,6 +108,7 @@ def test_falcon_capture_keeps_value_norms():
         for h in handles:
             h.remove()
     assert im.model.config.multi_query and not im.model.config.new_decoder_architecture
+    assert cap.value_norms is not None
     heads, dh = im.model.config.num_attention_heads, mods[0].head_dim
     for layer, attn in enumerate(mods):
         x, w = inputs[layer], attn.query_key_value.weight

@@ -137,3 +137,23 @@ def test_installed_wheel_serves_the_dashboard_from_anywhere(wheel, tmp_path):
         assert hosts is None or hosts == {"127.0.0.1"}
     finally:
         stop(proc)
+
+
+@pytest.mark.slow
+def test_an_editable_install_prints_no_warning(tmp_path):
+    """``pip install -e .`` (what scripts/setup.sh runs) builds a plain ``.pth`` editable wheel: no setuptools import
+    hook, so none of its "same name as your package" banner."""
+    pytest.importorskip("setuptools")
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=_SKIP_COPY, symlinks=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    code = "import setuptools.build_meta as b, sys; print(b.build_editable(sys.argv[1]))"
+    done = subprocess.run([sys.executable, "-W", "default", "-c", code, str(out)], cwd=src, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "same name as your package" not in done.stdout + done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+    (whl,) = out.glob("inspector-*.whl")
+    names = zipfile.ZipFile(whl).namelist()
+    assert [n for n in names if n.endswith(".pth")] and not [n for n in names if "finder" in n], names

@@ -67,7 +67,7 @@ class GramNorms:
 
 
 #: Architectures whose attention layout :func:`~inspector._value_math.value_weights` misreads
-#: (none known: Falcon's fused layouts are read since wave 3).
+#: (none known: every tested architecture's layout, Falcon's fused ones included, is read).
 VALUE_NORMS_UNSUPPORTED: tuple[str, ...] = ()
 
 

@@ -40,7 +40,7 @@ def app_path() -> Path:
     base = Path(__file__).resolve().parents[2]
     installed = base / APP_PACKAGE / "app.py"
     if installed.is_file():
-        return installed
+        return installed.resolve()  # in a checkout, the link inspector_dashboard -> dashboard: the real file
     checkout = base / "dashboard" / "app.py"
     if checkout.is_file() and (base / "pyproject.toml").is_file():
         return checkout
