@@ -101,8 +101,14 @@ def next_token_targets(token_ids: torch.Tensor) -> torch.Tensor:
 
 
 def hf_module(model: Any) -> nn.Module:
-    # An InspectorModel holds the HF model in ``.model``; an HF model is used as is
-    # (a LlamaForCausalLM also has ``.model``, its base model, so test the type first).
+    """The Hugging Face model of ``model``: an ``InspectorModel``'s ``.model``, or ``model`` itself.
+
+    An HF model is used as is (a ``LlamaForCausalLM`` also has ``.model``, its base model, so the type is
+    tested first).
+
+    Raises:
+        ValueError: neither.
+    """
     if isinstance(model, nn.Module):
         return model
     inner = getattr(model, "model", None)

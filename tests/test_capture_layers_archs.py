@@ -126,7 +126,7 @@ def test_round_trip_of_per_entry_hidden_states(tmp_path):
 
 
 def test_value_norms_refused_where_the_layout_is_unknown(monkeypatch):
-    """The refusal stays for an architecture listed as unsupported (no tested architecture is listed; the check is kept for those that may be)."""
+    """The refusal stays for an architecture listed as unsupported (no tested architecture is listed now)."""
     from inspector._capture import layers
 
     monkeypatch.setattr(layers, "VALUE_NORMS_UNSUPPORTED", ("falcon",))

@@ -32,6 +32,7 @@ from inspector._components import (
     head_name,
     mlp_name,
 )
+from inspector._lens_math import hf_module
 from inspector._model_parts import ModelParts, model_parts, norm_parts, projection_bias, projection_weight
 from inspector._records.capture import Capture
 from inspector.analysis.choices import ATTRIBUTION_TARGETS
@@ -90,15 +91,6 @@ class LogitAttribution:
         row = self.parts[step]
         order = row.abs().argsort(descending=True, stable=True)[:n]
         return [(self.names[int(i)], float(row[i])) for i in order]
-
-
-def _module(model: Any) -> nn.Module:
-    if isinstance(model, nn.Module):
-        return model
-    inner = getattr(model, "model", None)
-    if not isinstance(inner, nn.Module):
-        raise ValueError(f"expected an InspectorModel or a Hugging Face model, got {type(model).__name__}")
-    return inner
 
 
 def _pad_id(model: Any) -> int:
@@ -282,7 +274,7 @@ def logit_attribution(capture: Capture | Sequence[Capture], model: Any,
     """
     single = isinstance(capture, Capture)
     captures: list[Capture] = [capture] if isinstance(capture, Capture) else list(capture)
-    module = _module(model)
+    module = hf_module(model)
     _check(captures, module, target)
     parts = model_parts(module)
     names = _names(parts)

@@ -114,3 +114,18 @@ def figure_size(
     w = min(max(base[0], n_cols * per_col), limit[0])
     h = min(max(base[1], n_rows * per_row), limit[1])
     return float(w), float(h)
+
+
+def text_canvas(width: float, cols: int, cell: float, n_lines: int, line: float, margin: float, title_h: float,
+                bar_h: float) -> tuple[Figure, Any]:
+    """A figure ``width`` inches wide for ``n_lines`` of text on a ``cols``-cell grid (``cell`` x ``line``
+    inches per cell), with ``title_h`` inches above for the title and ``bar_h`` below for a colour bar;
+    and the text's axes, in grid units (x: cell, y: line from the top), without decorations."""
+    text_h = n_lines * line
+    fig_h = text_h + title_h + bar_h + 0.2
+    fig = new_figure((width, fig_h), layout=None)
+    ax = fig.add_axes((margin / width, (bar_h + 0.1) / fig_h, cols * cell / width, text_h / fig_h))
+    ax.set_xlim(0, cols)
+    ax.set_ylim(n_lines, 0)
+    ax.axis("off")
+    return fig, ax

@@ -8,7 +8,7 @@ import numpy as np
 
 from inspector.plots.context_attribution_data import AttributedToken, attribution_colour, context_attribution_data
 from inspector.plots.labels import char_width, display_token, escape_controls
-from inspector.plots.static._draw import new_figure
+from inspector.plots.static._draw import text_canvas
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -64,13 +64,9 @@ def context_attribution_view(
     cw, lh, margin = 0.602 * fontsize / 72, 1.55 * fontsize / 72, 0.35
     cols = max(20, int((width - 2 * margin) / cw))
     placed, n_lines = _layout(d.tokens, cols)
-    text_h, title_h, bar_h = n_lines * lh, 0.9, 0.8
-    fig_h = text_h + title_h + bar_h + 0.2
-    fig = new_figure((width, fig_h), layout=None)
-    ax = fig.add_axes((margin / width, (bar_h + 0.1) / fig_h, cols * cw / width, text_h / fig_h))
-    ax.set_xlim(0, cols)
-    ax.set_ylim(n_lines, 0)
-    ax.axis("off")
+    title_h, bar_h = 0.9, 0.8
+    fig, ax = text_canvas(width, cols, cw, n_lines, lh, margin, title_h, bar_h)
+    fig_h = fig.get_figheight()
     for ln, cl, shown, tok in placed:
         w = char_width(shown)
         if tok.colour is not None:

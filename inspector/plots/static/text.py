@@ -9,7 +9,7 @@ import numpy as np
 
 from inspector.plots.html_text import text_document
 from inspector.plots.labels import char_width, display_token, escape_controls
-from inspector.plots.static._draw import new_figure
+from inspector.plots.static._draw import text_canvas
 from inspector.plots.text_data import TextToken, colour_of, text_data
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,14 +82,9 @@ def text_figure(
     margin = 0.35
     cols = max(20, int((width - 2 * margin) / cw))
     placed, n_lines = _wrap_tokens(d.tokens, cols)
-    text_h = n_lines * lh
     title_h, bar_h = 0.75, 0.75
-    fig_h = text_h + title_h + bar_h + 0.2
-    fig = new_figure((width, fig_h), layout=None)
-    ax = fig.add_axes((margin / width, (bar_h + 0.1) / fig_h, cols * cw / width, text_h / fig_h))
-    ax.set_xlim(0, cols)
-    ax.set_ylim(n_lines, 0)
-    ax.axis("off")
+    fig, ax = text_canvas(width, cols, cw, n_lines, lh, margin, title_h, bar_h)
+    fig_h = fig.get_figheight()
     for ln, cl, shown, tok in placed:
         w = char_width(shown)
         if tok.generated:
