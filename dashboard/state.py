@@ -303,7 +303,10 @@ def open_run(path: str) -> Any:
 
 @st.cache_resource(show_spinner=False, max_entries=CAPTURE_CACHE_ENTRIES)
 def _run_capture(path: str, stamp: tuple[Any, ...], dial_id: int, turn: int) -> Any:  # noqa: ARG001
-    return _open_run(path, stamp).load_capture(dial_id, turn)
+    from inspector._store import load_capture
+
+    # the capture file itself may be a link: served remotely, it too must lie where the page may read
+    return load_capture(check_path(_open_run(path, stamp).capture_path(dial_id, turn)))
 
 
 def run_capture(path: str, dial_id: int, turn: int) -> Any:

@@ -27,13 +27,13 @@ def _reference(model: torch.nn.Module, ids: torch.Tensor) -> tuple[torch.Tensor,
     return att, out.logits[0].float()
 
 
-def _timed_capture(im: Any, prompt: str, max_new_tokens: int) -> tuple[Any, float]:
-    im.generate(prompt, max_new_tokens=2)  # warm-up (kernels, allocator)
-    if im.device.type == "cuda":
+def _timed_capture(model: Any, prompt: str, max_new_tokens: int) -> tuple[Any, float]:
+    model.generate(prompt, max_new_tokens=2)  # warm-up (kernels, allocator)
+    if model.device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    cap = im.generate(prompt, max_new_tokens=max_new_tokens, attention_dtype=torch.float32, keep_logits=True)
-    if im.device.type == "cuda":
+    cap = model.generate(prompt, max_new_tokens=max_new_tokens, attention_dtype=torch.float32, keep_logits=True)
+    if model.device.type == "cuda":
         torch.cuda.synchronize()
     return cap, time.perf_counter() - t0
 
@@ -67,9 +67,9 @@ def parity_check(
     caps = {}
     target = str(dev) if dev.type != "cpu" else "cpu (second copy)"
     report["device"] = target
-    for name, im in (("cpu", cpu), (target, other)):
+    for name, loaded in (("cpu", cpu), (target, other)):
         try:
-            caps[name], report["seconds"][name] = _timed_capture(im, prompt, max_new_tokens)
+            caps[name], report["seconds"][name] = _timed_capture(loaded, prompt, max_new_tokens)
             report["nan"][name] = False
         except NonFiniteError as exc:
             report["nan"][name] = True

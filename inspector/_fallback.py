@@ -106,12 +106,12 @@ def builtin_model(seed: int = 0, device: str | torch.device = "cpu", **config: i
     mark_eager(gpt_config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = GPT2LMHeadModel(gpt_config).eval()
-    assert len(model.transformer.h) == sizes["n_layer"] and model.config.n_embd == sizes["n_embd"]
-    model = model.to(resolve_device(device))
-    im = InspectorModel.from_model(model, tokenizer, name=BUILTIN_NAME, random_weights=True)
-    im.info = {"seed": seed, "builtin": True, **sizes}
-    return im
+        hf = GPT2LMHeadModel(gpt_config).eval()
+    assert len(hf.transformer.h) == sizes["n_layer"] and hf.config.n_embd == sizes["n_embd"]
+    hf = hf.to(resolve_device(device))
+    model = InspectorModel.from_model(hf, tokenizer, name=BUILTIN_NAME, random_weights=True)
+    model.info = {"seed": seed, "builtin": True, **sizes}
+    return model
 
 
 def default_config_dirs(extra: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -180,12 +180,12 @@ def load_with_fallback(
     name = str(name_or_path).strip() or "gpt2"
     errors: list[str] = []
     if name == BUILTIN_NAME:
-        im = builtin_model(seed=seed, device=dev)
-        return LoadResult(im, _builtin_text(im, asked=True), "builtin")
+        model = builtin_model(seed=seed, device=dev)
+        return LoadResult(model, _builtin_text(model, asked=True), "builtin")
     try:
-        im = load_model(name, device=dev, dtype=dtype, random_weights=random_weights, seed=seed)
+        model = load_model(name, device=dev, dtype=dtype, random_weights=random_weights, seed=seed)
         what = "with RANDOM weights: its text is meaningless" if random_weights else "with pretrained weights"
-        return LoadResult(im, f"Loaded {name!r} {what}.", "requested")
+        return LoadResult(model, f"Loaded {name!r} {what}.", "requested")
     except (ModelLoadError, UnsupportedModelError) as exc:
         errors.append(str(exc))
     failed = f"Could not load {name!r}: {_reason(errors[0], name)}"
@@ -200,7 +200,7 @@ def load_with_fallback(
         if Path(name).expanduser().resolve() == folder.resolve() and random_weights:
             continue  # that exact attempt just failed
         try:
-            im = load_model(folder, device=dev, dtype=dtype, random_weights=True, seed=seed)
+            model = load_model(folder, device=dev, dtype=dtype, random_weights=True, seed=seed)
         except (ModelLoadError, UnsupportedModelError) as exc:
             errors.append(str(exc))
             tried.append(f"{folder} ({exc})")
@@ -209,11 +209,11 @@ def load_with_fallback(
             f"{failed}\n\nUsing a GPT-2 with RANDOM weights built from the config and tokenizer in {folder} "
             "instead: every view works, but the generated text is meaningless."
         )
-        return LoadResult(im, msg, "local-config", errors)
-    im = builtin_model(seed=seed, device=dev)
+        return LoadResult(model, msg, "local-config", errors)
+    model = builtin_model(seed=seed, device=dev)
     where = "; ".join(tried) if tried else "none given"
-    msg = f"{failed}\n\nNo local GPT-2 config folder was usable (looked at: {where}).\n\n" + _builtin_text(im)
-    return LoadResult(im, msg, "builtin", errors)
+    msg = f"{failed}\n\nNo local GPT-2 config folder was usable (looked at: {where}).\n\n" + _builtin_text(model)
+    return LoadResult(model, msg, "builtin", errors)
 
 
 def _demo_fallback(name: str, random_weights: bool, dev: torch.device, dtype: str | None, failed: str,
@@ -226,20 +226,20 @@ def _demo_fallback(name: str, random_weights: bool, dev: torch.device, dtype: st
     if random_weights or name.lower() == DEMO_MODEL or find_demo_gguf() is None:
         return None
     try:
-        im = load_model(DEMO_MODEL, device=dev, dtype=dtype)
+        model = load_model(DEMO_MODEL, device=dev, dtype=dtype)
     except (ModelLoadError, ValueError) as exc:
         errors.append(str(exc))
         return None
-    return LoadResult(im, f"{failed}\n\n{demo_text(im)}", "demo", errors)
+    return LoadResult(model, f"{failed}\n\n{demo_text(model)}", "demo", errors)
 
 
-def demo_text(im: InspectorModel) -> str:
+def demo_text(model: InspectorModel) -> str:
     """What the demo model is, said wherever it stands in for the model asked for."""
-    quant = im.model_file.get("quantization", "4-bit")
+    quant = model.model_file.get("quantization", "4-bit")
     return (
-        f"Using {im.name!r} instead: SmolLM2-135M-Instruct, a real trained model ({quant}, 4-bit quantised, "
-        f"de-quantised to {dtype_name(im.dtype)}), not GPT-2. Its text and attention are meaningful; its "
-        f"tokenizer, {im.num_layers} layers and {im.num_heads} heads differ from GPT-2's."
+        f"Using {model.name!r} instead: SmolLM2-135M-Instruct, a real trained model ({quant}, 4-bit quantised, "
+        f"de-quantised to {dtype_name(model.dtype)}), not GPT-2. Its text and attention are meaningful; its "
+        f"tokenizer, {model.num_layers} layers and {model.num_heads} heads differ from GPT-2's."
     )
 
 
@@ -251,8 +251,8 @@ def _reason(error: str, name: str) -> str:
     return error
 
 
-def _builtin_text(im: InspectorModel, asked: bool = False) -> str:
-    info = im.info
+def _builtin_text(model: InspectorModel, asked: bool = False) -> str:
+    info = model.info
     size = f"{info.get('n_layer')} layers x {info.get('n_head')} heads, {info.get('n_embd')} dims"
     lead = "Using" if asked else "Using the last resort instead:"
     return (

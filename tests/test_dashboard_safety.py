@@ -226,3 +226,27 @@ def test_stop_string_box_enforces_the_package_bounds(fresh):
     from dashboard.decoding import STOP_BOX_CHARS
 
     assert box_chars == STOP_BOX_CHARS
+
+
+def test_shared_page_refuses_a_run_capture_linked_outside(fresh, monkeypatch, tmp_path, tiny_model, data_dir):
+    """A run's summary names ``captures/X``; where X is a link to a file outside the run, a page served
+    remotely refuses it like any other path it was not given (served locally, it opens)."""
+    from dashboard.access import PathNotAllowed
+    from inspector._capture.settings import GenerationSettings
+    from inspector.runs import RunConfig, run_corpus
+
+    state = fresh
+    config = RunConfig(settings=GenerationSettings(max_new_tokens=3), data=str(data_dir), limit=1, batch_size=1)
+    run = run_corpus(config, tmp_path / "run", tiny_model, progress=False)
+    dial, turn = (int(v) for v in run.summary.iloc[0][["dial_id", "turn"]])
+    inside = run.capture_path(dial, turn)
+    outside = tmp_path / "outside.safetensors"
+    tiny_model.generate("User: a secret\nAgent:", max_new_tokens=2).save(outside)
+    inside.unlink()
+    inside.symlink_to(outside)
+    monkeypatch.setenv("INSPECTOR_DASHBOARD_RUN", str(run.path))
+    monkeypatch.setenv("INSPECTOR_DASHBOARD_REMOTE", "1")
+    with pytest.raises(PathNotAllowed):
+        state.run_capture(str(run.path), dial, turn)
+    monkeypatch.delenv("INSPECTOR_DASHBOARD_REMOTE")
+    assert state.run_capture(str(run.path), dial, turn).prompt_text == "User: a secret\nAgent:"

@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def assemble(
-    im: ModelHandle,
+    model: ModelHandle,
     batch: PromptBatch,
     settings: GenerationSettings,
     sources: list[dict[str, Any]],
@@ -54,7 +54,7 @@ def assemble(
     run's interventions, applied to beam search's final passes too and recorded in the metadata. A returned beam's
     ``meta.sequence_score`` is ``beam_scores[j]`` (``[rows_out]``, ``generate``'s ``sequences_scores``) when
     given, else :func:`~inspector._capture.beams.beam_score` of its processed scores under ``length_penalty``."""
-    tok = im.tokenizer
+    tok = model.tokenizer
     p_max = batch.p_max
     total = steps.steps
     nrs = settings.num_return_sequences
@@ -63,7 +63,7 @@ def assemble(
     final_rows: list[FinalRow] = []
     names: dict[int, str] = {}  # token id -> display string, shared by the captures of the batch
     if bi is not None and (settings.keep_attention or rec.layers.active):
-        final_rows = beam_final_rows(im, rec, seq_cpu, bi, batch, intervener)
+        final_rows = beam_final_rows(model, rec, seq_cpu, bi, batch, intervener)
     views = bi is None and _views_fit(rec, batch, steps, int(seq_cpu.shape[0]))
     logit_views = bi is None and steps.logits is not None and _logit_views_fit(steps, int(seq_cpu.shape[0]))
     versions = library_versions()
@@ -113,7 +113,7 @@ def assemble(
                 hidden, norms = rec.layers.beam_sequence(first_row, pad, row_at, (final.hidden, final.norms))
             else:
                 hidden, norms = rec.layers.sequence(j, pad, pad + seq_len, copy=not views)
-        lens = compact_lens(im, hidden, ids, settings.lens_k) if settings.lens_k and hidden is not None else None
+        lens = compact_lens(model, hidden, ids, settings.lens_k) if settings.lens_k and hidden is not None else None
         if not settings.keep_hidden_states:
             hidden = None
         idx = torch.arange(steps_j)
@@ -130,13 +130,13 @@ def assemble(
         labels = token_labels(tok, set(id_list) | set(raw_scores.topk_ids.flatten().tolist())
                               | set(proc_scores.topk_ids.flatten().tolist()), names)
         meta = CaptureMeta(
-            model=im.name,
-            revision=im.revision,
-            random_weights=im.random_weights,
+            model=model.name,
+            revision=model.revision,
+            random_weights=model.random_weights,
             tokenizer=str(getattr(tok, "name_or_path", "")),
             generation={**gen_dict, "prompt_truncated_tokens": batch.truncated[b]},
-            device=str(im.device),
-            dtype=dtype_name(im.dtype),
+            device=str(model.device),
+            dtype=dtype_name(model.dtype),
             attention_dtype=settings.attention_dtype,
             versions=versions,
             source=sources[b],
@@ -144,7 +144,7 @@ def assemble(
             sequence_score=None if bi is None else (
                 float(beam_scores[j]) if beam_scores is not None else beam_score(proc_scores, length_penalty)),
             created=created,
-            model_file=im.model_file,
+            model_file=model.model_file,
             interventions={} if intervener is None else dict(intervener.plan.record),
         )
         captures.append(
@@ -212,9 +212,9 @@ def _logit_views_fit(steps: StackedSteps, rows: int) -> bool:
     return steps.logits.device.type == "cpu" and steps.logits.untyped_storage().nbytes() <= 1.5 * used
 
 
-def compact_lens(im: ModelHandle, hidden: HiddenStates, ids: torch.Tensor, k: int) -> CaptureLens:
+def compact_lens(model: ModelHandle, hidden: HiddenStates, ids: torch.Tensor, k: int) -> CaptureLens:
     """The stored logit lens of one sequence: every entry and position of ``hidden``, top ``k``."""
     from inspector._lens_math import logit_lens, next_token_targets
 
-    res = logit_lens(hidden, im.model, targets=next_token_targets(ids), k=k)
+    res = logit_lens(hidden, model.model, targets=next_token_targets(ids), k=k)
     return CaptureLens(res.topk_ids, res.topk_probs, res.entropy, res.target_rank, res.target_prob)

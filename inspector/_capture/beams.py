@@ -87,7 +87,7 @@ class FinalRow:
 
 
 def beam_final_rows(
-    im: ModelHandle, rec: Recorder, seq_cpu: torch.Tensor, bi: torch.Tensor, batch: PromptBatch,
+    model: ModelHandle, rec: Recorder, seq_cpu: torch.Tensor, bi: torch.Tensor, batch: PromptBatch,
     intervener: Intervener | None = None,
 ) -> list[FinalRow]:
     """Attention row, hidden states and value norms of each returned beam's last token (one forward per beam,
@@ -99,13 +99,13 @@ def beam_final_rows(
         b = j // nrs
         pad = batch.pads[b]
         steps = int((bi[j] >= 0).sum())
-        ids = seq_cpu[j, pad : batch.p_max + steps][None].to(im.device)
+        ids = seq_cpu[j, pad : batch.p_max + steps][None].to(model.device)
         grabbed: dict[int, torch.Tensor] = {}
         handles = layers.final_forward_hooks(grabbed) if layers.norms else []
         around = contextlib.nullcontext() if intervener is None else intervener.single_row(b * rec.s.num_beams)
         try:
             with around:
-                res = im.model(input_ids=ids, output_attentions=rec.s.keep_attention,
+                res = model.model(input_ids=ids, output_attentions=rec.s.keep_attention,
                                output_hidden_states=layers.hidden, use_cache=False, logits_to_keep=1)
         finally:
             for h in handles:

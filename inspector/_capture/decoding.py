@@ -121,7 +121,7 @@ def refuse_implicit_filters(model: Any) -> None:
         raise ValueError(
             f"the model's generation_config sets {listed}, which would change decoding outside inspector's "
             f"settings (and unseen by the capture); set it to None first, e.g. "
-            f"im.model.generation_config.{next(iter(found))} = None"
+            f"model.model.generation_config.{next(iter(found))} = None"
         )
 
 

@@ -83,11 +83,11 @@ class PromptBatch:
         return int(self.input_ids.shape[1])
 
 
-def encode_prompts(im: ModelHandle, prompts: Sequence[str], settings: GenerationSettings) -> PromptBatch:
+def encode_prompts(model: ModelHandle, prompts: Sequence[str], settings: GenerationSettings) -> PromptBatch:
     """Tokenize and left-pad; checks the prompts and the context length (``ValueError``)."""
     _, prompt_list = check_prompts(prompts)
-    tok = im.tokenizer
-    ctx = im.context_length
+    tok = model.tokenizer
+    ctx = model.context_length
     budget = settings.prompt_token_budget(ctx)
     ids_list: list[list[int]] = []
     truncated: list[int] = []
@@ -147,14 +147,14 @@ class PromptBudget:
         return self.prompt_tokens + self.max_new_tokens - self.context_length
 
 
-def prompt_budget(im: ModelHandle, prompt: str, settings: GenerationSettings) -> PromptBudget:
+def prompt_budget(model: ModelHandle, prompt: str, settings: GenerationSettings) -> PromptBudget:
     """Count ``prompt``'s tokens against the context left by ``settings.max_new_tokens`` (no model work).
 
     ``ValueError`` when ``prompt`` is not a string or not valid text (an empty one is fine: 0 tokens).
     """
     _check_text(0, prompt)
-    n = len(im.tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"])
-    return PromptBudget(n, settings.max_new_tokens, im.context_length, settings.truncate_prompt)
+    n = len(model.tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"])
+    return PromptBudget(n, settings.max_new_tokens, model.context_length, settings.truncate_prompt)
 
 
 def token_labels(tokenizer: Any, ids: Iterable[int], known: dict[int, str] | None = None) -> dict[int, str]:

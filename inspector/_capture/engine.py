@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def generate(
-    im: ModelHandle,
+    model: ModelHandle,
     prompts: str | Sequence[str],
     *,
     settings: GenerationSettings | None = None,
@@ -47,7 +47,7 @@ def generate(
     """Generate from one prompt or a batch and capture every step.
 
     Args:
-        im: a model from :func:`inspector.load_model`.
+        model: a model from :func:`inspector.load_model`.
         prompts: a string, or a list of strings generated together in one left-padded batch.
         settings: a ready :class:`GenerationSettings` (default: the defaults).
         sources: where each prompt came from (stored in ``capture.meta.source``).
@@ -79,14 +79,14 @@ def generate(
     if single and settings.num_return_sequences > 1:
         raise ValueError(f"num_return_sequences={settings.num_return_sequences} returns several captures: pass "
                          "the prompt in a list, [prompt], to get them as a list")
-    settings, batch, source_list, ivp = _prepare(im, prompts, settings, sources,
+    settings, batch, source_list, ivp = _prepare(model, prompts, settings, sources,
                                                  source if _is_capture(source) else None)  # type: ignore[arg-type]
-    captures, _ = _run(im, batch, settings, source_list, on_step, ivp=ivp)
+    captures, _ = _run(model, batch, settings, source_list, on_step, ivp=ivp)
     return captures[0] if single else captures
 
 
 def generate_with_prompt_cache(
-    im: ModelHandle,
+    model: ModelHandle,
     prompts: Sequence[str],
     settings: GenerationSettings,
     sources: Sequence[dict[str, Any]],
@@ -98,8 +98,8 @@ def generate_with_prompt_cache(
     when there is no row-per-prompt cache to hand on: beam search, several sequences per prompt, or a
     cache that cannot be cropped (sliding windows, static caches).
     """
-    settings, batch, source_list, ivp = _prepare(im, prompts, settings, sources)
-    return _run(im, batch, settings, source_list, keep_cache=True, ivp=ivp)
+    settings, batch, source_list, ivp = _prepare(model, prompts, settings, sources)
+    return _run(model, batch, settings, source_list, keep_cache=True, ivp=ivp)
 
 
 def _is_capture(value: object) -> bool:
@@ -110,7 +110,7 @@ def _is_capture(value: object) -> bool:
 
 
 def _prepare(
-    im: ModelHandle,
+    model: ModelHandle,
     prompts: str | Sequence[str],
     settings: GenerationSettings,
     sources: Sequence[dict[str, Any]] | dict[str, Any] | None,
@@ -120,17 +120,17 @@ def _prepare(
     every check (prompts, layers/heads, sources, memory budget, interventions) before any model work."""
     _, prompt_list = check_prompts(prompts)
     # layers/heads against the model, before any model work (a slice or negative ids need its size)
-    settings = settings.selected(im.num_layers, im.num_heads, im.name)
+    settings = settings.selected(model.num_layers, model.num_heads, model.name)
     source_list = source_dicts(sources, len(prompt_list))
-    batch = encode_prompts(im, prompt_list, settings)
-    check_budget(settings, ModelSizes.of(im.model), [batch.p_max - pad for pad in batch.pads], im.device)
-    ivp = plan(im, settings, [batch.p_max - pad for pad in batch.pads], patch_from)
+    batch = encode_prompts(model, prompt_list, settings)
+    check_budget(settings, ModelSizes.of(model.model), [batch.p_max - pad for pad in batch.pads], model.device)
+    ivp = plan(model, settings, [batch.p_max - pad for pad in batch.pads], patch_from)
     return settings, batch, source_list, ivp
 
 
 @torch.no_grad()
 def _run(
-    im: ModelHandle,
+    model: ModelHandle,
     batch: PromptBatch,
     settings: GenerationSettings,
     sources: list[dict[str, Any]],
@@ -140,28 +140,28 @@ def _run(
 ) -> tuple[list[Capture], PromptCache | None]:
     from transformers import LogitsProcessorList, StoppingCriteriaList
 
-    model: Any = im.model
-    tok = im.tokenizer
-    dev = im.device
+    hf: Any = model.model
+    tok = model.tokenizer
+    dev = model.device
     n_prompts = len(batch.prompts)
     expand = settings.num_beams if settings.num_beams > 1 else settings.num_return_sequences
     rows = n_prompts * expand
-    gen_config = settings.generation_config(model, tok)
+    gen_config = settings.generation_config(hf, tok)
     # A repetition penalty leaves beam search's processed log-probabilities unnormalised, so the beam scores are
     # not the recorded ones summed (beams.beam_score): take generate's own, which come only with per-step copies.
     hf_beam_scores = settings.num_beams > 1 and settings.repetition_penalty != 1.0
     gen_config.output_scores = gen_config.output_scores or hf_beam_scores
     stopper = stop_string_criteria(tok, settings.stop_strings) if settings.stop_strings else None
-    sizes = ModelSizes.of(model)
+    sizes = ModelSizes.of(hf)
     kept = estimate_capture(settings, sizes, [batch.p_max - pad for pad in batch.pads]).kept
     # hidden states: the prefill's float32 states of every layer already take the room a block would
     group = 1 if settings.record_hidden_states else group_steps(rows, sizes.vocab_size, kept)
-    rec = Recorder(im, settings, rows, batch.p_max, stopper, stats_group=group)
+    rec = Recorder(model, settings, rows, batch.p_max, stopper, stats_group=group)
     rec.on_step = on_step
     processor, criterion = rec.hf_objects()
     input_ids = batch.input_ids.to(dev)
     mask = batch.attention_mask.to(dev)
-    iv = None if ivp is None else Intervener(model, ivp, row_mask(batch.attention_mask, expand))
+    iv = None if ivp is None else Intervener(hf, ivp, row_mask(batch.attention_mask, expand))
     rng: Any = contextlib.nullcontext()
     if settings.seed is not None:
         rng = torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [])
@@ -169,9 +169,9 @@ def _run(
     # one row per prompt (the cache is never reordered)
     if expand == 1 and settings.num_beams == 1:
         # every position the generation and its extra step write: the prompt and each new token
-        reserved = reserved_cache(model, batch.p_max + settings.max_new_tokens, gen_config)
+        reserved = reserved_cache(hf, batch.p_max + settings.max_new_tokens, gen_config)
         if reserved is not None:
-            cache[cache_kwarg(model)] = reserved
+            cache[cache_kwarg(hf)] = reserved
             gen_config.cache_implementation = None  # the cache is given (generate refuses both)
     # inference mode: ``generate`` runs ~2-4% faster than under its own ``no_grad`` (no version counters
     # or autograd bookkeeping per op). Tensors made in it are inference tensors, so what is handed back is
@@ -180,7 +180,7 @@ def _run(
     with rng, rec.attached(), intervening(iv), torch.inference_mode():
         if settings.seed is not None:
             torch.manual_seed(settings.seed)
-        out = model.generate(
+        out = hf.generate(
             input_ids=input_ids,
             attention_mask=mask,
             generation_config=gen_config,
@@ -201,7 +201,7 @@ def _run(
     steps = StackedSteps.from_log(rec.log, total_steps, rec.finish_step, rec.finish_reason)
     with intervening(iv if beam_indices is not None else None):  # beams' final passes
         lp = gen_config.length_penalty  # transformers reads None as 1.0
-        captures = assemble(im, batch, settings, sources, rec, steps, sequences, beam_indices, stopper, iv,
+        captures = assemble(model, batch, settings, sources, rec, steps, sequences, beam_indices, stopper, iv,
                             beam_scores=beam_scores, length_penalty=1.0 if lp is None else float(lp))
     prompt_cache = None
     if keep_cache and expand == 1 and settings.num_beams == 1:
@@ -213,18 +213,18 @@ def _run(
 
 def _final_cached_step(rec: Recorder, out: Any, sequences: torch.Tensor, mask: torch.Tensor, expand: int) -> None:
     """One more cached decoding step over the last generated token, for its attention row (and layer states)."""
-    model = rec.im.model
+    hf = rec.model.model
     cache = generated_cache(out)
     full_mask = mask.repeat_interleave(expand, dim=0) if expand > 1 else mask
     steps = int(sequences.shape[1]) - int(mask.shape[1])
     full_mask = torch.cat([full_mask, full_mask.new_ones((full_mask.shape[0], steps))], dim=1)
     position_ids = (full_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -1:]
     rec.record_logits = False
-    kwargs = {cache_kwarg(model): cache}
+    kwargs = {cache_kwarg(hf): cache}
     # nothing reads this step's logits: the output layer gets no position (at batch 16 the vocabulary
     # projection was a fifth of the step)
-    with output_layer_input(model, lambda hidden: hidden[..., :0, :]):
-        model(
+    with output_layer_input(hf, lambda hidden: hidden[..., :0, :]):
+        hf(
             input_ids=sequences[:, -1:],
             attention_mask=full_mask,
             position_ids=position_ids,

@@ -73,7 +73,7 @@ def _sources(sources: Sequence[dict[str, Any]] | dict[str, Any] | None, n: int) 
 
 
 def score(
-    im: ModelHandle,
+    model: ModelHandle,
     prompt: str | Sequence[str],
     continuation: str | Sequence[str],
     *,
@@ -86,7 +86,7 @@ def score(
     """Score ``continuation`` after ``prompt`` by teacher forcing; see the module docstring.
 
     Args:
-        im: a model from :func:`inspector.load_model`.
+        model: a model from :func:`inspector.load_model`.
         prompt: a string, or a list of strings scored together in one left-padded batch.
         continuation: the text to force after each prompt: a string with a string prompt, else a
             list as long as ``prompt``.
@@ -120,18 +120,18 @@ def score(
         check_encodable(p, f"prompt {i}")
         check_encodable(c, f"continuation {i}")
     _settings(top_k_logits, keep_logits, keep_attention, attention_dtype)
-    tok = im.tokenizer
+    tok = model.tokenizer
     p_ids = [list(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     c_ids = [list(tok(c, add_special_tokens=False)["input_ids"]) for c in conts]
     caps = score_tokens(
-        im, p_ids, c_ids, prompt_texts=prompts, top_k_logits=top_k_logits, keep_logits=keep_logits,
+        model, p_ids, c_ids, prompt_texts=prompts, top_k_logits=top_k_logits, keep_logits=keep_logits,
         keep_attention=keep_attention, attention_dtype=attention_dtype, sources=sources,
     )
     return caps[0] if single else caps
 
 
 def score_tokens(
-    im: ModelHandle,
+    model: ModelHandle,
     prompt_ids: Sequence[Sequence[int]],
     continuation_ids: Sequence[Sequence[int]],
     *,
@@ -148,13 +148,13 @@ def score_tokens(
     arguments, the result and the errors are those of :func:`score`; the result is always a list.
     """
     settings = _settings(top_k_logits, keep_logits, keep_attention, attention_dtype)
-    items = _items(im, prompt_ids, continuation_ids)
-    texts = _texts(im, items, prompt_texts)
-    return _score(im, items, texts, settings, _sources(sources, len(items)))
+    items = _items(model, prompt_ids, continuation_ids)
+    texts = _texts(model, items, prompt_texts)
+    return _score(model, items, texts, settings, _sources(sources, len(items)))
 
 
 def _items(
-    im: ModelHandle, prompt_ids: Sequence[Sequence[int]], continuation_ids: Sequence[Sequence[int]]
+    model: ModelHandle, prompt_ids: Sequence[Sequence[int]], continuation_ids: Sequence[Sequence[int]]
 ) -> list[tuple[list[int], list[int]]]:
     """The validated ``(prompt ids, continuation ids)`` pairs of :func:`score_tokens` (ValueError on bad input)."""
     n = len(prompt_ids)
@@ -162,8 +162,8 @@ def _items(
         raise ValueError("no prompts given; pass a non-empty list of token id lists")
     if len(continuation_ids) != n:
         raise ValueError(f"got {n} prompts but {len(continuation_ids)} continuations; give one per prompt")
-    vocab = int(im.model.config.vocab_size)
-    ctx = im.context_length
+    vocab = int(model.model.config.vocab_size)
+    ctx = model.context_length
     items: list[tuple[list[int], list[int]]] = []
     for i, (p, c) in enumerate(zip(prompt_ids, continuation_ids, strict=True)):
         if not isinstance(p, Sequence) or not isinstance(c, Sequence) or isinstance(p, str) or isinstance(c, str):
@@ -185,10 +185,12 @@ def _items(
     return items
 
 
-def _texts(im: ModelHandle, items: list[tuple[list[int], list[int]]], prompt_texts: Sequence[str] | None) -> list[str]:
+def _texts(
+    model: ModelHandle, items: list[tuple[list[int], list[int]]], prompt_texts: Sequence[str] | None
+) -> list[str]:
     """``Capture.prompt_text`` per item: ``prompt_texts``, else the decoded prompt ids."""
     n = len(items)
-    tok = im.tokenizer
+    tok = model.tokenizer
     texts = [str(t) for t in prompt_texts] if prompt_texts is not None else [str(tok.decode(p)) for p, _ in items]
     if len(texts) != n:
         raise ValueError(f"got {len(texts)} prompt_texts for {n} prompts")
@@ -197,13 +199,13 @@ def _texts(im: ModelHandle, items: list[tuple[list[int], list[int]]], prompt_tex
 
 @torch.no_grad()
 def _forward(
-    im: ModelHandle, items: list[tuple[list[int], list[int]]], keep_attention: bool
+    model: ModelHandle, items: list[tuple[list[int], list[int]]], keep_attention: bool
 ) -> tuple[Any, list[int]]:
     """One left-padded forward pass; logits only for the last ``max continuation + 1`` positions."""
     lengths = [len(p) + len(c) for p, c in items]
     width = max(lengths)
     c_max = max(len(c) for _, c in items)
-    pad_id = im.tokenizer.pad_token_id if im.tokenizer.pad_token_id is not None else 0
+    pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
     input_ids = torch.full((len(items), width), int(pad_id), dtype=torch.long)
     mask = torch.zeros((len(items), width), dtype=torch.long)
     pads = []
@@ -214,8 +216,8 @@ def _forward(
         pads.append(pad)
     # position ids count from each item's first real token, as in a pass over the item alone
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    dev = im.device
-    out = im.model(
+    dev = model.device
+    out = model.model(
         input_ids=input_ids.to(dev),
         attention_mask=mask.to(dev),
         position_ids=position_ids.to(dev),
@@ -238,19 +240,19 @@ def _token_stats(logits: torch.Tensor, forced: torch.Tensor, k: int) -> TokenSco
 
 
 def _score(
-    im: ModelHandle,
+    model: ModelHandle,
     items: list[tuple[list[int], list[int]]],
     texts: list[str],
     settings: GenerationSettings,
     sources: list[dict[str, Any]],
 ) -> list[Capture]:
-    out, pads = _forward(im, items, settings.keep_attention)
+    out, pads = _forward(model, items, settings.keep_attention)
     logits = out.logits  # [batch, c_max + 1, vocab]: the last c_max + 1 positions
     rows = _forced_rows(logits, items)
     atts = None
     if settings.keep_attention:
         atts = [[a[b, :, pad:, pad:] for a in out.attentions] for b, pad in enumerate(pads)]
-    return _captures(im, items, texts, settings, sources, rows, atts)
+    return _captures(model, items, texts, settings, sources, rows, atts)
 
 
 def _forced_rows(logits: torch.Tensor, items: list[tuple[list[int], list[int]]]) -> list[torch.Tensor]:
@@ -261,7 +263,7 @@ def _forced_rows(logits: torch.Tensor, items: list[tuple[list[int], list[int]]])
 
 
 def _captures(
-    im: ModelHandle,
+    model: ModelHandle,
     items: list[tuple[list[int], list[int]]],
     texts: list[str],
     settings: GenerationSettings,
@@ -273,7 +275,7 @@ def _captures(
     predict its forced tokens) and, with ``keep_attention``, its per-layer unpadded attentions ``[head, q, k]``."""
     k = min(settings.top_k_logits, int(rows_per_item[0].shape[-1]))
     att_dtype = getattr(torch, settings.attention_dtype)
-    tok = im.tokenizer
+    tok = model.tokenizer
     gen = {
         "mode": FORCED_MODE,
         "top_k_logits": settings.top_k_logits,
@@ -301,18 +303,18 @@ def _captures(
         ids = p + c
         labels = token_labels(tok, set(ids) | set(scores.topk_ids.flatten().tolist()))
         meta = CaptureMeta(
-            model=im.name,
-            revision=im.revision,
-            random_weights=im.random_weights,
+            model=model.name,
+            revision=model.revision,
+            random_weights=model.random_weights,
             tokenizer=str(getattr(tok, "name_or_path", "")),
             generation={**gen, "continuation_tokens": steps},
-            device=str(im.device),
-            dtype=dtype_name(im.dtype),
+            device=str(model.device),
+            dtype=dtype_name(model.dtype),
             attention_dtype=settings.attention_dtype,
             versions=versions,
             source=sources[b],
             created=created,
-            model_file=im.model_file,
+            model_file=model.model_file,
         )
         captures.append(
             Capture(

@@ -50,36 +50,36 @@ def shared_prefix_lengths(first: Sequence[Sequence[int]], second: Sequence[Seque
     return out
 
 
-def _pad_id(im: ModelHandle) -> int:
-    pad = im.tokenizer.pad_token_id
+def _pad_id(model: ModelHandle) -> int:
+    pad = model.tokenizer.pad_token_id
     return int(pad) if pad is not None else 0
 
 
 @torch.no_grad()
-def _prefix_cache(im: ModelHandle, prefixes: list[list[int]]) -> tuple[Any, torch.Tensor]:
+def _prefix_cache(model: ModelHandle, prefixes: list[list[int]]) -> tuple[Any, torch.Tensor]:
     """(the KV cache of the left-padded prefixes, their attention mask ``[batch, width]``)."""
     width = max(len(p) for p in prefixes)
-    input_ids = torch.full((len(prefixes), width), _pad_id(im), dtype=torch.long)
+    input_ids = torch.full((len(prefixes), width), _pad_id(model), dtype=torch.long)
     mask = torch.zeros((len(prefixes), width), dtype=torch.long)
     for row, p in enumerate(prefixes):
         input_ids[row, width - len(p) :] = torch.tensor(p, dtype=torch.long)
         mask[row, width - len(p) :] = 1
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-    dev = im.device
-    out = im.model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev),
-                   use_cache=True, logits_to_keep=1)
+    dev = model.device
+    out = model.model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev),
+                      use_cache=True, logits_to_keep=1)
     from inspector._compat import generated_cache  # imports transformers
 
     cache = generated_cache(out)
     if cache is None or not hasattr(cache, "crop"):
-        raise ValueError(f"{type(im.model).__name__} returned no croppable KV cache; score the prompts one by one "
+        raise ValueError(f"{type(model.model).__name__} returned no croppable KV cache; score the prompts one by one "
                          "with inspector._capture.forced.score_tokens")
     return cache, mask
 
 
 @torch.no_grad()
 def _segment_rows(
-    im: ModelHandle, cache: Any, prefix_mask: torch.Tensor, prefix_lens: list[int],
+    model: ModelHandle, cache: Any, prefix_mask: torch.Tensor, prefix_lens: list[int],
     segments: list[tuple[list[int], list[int]]],
 ) -> list[torch.Tensor]:
     """Per item, the logits ``[len(continuation), vocab]`` predicting its forced tokens after ``prefix + suffix``.
@@ -88,7 +88,7 @@ def _segment_rows(
     """
     lengths = [len(s) + len(c) for s, c in segments]
     width = max(lengths)
-    input_ids = torch.full((len(segments), width), _pad_id(im), dtype=torch.long)
+    input_ids = torch.full((len(segments), width), _pad_id(model), dtype=torch.long)
     seg_mask = torch.zeros((len(segments), width), dtype=torch.long)
     for row, ((s, c), length) in enumerate(zip(segments, lengths, strict=True)):
         input_ids[row, :length] = torch.tensor(s + c, dtype=torch.long)
@@ -97,10 +97,10 @@ def _segment_rows(
     # right padding: the pads come after every real token, so no real query sees them; their positions
     # are clamped only to stay inside the position table
     position_ids = (torch.tensor(prefix_lens)[:, None] + torch.arange(width)[None, :]).clamp(
-        max=im.context_length - 1)
+        max=model.context_length - 1)
     first = min(len(s) for s, _ in segments) - 1  # the first row that predicts a forced token
-    dev = im.device
-    model = im.model
+    dev = model.device
+    hf = model.model
     # The output layer sees only the positions that predict a forced token: the right padding and the
     # suffixes' other positions (more than half of a corpus batch's window) skip the vocabulary projection.
     starts = [len(s) - 1 - first for s, _ in segments]  # in the kept window, positions first .. width - 1
@@ -114,9 +114,9 @@ def _segment_rows(
 
     from inspector._compat import output_layer_input  # imports transformers
 
-    with output_layer_input(model, gather):
-        out = model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev),
-                    use_cache=True, logits_to_keep=width - first, **{cache_kwarg(model): cache})
+    with output_layer_input(hf, gather):
+        out = hf(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=position_ids.to(dev),
+                 use_cache=True, logits_to_keep=width - first, **{cache_kwarg(hf): cache})
     cache.crop(-width)
     logits = out.logits
     if gathered == [True]:  # [1, forced tokens, vocab], item after item
@@ -141,7 +141,7 @@ def _cached_items(
 
 @torch.no_grad()
 def _after_prompt_cache(
-    im: ModelHandle, cache: PromptCache, rows: list[int], first: list[tuple[list[int], list[int]]],
+    model: ModelHandle, cache: PromptCache, rows: list[int], first: list[tuple[list[int], list[int]]],
     second: list[tuple[list[int], list[int]]], prefix: list[int],
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Per item and prompt list, the logits predicting its forced tokens, reusing the generation's prompt cache.
@@ -154,14 +154,14 @@ def _after_prompt_cache(
     own = max(len(p) - n for (p, _), n in zip(second, prefix, strict=True))
     kv, mask, kept = cache.take(rows, cache.width - own)
     out = tuple(
-        _segment_rows(im, kv, mask, kept, [(p[k:], c) for (p, c), k in zip(items, kept, strict=True)])
+        _segment_rows(model, kv, mask, kept, [(p[k:], c) for (p, c), k in zip(items, kept, strict=True)])
         for items in (first, second)
     )
     return out[0], out[1]
 
 
 def score_token_pairs(
-    im: ModelHandle,
+    model: ModelHandle,
     first_prompt_ids: Sequence[Sequence[int]],
     second_prompt_ids: Sequence[Sequence[int]],
     continuation_ids: Sequence[Sequence[int]],
@@ -185,7 +185,7 @@ def score_token_pairs(
 
     Returns:
         ``(first captures, second captures)``, each what
-        ``score_tokens(im, prompt_ids, continuation_ids, keep_attention=False, ...)`` returns for that
+        ``score_tokens(model, prompt_ids, continuation_ids, keep_attention=False, ...)`` returns for that
         prompt list (up to float rounding: the passes are split differently).
 
     Raises:
@@ -201,16 +201,16 @@ def score_token_pairs(
         raise ValueError(f"got {len(first_prompt_ids)} first prompts but {len(second_prompt_ids)} second prompts; "
                          "give two prompts per item")
     settings = _settings(top_k_logits, keep_logits, False, torch.float16)
-    first = _items(im, first_prompt_ids, continuation_ids)
-    second = _items(im, second_prompt_ids, continuation_ids)
-    texts = (_texts(im, first, first_texts), _texts(im, second, second_texts))
+    first = _items(model, first_prompt_ids, continuation_ids)
+    second = _items(model, second_prompt_ids, continuation_ids)
+    texts = (_texts(model, first, first_texts), _texts(model, second, second_texts))
     srcs = _sources(sources, len(first))
     prefix = shared_prefix_lengths([p for p, _ in first], [p for p, _ in second])
     rows: tuple[list[Any], list[Any]] = ([None] * len(first), [None] * len(first))
     cached = _cached_items(prompt_cache, cache_rows, second, prefix)
     if cached:
         assert prompt_cache is not None and cache_rows is not None
-        for out, got in zip(rows, _after_prompt_cache(im, prompt_cache, [cache_rows[i] for i in cached],
+        for out, got in zip(rows, _after_prompt_cache(model, prompt_cache, [cache_rows[i] for i in cached],
                                                       [first[i] for i in cached], [second[i] for i in cached],
                                                       [prefix[i] for i in cached]), strict=True):
             for i, r in zip(cached, got, strict=True):
@@ -218,19 +218,19 @@ def score_token_pairs(
     shared = [i for i, n in enumerate(prefix) if n > 0 and rows[0][i] is None]
     alone = [i for i, n in enumerate(prefix) if n == 0]
     if shared:
-        cache, pmask = _prefix_cache(im, [first[i][0][: prefix[i]] for i in shared])
+        cache, pmask = _prefix_cache(model, [first[i][0][: prefix[i]] for i in shared])
         lens = [prefix[i] for i in shared]
         for out, items in zip(rows, (first, second), strict=True):
             segs = [(items[i][0][prefix[i] :], items[i][1]) for i in shared]
-            for i, r in zip(shared, _segment_rows(im, cache, pmask, lens, segs), strict=True):
+            for i, r in zip(shared, _segment_rows(model, cache, pmask, lens, segs), strict=True):
                 out[i] = r
     if alone:
         # no shared prefix to reuse: one ordinary left-padded pass per prompt list, as score_tokens does
         for out, items in zip(rows, (first, second), strict=True):
             sub = [items[i] for i in alone]
-            for i, r in zip(alone, _forced_rows(_forward(im, sub, False)[0].logits, sub), strict=True):
+            for i, r in zip(alone, _forced_rows(_forward(model, sub, False)[0].logits, sub), strict=True):
                 out[i] = r
     return (
-        _captures(im, first, texts[0], settings, srcs, rows[0], None),
-        _captures(im, second, texts[1], settings, srcs, rows[1], None),
+        _captures(model, first, texts[0], settings, srcs, rows[0], None),
+        _captures(model, second, texts[1], settings, srcs, rows[1], None),
     )

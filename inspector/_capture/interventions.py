@@ -66,12 +66,12 @@ class InterventionPlan:
     record: dict[str, Any]
 
 
-def plan(im: ModelHandle, settings: GenerationSettings, prompt_lens: Sequence[int],
+def plan(model: ModelHandle, settings: GenerationSettings, prompt_lens: Sequence[int],
          source: Capture | None = None) -> InterventionPlan | None:
     """The run's interventions checked against the model and the prompts; ``None`` when there are none.
 
     Args:
-        im: the model.
+        model: the model.
         settings: ``ablate``, ``ablate_mode`` and ``patch`` are read; ``patch_from`` (a path) is recorded as
             the source's file.
         prompt_lens: the unpadded length of each prompt of the batch.
@@ -82,7 +82,7 @@ def plan(im: ModelHandle, settings: GenerationSettings, prompt_lens: Sequence[in
         ValueError: an unknown layer or head, patch pairs without a source, a source from another model or
             with a prompt of another length, a position outside the prompt; said before any forward pass.
     """
-    components = parse_components(settings.ablate, im.num_layers, im.num_heads)
+    components = parse_components(settings.ablate, model.num_layers, model.num_heads)
     pairs = settings.patch_pairs
     if source is not None and not pairs:
         raise ValueError("patch_from is given but patch names no (layer, position) pair; pass patch=[(3, 5)] "
@@ -100,8 +100,8 @@ def plan(im: ModelHandle, settings: GenerationSettings, prompt_lens: Sequence[in
                                  "capture, patch_from=inspector.load_capture(path)")
             raise ValueError("patch needs a source: pass patch_from=<a Capture of this model> "
                              "(CLI: --patch-from CAPTURE)")
-        _check_source(im, source, pairs, prompt_lens)
-        states, how = source_states(im, source, pairs)
+        _check_source(model, source, pairs, prompt_lens)
+        states, how = source_states(model, source, pairs)
         record.update(patch=[list(p) for p in pairs], patch_source={
             "path": settings.patch_from, "model": source.meta.model, "prompt_text": source.prompt_text,
             "prompt_len": source.prompt_len, "prompt_ids": source.token_ids[: source.prompt_len].tolist(),
@@ -109,21 +109,23 @@ def plan(im: ModelHandle, settings: GenerationSettings, prompt_lens: Sequence[in
     return InterventionPlan(components, settings.ablate_mode, pairs, states, record)
 
 
-def _check_source(im: ModelHandle, cap: Capture, pairs: Sequence[tuple[int, int]], prompt_lens: Sequence[int]) -> None:
+def _check_source(
+    model: ModelHandle, cap: Capture, pairs: Sequence[tuple[int, int]], prompt_lens: Sequence[int]
+) -> None:
     """Refuse a patch source from another model, of another prompt length, or pairs outside the model/prompt."""
-    if cap.meta.model != im.name or cap.meta.random_weights != im.random_weights:
+    if cap.meta.model != model.name or cap.meta.random_weights != model.random_weights:
         raise ValueError(f"the patch source was captured with model {cap.meta.model!r}"
-                         f"{' (random weights)' if cap.meta.random_weights else ''}, this run uses {im.name!r}"
-                         f"{' (random weights)' if im.random_weights else ''}; patch from a capture of this model")
-    embed: Any = im.model.get_input_embeddings()
+                         f"{' (random weights)' if cap.meta.random_weights else ''}, this run uses {model.name!r}"
+                         f"{' (random weights)' if model.random_weights else ''}; patch from a capture of this model")
+    embed: Any = model.model.get_input_embeddings()
     width = int(embed.weight.shape[-1])
     hidden = cap.hidden_states
     if isinstance(hidden, torch.Tensor) and int(hidden.shape[-1]) != width:
         raise ValueError(f"the patch source's residual stream is {int(hidden.shape[-1])} wide, this model's "
                          f"{width}; patch from a capture of this model")
     for layer, pos in pairs:
-        if layer >= im.num_layers:
-            raise ValueError(f"patch {layer}:{pos}: the model has layers 0-{im.num_layers - 1}")
+        if layer >= model.num_layers:
+            raise ValueError(f"patch {layer}:{pos}: the model has layers 0-{model.num_layers - 1}")
         if pos >= cap.prompt_len:
             raise ValueError(f"patch {layer}:{pos}: the source's prompt has tokens 0-{cap.prompt_len - 1}")
     for i, n in enumerate(prompt_lens):
@@ -135,17 +137,17 @@ def _check_source(im: ModelHandle, cap: Capture, pairs: Sequence[tuple[int, int]
 
 
 @torch.no_grad()
-def source_states(im: ModelHandle, cap: Capture, pairs: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, str]:
+def source_states(model: ModelHandle, cap: Capture, pairs: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, str]:
     """``([len(pairs), width] float32 states, "stored" or "forward")``: the output of block ``layer`` at prompt
     token ``position`` of ``cap``, from its stored float32 ``hidden_states`` where they are exact, else from
-    one forward pass of ``im`` over the source's prompt tokens."""
-    dev = im.device
+    one forward pass of ``model`` over the source's prompt tokens."""
+    dev = model.device
     hidden = cap.hidden_states
-    last = im.num_layers - 1
+    last = model.num_layers - 1
     if (isinstance(hidden, torch.Tensor) and hidden.dtype == torch.float32
             and all(layer < last for layer, _ in pairs)):
         return torch.stack([hidden[layer + 1, pos] for layer, pos in pairs]).float().to(dev), "stored"
-    parts = layer_parts(im.model)
+    parts = layer_parts(model.model)
     wanted = sorted({layer for layer, _ in pairs})
     grabbed: dict[int, torch.Tensor] = {}
 
@@ -158,7 +160,7 @@ def source_states(im: ModelHandle, cap: Capture, pairs: Sequence[tuple[int, int]
     handles = [parts[layer].block.register_forward_hook(grab(layer)) for layer in wanted]
     try:
         ids = cap.token_ids[: cap.prompt_len][None].to(dev)
-        im.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False, logits_to_keep=1)
+        model.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False, logits_to_keep=1)
     finally:
         for h in handles:
             h.remove()

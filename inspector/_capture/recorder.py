@@ -57,18 +57,18 @@ class _Pending(NamedTuple):
 class Recorder:
     """Hooks, logits processor and stopping criterion that record one ``generate`` call."""
 
-    def __init__(self, im: ModelHandle, settings: GenerationSettings, rows: int, p_max: int, stopper: Any,
+    def __init__(self, model: ModelHandle, settings: GenerationSettings, rows: int, p_max: int, stopper: Any,
                  stats_group: int = 1):
-        self.im = im
+        self.model = model
         self.s = settings
         self.rows = rows
         self.p_max = p_max
-        self.k = min(settings.top_k_logits, int(im.model.config.vocab_size))
+        self.k = min(settings.top_k_logits, int(model.model.config.vocab_size))
         self.att_dtype = torch_dtype(settings.attention_dtype)
-        self.modules = find_attention_modules(im.model)
+        self.modules = find_attention_modules(model.model)
         self.num_layers = len(self.modules)
-        self.num_heads = im.num_heads
-        self.device = im.device
+        self.num_heads = model.num_heads
+        self.device = model.device
         self.s_max = p_max + settings.max_new_tokens + 1
         self.log = StepLog()
         self.forward_calls = 0
@@ -79,7 +79,7 @@ class Recorder:
         self.stop_criteria = stopper
         self.on_step: Callable[[int, int], None] | None = None
         self.steps_done = 0
-        eos_list = stop_token_ids(im.model, im.tokenizer)  # eos, and the chat template's end of turn
+        eos_list = stop_token_ids(model.model, model.tokenizer)  # eos, and the chat template's end of turn
         self.eos_ids = torch.tensor(eos_list, dtype=torch.long, device=self.device)
         # set by finish(): the step each row wrote EOS or completed a stop string (-1: neither), and which
         self.finish_step = torch.full((rows,), -1, dtype=torch.long, device=self.device)
@@ -90,7 +90,7 @@ class Recorder:
         self.unprocessed = not settings.do_sample and settings.repetition_penalty == 1.0 and not self.beam
         # greedy: statistics of ``stats_group`` steps at a time (see greedy_stats); call finish() at the end
         self.greedy = GreedyStats(self.log, rows, self.k, stats_group) if self.unprocessed else None
-        self.cand_k = min(int(im.model.config.vocab_size), 2 * settings.num_beams * max(1, len(eos_list)) + 2)
+        self.cand_k = min(int(model.model.config.vocab_size), 2 * settings.num_beams * max(1, len(eos_list)) + 2)
         self.buffer: torch.Tensor | None = None
         self.prefill: torch.Tensor | None = None  # beam: [row, layer, head, p, p]
         self.rows_by_step: list[torch.Tensor] = []  # beam: [row, layer, head, key] per decode forward
@@ -119,7 +119,7 @@ class Recorder:
             self.buffer = torch.zeros(shape, dtype=self.att_dtype, device=self.device)
             self._layer_buf = list(self.buffer.unbind(1))  # [row, head, query, key] each
         if settings.keep_value_norms:
-            check_value_norms_supported(im.model)
+            check_value_norms_supported(model.model)
         self.layers = LayerRecorder(self.modules, rows, self.s_max, settings.record_hidden_states,
                                     settings.keep_value_norms, settings.hidden_dtype, self.beam, self.device)
 
@@ -231,9 +231,9 @@ class Recorder:
         """The hooks on the model for the duration; removed however the block ends."""
         handles = [self.modules[layer][0].register_forward_hook(self._attention_hook(slot, self.modules[layer][1]))
                    for slot, layer in enumerate(self.layer_ids)]
-        handles.append(self.im.model.register_forward_hook(self._model_hook, with_kwargs=True))
+        handles.append(self.model.model.register_forward_hook(self._model_hook, with_kwargs=True))
         if self.layers.hidden:
-            handles.append(self.im.model.register_forward_pre_hook(self.layers.model_pre_hook, with_kwargs=True))
+            handles.append(self.model.model.register_forward_pre_hook(self.layers.model_pre_hook, with_kwargs=True))
         if self.layers.norms:
             handles.extend(
                 m.register_forward_pre_hook(self.layers.attention_pre_hook(i, self._end), with_kwargs=True)

@@ -207,13 +207,13 @@ def run_capture(args: argparse.Namespace) -> int:
         source = load_capture(settings.patch_from)
     elif settings.patch:
         raise ValueError("--patch needs --patch-from CAPTURE, the capture file whose residual stream is written in")
-    im = load_model_from_args(args)
-    print(f"loaded {im.describe()}", file=sys.stderr)
+    model = load_model_from_args(args)
+    print(f"loaded {model.describe()}", file=sys.stderr)
     if continuation is not None:
-        result = im.score(prompt, continuation, top_k_logits=settings.top_k_logits, keep_logits=settings.keep_logits,
+        result = model.score(prompt, continuation, top_k_logits=settings.top_k_logits, keep_logits=settings.keep_logits,
                           attention_dtype=settings.attention_dtype)
     else:
-        result = im.generate([prompt], settings=settings, patch_from=source)
+        result = model.generate([prompt], settings=settings, patch_from=source)
     captures = result if isinstance(result, list) else [result]
     out.parent.mkdir(parents=True, exist_ok=True)
     for i, cap in enumerate(captures):

@@ -203,17 +203,17 @@ def run_run(args: argparse.Namespace) -> int:
     if gpu_workers:  # the driver only plans (tokenizer, sizes): keep the GPUs for the workers
         from inspector._model import load_model
 
-        im = load_model(args.model, device="cpu", random_weights=args.random_weights)
+        model = load_model(args.model, device="cpu", random_weights=args.random_weights)
     else:
-        im = load_model_from_args(args)
-    print(f"loaded {im.describe()}", file=sys.stderr)
-    plan = plan_run(config, im.tokenizer, im.context_length, dataset=dataset)
+        model = load_model_from_args(args)
+    print(f"loaded {model.describe()}", file=sys.stderr)
+    plan = plan_run(config, model.tokenizer, model.context_length, dataset=dataset)
     runner = None
     if ray_options is not None:
         from inspector.runs.ray_backend import RayRunner
 
-        runner = RayRunner.for_model(im, args.model, device=device.type, dtype=dtype, **ray_options)
-    run = run_corpus(config, args.out, im, model_id=args.model, progress=args.progress, command=sys.argv,
+        runner = RayRunner.for_model(model, args.model, device=device.type, dtype=dtype, **ray_options)
+    run = run_corpus(config, args.out, model, model_id=args.model, progress=args.progress, command=sys.argv,
                      plan=plan, runner=runner)
     if before is not None and before.get("status") == "complete" and run.settings == before:
         return 0  # already complete: run_corpus said so and wrote nothing

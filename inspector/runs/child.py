@@ -32,11 +32,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from inspector.runs.execute import run_corpus
 
     try:
-        config, model = read_run_request(out)
-        im = load_model(str(model["model"]), device=str(model.get("device", "auto")), dtype=model.get("dtype"),
-                        random_weights=bool(model.get("random_weights", False)))
-        print(f"loaded {im.describe()}", file=sys.stderr)
-        run = run_corpus(config, out, im, model_id=str(model["model"]), progress=False,
+        config, fields = read_run_request(out)
+        model = load_model(str(fields["model"]), device=str(fields.get("device", "auto")), dtype=fields.get("dtype"),
+                           random_weights=bool(fields.get("random_weights", False)))
+        print(f"loaded {model.describe()}", file=sys.stderr)
+        run = run_corpus(config, out, model, model_id=str(fields["model"]), progress=False,
                          command=[sys.executable, "-m", CHILD_MODULE, str(out)])
     except (ValueError, OSError, ModelLoadError) as exc:  # RunError, DailyDialogError, CaptureError: ValueErrors
         print(f"background run: error: {exc}", file=sys.stderr)

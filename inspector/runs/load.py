@@ -71,15 +71,13 @@ class Run:
                 self._summary = read_parts(self.path)
         return self._summary
 
-    def load_capture(self, dial_id: int, turn: int) -> Capture:
-        """The capture of one turn.
+    def capture_path(self, dial_id: int, turn: int) -> Path:
+        """Where the capture of one turn is (inside the run folder, as its summary names it).
 
         Raises:
             RunError: the turn is not in this run, the run kept no captures, or its summary names a capture
                 outside the run folder.
         """
-        from inspector._store import load_capture
-
         df = self.summary
         hit = df[(df["dial_id"] == int(dial_id)) & (df["turn"] == int(turn))]
         if hit.empty:
@@ -94,7 +92,17 @@ class Run:
         if relative.is_absolute() or ".." in relative.parts:  # a run writes its captures inside its folder
             raise RunError(f"the summary of the run {self.path} names the capture of dialogue {dial_id} turn {turn} "
                            f"{str(rel)!r}, outside the run folder; the run folder was modified")
-        return load_capture(self.path / relative)
+        return self.path / relative
+
+    def load_capture(self, dial_id: int, turn: int) -> Capture:
+        """The capture of one turn (:meth:`capture_path`, loaded).
+
+        Raises:
+            RunError: as :meth:`capture_path`.
+        """
+        from inspector._store import load_capture
+
+        return load_capture(self.capture_path(dial_id, turn))
 
     def stats(self, by: str = "emotion") -> pd.DataFrame:
         """See :func:`~inspector.runs.stats.stats`."""

@@ -86,23 +86,23 @@ class ModelSpec:
     builtin_sizes: Mapping[str, int] | None = None
 
     @classmethod
-    def from_model(cls, im: InspectorModel, model_id: str | None = None, device: str | None = None,
+    def from_model(cls, model: InspectorModel, model_id: str | None = None, device: str | None = None,
                    dtype: str | None = None) -> ModelSpec:
-        """The spec of a loaded model (``model_id``: how it was named, default ``im.name``)."""
+        """The spec of a loaded model (``model_id``: how it was named, default ``model.name``)."""
         from inspector._devices import dtype_name
         from inspector._fallback import BUILTIN_CONFIG, BUILTIN_NAME
 
-        seed = int(im.info.get("seed", 0))
-        common = dict(device=device or im.device.type, dtype=dtype or dtype_name(im.dtype),
-                      random_weights=bool(im.random_weights), seed=seed)
-        if im.info.get("builtin"):
-            sizes = {k: int(im.info[k]) for k in BUILTIN_CONFIG if k in im.info}
+        seed = int(model.info.get("seed", 0))
+        common = dict(device=device or model.device.type, dtype=dtype or dtype_name(model.dtype),
+                      random_weights=bool(model.random_weights), seed=seed)
+        if model.info.get("builtin"):
+            sizes = {k: int(model.info[k]) for k in BUILTIN_CONFIG if k in model.info}
             return cls(name=BUILTIN_NAME, builtin_sizes=sizes, **common)  # type: ignore[arg-type]
-        name = model_id or im.name
+        name = model_id or model.name
         path = Path(name).expanduser()
         if path.is_dir():
             name = str(path.resolve())  # workers may start in another working directory
-        return cls(name=name, revision=im.revision, **common)  # type: ignore[arg-type]
+        return cls(name=name, revision=model.revision, **common)  # type: ignore[arg-type]
 
     def load(self) -> InspectorModel:
         """Load the model (in a worker)."""
@@ -115,11 +115,11 @@ class ModelSpec:
                           revision=self.revision, seed=self.seed)
 
 
-def model_fingerprint(im: InspectorModel) -> dict[str, Any]:
+def model_fingerprint(model: InspectorModel) -> dict[str, Any]:
     """What must agree between the driver's model and a worker's (the device may differ)."""
-    return {"name": im.name, "random_weights": bool(im.random_weights), "num_layers": im.num_layers,
-            "num_heads": im.num_heads, "context_length": im.context_length, "vocab": len(im.tokenizer),
-            "seed": im.info.get("seed")}
+    return {"name": model.name, "random_weights": bool(model.random_weights), "num_layers": model.num_layers,
+            "num_heads": model.num_heads, "context_length": model.context_length, "vocab": len(model.tokenizer),
+            "seed": model.info.get("seed")}
 
 
 class BatchWorker:
@@ -132,8 +132,8 @@ class BatchWorker:
                  before_batch: Callable[[int], None] | None = None) -> None:
         import ray
 
-        self.im = spec.load()
-        got = model_fingerprint(self.im)
+        self.model = spec.load()
+        got = model_fingerprint(self.model)
         if expected is not None and got != dict(expected):
             raise RunError(f"a Ray worker loaded a different model from the driver's ({got} != {dict(expected)}); "
                            f"every worker must reach the same model ({spec.name})")
@@ -149,7 +149,7 @@ class BatchWorker:
         for b in batches:
             if self.before_batch is not None:
                 self.before_batch(b)
-            capture_batch(self.config, self.out, self.im, self.plan, b)
+            capture_batch(self.config, self.out, self.model, self.plan, b)
         return {"batch": np.asarray(batches, dtype=np.int64), "pid": np.full(len(batches), os.getpid())}
 
 
@@ -338,10 +338,10 @@ class RayRunner:
         return self.spec.dtype
 
     @classmethod
-    def for_model(cls, im: InspectorModel, model_id: str | None = None, device: str | None = None,
+    def for_model(cls, model: InspectorModel, model_id: str | None = None, device: str | None = None,
                   dtype: str | None = None, **options: Any) -> RayRunner:
-        """A runner whose workers load the same model as ``im`` (on ``device``, default ``im``'s)."""
-        return cls(ModelSpec.from_model(im, model_id, device, dtype), expected=model_fingerprint(im), **options)
+        """A runner whose workers load the same model as ``model`` (on ``device``, default ``model``'s)."""
+        return cls(ModelSpec.from_model(model, model_id, device, dtype), expected=model_fingerprint(model), **options)
 
     def __call__(self, config: RunConfig, out: Path, plan: RunPlan, todo: list[int],
                  finished: Callable[[int], None]) -> None:
