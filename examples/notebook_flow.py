@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 
 import inspector
-from inspector._report import capture_report
 from inspector.data import build_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,9 +38,8 @@ REFERENCE_RESPONSE = "You know that is tempting but is really not good for our f
 def load(args: argparse.Namespace) -> inspector.InspectorModel:
     if args.model:
         return inspector.load_model(args.model, device=args.device, random_weights=args.random_weights)
-    from inspector._fallback import load_with_fallback
 
-    loaded = load_with_fallback("gpt2", device=args.device)  # gpt2, else smollm2, else random weights
+    loaded = inspector.load_with_fallback("gpt2", device=args.device)  # gpt2, else smollm2, else random weights
     print(loaded.message, file=sys.stderr)
     return loaded.model
 
@@ -64,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     stops = ["User:", "\n"] if prompt.template == "notebook" else None
     cap = model.generate(prompt.text, max_new_tokens=args.max_new_tokens, stop_strings=stops, sources=prompt.source(),
                       keep_logits=True, attention_dtype=torch.float32)
-    print(capture_report(cap))
+    print(inspector.capture_report(cap))
     print(f"\nreference response: {REFERENCE_RESPONSE!r}")
 
     # the notebook's stacked mean, step by step: [head, query, key] over the first prompt_len + step tokens

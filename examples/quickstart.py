@@ -17,7 +17,6 @@ import argparse
 from pathlib import Path
 
 import inspector
-from inspector._report import capture_report
 from inspector.data.chat import has_chat_template
 from inspector.data.prompts import chat_text_prompt
 
@@ -45,7 +44,7 @@ def main() -> None:
         cap = model.generate(f"User: {USER_TURN} \nAgent:", max_new_tokens=args.max_new_tokens,
                           stop_strings=["User:", "\n"])
     assert isinstance(cap, inspector.Capture)
-    print(capture_report(cap))
+    print(inspector.capture_report(cap))
 
     path = Path(args.out) / "quickstart.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)

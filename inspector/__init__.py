@@ -8,8 +8,8 @@ Public API::
     cap.step(0).top       # what the model almost chose
     cap.save("hi.safetensors"); inspector.load_capture("hi.safetensors")
 
-The root holds loading, the capture and its records, settings, files, DailyDialog, corpus runs and
-the errors; the analysis, figures, runs and research are reached as ``inspector.analysis``,
+The root holds loading, the capture and its records, settings, files, text reports, DailyDialog, corpus
+runs and the errors; the analysis, figures, runs and research are reached as ``inspector.analysis``,
 ``inspector.plots``, ``inspector.runs`` and ``inspector.research``.
 
 Nothing runs at import time: ``import inspector`` loads no heavy library; each public
@@ -42,6 +42,8 @@ _EXPORTS: dict[str, str] = {
     "TokenScores": "inspector._records.capture",
     "CaptureFileError": "inspector._store",
     "capture_bytes": "inspector._store",
+    "capture_report": "inspector._report",
+    "step_table": "inspector._report",
     "load_capture": "inspector._store",
     "save_capture": "inspector._store",
     "load_dailydialog": "inspector.data.dailydialog",
@@ -101,6 +103,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         CaptureMeta as CaptureMeta,
         StepRecord as StepRecord,
         TokenScores as TokenScores,
+    )
+    from inspector._report import (
+        capture_report as capture_report,
+        step_table as step_table,
     )
     from inspector._store import (
         CaptureFileError as CaptureFileError,
