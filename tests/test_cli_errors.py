@@ -193,7 +193,8 @@ def test_conftest_benchmarks_and_examples_use_the_package_lookup():
     for rel in ("tests/conftest.py", "benchmarks/_common.py", "examples/notebook_flow.py"):
         text = (root / rel).read_text()
         # the package's lookup, directly or through the fallback loader that uses it
-        assert "inspector._locations import" in text or "inspector._fallback import load_with_fallback" in text, rel
+        assert ("inspector._locations import" in text or "inspector._fallback import load_with_fallback" in text
+                or "inspector.load_with_fallback(" in text), rel
         assert '"gpt2-offline"' not in text and "shared/models/gpt2-offline\"" not in text, rel
 
 
