@@ -80,7 +80,7 @@ def progress(req: state.ModelRequest, settings: Any) -> Any:
 
 
 def wait(bar: Any) -> None:
-    """Wait for this session's generation (moving ``bar``, from :func:`progress`), then show its capture or
+    """Wait for this page's generation (moving ``bar``, from :func:`progress`), then show its capture or
     say why it stopped.
 
     Called after every view is drawn: a click meanwhile interrupts the wait (Streamlit reruns the page),
@@ -103,7 +103,7 @@ def _fraction(job: jobs.GenerationJob) -> float:
 
 def _bar_text(job: jobs.GenerationJob) -> str:
     if job.waiting:
-        return f"Waiting for another session's generation to finish, then up to {job.total} tokens…"
+        return f"Waiting for another page's generation to finish, then up to {job.total} tokens…"
     if job.cancel_reason:
         return f"Stopping ({job.cancel_reason}) after {job.done} of up to {job.total} tokens…"
     return f"Generated {job.done} of up to {job.total} tokens…"

@@ -196,7 +196,7 @@ def generate(load: Any, req: ModelRequest, prompt: str, settings: Any, source: d
     if cap is not None:
         return cap
     with lock if lock is not None else generation_lock():
-        cap = store.get(key)  # another session may have made it while this one waited
+        cap = store.get(key)  # another page may have made it while this one waited
         if cap is not None:
             return cap
         if on_start is not None:

@@ -206,7 +206,7 @@ def test_a_generation_waiting_for_the_lock_can_be_cancelled_before_it_starts(fre
     req = state.ModelRequest("builtin", "cpu")
     load = state.load_model(req)
     lock = state.generation_lock()
-    assert lock.acquire(timeout=60)  # another session is generating
+    assert lock.acquire(timeout=60)  # another page is generating
     try:
         job, thread = _job(state, load, req, "User: wait\nAgent:", GenerationSettings(max_new_tokens=5))
         assert job.waiting and job.outcome == "running"
