@@ -182,3 +182,14 @@ def data_dir(tmp_path_factory):
     from run_helpers import write_dailydialog
 
     return write_dailydialog(tmp_path_factory.mktemp("dailydialog"))
+
+
+@pytest.fixture(scope="module")
+def browser_tools():
+    """``(chromium, chromedriver)`` for the browser tests, or a skip saying what is missing."""
+    from browser import browser_tools as find
+
+    tools = find()
+    if isinstance(tools, str):
+        pytest.skip(tools)
+    return tools

@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 from browser import (
     ARTIFACTS,
-    browser_tools as find_browser_tools,
     chromium,
     dashboard_server,
     open_tab,
@@ -35,13 +34,6 @@ from browser import (
 from conftest import dailydialog_dir, demo_gguf, gpt2_offline_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-@pytest.fixture(scope="module")
-def browser_tools():
-    tools = find_browser_tools()
-    if isinstance(tools, str):
-        pytest.skip(tools)
-    return tools
 
 
 @pytest.fixture(scope="module")

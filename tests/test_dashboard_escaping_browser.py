@@ -16,7 +16,6 @@ from collections.abc import Iterator
 import pytest
 from browser import (
     ARTIFACTS,
-    browser_tools as find_browser_tools,
     chromium,
     dashboard_server,
     free_port,
@@ -29,13 +28,6 @@ from browser import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-
-@pytest.fixture(scope="module")
-def browser_tools():
-    tools = find_browser_tools()
-    if isinstance(tools, str):
-        pytest.skip(tools)
-    return tools
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ import pandas as pd
 import pytest
 from browser import (
     ARTIFACTS,
-    browser_tools as find_browser_tools,
     chromium,
     dashboard_server,
     free_port,
@@ -39,13 +38,6 @@ from inspector.runs import load_run, run_status
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture(scope="module")
-def browser_tools():
-    tools = find_browser_tools()
-    if isinstance(tools, str):
-        pytest.skip(tools)
-    return tools
 
 
 def _env(tmp: Path, **extra: str) -> dict[str, str]:

@@ -21,7 +21,6 @@ import pandas as pd
 import pytest
 from browser import (
     ARTIFACTS,
-    browser_tools as find_browser_tools,
     chromium,
     dashboard_server,
     open_tab,
@@ -39,13 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Turns of the run, one per batch, 40 new tokens each (the sidebar's default): long enough to reload and kill.
 TURNS = 16
 
-
-@pytest.fixture(scope="module")
-def browser_tools():
-    tools = find_browser_tools()
-    if isinstance(tools, str):
-        pytest.skip(tools)
-    return tools
 
 
 @pytest.fixture(scope="module")
