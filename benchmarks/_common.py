@@ -156,3 +156,18 @@ def write_json(path: str | None, data: dict[str, Any]) -> None:
         from inspector._atomic import write_text_atomic
 
         write_text_atomic(path, text)
+
+
+def time_jobs(
+    jobs: dict[str, Callable[[], Any]], repeats: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and CPU seconds of each job, ``repeats`` rounds, the jobs alternating within a round (side by side)."""
+    times: dict[str, list[float]] = {name: [] for name in jobs}
+    cpu: dict[str, list[float]] = {name: [] for name in jobs}
+    for _ in range(repeats):
+        for name, job in jobs.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            job()
+            times[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return times, cpu

@@ -20,15 +20,16 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def main(argv: list[str] | None = None) -> int:
     import torch
+    from _common import time_jobs
 
     import inspector
     from inspector._atomic import write_text_atomic
@@ -61,14 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         "head_stats": lambda: attention_head_stats(att, prompt_len),
         "value_norms": lambda: model_value_norms(im, ids),
     }
-    times: dict[str, list[float]] = {name: [] for name in jobs}
-    cpu: dict[str, list[float]] = {name: [] for name in jobs}
-    for _ in range(args.repeats):
-        for name, job in jobs.items():
-            start, start_cpu = time.perf_counter(), time.process_time()
-            job()
-            times[name].append(time.perf_counter() - start)
-            cpu[name].append(time.process_time() - start_cpu)
+    times, cpu = time_jobs(jobs, args.repeats)
     result = {
         "tokens": args.tokens, "threads": torch.get_num_threads(), "loadavg": os.getloadavg(),
         **{name: {"best_s": min(t), "median_s": statistics.median(t), "cpu_best_s": min(cpu[name])}

@@ -17,7 +17,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import add_model_args, load_bench_model, machine, write_json  # noqa: E402
+from _common import add_model_args, load_bench_model, machine, time_jobs, write_json  # noqa: E402
 
 PROMPT = "User: what time does the last train leave tonight?\nAgent:"
 TARGET_S = 1.0
@@ -68,14 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     for job in jobs.values():  # warm-up: first-call allocations and lazy imports
         job()
-    times: dict[str, list[float]] = {name: [] for name in jobs}
-    cpu: dict[str, list[float]] = {name: [] for name in jobs}
-    for _ in range(args.repeats):
-        for name, job in jobs.items():
-            start, start_cpu = time.perf_counter(), time.process_time()
-            job()
-            times[name].append(time.perf_counter() - start)
-            cpu[name].append(time.process_time() - start_cpu)
+    times, cpu = time_jobs(jobs, args.repeats)
     base = statistics.median(times["forward"])
     result: dict[str, Any] = {
         "model": im.name, "generated_tokens": cap.num_steps, "sequence": cap.seq_len, "target_s": TARGET_S,
