@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
 TOP_PARTS = 10
 #: The figure's name for each attribution target.
 TARGET_LABELS: dict[str, str] = {"chosen": "chosen logit", "margin": "margin over the runner-up"}
+#: Colours of parts that raise and lower the target.
+RAISES, LOWERS = "#b2182b", "#2166ac"
 
 
 @dataclass(frozen=True)

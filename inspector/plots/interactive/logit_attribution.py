@@ -8,16 +8,13 @@ import numpy as np
 
 from inspector.plots.interactive._draw import LAYOUT, plotly_go, title_layout
 from inspector.plots.labels import html_label
-from inspector.plots.logit_attribution_data import TOP_PARTS, logit_attribution_data
+from inspector.plots.logit_attribution_data import LOWERS, RAISES, TOP_PARTS, logit_attribution_data
 
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
     from inspector._records.capture import Capture
     from inspector.analysis.direct_logit import LogitAttribution
-
-#: Colours of parts that raise and lower the target.
-RAISES, LOWERS = "#b2182b", "#2166ac"
 
 
 def logit_attribution_view(

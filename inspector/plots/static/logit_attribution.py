@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inspector.plots.labels import thin_indices
-from inspector.plots.logit_attribution_data import TOP_PARTS, logit_attribution_data
+from inspector.plots.logit_attribution_data import LOWERS, RAISES, TOP_PARTS, logit_attribution_data
 from inspector.plots.static._draw import figure_size, label_fontsize, new_figure, suptitle
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -15,9 +15,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from inspector._records.capture import Capture
     from inspector.analysis.direct_logit import LogitAttribution
-
-#: Colours of parts that raise and lower the target.
-RAISES, LOWERS = "#b2182b", "#2166ac"
 
 
 def logit_attribution_view(
