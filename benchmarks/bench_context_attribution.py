@@ -9,7 +9,8 @@ largest relative difference of each step's scores (``max |a - b| / max |b|``), s
 process, after loading the model and before any attribution). The load average is recorded with each side.
 
     python benchmarks/bench_context_attribution.py [--model smollm2] [--new-tokens 8] \\
-        [--method integrated_gradients] [--steps 32] [--inseq-python /work/inseq-venv/bin/python] [--json out.json]
+        [--method integrated_gradients] [--steps 32] [--rule gausslegendre] \\
+        [--inseq-python /work/inseq-venv/bin/python] [--json out.json]
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from _common import add_model_args, load_bench_model, machine, timed, write_json
 
+    from inspector.analysis.choices import IG_RULES
     from inspector.analysis.context_attribution import context_attribution
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -53,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--new-tokens", type=int, default=8)
     ap.add_argument("--method", default="integrated_gradients", choices=["input_x_gradient", "integrated_gradients"])
     ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--rule", default="gausslegendre", choices=IG_RULES,
+                    help="inspector's quadrature rule (default: %(default)s, the nodes inseq uses, for a like-for-like "
+                         "comparison; bench_ig_completeness.py measures the adaptive rule)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--inseq-python", default=None, help="a Python with inseq installed (default: no comparison)")
     ap.add_argument("--save-dir", default=None, help="where the weights are saved for inseq (default: a temp folder)")
@@ -64,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     n = cap.num_steps
 
     def run() -> Any:
-        return context_attribution(cap, im, method=args.method, steps=args.steps, baseline="unk")
+        return context_attribution(cap, im, method=args.method, steps=args.steps, rule=args.rule, baseline="unk")
 
     runs = [timed(run, im.device) for _ in range(args.repeats)]
     best = min(s for s, _, _ in runs)
@@ -77,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         ours["completeness_error_max"] = float(result.completeness_error.max())
     report: dict[str, Any] = {
         "model": im.name, "random_weights": im.random_weights, "method": args.method, "steps": args.steps,
-        "prompt_tokens": cap.prompt_len, "generated_tokens": n, "machine": machine(), "inspector": ours,
+        "rule": args.rule, "prompt_tokens": cap.prompt_len, "generated_tokens": n, "machine": machine(),
+        "inspector": ours,
     }
     if args.inseq_python:
         folder = Path(args.save_dir or tempfile.mkdtemp(prefix="inspector-bench-"))

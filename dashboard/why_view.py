@@ -101,7 +101,7 @@ def cached(capture: Any, what: tuple[Any, ...], compute: Callable[[], Any]) -> A
 
 @st.fragment
 def _context(capture: Any, loaded: Any, step: int) -> None:
-    from inspector.analysis.choices import CONTEXT_METHODS
+    from inspector.analysis.choices import CONTEXT_METHODS, IG_TOLERANCE
     from inspector.analysis.context_attribution import context_attribution
     from inspector.plots import make_figure
     from inspector.plots.context_attribution_data import METHOD_LABELS
@@ -119,7 +119,10 @@ def _context(capture: Any, loaded: Any, step: int) -> None:
                                   format_func=lambda m: METHOD_LABELS.get(m, m)) or "input_x_gradient"
     steps = int(c2.number_input("Integration steps", 1, 256, key="why_ig_steps",
                                 disabled=method != "integrated_gradients",
-                                help="Quadrature nodes of integrated gradients (32 as Captum's default)."))
+                                help="The first quadrature nodes of integrated gradients; more are added where "
+                                     "a token's scores do not yet sum to its change of log-probability within "
+                                     f"{IG_TOLERANCE:.0%} (the title says how many it took and how close they "
+                                     "came)."))
     steps = steps if method == "integrated_gradients" else 1
     try:
         with st.spinner(f"Attributing with {METHOD_LABELS.get(method, method)} ..."):

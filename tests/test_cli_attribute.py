@@ -45,9 +45,21 @@ def test_attribute_integrated_gradients_adds_up(tiny_dir, saved, tmp_path):
                  "--out", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert doc["method"] == "integrated_gradients" and doc["steps"] == 16
+    assert doc["rule"] == "adaptive" and doc["tolerance"] == 0.05 and all(n >= 16 for n in doc["nodes"])
     for row, t, b in zip(doc["scores"], doc["target"], doc["baseline_target"], strict=True):
         total = sum(v for v in row if v is not None)
         assert math.isclose(total, t - b, rel_tol=0.05)
+
+
+def test_attribute_says_which_tokens_ran_out_of_gradient_evaluations(tiny_dir, saved, tmp_path, capsys):
+    cap, path = saved
+    out = tmp_path / "short.json"
+    assert main(["attribute", str(path), "--model", str(tiny_dir), "--random-weights", "--steps", "4",
+                 "--max-steps", "4", "--tolerance", "1e-12", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"{cap.num_steps} of {cap.num_steps} generated tokens (steps 0, 1" in err
+    assert "not complete within 1e-12 after --max-steps 4 gradient evaluations" in err
+    assert json.loads(out.read_text())["nodes"] == [4] * cap.num_steps
 
 
 def test_attribute_refuses_bad_options_before_loading(saved, tmp_path, monkeypatch, capsys):
@@ -62,6 +74,10 @@ def test_attribute_refuses_bad_options_before_loading(saved, tmp_path, monkeypat
         (["--steps", "0", "--out", str(tmp_path / "a.json")], "--steps must be at least 1"),
         (["--target", "margin", "--out", str(tmp_path / "a.json")], "--target applies to --method logit"),
         (["--method", "logit", "--steps", "8", "--out", str(tmp_path / "a.json")], "do not apply to --method logit"),
+        (["--method", "logit", "--tolerance", "0.1", "--out", str(tmp_path / "a.json")],
+         "do not apply to --method logit"),
+        (["--tolerance", "0", "--out", str(tmp_path / "a.json")], "tolerance must be a number > 0"),
+        (["--max-steps", "8", "--out", str(tmp_path / "a.json")], "max_steps must be an integer >= the first nodes"),
     ]
     for extra, message in cases:
         assert main(["attribute", str(path), "--model", "x", *extra]) == 2

@@ -72,7 +72,7 @@ def test_matches_captum_on_tiny_gpt2(tiny, method, rule):
 def test_matches_captum_on_other_architectures(name):
     im = build(BY_NAME[name])
     cap = im.generate("Hi there, how", max_new_tokens=3)
-    result = context_attribution(cap, im, method="integrated_gradients", steps=16)
+    result = context_attribution(cap, im, method="integrated_gradients", steps=16, rule="gausslegendre")
     diff = _max_relative_difference(result, _captum_scores(im, cap, "integrated_gradients", 16, "gausslegendre"))
     print(f"{name}: max relative difference from Captum {diff:.2e}")
     assert diff < REL_TOL
@@ -81,7 +81,8 @@ def test_matches_captum_on_other_architectures(name):
 def test_matches_captum_from_the_unknown_token(tiny):
     """The baseline inseq uses: the unknown token's embedding at every position."""
     cap = tiny.generate(PROMPT, max_new_tokens=3)
-    result = context_attribution(cap, tiny, method="integrated_gradients", steps=16, baseline="unk")
+    result = context_attribution(cap, tiny, method="integrated_gradients", steps=16, rule="gausslegendre",
+                                 baseline="unk")
     ref = _captum_scores(tiny, cap, "integrated_gradients", 16, "gausslegendre", tiny.tokenizer.unk_token_id)
     diff = _max_relative_difference(result, ref)
     print(f"unk baseline: max relative difference from Captum {diff:.2e}")

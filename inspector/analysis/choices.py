@@ -14,7 +14,10 @@ ATTRIBUTION_TARGETS: tuple[str, ...] = ("chosen", "margin")
 #: Context attribution methods, integrated gradients' quadrature rules (Captum's names) and the baselines
 #: a missing token is (:func:`inspector.analysis.context_attribution.context_attribution`).
 CONTEXT_METHODS: tuple[str, ...] = ("input_x_gradient", "integrated_gradients", "occlusion")
-IG_RULES: tuple[str, ...] = ("gausslegendre", "riemann_trapezoid")
+IG_RULES: tuple[str, ...] = ("adaptive", "gausslegendre", "riemann_trapezoid")
+#: Integrated gradients' defaults: the rule, the (first) quadrature nodes, the completeness error at which the
+#: adaptive rule stops, and the gradient evaluations per generated token it may spend at most.
+IG_RULE, IG_STEPS, IG_TOLERANCE, IG_MAX_STEPS = "adaptive", 32, 0.05, 512
 BASELINES: tuple[str, ...] = ("zero", "pad", "unk")
 #: Which query rows head statistics use (:func:`inspector.analysis.head_stats.attention_head_stats`).
 ROW_CHOICES: tuple[str, ...] = ("all", "prompt", "generated")

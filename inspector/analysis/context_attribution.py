@@ -11,22 +11,26 @@ Methods (:data:`METHODS`):
 
 * ``"input_x_gradient"``: ``x . d target / d x`` at the real embeddings (one gradient per step);
 * ``"integrated_gradients"`` (Sundararajan et al. 2017): ``(x - b) . integral_0^1 d target / d x
-  (b + a (x - b)) da`` with the integral approximated by a quadrature rule of ``steps`` nodes
-  (:data:`RULES`; Gauss-Legendre by default, as Captum). Complete up to that approximation: over
-  positions the scores sum to ``target - baseline_target`` (``completeness_error`` says how closely);
+  (b + a (x - b)) da``, the integral by a quadrature rule (:data:`RULES`). Complete up to the quadrature: over
+  positions the scores sum to ``target - baseline_target``; ``completeness_error`` says how closely. The
+  default rule, ``"adaptive"`` (:mod:`inspector.analysis.quadrature`), starts from ``steps`` nodes and adds
+  nodes where the measured error is until each step is complete within ``tolerance`` (5%) or has spent
+  ``max_steps`` gradient evaluations (``nodes`` says how many each step took). The fixed rules
+  (``"gausslegendre"``, ``"riemann_trapezoid"``) use ``steps`` nodes, Captum's nodes and weights;
 * ``"occlusion"``: ``target - target with that one token's embedding replaced by the baseline``.
 
 The **baseline** ``b`` (:data:`BASELINES`) is the zero embedding at every position by default (the
 position information stays), or ``"pad"`` / ``"unk"``: the pad / unknown token's embedding at every position
-(inseq's integrated gradients start from the unknown token). Occlusion
-replaces a token by the same baseline. Where no position embedding is added to the token embeddings
-and the first layer normalises its input (Llama, Qwen2, Mistral, Gemma, Falcon, Bloom: RMSNorm or
-LayerNorm of the embedding alone), the zero embedding is a singular point: the normalised input jumps
-from zero to ``x / |x|`` within ``a < 1e-4`` or so, which no quadrature of a few dozen nodes resolves, so
-``completeness_error`` is large there (it is below 1e-5 for GPT-2, whose position embeddings keep the
-path away from zero). A non-zero baseline (``"pad"``, ``"unk"``) avoids the jump, but a trained model can
-still need more than 32 nodes (SmolLM2, ``"unk"``: errors above 100% where ``target - baseline_target`` is
-small; inseq's scores are the same): read ``completeness_error`` before reading the scores as a decomposition.
+(inseq's integrated gradients start from the unknown token). Occlusion replaces a token by the same baseline.
+With the zero baseline the model's output at ``a = 0`` is the uniform distribution where no position
+embedding is added to the token embeddings (Llama, Qwen2, Mistral, Gemma, Falcon, Bloom). Along the path a
+trained model's target can swing back and forth (SmolLM2: a total variation 2 to 30 times
+``|target - baseline_target|``; with the zero baseline also within ``a < 1e-3``, where the RMSNorms still
+divide by their epsilon), so a fixed rule of 32 nodes can be off by 100% and more on such a model, while the
+adaptive rule spends its nodes where the swings are (``docs/performance.md`` has the measured errors and
+costs). For GPT-2 every rule is complete within 1e-4 at 32 nodes. Completeness checks the sum; single scores
+settle more slowly (SmolLM2, ``"unk"``: within 35% of a 2400-node rule's at ``tolerance=0.05``, 9% at 0.002),
+so lower ``tolerance`` before reading single scores of a trained model.
 
 Scores of positions that are not inputs of a step (``position >= prompt_len + step``: the step's own
 token and later ones) are NaN. Gradients are taken for many rows at once: rows of ``(step, alpha)``
@@ -35,15 +39,24 @@ with the same input length share one forward and one backward pass (rows do not 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
 import torch
 from torch import nn
 
-from inspector.analysis.choices import BASELINES, CONTEXT_METHODS, IG_RULES
+from inspector.analysis.choices import (
+    BASELINES,
+    CONTEXT_METHODS,
+    IG_MAX_STEPS,
+    IG_RULE,
+    IG_RULES,
+    IG_STEPS,
+    IG_TOLERANCE,
+)
+from inspector.analysis.quadrature import adaptive_integrals, check_rule, quadrature
 
 if TYPE_CHECKING:  # pragma: no cover
     from inspector._records.capture import Capture
@@ -68,12 +81,18 @@ class ContextAttribution:
         completeness_error: ``[step]`` float32, ``|sum(scores) - (target - baseline_target)| /
             |target - baseline_target|`` (integrated gradients only, else ``None``).
         method: one of :data:`METHODS`.
-        steps: quadrature nodes of integrated gradients (1 for the other methods).
+        steps: quadrature nodes of integrated gradients, the first ones for ``"adaptive"`` (1 for the other
+            methods).
         rule: the quadrature rule (integrated gradients), else ``""``.
         baseline: one of :data:`BASELINES` (used by integrated gradients and occlusion).
         token_ids: ``[seq]`` int64, the capture's sequence.
         tokens: ``seq`` display strings.
         prompt_len: number of prompt tokens; step ``i`` is position ``prompt_len + i``.
+        nodes: ``[step]`` int64, the gradient evaluations each step took (integrated gradients only, else
+            ``None``): ``steps`` for a fixed rule; for ``"adaptive"`` at least ``steps`` (rounded up to even),
+            more where those were not complete within ``tolerance``.
+        tolerance: the completeness error at which the adaptive rule stopped adding nodes (``None`` for the
+            fixed rules and the other methods).
     """
 
     scores: torch.Tensor
@@ -87,13 +106,15 @@ class ContextAttribution:
     token_ids: torch.Tensor
     tokens: tuple[str, ...]
     prompt_len: int
+    nodes: torch.Tensor | None = None
+    tolerance: float | None = None
 
     def __post_init__(self) -> None:
         seq = int(self.token_ids.shape[0])
         n = seq - self.prompt_len
         if tuple(self.scores.shape) != (n, seq):
             raise ValueError(f"scores must be [step={n}, position={seq}], got {tuple(self.scores.shape)}")
-        for name in ("target", "baseline_target", "completeness_error"):
+        for name in ("target", "baseline_target", "completeness_error", "nodes"):
             t = getattr(self, name)
             if t is not None and tuple(t.shape) != (n,):
                 raise ValueError(f"{name} must be [step]=({n},), got {tuple(t.shape)}")
@@ -115,12 +136,13 @@ class ContextAttribution:
         return self.scores[step, : self.prompt_len + step]
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field as JSON-ready values: tensors as (nested) lists, NaN as ``None``."""
+        """Every field as JSON-ready values: tensors as (nested) lists, NaN and infinity as ``None``."""
         def plain(t: torch.Tensor | None) -> Any:
             return None if t is None else [_number(v) for v in t.tolist()] if t.dim() == 1 else [
                 [_number(v) for v in row] for row in t.tolist()]
 
         return {"method": self.method, "steps": self.steps, "rule": self.rule, "baseline": self.baseline,
+                "tolerance": self.tolerance, "nodes": None if self.nodes is None else self.nodes.tolist(),
                 "prompt_len": self.prompt_len, "token_ids": self.token_ids.tolist(), "tokens": list(self.tokens),
                 "target": plain(self.target), "baseline_target": plain(self.baseline_target),
                 "completeness_error": plain(self.completeness_error), "scores": plain(self.scores)}
@@ -132,21 +154,7 @@ class ContextAttribution:
 
 
 def _number(v: float) -> float | None:
-    return None if v != v else float(v)  # NaN is the only value not equal to itself
-
-
-def quadrature(rule: str, steps: int) -> tuple[list[float], list[float]]:
-    """``(alphas, weights)`` of ``steps`` nodes approximating an integral over ``[0, 1]`` (Captum's rules)."""
-    if rule == "gausslegendre":
-        x, w = np.polynomial.legendre.leggauss(steps)
-        return [float(a) for a in 0.5 * (x + 1)], [float(v) for v in 0.5 * w]
-    if rule == "riemann_trapezoid":
-        if steps < 2:
-            raise ValueError("the riemann_trapezoid rule needs steps >= 2")
-        weights = [1.0 / (steps - 1)] * steps
-        weights[0] = weights[-1] = 0.5 / (steps - 1)
-        return [float(a) for a in np.linspace(0.0, 1.0, steps)], weights
-    raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    return float(v) if math.isfinite(v) else None  # JSON has no NaN or infinity
 
 
 def _hf_model(model: Any) -> nn.Module:
@@ -165,8 +173,8 @@ def _embedding(hf: nn.Module) -> nn.Embedding:
     return embed
 
 
-def _check(capture: Capture, model: Any, method: str, steps: int, rule: str, baseline: str, batch_size: int,
-           check_model: bool) -> nn.Module:
+def _check(capture: Capture, model: Any, method: str, steps: int, rule: str, baseline: str, tolerance: float,
+           max_steps: int, batch_size: int, check_model: bool) -> nn.Module:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -174,7 +182,7 @@ def _check(capture: Capture, model: Any, method: str, steps: int, rule: str, bas
     if baseline not in BASELINES:
         raise ValueError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
     if method == "integrated_gradients":
-        quadrature(rule, steps)  # unknown rule, or too few steps for it
+        check_rule(rule, steps, tolerance, max_steps)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     hf = _hf_model(model)
@@ -201,9 +209,11 @@ def context_attribution(
     capture: Capture,
     model: Any,
     method: str = "integrated_gradients",
-    steps: int = 32,
-    rule: str = "gausslegendre",
+    steps: int = IG_STEPS,
+    rule: str = IG_RULE,
     baseline: str = "zero",
+    tolerance: float = IG_TOLERANCE,
+    max_steps: int = IG_MAX_STEPS,
     batch_size: int = 32,
     check_model: bool = True,
 ) -> ContextAttribution:
@@ -213,9 +223,14 @@ def context_attribution(
         capture: one generated sequence (a beam or a sampled sequence alike: its final tokens are scored).
         model: what :func:`inspector.load_model` returns (``.model``, ``.tokenizer``), the capture's model.
         method: one of :data:`METHODS` (see the module docstring).
-        steps: quadrature nodes of integrated gradients (``>= 1``; ignored by the other methods).
+        steps: quadrature nodes of integrated gradients, the first ones of ``"adaptive"`` (``>= 1``; ignored
+            by the other methods).
         rule: quadrature rule of integrated gradients, one of :data:`RULES`.
         baseline: what a missing token is, one of :data:`BASELINES` (integrated gradients and occlusion).
+        tolerance: ``"adaptive"``: the completeness error (relative, ``> 0``) at which a step stops getting
+            nodes.
+        max_steps: ``"adaptive"``: gradient evaluations one generated step may take at most (``>=`` ``steps``
+            rounded up to even); a step that reaches it keeps a completeness error above ``tolerance``.
         batch_size: rows (``(step, alpha)`` pairs, or occluded positions) per forward and backward pass; fewer
             when the logits of a pass would pass 2**24 elements. The activations kept for the backward pass
             grow with it (GPT-2 small: about 25 MB per row of 25 tokens).
@@ -225,10 +240,10 @@ def context_attribution(
         a :class:`ContextAttribution` (``scores [step, position]``).
 
     Raises:
-        ValueError: unknown method, rule or baseline, ``steps < 1``, an empty capture, or a capture of
-            another model; raised before any model work.
+        ValueError: unknown method, rule or baseline, ``steps < 1``, a tolerance or budget out of range, an
+            empty capture, or a capture of another model; raised before any model work.
     """
-    hf = _check(capture, model, method, steps, rule, baseline, batch_size, check_model)
+    hf = _check(capture, model, method, steps, rule, baseline, tolerance, max_steps, batch_size, check_model)
     device = next(hf.parameters()).device
     ids = capture.token_ids.to(device)
     prompt_len = capture.prompt_len
@@ -242,35 +257,41 @@ def context_attribution(
         x, base = x.clone(), base.clone()  # usable outside inference mode
         target = _targets(hf, x[None], ids, prompt_len)[0]
         baseline_target = None
-    vocab = int(_embedding(hf).weight.shape[0])
+    chunk = max(1, min(batch_size, _LOGIT_BUDGET // int(_embedding(hf).weight.shape[0])))
+    path = _Path(hf, x, base, ids, prompt_len, chunk)
+    nodes = None
     if method == "occlusion":
-        scores = _occlusion(hf, x, base, ids, prompt_len, target, batch_size, vocab)
-        steps_used = 1
+        scores = _occlusion(hf, x, base, ids, prompt_len, target, batch_size, path.vocab)
+    elif method == "input_x_gradient":
+        scores = path.fixed_rule([1.0], [1.0], x)
     else:
-        if method == "integrated_gradients":
-            alphas, weights = quadrature(rule, steps)
-            with torch.inference_mode():
-                baseline_target = _targets(hf, base[None], ids, prompt_len)[0]
+        with torch.inference_mode():
+            baseline_target = _targets(hf, base[None], ids, prompt_len)[0]
+        if rule == "adaptive":
+            scores, nodes = path.adaptive(target, baseline_target, steps, tolerance, max_steps)
         else:
-            alphas, weights = [1.0], [1.0]
-        scores = _gradients(hf, x, base, ids, prompt_len, alphas, weights, method, batch_size, vocab)
-        steps_used = len(alphas) if method == "integrated_gradients" else 1
+            alphas, weights = quadrature(rule, steps)
+            scores = path.fixed_rule(alphas, weights, x - base)
+            nodes = torch.full((capture.num_steps,), len(alphas), dtype=torch.int64)
     completeness = None
     if baseline_target is not None:
         delta = target - baseline_target
-        completeness = ((torch.nansum(scores, dim=1) - delta).abs() / delta.abs()).float()
+        completeness = ((torch.nansum(scores, dim=1) - delta.cpu()).abs() / delta.cpu().abs()).float()
+    ig = method == "integrated_gradients"
     return ContextAttribution(
         scores=scores,
         target=target.float().cpu().clone(),
         baseline_target=None if baseline_target is None else baseline_target.float().cpu().clone(),
         completeness_error=completeness,
         method=method,
-        steps=steps_used,
-        rule=rule if method == "integrated_gradients" else "",
+        steps=steps if ig else 1,
+        rule=rule if ig else "",
         baseline=baseline,
         token_ids=capture.token_ids.clone(),
         tokens=tuple(capture.tokens),
         prompt_len=prompt_len,
+        nodes=nodes,
+        tolerance=float(tolerance) if ig and rule == "adaptive" else None,
     )
 
 
@@ -306,32 +327,76 @@ def _occlusion(hf: nn.Module, x: torch.Tensor, base: torch.Tensor, ids: torch.Te
     return scores
 
 
-def _gradients(hf: nn.Module, x: torch.Tensor, base: torch.Tensor, ids: torch.Tensor, prompt_len: int,
-               alphas: list[float], weights: list[float], method: str, batch_size: int, vocab: int) -> torch.Tensor:
-    """``[step, seq]`` input x gradient or integrated gradients, rows ``(step, alpha)`` batched.
+class _Path:
+    """Passes along the path ``base + alpha (x - base)`` over ``(step, alpha)`` rows, ``chunk`` rows a pass.
 
     A chunk holds rows of consecutive steps and is cut to the longest input among them (later positions
     cannot reach an earlier step's target); each row's logits are kept only at its own target position.
     """
-    seq, n = int(ids.shape[0]), int(ids.shape[0]) - prompt_len
-    rows = [(i, a, w) for i in range(n) for a, w in zip(alphas, weights, strict=True)]
-    diff = x if method == "input_x_gradient" else x - base  # [seq, d]
-    scores = torch.zeros(n, seq, dtype=torch.float32, device=x.device)
-    chunk = max(1, min(batch_size, _LOGIT_BUDGET // vocab))
-    with torch.inference_mode(False), torch.enable_grad():
-        for start in range(0, len(rows), chunk):
-            part = rows[start : start + chunk]
+
+    def __init__(self, hf: nn.Module, x: torch.Tensor, base: torch.Tensor, ids: torch.Tensor, prompt_len: int,
+                 chunk: int) -> None:
+        self.hf, self.x, self.base, self.ids, self.prompt_len, self.chunk = hf, x, base, ids, prompt_len, chunk
+        self.vocab = int(_embedding(hf).weight.shape[0])
+        self.seq, self.n = int(ids.shape[0]), int(ids.shape[0]) - prompt_len
+
+    def _passes(self, rows: list[tuple[int, float]], diff: torch.Tensor | None
+                ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """Per chunk: its first row's index, the rows' steps ``[r]`` and, with ``diff`` ``[seq, d]``, the gradient
+        of each row's target times ``diff`` summed over ``d`` ``[r, length]``; without, the targets ``[r]``."""
+        x, base, ids, p = self.x, self.base, self.ids, self.prompt_len
+        for start in range(0, len(rows), self.chunk):
+            part = rows[start : start + self.chunk]
             step_ids = torch.tensor([r[0] for r in part], device=x.device)
-            length = prompt_len + int(step_ids.max())  # inputs 0 .. length - 1
+            length = p + int(step_ids.max())  # inputs 0 .. length - 1
             alpha = torch.tensor([r[1] for r in part], device=x.device, dtype=x.dtype)[:, None, None]
-            embeds = (base[:length] + alpha * (x[:length] - base[:length])).detach().requires_grad_(True)
-            keep = (prompt_len - 1 + step_ids)[:, None]  # [rows, 1]: each row's own target position
-            own = hf(inputs_embeds=embeds, use_cache=False, logits_to_keep=keep).logits[:, 0].float()  # [rows, vocab]
-            logp = torch.log_softmax(own, dim=-1).gather(-1, ids[prompt_len + step_ids][:, None]).sum()
-            (grad,) = torch.autograd.grad(logp, embeds)
-            weight = torch.tensor([r[2] for r in part], device=x.device, dtype=torch.float32)
-            per_token = (grad.float() * diff[:length].float()).sum(-1) * weight[:, None]  # [rows, length]
-            scores[:, :length].index_add_(0, step_ids, per_token.detach())
-    steps = torch.arange(n, device=x.device)[:, None]
-    scores[torch.arange(seq, device=x.device)[None, :] >= prompt_len + steps] = float("nan")
-    return scores.cpu()
+            keep = (p - 1 + step_ids)[:, None]  # [rows, 1]: each row's own target position
+            with torch.inference_mode(diff is None), torch.set_grad_enabled(diff is not None):
+                embeds = base[:length] + alpha * (x[:length] - base[:length])
+                embeds = embeds.detach().requires_grad_(diff is not None)
+                own = self.hf(inputs_embeds=embeds, use_cache=False, logits_to_keep=keep).logits[:, 0].float()
+                logp = torch.log_softmax(own, dim=-1).gather(-1, ids[p + step_ids][:, None])[:, 0]  # [rows]
+                if diff is None:
+                    out = logp.detach().clone()
+                else:
+                    (grad,) = torch.autograd.grad(logp.sum(), embeds)
+                    out = (grad.float() * diff[:length].float()).sum(-1).detach()
+            yield start, step_ids, out
+
+    def _nan_after(self, scores: torch.Tensor) -> torch.Tensor:
+        """``scores`` ``[step, seq]`` on the CPU, NaN where a position is no input of the step."""
+        steps = torch.arange(self.n, device=scores.device)[:, None]
+        scores[torch.arange(self.seq, device=scores.device)[None, :] >= self.prompt_len + steps] = float("nan")
+        return scores.cpu()
+
+    def fixed_rule(self, alphas: list[float], weights: list[float], diff: torch.Tensor) -> torch.Tensor:
+        """``[step, seq]``: ``diff . sum_k weights[k] * gradient at alphas[k]`` for every step (input x gradient:
+        one node at 1 times ``x``)."""
+        rows = [(i, a) for i in range(self.n) for a in alphas]
+        weight = torch.tensor([w for _ in range(self.n) for w in weights], dtype=torch.float32, device=self.x.device)
+        scores = torch.zeros(self.n, self.seq, dtype=torch.float32, device=self.x.device)
+        for start, step_ids, per_token in self._passes(rows, diff):
+            w = weight[start : start + len(step_ids)]
+            scores[:, : per_token.shape[1]].index_add_(0, step_ids, per_token * w[:, None])
+        return self._nan_after(scores)
+
+    def adaptive(self, target: torch.Tensor, baseline_target: torch.Tensor, steps: int, tolerance: float,
+                 max_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``([step, seq] scores, [step] nodes)`` of integrated gradients by the adaptive rule."""
+        diff = self.x - self.base
+
+        def integrand(rows: list[tuple[int, float]]) -> list[torch.Tensor]:
+            out: list[torch.Tensor] = []
+            for _, step_ids, per_token in self._passes(rows, diff):
+                out += [row[: self.prompt_len + int(i)] for row, i in zip(per_token, step_ids.tolist(), strict=True)]
+            return out
+
+        def value(rows: list[tuple[int, float]]) -> list[float]:
+            return [float(v) for _, _, logp in self._passes(rows, None) for v in logp.tolist()]
+
+        result = adaptive_integrals(integrand, value, baseline_target.tolist(), target.tolist(), steps, tolerance,
+                                    max_steps)
+        scores = torch.zeros(self.n, self.seq, dtype=torch.float32, device=self.x.device)
+        for i, integral in enumerate(result.integrals):
+            scores[i, : integral.shape[0]] = integral
+        return self._nan_after(scores), torch.tensor(result.nodes, dtype=torch.int64)

@@ -132,7 +132,10 @@ def context_attribution_data(
             tokens.append(AttributedToken(text, pos, role, float("nan"), None, "#000000" if pos == here else "#999999"))
     name = METHOD_LABELS.get(attribution.method, attribution.method)
     if attribution.method == "integrated_gradients":
-        name += f", {attribution.steps} steps"
+        nodes = attribution.steps if attribution.nodes is None else int(attribution.nodes[s])
+        name += f", {nodes} steps"
+        if attribution.completeness_error is not None:
+            name += f", completeness error {float(attribution.completeness_error[s]):.1%}"
     target = float(attribution.target[s])
     what = (f"Context attribution ({name}) of step {s}: {quoted_token(capture.tokens[here])} "
             f"(log p = {target:.3f})\nscores: {UNIT}")
