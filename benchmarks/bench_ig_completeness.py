@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import inspector
     from inspector.data import chat_text_prompt
+    from inspector.data.chat import has_chat_template
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_model_args(ap)
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds: dict[tuple[str, str], float] = {(b, c): 0.0 for b in baselines for c in configs}
     tokens = 0
     for text in texts:
-        cap = im.generate(chat_text_prompt(text, im.tokenizer).text, max_new_tokens=args.new_tokens)
+        prompt = chat_text_prompt(text, im.tokenizer).text if has_chat_template(im.tokenizer) else text
+        cap = im.generate(prompt, max_new_tokens=args.new_tokens)
         tokens += cap.num_steps
         print(f"{text[:60]!r} -> {cap.generated_text!r}", flush=True)
         for b in baselines:

@@ -22,15 +22,12 @@ Methods (:data:`METHODS`):
 The **baseline** ``b`` (:data:`BASELINES`) is the zero embedding at every position by default (the
 position information stays), or ``"pad"`` / ``"unk"``: the pad / unknown token's embedding at every position
 (inseq's integrated gradients start from the unknown token). Occlusion replaces a token by the same baseline.
-With the zero baseline the model's output at ``a = 0`` is the uniform distribution where no position
-embedding is added to the token embeddings (Llama, Qwen2, Mistral, Gemma, Falcon, Bloom). Along the path a
-trained model's target can swing back and forth (SmolLM2: a total variation 2 to 30 times
-``|target - baseline_target|``; with the zero baseline also within ``a < 1e-3``, where the RMSNorms still
-divide by their epsilon), so a fixed rule of 32 nodes can be off by 100% and more on such a model, while the
-adaptive rule spends its nodes where the swings are (``docs/performance.md`` has the measured errors and
-costs). For GPT-2 every rule is complete within 1e-4 at 32 nodes. Completeness checks the sum; single scores
-settle more slowly (SmolLM2, ``"unk"``: within 35% of a 2400-node rule's at ``tolerance=0.05``, 9% at 0.002),
-so lower ``tolerance`` before reading single scores of a trained model.
+Along the path a trained model's target can swing back and forth (SmolLM2: a total variation 2 to 30 times
+``|target - baseline_target|``; from the zero embedding, where its output is uniform, down to ``a < 1e-9``), so
+a fixed rule of 32 nodes can be off by 100% and more, while the adaptive rule puts its nodes where the swings
+are (``docs/performance.md``: errors and costs). For GPT-2 every rule is complete within 1e-4 at 32 nodes.
+Completeness checks the sum; single scores settle more slowly (SmolLM2, ``"unk"``: within 35% of a 2400-node
+rule's at ``tolerance=0.05``, 9% at 0.002): lower ``tolerance`` before reading single scores of such a model.
 
 Scores of positions that are not inputs of a step (``position >= prompt_len + step``: the step's own
 token and later ones) are NaN. Gradients are taken for many rows at once: rows of ``(step, alpha)``
